@@ -1,0 +1,1 @@
+"""cpq2stripe: keeps Stripe Billing in step with Salesforce CPQ."""

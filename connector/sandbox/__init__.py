@@ -1,0 +1,1 @@
+"""Local fakes of Salesforce and Stripe. Imports nothing from the rest of the connector."""
