@@ -1,0 +1,134 @@
+"""Connector settings from the environment (prefix CPQ2STRIPE_) or an optional `.env` file.
+
+Secrets are SecretStr so they never reach logs, reprs or error messages. `load_settings()` turns
+every validation problem into one readable `SettingsError` listing all of them at once.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "CPQ2STRIPE_"
+
+
+class AuthFlow(StrEnum):
+    CLIENT_CREDENTIALS = "client_credentials"
+    JWT_BEARER = "jwt_bearer"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Salesforce
+    salesforce_login_url: AnyHttpUrl = AnyHttpUrl("https://login.salesforce.com")
+    salesforce_api_version: str = "61.0"
+    salesforce_auth_flow: AuthFlow = AuthFlow.CLIENT_CREDENTIALS
+    salesforce_consumer_key: str = Field(min_length=1)
+    salesforce_consumer_secret: SecretStr | None = None
+    salesforce_username: str | None = None
+    salesforce_private_key_file: Path | None = None
+    salesforce_ca_bundle: Path | None = None
+    salesforce_timeout_seconds: float = Field(default=60.0, gt=0)
+
+    # Stripe
+    stripe_secret_key: SecretStr
+    stripe_api_base: AnyHttpUrl = AnyHttpUrl("https://api.stripe.com")
+    stripe_max_network_retries: int = Field(default=3, ge=0, le=10)
+    stripe_rps: float | None = Field(default=None, gt=0, le=1000)
+    stripe_timeout_seconds: float = Field(default=80.0, gt=0)
+
+    # State and behaviour
+    database_url: str = "sqlite:///state/connector.db"
+    mappings_dir: Path = Path("mappings")
+    poll_interval_seconds: int = Field(default=60, ge=1)
+    cursor_overlap_seconds: int = Field(default=5, ge=0, le=3600)
+
+    @field_validator("stripe_secret_key")
+    @classmethod
+    def _stripe_key_shape(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")):
+            raise ValueError(
+                "does not look like a Stripe secret key "
+                "(expected sk_test_…, sk_live_…, rk_test_… or rk_live_…)"
+            )
+        return value
+
+    @field_validator("salesforce_api_version")
+    @classmethod
+    def _api_version_shape(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{2}\.0", value):
+            raise ValueError("expected a Salesforce API version such as 61.0")
+        return value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        problems = []
+        if self.salesforce_auth_flow is AuthFlow.CLIENT_CREDENTIALS and not self.salesforce_consumer_secret:
+            problems.append(
+                "CPQ2STRIPE_SALESFORCE_CONSUMER_SECRET is required with the client_credentials auth flow"
+            )
+        if self.salesforce_auth_flow is AuthFlow.JWT_BEARER:
+            if not self.salesforce_username:
+                problems.append("CPQ2STRIPE_SALESFORCE_USERNAME is required with the jwt_bearer auth flow")
+            if not self.salesforce_private_key_file:
+                problems.append(
+                    "CPQ2STRIPE_SALESFORCE_PRIVATE_KEY_FILE is required with the jwt_bearer auth flow"
+                )
+            elif not self.salesforce_private_key_file.is_file():
+                problems.append(
+                    f"CPQ2STRIPE_SALESFORCE_PRIVATE_KEY_FILE: no such file {self.salesforce_private_key_file}"
+                )
+        if self.salesforce_ca_bundle and not self.salesforce_ca_bundle.is_file():
+            problems.append(f"CPQ2STRIPE_SALESFORCE_CA_BUNDLE: no such file {self.salesforce_ca_bundle}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def stripe_live_mode(self) -> bool:
+        return "_live_" in self.stripe_secret_key.get_secret_value()[:8]
+
+    @property
+    def effective_stripe_rps(self) -> float:
+        """Stripe allows 25 requests/s in test mode and 100 live; stay under with headroom."""
+        if self.stripe_rps is not None:
+            return self.stripe_rps
+        return 90.0 if self.stripe_live_mode else 25.0
+
+
+class SettingsError(Exception):
+    """Every settings problem at once, worded for an operator, with no secret values."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("Invalid settings:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _describe(error: dict) -> list[str]:
+    loc = [str(part) for part in error.get("loc", ()) if part != "__root__"]
+    name = ENV_PREFIX + loc[0].upper() if loc else ""
+    if error["type"] == "missing":
+        return [f"{name} is required but not set"]
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    if not name:
+        return message.split("; ")
+    # Never echo the input: it may be a secret.
+    return [f"{name}: {message}"]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Load settings, or raise SettingsError naming every problem (never the secret values)."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems: list[str] = []
+        for err in exc.errors(include_input=False):
+            problems.extend(_describe(err))
+        raise SettingsError(problems) from None
