@@ -1,0 +1,24 @@
+"""State store: links Salesforce record -> Stripe object, poll cursors, failures, runs, sync log."""
+
+from connector.state.cursor import Cursor, advance, filter_new, poll_window
+from connector.state.migrations import LATEST_VERSION, SchemaTooNew
+from connector.state.models import Failure, Link, LinkUpdate, LogEntry, Run
+from connector.state.store import LinkConflict, LinkNotFound, StateStore, backoff
+
+__all__ = [
+    "LATEST_VERSION",
+    "Cursor",
+    "Failure",
+    "Link",
+    "LinkConflict",
+    "LinkNotFound",
+    "LinkUpdate",
+    "LogEntry",
+    "Run",
+    "SchemaTooNew",
+    "StateStore",
+    "advance",
+    "backoff",
+    "filter_new",
+    "poll_window",
+]
