@@ -1,0 +1,161 @@
+"""The `cpq2stripe` command line. Thin: parses options and calls into the packages.
+
+Exit codes: 0 success, 1 some records failed, 2 configuration problem (settings or mapping),
+3 a fatal error stopped the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Keeps Stripe Billing in step with Salesforce CPQ.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+mappings_app = typer.Typer(help="Work with the admin-edited YAML mappings.", no_args_is_help=True)
+app.add_typer(mappings_app, name="mappings")
+
+EXIT_RECORD_FAILURES = 1
+EXIT_CONFIG = 2
+EXIT_FATAL = 3
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(code)
+
+
+def _settings():
+    from connector.settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+
+
+def _mappings(directory: Path):
+    from connector.mapping import MappingError, load_mappings
+
+    try:
+        return load_mappings(directory)
+    except MappingError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every record action.")] = False,
+    json_logs: Annotated[bool, typer.Option("--json-logs", help="Log one JSON object per line.")] = False,
+) -> None:
+    from connector.logs import configure_logging
+
+    configure_logging(verbose=verbose, json_lines=json_logs)
+
+
+@app.command()
+def sync(
+    once: Annotated[bool, typer.Option("--once", help="Run one sync pass and exit.")] = True,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; change nothing anywhere.")
+    ] = False,
+    objects: Annotated[str, typer.Option(help="Comma-separated: accounts,orders")] = "accounts,orders",
+) -> None:
+    """Poll Salesforce for changed records and apply them to Stripe (one pass)."""
+    from connector.sync.runner import run_sync_once
+
+    settings = _settings()
+    mappings = _mappings(settings.mappings_dir)
+    code = run_sync_once(settings, mappings, dry_run=dry_run, objects=objects.split(","), out=typer.echo)
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    failed: Annotated[bool, typer.Option("--failed", help="Only what needs attention.")] = False,
+) -> None:
+    """Links, cursors, failures with reasons, and the last run."""
+    from connector.status import print_status
+
+    settings = _settings()
+    print_status(settings, failed_only=failed, out=typer.echo)
+
+
+@app.command()
+def retry(
+    record_id: Annotated[str | None, typer.Argument(help="Salesforce id of a failed record.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Retry every failed record now.")] = False,
+) -> None:
+    """Re-run failed records now instead of waiting for their backoff."""
+    from connector.sync.runner import run_retry
+
+    if not record_id and not all_:
+        raise _fail("Give a Salesforce record id or --all.", EXIT_CONFIG)
+    settings = _settings()
+    mappings = _mappings(settings.mappings_dir)
+    raise typer.Exit(run_retry(settings, mappings, record_id=record_id, out=typer.echo))
+
+
+@mappings_app.command("check")
+def mappings_check(
+    directory: Annotated[Path | None, typer.Option("--dir", help="Mappings directory.")] = None,
+    against_org: Annotated[
+        bool, typer.Option("--against-org", help="Also check fields against the org's describe.")
+    ] = False,
+) -> None:
+    """Report every problem in the mappings at once, with file, line and the fix."""
+    from connector.mapping import MappingError, load_mappings
+
+    directory = directory or Path(os.environ.get("CPQ2STRIPE_MAPPINGS_DIR", "mappings"))
+    try:
+        mappings = load_mappings(directory)
+    except MappingError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+    if against_org:
+        from connector.mapping import check_against_describe
+        from connector.salesforce.client import SalesforceClient
+
+        client = SalesforceClient(_settings())
+        problems = check_against_describe(mappings, client.describe)
+        if problems:
+            typer.echo("\n".join(str(p) for p in problems), err=True)
+            raise typer.Exit(EXIT_CONFIG)
+    typer.echo(f"Mappings in {directory} are valid.")
+
+
+@app.command()
+def demo() -> None:
+    """Start the bundled sandbox, sync it twice, print what happened, stop."""
+    from connector.demo import run_demo
+
+    raise typer.Exit(run_demo(out=typer.echo))
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+)
+def sandbox(ctx: typer.Context) -> None:
+    """Run the local fake Salesforce org and fake Stripe (see `cpq2stripe sandbox --help`)."""
+    from connector.sandbox.runner import main as sandbox_main
+
+    raise typer.Exit(sandbox_main(list(ctx.args)))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        logging.getLogger(__name__).warning("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

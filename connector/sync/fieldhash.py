@@ -1,0 +1,58 @@
+"""Per-field hashes of what was last sent to Stripe.
+
+The state store keeps a hash per top-level Stripe field (and per metadata key) instead of the
+values themselves: it can tell exactly which fields changed since the last write without holding
+a copy of customer data, and without reading Stripe. Nested objects such as `address` are hashed
+whole because Stripe replaces them whole on update.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+
+def _digest(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+def field_hashes(params: dict[str, Any]) -> dict[str, str]:
+    """One hash per top-level field; metadata is split per key (Stripe merges metadata by key)."""
+    hashes: dict[str, str] = {}
+    for name, value in params.items():
+        if name == "metadata" and isinstance(value, dict):
+            for key, item in value.items():
+                hashes[f"metadata.{key}"] = _digest(item)
+        else:
+            hashes[name] = _digest(value)
+    return hashes
+
+
+def payload_hash(hashes: dict[str, str]) -> str:
+    return _digest(hashes)
+
+
+def changed_params(previous: dict[str, str], params: dict[str, Any]) -> dict[str, Any]:
+    """The update params carrying only what changed since `previous` (field hashes).
+
+    A field that was sent before and is now empty is unset with "" (Stripe's convention).
+    """
+    current = field_hashes(params)
+    changes: dict[str, Any] = {}
+    for name, digest in current.items():
+        if previous.get(name) == digest:
+            continue
+        if name.startswith("metadata."):
+            changes.setdefault("metadata", {})[name.removeprefix("metadata.")] = params["metadata"][
+                name.removeprefix("metadata.")
+            ]
+        else:
+            changes[name] = params[name]
+    for name in previous.keys() - current.keys():
+        if name.startswith("metadata."):
+            changes.setdefault("metadata", {})[name.removeprefix("metadata.")] = ""
+        else:
+            changes[name] = ""
+    return changes

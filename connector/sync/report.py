@@ -1,0 +1,52 @@
+"""What one run did, per record and in total, printable for an operator."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Outcome:
+    object_type: str  # customer, subscription, ...
+    sf_id: str
+    label: str  # the record's name, for people
+    action: str  # create | update | noop | error | refuse | recover | adopt
+    status: str  # created | updated | unchanged | failed | refused | planned
+    stripe_id: str | None = None
+    message: str = ""
+
+
+@dataclass
+class RunReport:
+    kind: str
+    dry_run: bool = False
+    outcomes: list[Outcome] = field(default_factory=list)
+    fatal: str | None = None
+
+    def add(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+
+    def counts(self) -> Counter[str]:
+        return Counter(o.status for o in self.outcomes)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status in ("failed", "refused")]
+
+    def summary_lines(self, *, limit_failures: int = 50) -> list[str]:
+        counts = self.counts()
+        if self.dry_run:
+            planned = Counter(o.action for o in self.outcomes)
+            head = ", ".join(f"{n} {a}" for a, n in sorted(planned.items())) or "nothing to do"
+            return [f"{self.kind} (dry run, nothing changed): {head}"]
+        order = ["created", "updated", "unchanged", "failed", "refused"]
+        head = ", ".join(f"{counts.get(k, 0)} {k}" for k in order)
+        lines = [f"{self.kind}: {head}"]
+        for o in self.failed[:limit_failures]:
+            lines.append(f"  {o.status.upper():8} {o.sf_id} {o.label!r}: {o.message}")
+        if len(self.failed) > limit_failures:
+            lines.append(f"  … and {len(self.failed) - limit_failures} more (cpq2stripe status --failed)")
+        if self.fatal:
+            lines.append(f"  STOPPED: {self.fatal}")
+        return lines

@@ -1,0 +1,17 @@
+# Sourced by the scripts: make .venv with the package installed (once), quietly.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+ensure_venv() {
+  local extras="${1:-}"
+  local stamp="$VENV/.installed${extras:+-$extras}"
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "Creating $VENV ..." >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
+  fi
+  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+    echo "Installing cpq2stripe${extras:+ [$extras]} into $VENV ..." >&2
+    "$VENV/bin/python" -m pip install --quiet -e "$ROOT${extras:+[$extras]}" >&2
+    touch "$stamp"
+  fi
+}
