@@ -351,7 +351,9 @@ def _country_of(account: dict[str, Any]) -> Country:
 
 
 def _spoil(rng: random.Random, record: dict[str, Any]) -> None:
-    """Make an account that Salesforce accepts but Stripe (or the connector's checks) will not."""
+    """Make an account that Salesforce accepts but Stripe (or the connector's checks) will not:
+    an unknown country, a phone that is no number, a description over Stripe's 350 characters, a
+    malformed or missing billing email, or no billing address at all."""
     kind = rng.choice(["country", "phone", "description", "email", "no_email", "no_address"])
     if kind == "country":
         record["BillingCountry"] = rng.choice(UNKNOWN_COUNTRIES)
@@ -360,7 +362,12 @@ def _spoil(rng: random.Random, record: dict[str, Any]) -> None:
     elif kind == "description":
         record["Description"] = (LONG_DESCRIPTION * 2).strip()
     elif kind == "email":
-        record["Billing_Email__c"] = "not-an-email"
+        # Salesforce itself rejects "not-an-email" (INVALID_EMAIL_ADDRESS), so the bad addresses
+        # here are ones its validator lets through but RFC 5322 (and Stripe) do not.
+        local, _, domain = str(record["Billing_Email__c"] or "billing@example.com").partition("@")
+        record["Billing_Email__c"] = rng.choice(
+            [f".{local}@{domain}", f"{local}..ap@{domain}", f"{local}.@{domain}"]
+        )
     elif kind == "no_email":
         record["Billing_Email__c"] = None
     else:
