@@ -1,0 +1,221 @@
+"""Runs the fake org and fake Stripe together: `cpq2stripe sandbox --dir DIR ...`.
+
+`start_sandbox` starts both servers on 127.0.0.1, seeds the org and writes `DIR/env`, the exact
+environment that points the connector at them (`set -a; . DIR/env`). `main` is the command line
+behind `cpq2stripe sandbox` and `python -m connector.sandbox`: it prints the same and runs until
+SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from connector.sandbox.salesforce import seed as seed_data
+from connector.sandbox.salesforce.server import start_salesforce
+from connector.sandbox.stripe.server import start_stripe
+
+API_VERSION = "61.0"
+CONSUMER_KEY = "sandbox-client"
+CONSUMER_SECRET = "sandbox-secret"
+INTEGRATION_USERNAME = "integration@sandbox.example"
+STRIPE_SECRET_KEY = "sk_test_sandbox"
+ENV_FILE_NAME = "env"
+
+
+@dataclass
+class RunningSandbox:
+    """Both servers, the environment that points at them, and what was seeded."""
+
+    directory: Path
+    salesforce: Any  # SalesforceSandbox
+    stripe: Any  # StripeSandbox
+    env: dict[str, str]
+    seeded: dict[str, int] = field(default_factory=dict)
+    _stopped: bool = False
+
+    @property
+    def salesforce_url(self) -> str:
+        return str(self.salesforce.url)
+
+    @property
+    def stripe_url(self) -> str:
+        return str(self.stripe.url)
+
+    @property
+    def ca_file(self) -> Path:
+        return Path(self.salesforce.ca_file)
+
+    @property
+    def env_file(self) -> Path:
+        return self.directory / ENV_FILE_NAME
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            self.stripe.stop()
+        finally:
+            self.salesforce.stop()
+
+    def __enter__(self) -> RunningSandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def sandbox_env(salesforce: Any, stripe: Any, stripe_rps: float) -> dict[str, str]:
+    """The CPQ2STRIPE_* variables that point the connector at these two servers."""
+    return {
+        "CPQ2STRIPE_SALESFORCE_LOGIN_URL": str(salesforce.url),
+        "CPQ2STRIPE_SALESFORCE_API_VERSION": API_VERSION,
+        "CPQ2STRIPE_SALESFORCE_AUTH_FLOW": "client_credentials",
+        "CPQ2STRIPE_SALESFORCE_CONSUMER_KEY": CONSUMER_KEY,
+        "CPQ2STRIPE_SALESFORCE_CONSUMER_SECRET": CONSUMER_SECRET,
+        "CPQ2STRIPE_SALESFORCE_USERNAME": INTEGRATION_USERNAME,
+        "CPQ2STRIPE_SALESFORCE_PRIVATE_KEY_FILE": str(Path(salesforce.jwt_private_key_file).resolve()),
+        "CPQ2STRIPE_SALESFORCE_CA_BUNDLE": str(Path(salesforce.ca_file).resolve()),
+        "CPQ2STRIPE_STRIPE_SECRET_KEY": STRIPE_SECRET_KEY,
+        "CPQ2STRIPE_STRIPE_API_BASE": str(stripe.url),
+        "CPQ2STRIPE_STRIPE_RPS": _number(stripe_rps),
+    }
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def env_lines(env: dict[str, str]) -> list[str]:
+    """KEY=VALUE lines a POSIX shell can source (values quoted only when they need it)."""
+    return [f"{key}={shlex.quote(value)}" for key, value in env.items()]
+
+
+def write_env_file(path: Path, env: dict[str, str]) -> None:
+    """Write atomically, so a process waiting for the file never reads half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(env_lines(env)) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def seed_org(org: Any, accounts: int, orders: int, seed: int) -> dict[str, int]:
+    """Load a generated CPQ org into `org`; returns records per object."""
+    records = seed_data.generate(accounts, orders, seed)
+    org.load(records)  # created by the org's Admin User, as if a human had built it
+    return seed_data.counts(records)
+
+
+def start_sandbox(
+    directory: Path | str,
+    *,
+    salesforce_port: int = 0,
+    stripe_port: int = 0,
+    accounts: int = 0,
+    orders: int = 0,
+    seed: int = 0,
+    latency_ms: float = 0,
+    stripe_rps: float = 25,
+) -> RunningSandbox:
+    """Start both fakes, seed exactly `accounts` Accounts and `orders` Orders (nothing at all when
+    both are 0), write DIR/ca.pem, DIR/jwt-key.pem and DIR/env."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    salesforce = start_salesforce(directory, port=salesforce_port, latency_ms=latency_ms)
+    try:
+        stripe = start_stripe(port=stripe_port, rps=stripe_rps, latency_ms=latency_ms)
+    except BaseException:
+        salesforce.stop()
+        raise
+    running = RunningSandbox(directory, salesforce, stripe, sandbox_env(salesforce, stripe, stripe_rps))
+    try:
+        if accounts or orders:
+            running.seeded = seed_org(salesforce.org, accounts, orders, seed)
+        write_env_file(running.env_file, running.env)
+    except BaseException:
+        running.stop()
+        raise
+    return running
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Run the fake Salesforce org and the fake Stripe API on 127.0.0.1 until interrupted.",
+    )
+    parser.add_argument(
+        "--dir", required=True, type=Path, help="where ca.pem, jwt-key.pem and env are written"
+    )
+    parser.add_argument("--salesforce-port", type=int, default=0, help="fake org port (default: a free one)")
+    parser.add_argument("--stripe-port", type=int, default=0, help="fake Stripe port (default: a free one)")
+    parser.add_argument("--accounts", type=int, default=0, help="Accounts to seed")
+    parser.add_argument("--orders", type=int, default=0, help="Orders to seed")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the generated org")
+    parser.add_argument("--latency-ms", type=float, default=0, help="delay added to every API call")
+    parser.add_argument("--stripe-rps", type=float, default=25, help="fake Stripe requests/s limit")
+    return parser
+
+
+def main(argv: list[str] | None = None, *, prog: str = "cpq2stripe sandbox") -> int:
+    args = _parser(prog).parse_args(argv)
+    if min(args.accounts, args.orders, args.salesforce_port, args.stripe_port) < 0:
+        print("error: counts and ports must not be negative", file=sys.stderr)
+        return 2
+    if args.orders and not args.accounts:
+        print("error: --orders needs --accounts of at least 1", file=sys.stderr)
+        return 2
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with start_sandbox(
+            args.dir,
+            salesforce_port=args.salesforce_port,
+            stripe_port=args.stripe_port,
+            accounts=args.accounts,
+            orders=args.orders,
+            seed=args.seed,
+            latency_ms=args.latency_ms,
+            stripe_rps=args.stripe_rps,
+        ) as running:
+            _print_banner(running)
+            while not stop.wait(0.5):
+                pass
+            print("stopping sandbox", flush=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def _print_banner(running: RunningSandbox) -> None:
+    lines = [
+        f"fake Salesforce org: {running.salesforce_url}  (CA: {running.ca_file})",
+        f"fake Stripe API:     {running.stripe_url}",
+    ]
+    if running.seeded:
+        lines.append("seeded: " + ", ".join(f"{obj} {n}" for obj, n in running.seeded.items()))
+    else:
+        lines.append("seeded: nothing (empty org)")
+    lines.append(
+        f"environment ({running.env_file}; load with: set -a; . {shlex.quote(str(running.env_file))}):"
+    )
+    lines.extend(env_lines(running.env))
+    lines.append("running; press Ctrl-C to stop")
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
