@@ -11,19 +11,22 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+
+def _codes(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 # Zero-decimal currencies: the amount *is* the minor unit (JPY 500 -> 500).
-ZERO_DECIMAL_CURRENCIES = frozenset(
-    "BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split()
-)
+ZERO_DECIMAL_CURRENCIES = _codes("BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF")
 # Three-decimal currencies: 1 BHD = 1000 fils, but Stripe requires the last digit to be 0
 # (amounts rounded to the nearest ten). We refuse instead of rounding someone's price.
-THREE_DECIMAL_CURRENCIES = frozenset("BHD JOD KWD OMR TND".split())
+THREE_DECIMAL_CURRENCIES = _codes("BHD JOD KWD OMR TND")
 # Two-decimal in the API but only whole units are accepted (ISK: multiples of 100 since 2023).
 WHOLE_UNIT_TWO_DECIMAL_CURRENCIES = frozenset({"ISK"})
 
 # Stripe presentment currencies (snapshot of docs.stripe.com/currencies). Anything else is refused
 # as unknown; OrderRulesConfig.extra_currencies can extend the list without a code change.
-STRIPE_CURRENCIES = frozenset(
+STRIPE_CURRENCIES = _codes(
     """
     USD AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BWP
     BYN BZD CAD CDF CHF CLP CNY COP CRC CVE CZK DJF DKK DOP DZD EGP ETB EUR FJD FKP GBP GEL GIP
@@ -32,7 +35,7 @@ STRIPE_CURRENCIES = frozenset(
     NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SEK SGD SHP SLE SOS SRD
     STD SZL THB TJS TND TOP TRY TTD TWD TZS UAH UGX UYU UZS VND VUV WST XAF XCD XOF XPF YER ZAR
     ZMW
-    """.split()
+    """
 )
 
 # Stripe's largest unit amount: eight digits of minor units (99,999,999).
@@ -135,7 +138,8 @@ def to_minor_units(
     places = -minor.normalize().as_tuple().exponent
     if places > MAX_DECIMAL_PLACES:
         raise MoneyError(
-            f"{value} {code} needs {places} decimal places of the minor unit; Stripe allows {MAX_DECIMAL_PLACES}",
+            f"{value} {code} needs {places} decimal places of the minor unit;"
+            f" Stripe allows {MAX_DECIMAL_PLACES}",
             "round the price",
             "too_many_decimal_places",
         )
