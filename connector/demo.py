@@ -1,0 +1,80 @@
+"""`cpq2stripe demo`: the whole connector against the bundled sandbox, in one command.
+
+Starts the fake Salesforce org (seeded with a realistic CPQ org, bad rows included) and the fake
+Stripe, syncs, prints what happened, syncs again to show that nothing changes, then stops.
+Everything lives in a temporary directory; nothing outside it is touched.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from connector.mapping import load_mappings
+from connector.settings import load_settings
+from connector.sync.runner import open_context, run_pass
+
+DEMO_ACCOUNTS = 40
+DEMO_ORDERS = 25
+DEMO_SEED = 7
+
+
+def _mappings_dir() -> Path:
+    here = Path.cwd() / "mappings"
+    return here if here.is_dir() else Path(__file__).resolve().parent.parent / "mappings"
+
+
+def run_demo(out: Callable[[str], None], *, accounts: int = DEMO_ACCOUNTS, orders: int = DEMO_ORDERS) -> int:
+    from connector.sandbox.runner import start_sandbox
+
+    with tempfile.TemporaryDirectory(prefix="cpq2stripe-demo-") as tmp:
+        directory = Path(tmp)
+        out(
+            f"Starting the sandbox: a fake Salesforce org with {accounts} Accounts and {orders} Orders, "
+            "and a fake Stripe …"
+        )
+        with start_sandbox(
+            directory / "sandbox", accounts=accounts, orders=orders, seed=DEMO_SEED, stripe_rps=100
+        ) as sandbox:
+            out(f"  Salesforce: {sandbox.salesforce_url}   Stripe: {sandbox.stripe_url}")
+            env = {k.removeprefix("CPQ2STRIPE_").lower(): v for k, v in sandbox.env.items()}
+            settings = load_settings(
+                **env,
+                database_url=f"sqlite:///{directory / 'state' / 'connector.db'}",
+                mappings_dir=_mappings_dir(),
+            )
+            mappings = load_mappings(settings.mappings_dir)
+            code = 0
+            for attempt, title in ((1, "First sync"), (2, "Second sync (nothing changed in Salesforce)")):
+                out("")
+                out(f"== {title} ==")
+                with open_context(settings, mappings) as ctx:
+                    reports = run_pass(ctx, dry_run=False, objects=["accounts", "orders"])
+                    for report in reports:
+                        for line in report.summary_lines(limit_failures=15):
+                            out(line)
+                    out(
+                        f"Stripe API calls: {ctx.gateway.total_calls} (writes: "
+                        f"{sum(n for op, n in ctx.gateway.calls.items() if op.endswith(('create', 'update')))}); "
+                        f"Salesforce API calls: {ctx.sf.total_calls}"
+                    )
+                    if attempt == 1:
+                        _show_written_back(ctx, out)
+                    if any(r.fatal for r in reports):
+                        code = 3
+            out("")
+            out(
+                "Stopping the sandbox. Run it yourself with `cpq2stripe sandbox --dir .sandbox "
+                "--accounts 40 --orders 25` and point the connector at it with `set -a; . .sandbox/env`."
+            )
+        return code
+
+
+def _show_written_back(ctx, out: Callable[[str], None]) -> None:
+    wb = ctx.mappings.customer.write_back
+    fields = ", ".join(f for f in (wb.stripe_id, wb.status) if f)
+    rows = ctx.sf.query_all(f"SELECT Name, {fields} FROM Account ORDER BY Name LIMIT 5")
+    out("Written back to Salesforce (first 5 Accounts by name):")
+    for row in rows:
+        out(f"  {row['Name'][:40]:40} {row.get(wb.stripe_id) or '—':22} {row.get(wb.status) or ''}")

@@ -1,0 +1,50 @@
+"""`cpq2stripe status`: what is linked, where the cursors are, what failed and why, the last run.
+
+Reads only the state store: it works when Salesforce or Stripe is unreachable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from connector.settings import Settings
+from connector.state.store import StateStore
+
+
+def print_status(settings: Settings, *, failed_only: bool, out: Callable[[str], None]) -> None:
+    store = StateStore.open(settings.database_url)
+    try:
+        failures = store.list_failures()
+        if not failed_only:
+            out("Links (Salesforce record ↔ Stripe object):")
+            counts = store.link_counts()
+            if not counts:
+                out("  none yet — run `cpq2stripe sync --once`")
+            for (object_type, status), n in sorted(counts.items()):
+                out(f"  {object_type:22} {status:12} {n}")
+            out("Cursors (newest SystemModstamp fully handled):")
+            cursors = store.list_cursors()
+            if not cursors:
+                out("  none yet")
+            for name, cursor in cursors:
+                stamp = cursor.modstamp.isoformat() if cursor.modstamp else "—"
+                out(f"  {name:22} {stamp}")
+            for kind in ("sync", "retry"):
+                run = store.last_run(kind)
+                if run:
+                    counts_text = ", ".join(f"{v} {k}" for k, v in sorted(run.counts.items())) or "nothing"
+                    finished = run.finished_at.isoformat() if run.finished_at else "still running"
+                    out(f"Last {kind} run: {run.status} at {finished}: {counts_text}")
+                    if run.error:
+                        out(f"  error: {run.error}")
+        out(f"Needing attention: {len(failures)}")
+        for f in failures:
+            when = (
+                f"retry after {f.next_retry_at.isoformat()}"
+                if f.next_retry_at
+                else "retries when the record changes, or with `cpq2stripe retry`"
+            )
+            out(f"  {f.sf_object} {f.sf_id} [{f.error_code}] after {f.attempts} attempt(s); {when}")
+            out(f"    {f.message}")
+    finally:
+        store.close()

@@ -1,0 +1,362 @@
+"""Accounts -> Stripe Customers: poll, map, plan, apply, link, write back.
+
+One page of Accounts at a time (one SOQL page, one bulk link lookup, one write-back flush per
+200 records). The cursor moves only after every row of the page is applied or recorded as
+failed; a fatal error stops the run before the cursor moves past anything unhandled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import stripe
+
+from connector.errors import Disposition, RecordError, classify
+from connector.faults import crash_point
+from connector.mapping import map_record, soql_fields
+from connector.salesforce.soql import datetime_literal, id_list
+from connector.state.cursor import advance, filter_new, parse_modstamp, poll_window
+from connector.state.models import LogEntry
+from connector.stripe_sink import idempotency
+from connector.stripe_sink.customers import SALESFORCE_ID_KEY, CustomerSink
+from connector.sync.context import SyncContext
+from connector.sync.plan import Action, LinkView, Plan, plan_record
+from connector.sync.report import Outcome, RunReport
+
+log = logging.getLogger(__name__)
+
+OBJECT_TYPE = "customer"
+SF_OBJECT = "Account"
+CURSOR_NAME = "Account"
+# Past Stripe's 24 h idempotency window a reused key would create a second object: search first.
+IDEMPOTENCY_WINDOW = timedelta(hours=23)
+
+
+class RetryLater(Exception):
+    """The outcome is not knowable yet (e.g. Stripe search has not indexed a new object)."""
+
+
+class AccountSync:
+    def __init__(self, ctx: SyncContext) -> None:
+        self.ctx = ctx
+        self.mapping = ctx.mappings.customer
+        self.sink = CustomerSink(ctx.gateway)
+
+    # ---- queries ---------------------------------------------------------------------------
+
+    def _select(self) -> str:
+        fields = soql_fields(self.mapping)
+        return f"SELECT {', '.join(fields)} FROM {SF_OBJECT}"
+
+    def _where(self, *clauses: str) -> str:
+        parts = [f"({self.mapping.condition})"] if self.mapping.condition else []
+        parts.extend(c for c in clauses if c)
+        return f" WHERE {' AND '.join(parts)}" if parts else ""
+
+    def poll_query(self, since: Any) -> str:
+        clause = f"SystemModstamp >= {datetime_literal(since)}" if since is not None else ""
+        return f"{self._select()}{self._where(clause)} ORDER BY SystemModstamp ASC, Id ASC"
+
+    # ---- entry points ------------------------------------------------------------------------
+
+    def poll(self, report: RunReport) -> None:
+        """Apply every Account changed since the cursor (all of them on the first run)."""
+        store = self.ctx.store
+        cursor = store.get_cursor(CURSOR_NAME)
+        started = self.ctx.now()
+        since = poll_window(cursor, timedelta(seconds=self.ctx.settings.cursor_overlap_seconds))
+        for page in self.ctx.sf.query_pages(self.poll_query(since)):
+            links = store.get_links(self.ctx.stripe_account, OBJECT_TYPE, [r["Id"] for r in page])
+            applied = {i: link.sf_modstamp for i, link in links.items() if link.status == "linked"}
+            fresh = filter_new(page, cursor, applied)
+            self.process(fresh, report, links=links)
+            if report.fatal:
+                return
+            if not report.dry_run:
+                cursor = advance(cursor, page, started)
+                store.set_cursor(CURSOR_NAME, cursor.modstamp, cursor.seen_ids)
+
+    def sync_ids(self, ids: Iterable[str], report: RunReport) -> None:
+        """Apply the given Accounts now, whatever the cursor says (retries, events)."""
+        ids = list(dict.fromkeys(ids))
+        for start in range(0, len(ids), 200):
+            chunk = ids[start : start + 200]
+            soql = f"{self._select()}{self._where(f'Id IN {id_list(chunk)}')}"
+            rows = [r for page in self.ctx.sf.query_pages(soql) for r in page]
+            found = {r["Id"] for r in rows}
+            for missing in (i for i in chunk if i not in found):
+                self.ctx.store.clear_failure(OBJECT_TYPE, missing)
+                report.add(
+                    Outcome(
+                        OBJECT_TYPE,
+                        missing,
+                        "",
+                        "noop",
+                        "unchanged",
+                        message="no longer selected by the mapping's condition, or deleted",
+                    )
+                )
+            self.process(rows, report)
+            if report.fatal:
+                return
+
+    # ---- one batch ------------------------------------------------------------------------------
+
+    def process(self, rows: list[Mapping[str, Any]], report: RunReport, links: dict | None = None) -> None:
+        if not rows:
+            return
+        ctx = self.ctx
+        if links is None:
+            links = ctx.store.get_links(ctx.stripe_account, OBJECT_TYPE, [r["Id"] for r in rows])
+        id_field = self.mapping.write_back.stripe_id
+        plans: list[tuple[Mapping[str, Any], Plan]] = []
+        for row in rows:
+            mapped = map_record(self.mapping, dict(row))
+            link = links.get(row["Id"])
+            view = None
+            if link is not None:
+                view = LinkView(
+                    link.stripe_id, link.status, dict(link.field_hashes or {}), link.idempotency_key
+                )
+            plan = plan_record(
+                row["Id"], mapped.params, [str(e) for e in mapped.errors], view, row.get(id_field)
+            )
+            plans.append((row, plan))
+
+        if report.dry_run:
+            for row, plan in plans:
+                report.add(self._dry_outcome(row, plan))
+            return
+
+        with ThreadPoolExecutor(max_workers=ctx.settings.stripe_workers) as pool:
+            outcomes = list(pool.map(lambda rp: self._apply_safely(*rp, links.get(rp[0]["Id"])), plans))
+        fatal = any(o is None for o in outcomes)
+        for (row, _plan), outcome in zip(plans, outcomes, strict=True):
+            if outcome is None:
+                continue
+            report.add(outcome)
+            self._stage_writeback(row, outcome)
+        ctx.writeback.flush()
+        ctx.store.log_action(
+            LogEntry(
+                OBJECT_TYPE, o.action, o.status, o.sf_id, SF_OBJECT, o.stripe_id, o.message, run_id=ctx.run_id
+            )
+            for o in outcomes
+            if o is not None and o.status != "unchanged"
+        )
+        if fatal:
+            report.fatal = ctx.fatal_message or "a fatal error stopped the run"
+
+    # ---- applying one plan ----------------------------------------------------------------------
+
+    def _label(self, row: Mapping[str, Any]) -> str:
+        return str(row.get("Name") or "")
+
+    def _dry_outcome(self, row: Mapping[str, Any], plan: Plan) -> Outcome:
+        if plan.action is Action.UPDATE:
+            message = "send " + ", ".join(f"{k}={v!r}" for k, v in sorted(plan.changes.items()))
+        elif plan.action in (Action.CREATE, Action.ADOPT, Action.RECOVER):
+            message = "send " + ", ".join(sorted(plan.params))
+        else:
+            message = plan.reason
+        return Outcome(
+            OBJECT_TYPE,
+            plan.salesforce_id,
+            self._label(row),
+            plan.action.value,
+            "planned",
+            plan.stripe_id,
+            message,
+        )
+
+    def _apply_safely(self, row: Mapping[str, Any], plan: Plan, link: Any) -> Outcome | None:
+        """Apply one plan; classify any error. None means fatal: the run must stop."""
+        label = self._label(row)
+        try:
+            return self._apply(row, plan, link)
+        except RetryLater as exc:
+            self._record_failure(plan, "retry_later", str(exc), retryable=True)
+            return Outcome(
+                OBJECT_TYPE, plan.salesforce_id, label, plan.action.value, "failed", plan.stripe_id, str(exc)
+            )
+        except Exception as exc:
+            verdict = classify(exc)
+            if verdict.disposition is Disposition.FATAL:
+                log.error("fatal error on Account %s: %s", plan.salesforce_id, verdict.message)
+                self.ctx.fatal_message = verdict.message
+                return None
+            retryable = verdict.disposition is Disposition.RETRY
+            self._record_failure(plan, verdict.code, verdict.message, retryable=retryable)
+            return Outcome(
+                OBJECT_TYPE,
+                plan.salesforce_id,
+                label,
+                plan.action.value,
+                "failed",
+                plan.stripe_id,
+                verdict.message,
+            )
+
+    def _record_failure(self, plan: Plan, code: str, message: str, *, retryable: bool) -> None:
+        self.ctx.store.record_failure(
+            OBJECT_TYPE, SF_OBJECT, plan.salesforce_id, code, message, retryable=retryable, now=self.ctx.now()
+        )
+
+    def _apply(self, row: Mapping[str, Any], plan: Plan, link: Any) -> Outcome:
+        ctx, store, sid = self.ctx, self.ctx.store, plan.salesforce_id
+        label = self._label(row)
+        modstamp = parse_modstamp(row["SystemModstamp"])
+        if plan.action is Action.ERROR:
+            raise RecordError(plan.error_code, plan.reason)
+        if plan.action is Action.REFUSE:
+            store.record_failure(
+                OBJECT_TYPE, SF_OBJECT, sid, plan.error_code, plan.reason, retryable=False, now=ctx.now()
+            )
+            return Outcome(OBJECT_TYPE, sid, label, "refuse", "refused", plan.stripe_id, plan.reason)
+        if plan.action is Action.NOOP:
+            if link is not None and link.sf_modstamp != modstamp:
+                store.update_hash(
+                    ctx.stripe_account,
+                    OBJECT_TYPE,
+                    sid,
+                    plan.payload_hash,
+                    modstamp,
+                    field_hashes=plan.hashes,
+                )
+            store.clear_failure(OBJECT_TYPE, sid)
+            return Outcome(OBJECT_TYPE, sid, label, "noop", "unchanged", plan.stripe_id)
+        if plan.action is Action.UPDATE:
+            assert plan.stripe_id
+            self.sink.update(plan.stripe_id, plan.changes, plan.payload_hash)
+            store.update_hash(
+                ctx.stripe_account, OBJECT_TYPE, sid, plan.payload_hash, modstamp, field_hashes=plan.hashes
+            )
+            store.clear_failure(OBJECT_TYPE, sid)
+            return Outcome(
+                OBJECT_TYPE,
+                sid,
+                label,
+                "update",
+                "updated",
+                plan.stripe_id,
+                "changed " + ", ".join(sorted(plan.changes)),
+            )
+        if plan.action is Action.ADOPT:
+            return self._adopt(row, plan, modstamp)
+        return self._create(row, plan, link, modstamp)
+
+    def _create(self, row: Mapping[str, Any], plan: Plan, link: Any, modstamp: Any) -> Outcome:
+        ctx, store, sid = self.ctx, self.ctx.store, plan.salesforce_id
+        if link is None:
+            key = idempotency.create_key(ctx.stripe_account, OBJECT_TYPE, sid)
+            link = store.record_intent(ctx.stripe_account, OBJECT_TYPE, SF_OBJECT, sid, key)
+        crash_point("customer.after_intent")
+        customer = None
+        if ctx.now() - link.created_at > IDEMPOTENCY_WINDOW:
+            customer = self.sink.find_by_salesforce_id(sid)
+        if customer is None:
+            try:
+                customer = self.sink.create(sid, plan.params, link.idempotency_key)
+            except stripe.IdempotencyError:
+                # The first create reached Stripe with other data (the record changed since).
+                customer = self.sink.find_by_salesforce_id(sid)
+                if customer is None:
+                    raise RetryLater(
+                        "an interrupted create reached Stripe but its Customer is not searchable "
+                        "yet; the next run links it"
+                    ) from None
+                self.sink.update(customer.id, plan.params, plan.payload_hash)
+        crash_point("customer.after_create")
+        store.mark_linked(
+            ctx.stripe_account,
+            OBJECT_TYPE,
+            sid,
+            customer.id,
+            plan.payload_hash,
+            modstamp,
+            field_hashes=plan.hashes,
+        )
+        store.clear_failure(OBJECT_TYPE, sid)
+        crash_point("customer.after_link")
+        action = "recover" if plan.action is Action.RECOVER else "create"
+        return Outcome(OBJECT_TYPE, sid, self._label(row), action, "created", customer.id)
+
+    def _adopt(self, row: Mapping[str, Any], plan: Plan, modstamp: Any) -> Outcome:
+        ctx, store, sid = self.ctx, self.ctx.store, plan.salesforce_id
+        assert plan.stripe_id
+        customer = self.sink.retrieve(plan.stripe_id)
+        if customer is None:
+            raise RecordError(
+                "stripe_id_unknown",
+                f"the Stripe ID field holds {plan.stripe_id}, which does not exist in this Stripe account; "
+                "clear the field to have the connector create a new Customer",
+            )
+        owner = (customer.metadata or {}).get(SALESFORCE_ID_KEY)
+        if owner and owner != sid:
+            reason = (
+                f"the Stripe ID field holds {plan.stripe_id}, which belongs to Account {owner} "
+                "(kept from a merge?); the connector never re-points a Customer. Put this "
+                "Account's own Customer ID back, or clear the field"
+            )
+            store.record_failure(
+                OBJECT_TYPE,
+                SF_OBJECT,
+                sid,
+                "stripe_id_belongs_to_other",
+                reason,
+                retryable=False,
+                now=ctx.now(),
+            )
+            return Outcome(OBJECT_TYPE, sid, self._label(row), "refuse", "refused", plan.stripe_id, reason)
+        params = {**plan.params, "metadata": {**plan.params.get("metadata", {}), SALESFORCE_ID_KEY: sid}}
+        self.sink.update(plan.stripe_id, params, plan.payload_hash)
+        key = idempotency.create_key(ctx.stripe_account, OBJECT_TYPE, sid)
+        store.record_intent(ctx.stripe_account, OBJECT_TYPE, SF_OBJECT, sid, key)
+        store.mark_linked(
+            ctx.stripe_account,
+            OBJECT_TYPE,
+            sid,
+            plan.stripe_id,
+            plan.payload_hash,
+            modstamp,
+            field_hashes=plan.hashes,
+        )
+        store.clear_failure(OBJECT_TYPE, sid)
+        return Outcome(
+            OBJECT_TYPE,
+            sid,
+            self._label(row),
+            "adopt",
+            "updated",
+            plan.stripe_id,
+            "linked the Customer already named in Salesforce",
+        )
+
+    # ---- write-back -------------------------------------------------------------------------------
+
+    def _stage_writeback(self, row: Mapping[str, Any], outcome: Outcome) -> None:
+        wb = self.mapping.write_back
+        desired: dict[str, Any] = {}
+        if outcome.status in ("created", "updated", "unchanged"):
+            if outcome.stripe_id:
+                desired[wb.stripe_id] = outcome.stripe_id
+            if wb.status:
+                desired[wb.status] = "Synced"
+            if wb.message:
+                desired[wb.message] = None
+        else:
+            if wb.status:
+                desired[wb.status] = "Refused" if outcome.status == "refused" else "Failed"
+            if wb.message:
+                desired[wb.message] = outcome.message
+        changed = {k: v for k, v in desired.items() if row.get(k) != v}
+        if not changed and outcome.status == "unchanged":
+            return
+        if wb.synced_at and outcome.status in ("created", "updated"):
+            changed[wb.synced_at] = self.ctx.now()
+        if changed:
+            self.ctx.writeback.stage(SF_OBJECT, row["Id"], changed)
