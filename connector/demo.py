@@ -55,8 +55,7 @@ def run_demo(out: Callable[[str], None], *, accounts: int = DEMO_ACCOUNTS, order
                         for line in report.summary_lines(limit_failures=15):
                             out(line)
                     out(
-                        f"Stripe API calls: {ctx.gateway.total_calls} (writes: "
-                        f"{sum(n for op, n in ctx.gateway.calls.items() if op.endswith(('create', 'update')))}); "
+                        f"Stripe API calls: {ctx.gateway.total_calls} (writes: {ctx.gateway.write_calls}); "
                         f"Salesforce API calls: {ctx.sf.total_calls}"
                     )
                     if attempt == 1:

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_RATE_LIMIT_RETRIES = 8
+WRITE_OPERATIONS = frozenset({"create", "update", "cancel", "delete", "release", "attach"})
 
 
 class StripeGateway:
@@ -75,6 +76,12 @@ class StripeGateway:
     def total_calls(self) -> int:
         with self._lock:
             return sum(self.calls.values())
+
+    @property
+    def write_calls(self) -> int:
+        """Calls that create or change something in Stripe."""
+        with self._lock:
+            return sum(n for op, n in self.calls.items() if op.rsplit(".", 1)[-1] in WRITE_OPERATIONS)
 
     def account_id(self) -> str:
         """The Stripe account the key belongs to; links are kept per account."""
