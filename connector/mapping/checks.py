@@ -1,0 +1,217 @@
+"""Check loaded mappings against the org's describe results (the `mappings check` command).
+
+    check_against_describe(mappings, describe) -> list[Problem]
+
+`describe(object_name)` returns the REST describe of an sObject (a dict with "fields": [{"name",
+"type", "length", "updateable", "referenceTo", "relationshipName", "picklistValues", ...}]); it
+may raise for an object the org does not have. Pure apart from calling `describe`, and each
+object is described once. Reports, with the file:line of the mapping entry:
+- source fields that do not exist (parent paths followed through relationshipName/referenceTo),
+- write-back fields that do not exist, are not updateable, or cannot hold what is written,
+- type mismatches (a boolean mapped to email, a text field to days_until_due without payment_term),
+- a source longer than the Stripe target allows with no truncate (a warning-level problem).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from connector.mapping import targets as tg
+from connector.mapping.schema import Mappings, Problem, ValueSource
+
+STATUS_VALUES = ("Pending", "Synced", "Failed", "Refused")
+_ID_TYPES = frozenset({"string", "textarea", "url"})
+_MESSAGE_TYPES = frozenset({"string", "textarea"})
+_DATETIME_TYPES = frozenset({"datetime"})
+_STATUS_TYPES = frozenset({"picklist", "string", "textarea"})
+
+
+class _Org:
+    def __init__(self, describe: Callable[[str], dict[str, Any]]) -> None:
+        self._describe = describe
+        self._cache: dict[str, dict[str, dict[str, Any]] | None] = {}
+
+    def fields(self, obj: str) -> dict[str, dict[str, Any]] | None:
+        if obj not in self._cache:
+            try:
+                result = self._describe(obj)
+            except Exception:  # the describe callable decides what "not found" looks like
+                result = None
+            self._cache[obj] = (
+                {f["name"].lower(): f for f in result.get("fields", [])} if isinstance(result, dict) else None
+            )
+        return self._cache[obj]
+
+    def resolve(self, obj: str, path: str) -> tuple[dict[str, Any] | None, str]:
+        """The describe entry of the last field of `path`, or None and why not."""
+        parts = path.split(".")
+        current = [obj]
+        for part in parts[:-1]:
+            found = None
+            for candidate in current:
+                fields = self.fields(candidate)
+                if fields is None:
+                    return None, f"object {candidate} is not in the org"
+                found = next(
+                    (f for f in fields.values() if (f.get("relationshipName") or "").lower() == part.lower()),
+                    None,
+                )
+                if found:
+                    break
+            if not found:
+                return None, f"{' or '.join(current)} has no relationship '{part}'"
+            current = list(found.get("referenceTo") or [])
+            if not current:
+                return None, f"relationship '{part}' points to no object"
+        for candidate in current:
+            fields = self.fields(candidate)
+            if fields is None:
+                return None, f"object {candidate} is not in the org"
+            if parts[-1].lower() in fields:
+                return fields[parts[-1].lower()], ""
+        return None, f"{' or '.join(current)} has no field '{parts[-1]}'"
+
+
+class _Checker:
+    def __init__(self, mappings: Mappings, org: _Org) -> None:
+        self.mappings = mappings
+        self.org = org
+        self.problems: list[Problem] = []
+
+    def add(self, kind: str, path: tuple[str | int, ...], message: str, fix: str) -> None:
+        file, line, column = self.mappings.position(kind, path)
+        self.problems.append(Problem(file, line, column, message, fix))
+
+    def source(self, kind: str, path: tuple, obj: str, src: ValueSource, spec: tg.TargetSpec | None) -> None:
+        if not src.source:
+            return
+        field, why = self.org.resolve(obj, src.source)
+        where = (*path, "source")
+        if field is None:
+            self.add(
+                kind,
+                where,
+                f"source '{src.source}' on {obj}: {why}",
+                "use a field API name that exists in the org",
+            )
+            return
+        if spec is None:
+            return
+        sf_type = field.get("type", "")
+        names = {name for name, _ in src.steps}
+        accepts = spec.accepts
+        if spec.kind == "integer" and "payment_term" not in names:
+            accepts = accepts & tg.SF_NUMBER
+        if sf_type not in accepts:
+            self.add(
+                kind,
+                where,
+                f"'{src.source}' is a {sf_type} field; {spec.path} needs {_describe_accepts(accepts)}",
+                "map a field of a matching type"
+                + (" or add '- payment_term'" if spec.kind == "integer" else ""),
+            )
+            return
+        length = field.get("length") or 0
+        if spec.max_length and length > spec.max_length and "truncate" not in names:
+            self.add(
+                kind,
+                where,
+                f"'{src.source}' holds up to {length} characters; "
+                f"Stripe's {spec.path} allows {spec.max_length}",
+                "add '- truncate' to the transforms (or accept record errors for long values)",
+            )
+
+    def write_back(
+        self, kind: str, path: tuple, obj: str, name: str, allowed: frozenset[str], role: str
+    ) -> None:
+        field, why = self.org.resolve(obj, name)
+        if field is None:
+            self.add(kind, path, f"write-back field '{name}' on {obj}: {why}", f"create the field on {obj}")
+            return
+        if not field.get("updateable", True):
+            self.add(
+                kind, path, f"write-back field {obj}.{name} is not updateable", "check field-level security"
+            )
+        if field.get("type") not in allowed:
+            self.add(
+                kind,
+                path,
+                f"write-back field {obj}.{name} is a {field.get('type')} field; the {role} needs "
+                + _describe_accepts(allowed),
+                "use a field of a matching type",
+            )
+        elif role == "sync status" and field.get("type") == "picklist" and field.get("picklistValues"):
+            values = {v.get("value") for v in field["picklistValues"] if v.get("active", True)}
+            missing = [v for v in STATUS_VALUES if v not in values]
+            if missing:
+                self.add(
+                    kind, path, f"picklist {obj}.{name} lacks the values {', '.join(missing)}", "add them"
+                )
+
+
+def _describe_accepts(types: frozenset[str]) -> str:
+    return "a field of type " + ", ".join(sorted(types))
+
+
+def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[str, Any]]) -> list[Problem]:
+    """Every way the mappings do not fit the org (see the module docstring)."""
+    checker = _Checker(mappings, _Org(describe))
+    for kind, mapping in (("customer", mappings.customer), ("subscription", mappings.subscription)):
+        if checker.org.fields(mapping.object) is None:
+            checker.add(
+                kind, ("object",), f"object {mapping.object} is not in the org", "check the object name"
+            )
+            continue
+        for index, entry in enumerate(mapping.fields):
+            spec = tg.resolve_target(kind, entry.target)
+            checker.source(kind, ("fields", index), mapping.object, entry, spec)
+        _write_back_block(checker, kind, ("write_back",), mapping.object, mapping.write_back)
+
+    order = mappings.subscription
+    if order.default_payment_method is not None:
+        spec = tg.TargetSpec("default_payment_method", "string", 255, tg.SF_TEXT)
+        checker.source(
+            "subscription", ("default_payment_method",), order.object, order.default_payment_method, spec
+        )
+    lines = order.lines
+    for slot, src in lines.slots().items():
+        checker.source("subscription", ("lines", slot), lines.object, src, tg.LINE_SLOTS[slot])
+    checker.write_back(
+        "subscription",
+        ("lines", "write_back", "stripe_price_id"),
+        lines.object,
+        lines.write_back.stripe_price_id,
+        _ID_TYPES,
+        "Stripe id",
+    )
+    checker.write_back(
+        "subscription",
+        ("lines", "product_write_back", "stripe_id"),
+        "Product2",
+        lines.product_write_back.stripe_id,
+        _ID_TYPES,
+        "Stripe id",
+    )
+    checker.write_back(
+        "subscription",
+        ("lines", "price_book_entry_write_back", "stripe_id"),
+        "PricebookEntry",
+        lines.price_book_entry_write_back.stripe_id,
+        _ID_TYPES,
+        "Stripe id",
+    )
+    return checker.problems
+
+
+def _write_back_block(checker: _Checker, kind: str, path: tuple, obj: str, wb: Any) -> None:
+    roles = (
+        ("stripe_id", _ID_TYPES, "Stripe id"),
+        ("status", _STATUS_TYPES, "sync status"),
+        ("message", _MESSAGE_TYPES, "sync message"),
+        ("synced_at", _DATETIME_TYPES, "synced-at time"),
+    )
+    for key, allowed, role in roles:
+        name = getattr(wb, key)
+        if name:
+            checker.write_back(kind, (*path, key), obj, name, allowed, role)

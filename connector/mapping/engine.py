@@ -1,0 +1,289 @@
+"""The pure mapping engine: Salesforce record in, Stripe params out. No I/O, no clock, no randomness.
+
+map_record(mapping, record) -> MappedRecord
+    `record` is a REST query record; parent paths arrive nested ({"Parent": {"Name": ...}}).
+    `params` is nested Stripe params ({"address": {"line1": ...}}); empty values are left out,
+    and the shipping block is left out entirely when it has no address values. Every value
+    that cannot be sent becomes a FieldError in `errors` (the record should then not sync).
+    For a SubscriptionMapping: a non-empty default_payment_method switches collection_method to
+    charge_automatically and drops days_until_due. For a LineMapping: params has the slots
+    unit_price (Decimal), quantity (int), product_name, product_description.
+soql_fields(mapping) -> list[str]
+    Fields to SELECT: Id, SystemModstamp, every source and write-back field (sorted, unique).
+project_stripe_object(mapping, obj) -> dict
+    The mapped part of an object Stripe returned, in the shape map_record produces: what to
+    diff against when checking drift (unmapped Stripe fields are never looked at).
+diff_params(old, new) -> dict
+    Update params with only what changed. Nested objects (address, shipping) are sent whole
+    when any part changed, since Stripe replaces them; metadata is diffed per key, since Stripe
+    merges it. A value that disappeared becomes "" (Stripe's way to unset a field or a
+    metadata key). The connector's reserved metadata keys are never unset.
+payload_hash(params) -> str
+    sha256 of canonical JSON (sorted keys, no whitespace): equal params, equal hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from connector.mapping import targets as tg
+from connector.mapping import transforms as tf
+from connector.mapping.schema import (
+    CustomerMapping,
+    FieldError,
+    LineMapping,
+    MappedRecord,
+    ObjectMapping,
+    SubscriptionMapping,
+    ValueSource,
+)
+
+
+def is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or value == []
+
+
+def read_path(record: dict[str, Any], path: str) -> Any:
+    """`Parent.Name` from {"Parent": {"Name": "x"}}; None when any step is missing or null."""
+    current: Any = record
+    for part in path.split("."):
+        if not isinstance(current, dict):
+            return None
+        current = current.get(part)
+    return current
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    return str(value)
+
+
+def coerce_to_target(value: Any, spec: tg.TargetSpec) -> Any:
+    """Make a transformed value fit a Stripe target, or raise TransformError saying why it cannot."""
+    if is_empty(value):
+        return None
+    if spec.kind in ("string", "metadata"):
+        text = _text(value)
+        if spec.max_length is not None and len(text) > spec.max_length:
+            raise tf.TransformError(
+                f"value is {len(text)} characters; Stripe allows {spec.max_length} for {spec.path}",
+                "add '- truncate' to the transforms or shorten the value in Salesforce",
+            )
+        return text
+    if spec.kind == "enum":
+        text = _text(value)
+        if text not in spec.choices:
+            raise tf.TransformError(
+                f"'{text}' is not one of {', '.join(spec.choices)}", "map a field holding one of those values"
+            )
+        return text
+    if spec.kind == "string_list":
+        items = value if isinstance(value, list) else re.split(r"[;,]", _text(value))
+        return [s.strip() for s in (_text(i) for i in items) if s.strip()] or None
+    if spec.kind == "integer":
+        number = _number(value)
+        if number is None or number != number.to_integral_value():
+            raise tf.TransformError(
+                f"{value!r} is not a whole number for {spec.path}",
+                "map a whole-number field (add '- payment_term' for payment terms)",
+            )
+        return int(number)
+    if spec.kind == "number":
+        number = _number(value)
+        if number is None:
+            raise tf.TransformError(f"{value!r} is not a number", "map a number or currency field")
+        return number
+    raise AssertionError(spec.kind)
+
+
+def _number(value: Any) -> Decimal | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    try:
+        return Decimal(str(value).strip()) if isinstance(value, int | float | str | Decimal) else None
+    except InvalidOperation:
+        return None
+
+
+def resolve_value(source: ValueSource, record: dict[str, Any], spec: tg.TargetSpec) -> Any:
+    """Source value (or the default when it is empty), through the transforms, fitted to the target.
+
+    The default replaces an empty source and also an empty transform result; it runs through the
+    same transforms. Raises TransformError.
+    """
+    raw = read_path(record, source.source) if source.source else None
+    value = _run(source, raw, spec) if not is_empty(raw) else None
+    if is_empty(value) and source.default is not None:
+        value = _run(source, source.default, spec)
+    return coerce_to_target(value, spec)
+
+
+def _run(source: ValueSource, value: Any, spec: tg.TargetSpec) -> Any:
+    for name, arg in source.steps:
+        value = tf.apply(name, arg, value, spec.max_length)
+    return value
+
+
+def _put(params: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    node = params
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def map_record(mapping: ObjectMapping, record: dict[str, Any]) -> MappedRecord:
+    """Map one Salesforce record to Stripe params (see the module docstring)."""
+    result = MappedRecord(record_id=record.get("Id"))
+    if isinstance(mapping, LineMapping):
+        items = [(slot, src, tg.LINE_SLOTS[slot]) for slot, src in mapping.slots().items()]
+        for slot, src, spec in items:
+            value = _resolve_into(result, src, record, spec, slot)
+            if value is not None:
+                result.params[slot] = value
+        return result
+
+    for entry in mapping.fields:
+        spec = tg.resolve_target(mapping.stripe_object, entry.target)
+        if spec is None:  # the loader refuses these; a hand-built model may still carry one
+            result.errors.append(
+                FieldError(
+                    result.record_id,
+                    entry.source or "(default)",
+                    entry.target,
+                    None,
+                    "unsupported Stripe target",
+                    "fix the mapping",
+                )
+            )
+            continue
+        value = _resolve_into(result, entry, record, spec, entry.target)
+        if value is not None:
+            _put(result.params, entry.target, value)
+
+    if isinstance(mapping, CustomerMapping):
+        _finish_customer(result)
+    elif isinstance(mapping, SubscriptionMapping):
+        _finish_subscription(mapping, record, result)
+    return result
+
+
+def _resolve_into(
+    result: MappedRecord, src: ValueSource, record: dict, spec: tg.TargetSpec, target: str
+) -> Any:
+    try:
+        return resolve_value(src, record, spec)
+    except tf.TransformError as exc:
+        raw = read_path(record, src.source) if src.source else src.default
+        result.errors.append(
+            FieldError(result.record_id, src.source or "(default)", target, raw, exc.message, exc.fix)
+        )
+        return None
+
+
+def _finish_customer(result: MappedRecord) -> None:
+    shipping = result.params.get("shipping")
+    if shipping is None:
+        return
+    if not shipping.get("address"):
+        del result.params["shipping"]  # a name or phone alone is not a shipping address
+        return
+    if not shipping.get("name"):
+        result.errors.append(
+            FieldError(
+                result.record_id,
+                "(none)",
+                "shipping.name",
+                None,
+                "Stripe requires shipping.name whenever a shipping address is sent",
+                "map a field (e.g. Name) to shipping.name",
+            )
+        )
+
+
+def _finish_subscription(mapping: SubscriptionMapping, record: dict, result: MappedRecord) -> None:
+    if mapping.default_payment_method is None:
+        pm = None
+    else:
+        spec = tg.TargetSpec("default_payment_method", "string", 5000, tg.SF_TEXT)
+        pm = _resolve_into(result, mapping.default_payment_method, record, spec, "default_payment_method")
+    if pm:
+        result.params["default_payment_method"] = pm
+        result.params["collection_method"] = "charge_automatically"
+    if result.params.get("collection_method") == "charge_automatically":
+        result.params.pop("days_until_due", None)  # Stripe accepts it only with send_invoice
+
+
+def soql_fields(mapping: ObjectMapping) -> list[str]:
+    """The Salesforce fields to SELECT for a mapping (sources, write-back fields, Id, SystemModstamp)."""
+    fields: set[str] = set()
+    if isinstance(mapping, LineMapping):
+        fields.update(src.source for src in mapping.slots().values() if src.source)
+        fields.update({"OrderId", "Product2Id", "PricebookEntryId", mapping.write_back.stripe_price_id})
+        fields.add(f"Product2.{mapping.product_write_back.stripe_id}")
+        fields.add(f"PricebookEntry.{mapping.price_book_entry_write_back.stripe_id}")
+    else:
+        fields.update(e.source for e in mapping.fields if e.source)
+        fields.update(mapping.write_back.fields())
+        if isinstance(mapping, SubscriptionMapping):
+            fields.add("AccountId")
+            if mapping.default_payment_method and mapping.default_payment_method.source:
+                fields.add(mapping.default_payment_method.source)
+    fields -= {"Id", "SystemModstamp"}
+    return ["Id", "SystemModstamp", *sorted(fields)]
+
+
+def project_stripe_object(
+    mapping: CustomerMapping | SubscriptionMapping, obj: dict[str, Any]
+) -> dict[str, Any]:
+    """The mapped targets of a Stripe object, shaped like map_record's params (empty values left out)."""
+    params: dict[str, Any] = {}
+    paths = [e.target for e in mapping.fields]
+    if isinstance(mapping, SubscriptionMapping) and mapping.default_payment_method is not None:
+        paths.append("default_payment_method")
+    for path in paths:
+        value = read_path(obj, path)
+        if isinstance(value, dict) and "id" in value and path == "default_payment_method":
+            value = value["id"]
+        if not is_empty(value):
+            _put(params, path, value)
+    if isinstance(mapping, CustomerMapping):
+        shipping = params.get("shipping")
+        if shipping is not None and not shipping.get("address"):
+            del params["shipping"]
+    return params
+
+
+def diff_params(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Stripe update params carrying only what changed from `old` to `new` (see the module docstring)."""
+    out: dict[str, Any] = {}
+    for key in sorted(set(old) | set(new)):
+        if key == "metadata":
+            before, after = old.get(key) or {}, new.get(key) or {}
+            changed = {k: v for k, v in after.items() if before.get(k) != v}
+            changed.update({k: "" for k in before if k not in after and k not in tg.RESERVED_METADATA_KEYS})
+            if changed:
+                out[key] = dict(sorted(changed.items()))
+        elif key not in new:
+            out[key] = ""
+        elif old.get(key) != new[key]:
+            out[key] = new[key]
+    return out
+
+
+def payload_hash(params: dict[str, Any]) -> str:
+    """Stable sha256 hex digest of the params (canonical JSON; Decimals as their text)."""
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_text)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -1,0 +1,438 @@
+"""Load `customer.yaml` and `subscription.yaml`, reporting every problem with file:line:column.
+
+    load_mappings(directory) -> Mappings          raises MappingError(problems)
+    parse_mapping(text, file, kind) -> model       the same for one document (tests, `mappings check`)
+
+Three passes, all of which always run so an admin sees every problem at once:
+1. YAML: syntax errors carry yaml's mark; a composing pass records the line and column of
+   every key and value (and catches duplicate keys, which plain YAML silently overwrites).
+2. Shape: pydantic (`extra='forbid'`); each error's location is mapped back to a line, and an
+   unknown key gets a "did you mean" suggestion from the keys the model allows.
+3. Meaning: Stripe targets against `targets.py`, reserved/long metadata keys, duplicate targets,
+   transform names and arguments, defaults that a transform or the target would reject,
+   SOQL conditions that cannot be a WHERE fragment.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from connector.mapping import targets as tg
+from connector.mapping import transforms as tf
+from connector.mapping.engine import coerce_to_target
+from connector.mapping.schema import (
+    CustomerMapping,
+    MappingError,
+    Mappings,
+    Problem,
+    SubscriptionMapping,
+    ValueSource,
+)
+
+FILES: dict[str, type[BaseModel]] = {"customer": CustomerMapping, "subscription": SubscriptionMapping}
+_SF_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_SF_PATH = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$")
+
+Path_ = tuple[str | int, ...]
+
+
+class _Positions:
+    """(line, column) of every key and value in a YAML document, by path; 1-based."""
+
+    def __init__(self) -> None:
+        self.key: dict[Path_, tuple[int, int]] = {}
+        self.value: dict[Path_, tuple[int, int]] = {}
+        self.duplicates: list[tuple[Path_, tuple[int, int], tuple[int, int]]] = []
+
+    def walk(self, node: yaml.Node, path: Path_ = ()) -> None:
+        self.value[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                child = (*path, str(key_node.value))
+                pos = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                if child in self.key:
+                    self.duplicates.append((child, self.key[child], pos))
+                self.key[child] = pos
+                self.walk(value_node, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self.key[(*path, index)] = (item.start_mark.line + 1, item.start_mark.column + 1)
+                self.walk(item, (*path, index))
+
+    def at(self, path: Path_, prefer: str = "value") -> tuple[int, int]:
+        """Position of the longest prefix of `path` that the document has."""
+        first, second = (self.value, self.key) if prefer == "value" else (self.key, self.value)
+        for end in range(len(path), -1, -1):
+            prefix = tuple(path[:end])
+            if prefix in first:
+                return first[prefix]
+            if prefix in second:
+                return second[prefix]
+        return (1, 1)
+
+
+class _Report:
+    def __init__(self, file: str, positions: _Positions) -> None:
+        self.file = file
+        self.positions = positions
+        self.problems: list[Problem] = []
+
+    def add(self, path: Path_, message: str, fix: str = "", prefer: str = "value") -> None:
+        line, column = self.positions.at(path, prefer)
+        self.problems.append(Problem(self.file, line, column, message, fix))
+
+
+# ---------------------------------------------------------------- public API
+
+
+def load_mappings(directory: str | Path) -> Mappings:
+    """Read DIR/customer.yaml and DIR/subscription.yaml; raise MappingError listing every problem."""
+    directory = Path(directory)
+    problems: list[Problem] = []
+    models: dict[str, Any] = {}
+    files: dict[str, str] = {}
+    positions: dict[str, dict[Path_, tuple[int, int]]] = {}
+    for kind in FILES:
+        path = directory / f"{kind}.yaml"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            problems.append(
+                Problem(str(path), 0, 0, f"cannot read the mapping file: {exc.strerror}", f"create {path}")
+            )
+            continue
+        model, found, where = _parse(text, str(path), kind)
+        problems.extend(found)
+        models[kind] = model
+        files[kind] = str(path)
+        positions[kind] = where.value
+    if problems:
+        raise MappingError(problems)
+    return Mappings(models["customer"], models["subscription"], files, positions)
+
+
+def parse_mapping(text: str, file: str, kind: str) -> CustomerMapping | SubscriptionMapping:
+    """Parse one mapping document (`kind` is 'customer' or 'subscription'); raise MappingError."""
+    model, problems, _ = _parse(text, file, kind)
+    if problems:
+        raise MappingError(problems)
+    assert model is not None
+    return model
+
+
+# ---------------------------------------------------------------- passes
+
+
+def _parse(text: str, file: str, kind: str) -> tuple[Any, list[Problem], _Positions]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        message = f"YAML syntax error: {exc.problem or exc}" + (f" ({exc.context})" if exc.context else "")
+        fix = "check indentation, colons and quotes on this line and the one above"
+        return None, [Problem(file, line, column, message, fix)], _Positions()
+    except yaml.YAMLError as exc:
+        return None, [Problem(file, 0, 0, f"YAML error: {exc}", "fix the YAML syntax")], _Positions()
+    finally:
+        loader.dispose()
+
+    positions = _Positions()
+    if node is not None:
+        positions.walk(node)
+    report = _Report(file, positions)
+    if data is None or data == {}:
+        report.add((), "the mapping file is empty", f"start from the shipped mappings/{kind}.yaml")
+        return None, report.problems, positions
+    if not isinstance(data, dict):
+        report.add((), "the mapping file must be a YAML mapping of keys (write_back:, fields:, ...)")
+        return None, report.problems, positions
+
+    for dup_path, first, _second in positions.duplicates:
+        report.add(
+            dup_path,
+            f"'{_dotted(dup_path)}' is given twice (first on line {first[0]}); YAML keeps only the last",
+            "remove one of them",
+            prefer="key",
+        )
+
+    model_cls = FILES[kind]
+    model = None
+    try:
+        model = model_cls.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            _pydantic_problem(report, model_cls, err)
+    _semantic(report, data, kind)
+    if report.problems:
+        return None, sorted(report.problems, key=lambda p: (p.line, p.column, p.message)), positions
+    return model, [], positions
+
+
+def _dotted(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _pydantic_problem(report: _Report, root: type[BaseModel], err: Any) -> None:
+    loc: Path_ = tuple(p for p in err["loc"] if isinstance(p, int) or not _is_pydantic_tag(p))
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        allowed = _allowed_keys(root, loc[:-1])
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        fix = f"did you mean '{close[0]}'?" if close else "allowed keys here: " + ", ".join(allowed)
+        report.add(loc, f"unknown key '{key}' in {_dotted(loc[:-1])}", fix, prefer="key")
+    elif kind == "missing":
+        field = str(loc[-1])
+        report.add(loc[:-1], f"'{field}' is required in {_dotted(loc[:-1])}", f"add '{field}:'", prefer="key")
+    else:
+        msg = err["msg"].removeprefix("Value error, ")
+        report.add(loc, f"{_dotted(loc)}: {msg} (got {err.get('input')!r})", _type_fix(kind, err))
+
+
+def _is_pydantic_tag(part: str) -> bool:
+    return "[" in part or part in {"str", "int", "float", "bool", "none", "list", "dict"}
+
+
+def _type_fix(kind: str, err: Any) -> str:
+    if kind.startswith("literal"):
+        return f"use {err.get('ctx', {}).get('expected', 'the allowed value')}"
+    if kind in {"list_type"}:
+        return "write a list: one '- item' per line"
+    if kind in {"model_type", "dict_type", "model_attributes_type"}:
+        return "write a mapping of 'key: value' lines here"
+    if kind in {"string_type"}:
+        return "write text here (quote it if YAML reads it as a number or true/false)"
+    return "see the comments in the shipped mapping file"
+
+
+def _allowed_keys(root: type[BaseModel], loc: Path_) -> list[str]:
+    """The keys the model at `loc` accepts, following field annotations through lists and optionals."""
+    current: Any = root
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(part, int):
+            args = typing.get_args(current)
+            current = args[0] if typing.get_origin(current) is list and args else current
+        elif isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
+            current = current.model_fields[part].annotation
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            if arg is not type(None):
+                return arg
+    return annotation
+
+
+# ---------------------------------------------------------------- meaning
+
+
+def _semantic(report: _Report, data: dict[str, Any], kind: str) -> None:
+    _check_condition(report, ("condition",), data.get("condition"))
+    wb = data.get("write_back")
+    if isinstance(wb, dict):
+        for key, name in wb.items():
+            _check_sf_name(report, ("write_back", key), name)
+
+    fields = data.get("fields")
+    if kind == "customer" and isinstance(fields, list) and not fields:
+        report.add(("fields",), "the mapping has no fields", "map at least Name -> name")
+    if isinstance(fields, list):
+        seen: dict[str, int] = {}
+        metadata_keys = 0
+        for index, entry in enumerate(fields):
+            if not isinstance(entry, dict):
+                continue
+            path: Path_ = ("fields", index)
+            target = entry.get("target")
+            if not isinstance(target, str):
+                continue
+            spec = _check_target(report, (*path, "target"), kind, target)
+            if target in seen:
+                line = report.positions.at(("fields", seen[target], "target"))[0]
+                report.add(
+                    (*path, "target"),
+                    f"target '{target}' is mapped twice (first on line {line})",
+                    "keep one mapping per Stripe target",
+                )
+            else:
+                seen[target] = index
+                metadata_keys += target.startswith("metadata.")
+            _check_value_source(report, path, entry, spec)
+        if metadata_keys > tg.METADATA_KEYS_MAX - len(tg.RESERVED_METADATA_KEYS):
+            report.add(
+                ("fields",),
+                f"{metadata_keys} metadata keys are mapped; Stripe allows {tg.METADATA_KEYS_MAX} "
+                f"and the connector uses {len(tg.RESERVED_METADATA_KEYS)}",
+                "map fewer metadata keys",
+            )
+
+    if kind == "subscription":
+        dpm = data.get("default_payment_method")
+        if isinstance(dpm, dict):
+            spec = tg.TargetSpec("default_payment_method", "string", 5000, tg.SF_TEXT)
+            _check_value_source(report, ("default_payment_method",), dpm, spec)
+        lines = data.get("lines")
+        if isinstance(lines, dict):
+            _check_condition(report, ("lines", "condition"), lines.get("condition"))
+            for slot, spec in tg.LINE_SLOTS.items():
+                entry = lines.get(slot)
+                if isinstance(entry, dict):
+                    _check_value_source(report, ("lines", slot), entry, spec)
+            for key in ("write_back", "product_write_back", "price_book_entry_write_back"):
+                block = lines.get(key)
+                if isinstance(block, dict):
+                    for name_key, name in block.items():
+                        _check_sf_name(report, ("lines", key, name_key), name)
+
+
+def _check_target(report: _Report, path: Path_, kind: str, target: str) -> tg.TargetSpec | None:
+    spec = tg.resolve_target(kind, target)
+    if spec is None:
+        supported = tg.supported_targets(kind)
+        close = difflib.get_close_matches(target, supported, n=1, cutoff=0.6)
+        fix = f"did you mean '{close[0]}'?" if close else "supported: " + ", ".join(supported)
+        report.add(path, f"'{target}' is not a Stripe {kind} field this connector can write", fix)
+        return None
+    if target.startswith("metadata."):
+        problem = tg.metadata_key_problem(target.removeprefix("metadata."))
+        if problem:
+            fix = (
+                "choose another key; the connector sets it itself"
+                if "reserved" in problem
+                else "use a key of at most 40 characters without [ or ]"
+            )
+            report.add(path, problem, fix)
+    return spec
+
+
+def _check_value_source(
+    report: _Report, path: Path_, entry: dict[str, Any], spec: tg.TargetSpec | None
+) -> None:
+    source = entry.get("source")
+    default = entry.get("default")
+    if source is None and default is None:
+        report.add(
+            path, f"{_dotted(path)} has neither 'source' nor 'default'", "add 'source: FieldName'", "key"
+        )
+    if isinstance(source, str) and not _SF_PATH.match(source):
+        report.add(
+            (*path, "source"),
+            f"'{source}' is not a Salesforce field or parent path",
+            "write a field API name such as BillingCity or a parent path such as Parent.Name",
+        )
+    steps = entry.get("transforms", [])
+    if not isinstance(steps, list):
+        return  # pydantic already reported it
+    ok = True
+    for index, step in enumerate(steps):
+        ok &= _check_transform(report, (*path, "transforms", index), step, spec)
+    if ok and spec is not None and isinstance(default, str | int | float | bool):
+        _check_default(report, (*path, "default"), default, steps, spec)
+
+
+def _check_transform(report: _Report, path: Path_, step: Any, spec: tg.TargetSpec | None) -> bool:
+    if isinstance(step, str):
+        name, arg, has_arg = step, None, False
+    elif isinstance(step, dict) and len(step) == 1:
+        ((name, arg),) = step.items()
+        has_arg = True
+    else:
+        report.add(
+            path,
+            f"transform {step!r} is neither a name nor 'name: argument'",
+            "write '- trim' or '- truncate: 80'",
+        )
+        return False
+    definition = tf.TRANSFORMS.get(str(name))
+    if definition is None:
+        close = difflib.get_close_matches(str(name), list(tf.TRANSFORMS), n=1, cutoff=0.6)
+        fix = f"did you mean '{close[0]}'?" if close else "known transforms: " + ", ".join(tf.TRANSFORMS)
+        report.add(path, f"unknown transform '{name}'", fix)
+        return False
+    if has_arg and definition.arg == "none":
+        report.add(path, f"transform '{name}' takes no argument", f"write '- {name}'")
+        return False
+    if (
+        definition.arg == "optional_int"
+        and has_arg
+        and (not isinstance(arg, int) or isinstance(arg, bool) or arg < 1)
+    ):
+        report.add(path, f"'{name}' needs a positive whole number, got {arg!r}", f"write '- {name}: 80'")
+        return False
+    if definition.arg == "optional_str" and has_arg and not re.fullmatch(r"\d{1,3}", str(arg)):
+        report.add(path, f'\'{name}\' needs a country calling code such as "1" or "49", got {arg!r}', "")
+        return False
+    if name == "truncate" and not has_arg and spec is not None and spec.max_length is None:
+        report.add(
+            path, f"'{spec.path}' has no length limit to truncate to", "give a length: '- truncate: 80'"
+        )
+        return False
+    return True
+
+
+def _check_default(report: _Report, path: Path_, default: Any, steps: list[Any], spec: tg.TargetSpec) -> None:
+    probe = ValueSource(default=default, transforms=steps)
+    value: Any = default
+    try:
+        for name, arg in probe.steps:
+            value = tf.apply(name, arg, value, spec.max_length)
+        coerce_to_target(value, spec)
+    except tf.TransformError as exc:
+        report.add(path, f"default {default!r} cannot be used: {exc.message}", exc.fix)
+
+
+def _check_condition(report: _Report, path: Path_, condition: Any) -> None:
+    if condition is None:
+        return
+    if not isinstance(condition, str) or not condition.strip():
+        report.add(path, "the condition must be a SOQL WHERE fragment, e.g. Billing_Entity__c = true", "")
+        return
+    text = condition.strip()
+    if re.match(r"(?i)^(where|select)\b", text):
+        report.add(path, "write only what follows WHERE", f"remove the leading '{text.split()[0]}'")
+    if ";" in text:
+        report.add(path, "a SOQL condition cannot contain ';'", "remove the ';'")
+    if text.replace("\\'", "").count("'") % 2:
+        report.add(path, "unbalanced single quotes in the condition", "quote text values: Type = 'New'")
+    depth = 0
+    for char in re.sub(r"'(?:\\'|[^'])*'", "", text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            break
+    if depth != 0:
+        report.add(path, "unbalanced parentheses in the condition", "close every '(' with ')'")
+
+
+def _check_sf_name(report: _Report, path: Path_, name: Any) -> None:
+    if isinstance(name, str) and not _SF_NAME.match(name):
+        report.add(
+            path,
+            f"'{name}' is not a Salesforce field API name",
+            "write the field's API name, e.g. Stripe_Customer_ID__c",
+        )
+
+
+__all__ = ["load_mappings", "parse_mapping"]

@@ -1,0 +1,187 @@
+"""The mapping file format as pydantic models, and the problem/result types of the package.
+
+The models check shape (keys, types, required values); the meaning (is `adress.city` a Stripe
+field, is `truncate` given a number, is a metadata key reserved) is checked by the loader's
+semantic pass, which knows the file positions and reports every problem at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+
+def _scalar(value: Any) -> Any:
+    if value is not None and not isinstance(value, str | int | float | bool):
+        raise ValueError("must be a single value (text, number or true/false), not a list or mapping")
+    return value
+
+
+Scalar = Annotated[Any, BeforeValidator(_scalar)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ValueSource(_Model):
+    """Where one value comes from: a Salesforce field path, a static default, transforms."""
+
+    source: str | None = None
+    default: Scalar = None
+    transforms: list[Any] = []
+
+    @property
+    def steps(self) -> list[tuple[str, Any]]:
+        """Transforms as (name, arg): `- trim` -> ("trim", None), `- truncate: 80` -> ("truncate", 80)."""
+        out: list[tuple[str, Any]] = []
+        for item in self.transforms:
+            if isinstance(item, str):
+                out.append((item, None))
+            else:
+                ((name, arg),) = item.items()
+                out.append((name, arg))
+        return out
+
+
+class FieldMapping(ValueSource):
+    """One Stripe target (dot-path) and where its value comes from."""
+
+    target: str
+
+
+class WriteBack(_Model):
+    """Connector-owned Salesforce fields written after a sync."""
+
+    stripe_id: str
+    status: str | None = None
+    message: str | None = None
+    synced_at: str | None = None
+
+    def fields(self) -> list[str]:
+        return [f for f in (self.stripe_id, self.status, self.message, self.synced_at) if f]
+
+
+class LineWriteBack(_Model):
+    stripe_price_id: str
+
+
+class RelatedWriteBack(_Model):
+    stripe_id: str
+
+
+class CustomerMapping(_Model):
+    version: Literal[1] = 1
+    object: str = "Account"
+    condition: str | None = None
+    write_back: WriteBack
+    fields: list[FieldMapping]
+
+    stripe_object: ClassVar[str] = "customer"
+
+
+class LineMapping(_Model):
+    object: Literal["OrderItem"] = "OrderItem"
+    condition: str | None = None
+    unit_price: ValueSource = ValueSource(source="UnitPrice")
+    quantity: ValueSource = ValueSource(source="Quantity")
+    product_name: ValueSource = ValueSource(source="Product2.Name", transforms=["trim", "truncate"])
+    product_description: ValueSource | None = ValueSource(source="Product2.Description", transforms=["trim"])
+    write_back: LineWriteBack = LineWriteBack(stripe_price_id="Stripe_Price_ID__c")
+    product_write_back: RelatedWriteBack = RelatedWriteBack(stripe_id="Stripe_Product_ID__c")
+    price_book_entry_write_back: RelatedWriteBack = RelatedWriteBack(stripe_id="Stripe_Price_ID__c")
+
+    stripe_object: ClassVar[str] = "subscription_item"
+
+    def slots(self) -> dict[str, ValueSource]:
+        out = {"unit_price": self.unit_price, "quantity": self.quantity, "product_name": self.product_name}
+        if self.product_description is not None:
+            out["product_description"] = self.product_description
+        return out
+
+
+class SubscriptionMapping(_Model):
+    version: Literal[1] = 1
+    object: Literal["Order"] = "Order"
+    condition: str | None = None
+    write_back: WriteBack
+    default_payment_method: ValueSource | None = None
+    fields: list[FieldMapping] = []
+    lines: LineMapping = LineMapping()
+
+    stripe_object: ClassVar[str] = "subscription"
+
+
+ObjectMapping = CustomerMapping | SubscriptionMapping | LineMapping
+
+
+@dataclass(frozen=True)
+class Mappings:
+    """Both mappings, plus where each came from so later checks can cite file:line."""
+
+    customer: CustomerMapping
+    subscription: SubscriptionMapping
+    files: dict[str, str] = field(default_factory=dict)
+    positions: dict[str, dict[tuple[str | int, ...], tuple[int, int]]] = field(default_factory=dict)
+
+    def position(self, kind: str, path: tuple[str | int, ...]) -> tuple[str, int, int]:
+        """(file, line, column) of the longest prefix of `path` in the `kind` file; line 0 if unknown."""
+        file = self.files.get(kind, f"{kind}.yaml")
+        known = self.positions.get(kind, {})
+        for end in range(len(path), -1, -1):
+            if tuple(path[:end]) in known:
+                return (file, *known[tuple(path[:end])])
+        return (file, 0, 0)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a mapping, where, and how to fix it. line/column are 1-based (0 = unknown)."""
+
+    file: str
+    line: int
+    column: int
+    message: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
+        return f"{where}: {self.message}" + (f" (fix: {self.fix})" if self.fix else "")
+
+
+class MappingError(Exception):
+    """The mapping files cannot be used; `problems` lists every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """Why one value of one record cannot be sent to Stripe."""
+
+    record_id: str | None
+    salesforce_field: str
+    stripe_target: str
+    value: Any
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.salesforce_field} -> {self.stripe_target}: {self.message} (fix: {self.fix})"
+
+
+@dataclass
+class MappedRecord:
+    """The Stripe params Salesforce says a record should have, or the reasons it cannot."""
+
+    record_id: str | None
+    params: dict[str, Any] = field(default_factory=dict)
+    errors: list[FieldError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors

@@ -1,0 +1,152 @@
+"""The Stripe fields a mapping may write, per Stripe object, with their types and limits.
+
+Only fields the connector knows how to send are listed: an admin typo such as `adress.city`
+or a field the connector does not manage (`balance`, `tax_exempt`) is refused when the mapping
+loads, not when Stripe answers 400. Lengths come from Stripe's API reference (OpenAPI
+`maxLength`): customer name 256, phone 20, email 512, description 5000, address and shipping
+parts 5000; subscription description 500; metadata keys 40 and values 500, 50 keys at most.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Salesforce describe `type` values, grouped by what they can feed.
+SF_TEXT = frozenset(
+    {
+        "string",
+        "textarea",
+        "picklist",
+        "multipicklist",
+        "combobox",
+        "email",
+        "phone",
+        "url",
+        "id",
+        "reference",
+    }
+)
+SF_NUMBER = frozenset({"int", "double", "currency", "percent", "long"})
+SF_BOOLEAN = frozenset({"boolean"})
+SF_TEMPORAL = frozenset({"date", "datetime", "time"})
+SF_SCALAR = SF_TEXT | SF_NUMBER | SF_BOOLEAN | SF_TEMPORAL
+
+METADATA_KEY_MAX = 40
+METADATA_VALUE_MAX = 500
+METADATA_KEYS_MAX = 50
+RESERVED_METADATA_KEYS = frozenset({"salesforce_account_id", "salesforce_order_id", "managed_by"})
+"""Set by the connector itself (recovery finds objects by them); never mappable."""
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """One Stripe parameter a mapping may write."""
+
+    path: str
+    kind: str  # "string" | "integer" | "enum" | "string_list"
+    max_length: int | None = None
+    accepts: frozenset[str] = SF_TEXT | SF_NUMBER
+    choices: tuple[str, ...] = ()
+    doc: str = ""
+
+
+def _s(
+    path: str, max_length: int, accepts: frozenset[str] = SF_TEXT | SF_NUMBER, doc: str = ""
+) -> TargetSpec:
+    return TargetSpec(path, "string", max_length, accepts, doc=doc)
+
+
+_ADDRESS_PARTS = ("line1", "line2", "city", "state", "postal_code", "country")
+_ADDRESS_DOC = {"country": "two-letter ISO code (use the `country` transform)"}
+
+
+def _address(prefix: str) -> list[TargetSpec]:
+    return [
+        _s(
+            f"{prefix}.{part}",
+            5000,
+            SF_TEXT if part != "postal_code" else SF_TEXT | SF_NUMBER,
+            _ADDRESS_DOC.get(part, ""),
+        )
+        for part in _ADDRESS_PARTS
+    ]
+
+
+CUSTOMER_TARGETS: dict[str, TargetSpec] = {
+    t.path: t
+    for t in [
+        _s("name", 256, doc="full or business name"),
+        _s("email", 512, frozenset({"email", "string", "textarea", "picklist", "combobox"})),
+        _s("phone", 20, frozenset({"phone", "string", "textarea", "combobox"})),
+        _s("description", 5000, SF_SCALAR),
+        *_address("address"),
+        _s("shipping.name", 5000, doc="required by Stripe whenever shipping is sent"),
+        _s("shipping.phone", 5000, frozenset({"phone", "string", "textarea", "combobox"})),
+        *_address("shipping.address"),
+        TargetSpec(
+            "preferred_locales",
+            "string_list",
+            None,
+            frozenset({"string", "textarea", "picklist", "multipicklist", "combobox"}),
+            doc="languages such as 'en;de' (split on ; or ,)",
+        ),
+    ]
+}
+
+SUBSCRIPTION_TARGETS: dict[str, TargetSpec] = {
+    t.path: t
+    for t in [
+        _s("description", 500, SF_SCALAR),
+        TargetSpec(
+            "collection_method",
+            "enum",
+            None,
+            SF_TEXT,
+            ("charge_automatically", "send_invoice"),
+            "becomes charge_automatically when default_payment_method has a value",
+        ),
+        TargetSpec("days_until_due", "integer", None, SF_NUMBER | SF_TEXT, doc="only sent with send_invoice"),
+    ]
+}
+
+# Per-line values of a subscription mapping: not Stripe dot-paths but named slots the order rules read.
+LINE_SLOTS: dict[str, TargetSpec] = {
+    "unit_price": TargetSpec("unit_price", "number", None, SF_NUMBER, doc="price per unit, major unit"),
+    "quantity": TargetSpec("quantity", "integer", None, SF_NUMBER, doc="whole number"),
+    "product_name": _s("product.name", 5000, SF_TEXT),
+    "product_description": _s("product.description", 40000, SF_SCALAR),
+}
+
+TARGETS_BY_OBJECT: dict[str, dict[str, TargetSpec]] = {
+    "customer": CUSTOMER_TARGETS,
+    "subscription": SUBSCRIPTION_TARGETS,
+}
+
+_METADATA_KEY = re.compile(r"^[^\[\]]+$")
+
+
+def metadata_spec(key: str) -> TargetSpec:
+    return TargetSpec(f"metadata.{key}", "metadata", METADATA_VALUE_MAX, SF_SCALAR)
+
+
+def resolve_target(stripe_object: str, path: str) -> TargetSpec | None:
+    """The spec for a target path, or None when the connector does not support it."""
+    if path.startswith("metadata.") and len(path) > len("metadata."):
+        return metadata_spec(path[len("metadata.") :])
+    return TARGETS_BY_OBJECT[stripe_object].get(path)
+
+
+def metadata_key_problem(key: str) -> str | None:
+    """Why a metadata key is not allowed, or None."""
+    if key in RESERVED_METADATA_KEYS:
+        return f"metadata key '{key}' is reserved for the connector"
+    if len(key) > METADATA_KEY_MAX:
+        return f"metadata key '{key}' is {len(key)} characters; Stripe allows {METADATA_KEY_MAX}"
+    if not _METADATA_KEY.match(key):
+        return f"metadata key '{key}' may not contain square brackets"
+    return None
+
+
+def supported_targets(stripe_object: str) -> list[str]:
+    return [*TARGETS_BY_OBJECT[stripe_object], "metadata.<key>"]
