@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,6 +141,39 @@ def test_record_intent_is_durable_and_returns_the_existing_row(store: StateStore
     again = store.record_intent(ACCT, "customer", "Account", "001A", "key-2")
     assert again.idempotency_key == "key-1"
     assert again == first
+
+
+def test_concurrent_intents_for_the_same_record_agree_on_one_key(store: StateStore) -> None:
+    """Workers racing on the same records all end up with the row (and key) that won."""
+    ids = [f"001{i:03d}" for i in range(30)]
+    barrier = threading.Barrier(4)
+    results: dict[int, dict[str, str]] = {}
+
+    def worker(n: int) -> None:
+        barrier.wait()
+        results[n] = {
+            sf_id: store.record_intent(ACCT, "customer", "Account", sf_id, f"key-{n}-{sf_id}").idempotency_key
+            for sf_id in ids
+        }
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4
+    assert len(store.list_links()) == len(ids)
+    stored = {link.sf_id: link.idempotency_key for link in store.list_links()}
+    assert all(r == stored for r in results.values())
+
+
+def test_plain_postgresql_urls_use_psycopg(postgres_url: str) -> None:
+    store = StateStore.open(postgres_url.replace("postgresql+psycopg://", "postgresql://", 1))
+    try:
+        assert store.engine.dialect.driver == "psycopg"
+        store.set_cursor("Account", at(0))
+    finally:
+        store.close()
 
 
 def test_links_are_unique_per_account_and_type(store: StateStore) -> None:
