@@ -61,7 +61,8 @@ class SalesforceAdmin:
             "POST", "merge", {"master_id": master_id, "loser_ids": loser_ids, "keep": keep or {}}
         )
 
-    def counters(self) -> dict[str, int]:
+    def counters(self) -> dict[str, Any]:
+        """{"counts": {"METHOD pattern": n}, "api_usage": n}"""
         return self._admin("GET", "counters")
 
     def reset_counters(self) -> Any:
@@ -86,7 +87,7 @@ class SalesforceAdmin:
     def changes(self, after: int = 0) -> Any:
         return self._admin("GET", "changes", after=after)
 
-    # -- record writes as the Admin User, through the REST API
+    # -- the REST API as the Admin User (client credentials sandbox-admin / sandbox-admin-secret)
     def _api(self, method: str, path: str, payload: Any = None) -> requests.Response:
         for attempt in range(2):
             if self._token is None:
@@ -114,18 +115,23 @@ class SalesforceAdmin:
         raise AssertionError("unreachable")
 
     def create_record(self, sobject: str, fields: dict[str, Any]) -> str:
-        return self._api("POST", f"sobjects/{sobject}", fields).json()["id"]
+        """Insert as the Admin User (uncounted admin path); returns the new id."""
+        return self._admin("POST", f"records/{sobject}", fields)["id"]
 
     def patch_record(self, sobject: str, record_id: str, fields: dict[str, Any]) -> None:
-        self._api("PATCH", f"sobjects/{sobject}/{record_id}", fields)
-
-    def delete_record(self, sobject: str, record_id: str) -> None:
-        self._api("DELETE", f"sobjects/{sobject}/{record_id}")
+        """Update as the Admin User (uncounted admin path)."""
+        self._admin("PATCH", f"records/{sobject}/{record_id}", fields)
 
     def get_record(self, sobject: str, record_id: str) -> dict[str, Any]:
-        return self._api("GET", f"sobjects/{sobject}/{record_id}").json()
+        """The stored row (uncounted admin path)."""
+        return self._admin("GET", f"records/{sobject}/{record_id}")
+
+    def delete_record(self, sobject: str, record_id: str) -> None:
+        """Delete as the Admin User through the REST API (counted like any API call)."""
+        self._api("DELETE", f"sobjects/{sobject}/{record_id}")
 
     def query(self, soql: str) -> list[dict[str, Any]]:
+        """SOQL as the Admin User through the REST API (counted like any API call); first page."""
         return self._api("GET", f"query?q={quote(soql)}").json()["records"]
 
 
