@@ -71,6 +71,12 @@ def _aware(value: datetime, what: str) -> datetime:
     return value.astimezone(UTC)
 
 
+def _select(model: Any) -> Any:
+    """An ORM SELECT that refreshes rows already in the session: inside :meth:`StateStore.transaction`
+    bulk Core UPDATEs and upserts would otherwise leave stale objects in the identity map."""
+    return select(model).execution_options(populate_existing=True)
+
+
 def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -203,7 +209,7 @@ class StateStore:
         with self._session() as s:
             for chunk in _chunks(ids):
                 rows = s.scalars(
-                    select(LinkRow).where(
+                    _select(LinkRow).where(
                         LinkRow.stripe_account == stripe_account,
                         LinkRow.object_type == object_type,
                         LinkRow.sf_id.in_(chunk),
@@ -214,7 +220,7 @@ class StateStore:
 
     def find_by_stripe_id(self, stripe_id: str, stripe_account: str | None = None) -> list[Link]:
         """Every link to a Stripe object (a reused Price can be linked from several records)."""
-        query = select(LinkRow).where(LinkRow.stripe_id == stripe_id)
+        query = _select(LinkRow).where(LinkRow.stripe_id == stripe_id)
         if stripe_account is not None:
             query = query.where(LinkRow.stripe_account == stripe_account)
         with self._session() as s:
@@ -385,7 +391,7 @@ class StateStore:
         limit: int | None = None,
         offset: int = 0,
     ) -> list[Link]:
-        query = select(LinkRow)
+        query = _select(LinkRow)
         for column, value in (
             (LinkRow.stripe_account, stripe_account),
             (LinkRow.object_type, object_type),
@@ -399,7 +405,7 @@ class StateStore:
             return [Link.of(r) for r in s.scalars(query)]
 
     def _link_query(self, stripe_account: str, object_type: str, sf_id: str, *, for_update: bool = False):
-        query = select(LinkRow).where(
+        query = _select(LinkRow).where(
             LinkRow.stripe_account == stripe_account,
             LinkRow.object_type == object_type,
             LinkRow.sf_id == sf_id,
@@ -422,7 +428,7 @@ class StateStore:
     def get_cursor(self, name: str) -> Cursor:
         """The cursor for ``name`` (e.g. ``Account``); an empty one before the first sync."""
         with self._session() as s:
-            row = s.get(CursorRow, name)
+            row = s.get(CursorRow, name, populate_existing=True)
             if row is None:
                 return Cursor()
             return Cursor(row.modstamp, frozenset(row.seen_ids))
@@ -505,7 +511,7 @@ class StateStore:
     def get_failure(self, object_type: str, sf_id: str) -> Failure | None:
         with self._session() as s:
             row = s.scalar(
-                select(FailureRow).where(FailureRow.object_type == object_type, FailureRow.sf_id == sf_id)
+                _select(FailureRow).where(FailureRow.object_type == object_type, FailureRow.sf_id == sf_id)
             )
             return Failure.of(row) if row else None
 
@@ -513,7 +519,7 @@ class StateStore:
         """Retryable failures whose time has come, longest-waiting first."""
         now = _aware(now, "now")
         query = (
-            select(FailureRow)
+            _select(FailureRow)
             .where(FailureRow.retryable.is_(True), FailureRow.next_retry_at <= now)
             .order_by(FailureRow.next_retry_at, FailureRow.id)
             .limit(limit)
@@ -524,7 +530,7 @@ class StateStore:
     def list_failures(
         self, *, object_type: str | None = None, retryable: bool | None = None, limit: int | None = None
     ) -> list[Failure]:
-        query = select(FailureRow)
+        query = _select(FailureRow)
         if object_type is not None:
             query = query.where(FailureRow.object_type == object_type)
         if retryable is not None:
@@ -547,7 +553,7 @@ class StateStore:
         if status not in RUN_STATUSES - {"running"}:
             raise ValueError(f"a run finishes as one of {sorted(RUN_STATUSES - {'running'})}, not {status!r}")
         with self._session() as s:
-            row = s.get(RunRow, run_id)
+            row = s.get(RunRow, run_id, populate_existing=True)
             if row is None:
                 raise LookupError(f"no run {run_id}")
             row.counts = {str(k): int(v) for k, v in counts.items()}
@@ -559,7 +565,7 @@ class StateStore:
 
     def last_run(self, kind: str, *, status: str | None = None) -> Run | None:
         """The most recently started run of ``kind`` (optionally only those with ``status``)."""
-        query = select(RunRow).where(RunRow.kind == kind)
+        query = _select(RunRow).where(RunRow.kind == kind)
         if status is not None:
             query = query.where(RunRow.status == status)
         with self._session() as s:
@@ -603,7 +609,7 @@ class StateStore:
         limit: int = 100,
     ) -> list[LogEntry]:
         """Newest first."""
-        query = select(SyncLogRow)
+        query = _select(SyncLogRow)
         for column, value in (
             (SyncLogRow.object_type, object_type),
             (SyncLogRow.sf_id, sf_id),

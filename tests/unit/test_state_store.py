@@ -303,6 +303,23 @@ def test_transaction_groups_calls_and_rolls_back_on_error(store: StateStore) -> 
     assert store.get_cursor("Account") == Cursor(at(1), frozenset({"001A"}))
 
 
+def test_reads_inside_a_transaction_see_bulk_writes(store: StateStore) -> None:
+    with store.transaction():
+        store.record_intent(ACCT, "customer", "Account", "001A", "k1")
+        assert store.get_links(ACCT, "customer", ["001A"])["001A"].status == "pending"
+        store.mark_linked_many(ACCT, "customer", [LinkUpdate("001A", "cus_A", "h", at(1))])
+        assert store.get_links(ACCT, "customer", ["001A"])["001A"].stripe_id == "cus_A"
+        assert store.get_link(ACCT, "customer", "001A").status == "linked"  # type: ignore[union-attr]
+        store.set_cursor("Account", at(1), {"001A"})
+        assert store.get_cursor("Account").modstamp == at(1)
+        store.set_cursor("Account", at(2), {"001B"})
+        assert store.get_cursor("Account") == Cursor(at(2), frozenset({"001B"}))
+        store.record_failure("customer", "Account", "001A", "E", "m", True, at(0))
+        assert store.get_failure("customer", "001A").attempts == 1  # type: ignore[union-attr]
+        store.record_failure("customer", "Account", "001A", "E", "m", True, at(0))
+        assert store.get_failure("customer", "001A").attempts == 2  # type: ignore[union-attr]
+
+
 def test_naive_datetimes_are_refused(store: StateStore) -> None:
     store.record_intent(ACCT, "customer", "Account", "001A", "k1")
     with pytest.raises(Exception, match="naive"):
