@@ -95,7 +95,8 @@ def coerce_to_target(value: Any, spec: tg.TargetSpec) -> Any:
         if number is None or number != number.to_integral_value():
             raise tf.TransformError(
                 f"{value!r} is not a whole number for {spec.path}",
-                "map a whole-number field (add '- payment_term' for payment terms)",
+                "map a whole-number field"
+                + (" (add '- payment_term' for payment terms)" if spec.path == "days_until_due" else ""),
             )
         return int(number)
     if spec.kind == "number":
@@ -144,6 +145,9 @@ def _put(params: dict[str, Any], path: str, value: Any) -> None:
     node[leaf] = value
 
 
+_REQUIRED_SLOTS = ("unit_price", "quantity", "product_name")
+
+
 def map_record(mapping: ObjectMapping, record: dict[str, Any]) -> MappedRecord:
     """Map one Salesforce record to Stripe params (see the module docstring)."""
     result = MappedRecord(record_id=record.get("Id"))
@@ -153,6 +157,17 @@ def map_record(mapping: ObjectMapping, record: dict[str, Any]) -> MappedRecord:
             value = _resolve_into(result, src, record, spec, slot)
             if value is not None:
                 result.params[slot] = value
+            elif slot in _REQUIRED_SLOTS and not any(e.stripe_target == slot for e in result.errors):
+                result.errors.append(
+                    FieldError(
+                        result.record_id,
+                        src.source or "(default)",
+                        slot,
+                        None,
+                        f"the line has no {slot.replace('_', ' ')}",
+                        "fill it in Salesforce",
+                    )
+                )
         return result
 
     for entry in mapping.fields:

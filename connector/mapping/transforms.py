@@ -15,6 +15,7 @@ transform cannot handle raises `TransformError`, which the engine turns into a r
 | country         |                   | country name, alias or code -> ISO 3166-1 alpha-2             |
 | phone           | calling code, "1" | -> `+<digits>` (E.164); numbers without + get the given code  |
 | truncate        | length (optional) | cut to the length, or to the Stripe target's limit            |
+| email           |                   | reject malformed addresses ('.a@x.com', 'a..b@x.com')          |
 | payment_term    |                   | 'Net 30' -> 30, 'Due on Receipt' -> 0, 45 -> 45               |
 """
 
@@ -136,6 +137,23 @@ def _truncate(value: Any, arg: Any, limit: int | None) -> Any:
     return value
 
 
+_EMAIL = re.compile(
+    r"^(?!\.)(?!.*\.\.)[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+(?<!\.)@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
+)
+
+
+def _email(value: Any, _arg: Any, _limit: int | None) -> Any:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = str(value).strip()
+    if not _EMAIL.match(text):
+        raise TransformError(
+            f"email '{value}' is not a valid address",
+            "correct the address in Salesforce (no leading, trailing or double dots; one @; a domain)",
+        )
+    return text
+
+
 _NET = re.compile(r"(?i)^\s*net\s*(\d{1,3})(\s*days?)?\s*$")
 _DUE_NOW = re.compile(r"(?i)^\s*due\s+(on|upon)\s+receipt\s*$")
 
@@ -173,6 +191,7 @@ TRANSFORMS: dict[str, TransformDef] = {
     "country": TransformDef(_country, "none", "country name or code -> ISO alpha-2"),
     "phone": TransformDef(_phone, "optional_str", "phone -> +E.164; arg: default calling code"),
     "truncate": TransformDef(_truncate, "optional_int", "cut to the target's Stripe limit or to N"),
+    "email": TransformDef(_email, "none", "reject addresses Stripe would refuse"),
     "payment_term": TransformDef(_payment_term, "none", "'Net 30' -> 30 days"),
 }
 
