@@ -722,7 +722,10 @@ class SalesforceApp:
         return self._admin(run)
 
     def admin_counters(self, req: Request) -> Response:
-        return Response.json({"counts": self.knobs.snapshot(), "api_usage": self.api_usage})
+        counts: dict[str, int] = {}
+        for key, n in self.knobs.snapshot().items():  # `/sobjects/X` and `/sobjects/X/` are one endpoint
+            counts[key.rstrip("/")] = counts.get(key.rstrip("/"), 0) + n
+        return Response.json({"counts": counts, "api_usage": self.api_usage})
 
     def admin_counters_reset(self, req: Request) -> Response:
         self.knobs.reset_counts()
