@@ -29,8 +29,10 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A URL whose search_path is a fresh schema, dropped afterwards, so runs never interfere."""
+def postgres_schema_url() -> Iterator[str]:
+    """A URL whose search_path is a fresh schema, dropped afterwards, so runs never interfere.
+
+    (tests/conftest.py's ``postgres_url`` hands out the bare database; this one isolates.)"""
     base = os.environ.get(POSTGRES_ENV)
     if not base:
         pytest.skip(f"{POSTGRES_ENV} is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
@@ -53,7 +55,8 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest) -> str:
-    return request.getfixturevalue(f"{request.param}_url")
+    fixture = {"sqlite": "sqlite_url", "postgres": "postgres_schema_url"}[request.param]
+    return request.getfixturevalue(fixture)
 
 
 @pytest.fixture

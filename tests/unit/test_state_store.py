@@ -167,8 +167,8 @@ def test_concurrent_intents_for_the_same_record_agree_on_one_key(store: StateSto
     assert all(r == stored for r in results.values())
 
 
-def test_plain_postgresql_urls_use_psycopg(postgres_url: str) -> None:
-    store = StateStore.open(postgres_url.replace("postgresql+psycopg://", "postgresql://", 1))
+def test_plain_postgresql_urls_use_psycopg(postgres_schema_url: str) -> None:
+    store = StateStore.open(postgres_schema_url.replace("postgresql+psycopg://", "postgresql://", 1))
     try:
         assert store.engine.dialect.driver == "psycopg"
         store.set_cursor("Account", at(0))
