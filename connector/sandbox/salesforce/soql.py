@@ -34,6 +34,8 @@ __all__ = [
     "escape_like",
     "escape_string",
     "parse",
+    "parse_date",
+    "parse_datetime",
     "quote",
     "unescape_string",
 ]
@@ -425,12 +427,12 @@ class _Scanner:
             j += 1
         lexeme = text[start:j]
         if "T" in lexeme or "t" in lexeme:
-            value = _parse_datetime(lexeme)
+            value = parse_datetime(lexeme)
             if value is None:
                 raise self.no_viable(start, lexeme)
             out.append(Token("DATETIME", lexeme, start, value))
         else:
-            value_d = _parse_date(lexeme)
+            value_d = parse_date(lexeme)
             if value_d is None:
                 raise self.no_viable(start, lexeme)
             out.append(Token("DATE", lexeme, start, value_d))
@@ -469,7 +471,7 @@ def _two(s: str, at: int) -> int | None:
     return int(part) if len(part) == 2 and part.isdigit() else None
 
 
-def _parse_date(s: str) -> dt.date | None:
+def parse_date(s: str) -> dt.date | None:
     if len(s) != 10 or s[4] != "-" or s[7] != "-" or not (s[:4] + s[5:7] + s[8:]).isdigit():
         return None
     try:
@@ -478,9 +480,9 @@ def _parse_date(s: str) -> dt.date | None:
         return None
 
 
-def _parse_datetime(s: str) -> dt.datetime | None:
+def parse_datetime(s: str) -> dt.datetime | None:
     """YYYY-MM-DDThh:mm:ss[.fff](Z|+hh:mm|-hh:mm|+hhmm); a zone is required, as in SOQL."""
-    day = _parse_date(s[:10])
+    day = parse_date(s[:10])
     if day is None or len(s) < 20 or s[10] not in "Tt" or s[13] != ":" or s[16] != ":":
         return None
     hour, minute, second = _two(s, 11), _two(s, 14), _two(s, 17)
