@@ -155,6 +155,11 @@ class SalesforceClient:
         """Requests sent per kind (query, query_more, composite, auth, other), retries included."""
         return self.session.calls
 
+    @property
+    def total_calls(self) -> int:
+        """All HTTP requests sent to Salesforce (auth and retries included)."""
+        return sum(self.session.calls.values())
+
     # --- reads --------------------------------------------------------------------------------
 
     def query_pages(self, soql: str, include_deleted: bool = False) -> Iterator[list[dict[str, Any]]]:
@@ -197,6 +202,12 @@ class SalesforceClient:
     def _collection_write(
         self, sobject: str, records: list[dict[str, Any]], method: str
     ) -> list[RecordResult]:
+        """Chunks of 200; per-record retryable failures are re-sent up to RECORD_RETRY_ROUNDS times.
+
+        A call that still fails after the session's retries raises (classify it); chunks sent
+        before it stay applied. Re-running an update is harmless (PATCH sets fixed values); callers
+        that must account for every create should pass at most 200 records at a time.
+        """
         name = _check_sobject(sobject)
         results: list[RecordResult | None] = [None] * len(records)
         pending = list(range(len(records)))
@@ -214,7 +225,7 @@ class SalesforceClient:
                 for pos, index in enumerate(chunk):
                     item = items[pos] if pos < len(items) else None
                     results[index] = _parse_result(item, records[index].get("Id"))
-            pending = [i for i in pending if results[i] is not None and results[i].retryable]  # type: ignore[union-attr]
+            pending = [i for i in pending if (r := results[i]) is not None and r.retryable]
             if not pending or round_no == RECORD_RETRY_ROUNDS:
                 break
             log.info(

@@ -109,6 +109,7 @@ def test_client_credentials_flow(org_server: Any, admin: OrgAdmin) -> None:
     assert token.access_token.get_secret_value() not in repr(token)
     assert client.calls["auth"] == 1
     assert client.describe("Account")["name"] == "Account"
+    assert client.calls["other"] == 1 and client.total_calls == 2
 
 
 def test_jwt_bearer_flow(org_server: Any, admin: OrgAdmin) -> None:
