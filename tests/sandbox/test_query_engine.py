@@ -7,10 +7,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connector.sandbox.salesforce.query_engine import QueryResult, execute
 from connector.sandbox.salesforce.schema import default_schema
-from connector.sandbox.salesforce.soql import SoqlError
+from connector.sandbox.salesforce.soql import SoqlError, escape_like, quote
 
 NOW = dt.datetime(2024, 3, 15, 12, 0, tzinfo=dt.UTC)
 
@@ -352,6 +354,15 @@ def test_numbers(src):
         1,
         3.5,
     ]
+
+
+@given(st.text(min_size=1))
+def test_quoted_values_match_themselves(value):
+    s = MemorySource()
+    s.add("Account", Id=ACC1, Name=value)
+    s.add("Account", Id=ACC2, Name=value + "x")
+    assert names(run(s, f"SELECT Name FROM Account WHERE Name = {quote(value)}")) == [value]
+    assert names(run(s, f"SELECT Name FROM Account WHERE Name LIKE '{escape_like(value)}'")) == [value]
 
 
 # --- ORDER BY / LIMIT / OFFSET ---------------------------------------------------------------------
