@@ -1,0 +1,212 @@
+"""Every load-time problem is reported at once, with file:line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from connector.mapping import MappingError, check_against_describe, load_mappings, parse_mapping
+
+MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
+SCHEMA = Path(__file__).resolve().parents[2] / "connector" / "sandbox" / "salesforce" / "schema.yaml"
+
+
+def problems(text: str, kind: str = "customer"):
+    with pytest.raises(MappingError) as info:
+        parse_mapping(text, "m.yaml", kind)
+    return info.value.problems
+
+
+def lines_of(found):
+    return {(p.line, p.message.split(" ")[0]) for p in found}
+
+
+def test_shipped_mappings_load():
+    mappings = load_mappings(MAPPINGS)
+    assert mappings.customer.object == "Account"
+    assert mappings.subscription.lines.write_back.stripe_price_id == "Stripe_Price_ID__c"
+
+
+def test_yaml_syntax_error_has_line_and_column():
+    found = problems("write_back:\n  stripe_id: X\nfields:\n  - target: name\n    source: [Name\n")
+    assert len(found) == 1
+    assert found[0].file == "m.yaml"
+    assert found[0].line >= 5
+    assert found[0].column > 0
+    assert "YAML syntax error" in found[0].message
+
+
+BROKEN = """\
+write_back:
+  stripe_id: Stripe_Customer_ID__c
+  stauts: Stripe_Sync_Status__c
+condition: WHERE Billing_Entity__c = true
+fields:
+  - target: name
+    source: Name
+  - target: adress.city
+    source: BillingCity
+  - target: metadata.salesforce_account_id
+    source: Id
+  - target: name
+    source: Name
+  - target: email
+    source: Billing_Email__c
+    transforms: [trim, lowercase]
+  - target: phone
+    transforms: [phone]
+  - target: description
+    source: [Description]
+  - target: metadata.this_key_is_much_longer_than_forty_characters
+    default: x
+  - target: address.line1
+    source: BillingStreet
+    transforms: [{truncate: many}]
+"""
+
+
+def test_every_problem_is_reported_with_its_line():
+    found = problems(BROKEN)
+    by_line = {p.line: p for p in found}
+    assert "stauts" in by_line[3].message and "status" in by_line[3].fix  # did you mean
+    assert "WHERE" in by_line[4].message
+    assert "adress.city" in by_line[8].message and "address.city" in by_line[8].fix
+    assert "reserved" in by_line[10].message
+    assert "twice" in by_line[12].message and "line 6" in by_line[12].message
+    assert "lowercase" in by_line[16].message and "lower" in by_line[16].fix
+    assert "neither 'source' nor 'default'" in by_line[17].message
+    assert "source" in by_line[20].message
+    assert "40" in by_line[21].message
+    assert "truncate" in by_line[25].message
+    assert all(p.file == "m.yaml" and p.fix for p in found)
+    assert str(by_line[8]).startswith("m.yaml:8:")
+
+
+def test_empty_file_and_empty_fields():
+    assert "empty" in problems("")[0].message
+    found = problems("write_back: {stripe_id: Stripe_Customer_ID__c}\nfields: []\n")
+    assert found[0].line == 2 and "no fields" in found[0].message
+
+
+def test_missing_required_and_wrong_types():
+    found = problems("fields:\n  - target: name\n    source: Name\n    default: {a: 1}\n")
+    messages = " | ".join(p.message for p in found)
+    assert "'write_back' is required" in messages
+    assert any(p.line == 4 and "single value" in p.message for p in found)
+
+
+def test_duplicate_yaml_keys_are_reported():
+    found = problems(
+        "write_back: {stripe_id: A}\nwrite_back: {stripe_id: B}\nfields: [{target: name, source: Name}]\n"
+    )
+    assert found[0].line == 2 and "twice" in found[0].message
+
+
+def test_bad_defaults_are_caught_at_load():
+    found = problems(
+        "write_back: {stripe_id: S}\n"
+        "fields:\n"
+        "  - {target: address.country, default: Atlantis, transforms: [country]}\n"
+    )
+    assert found[0].line == 3 and "Atlantis" in found[0].message
+    found = problems(
+        "write_back: {stripe_id: S}\nfields:\n  - {target: collection_method, default: sometimes}\n",
+        "subscription",
+    )
+    assert "send_invoice" in found[0].message
+
+
+def test_subscription_targets_are_per_object():
+    found = problems("write_back: {stripe_id: S}\nfields:\n  - {target: email, source: X}\n", "subscription")
+    assert found[0].line == 3 and "subscription" in found[0].message
+
+
+def test_load_mappings_reports_both_files(tmp_path):
+    shutil.copy(MAPPINGS / "customer.yaml", tmp_path / "customer.yaml")
+    (tmp_path / "subscription.yaml").write_text(
+        "write_back: {stripe_id: S}\nlines:\n  quantiy: {source: Q}\n"
+    )
+    (tmp_path / "customer.yaml").write_text(
+        (tmp_path / "customer.yaml").read_text().replace("target: phone\n", "target: fone\n", 1)
+    )
+    with pytest.raises(MappingError) as info:
+        load_mappings(tmp_path)
+    files = {Path(p.file).name for p in info.value.problems}
+    assert files == {"customer.yaml", "subscription.yaml"}
+    sub = next(p for p in info.value.problems if p.file.endswith("subscription.yaml"))
+    assert sub.line == 3 and "quantity" in sub.fix
+
+
+# ---------------------------------------------------------------- describe checks
+
+
+def _describe_from_schema():
+    import yaml
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    system = schema["system_fields"]
+
+    def describe(name):
+        obj = schema["objects"][name]
+        fields = []
+        for field_name, spec in {**system, **obj["fields"]}.items():
+            fields.append(
+                {
+                    "name": field_name,
+                    "type": spec["type"],
+                    "length": spec.get("length", 0),
+                    "updateable": spec.get("updateable", True),
+                    "referenceTo": spec.get("reference_to", []),
+                    "relationshipName": spec.get("relationship_name"),
+                    "picklistValues": [{"value": v, "active": True} for v in spec.get("values", [])],
+                }
+            )
+        return {"name": name, "fields": fields}
+
+    return describe
+
+
+def test_shipped_mappings_fit_the_sandbox_org():
+    assert check_against_describe(load_mappings(MAPPINGS), _describe_from_schema()) == []
+
+
+def test_describe_problems_have_lines(tmp_path):
+    shutil.copy(MAPPINGS / "subscription.yaml", tmp_path / "subscription.yaml")
+    (tmp_path / "customer.yaml").write_text(
+        "write_back:\n"
+        "  stripe_id: Stripe_Customer_ID__c\n"
+        "  status: Name_Missing__c\n"
+        "  synced_at: Phone\n"
+        "fields:\n"
+        "  - {target: name, source: Nmae}\n"
+        "  - {target: email, source: Billing_Entity__c}\n"
+        "  - {target: metadata.parent, source: Parent.Nope__c}\n"
+        "  - {target: metadata.owner, source: Owner.Name}\n"
+        "  - {target: description, source: Description}\n"
+        "  - {target: metadata.created, source: CreatedDate}\n"
+        "  - {target: metadata.parent_name, source: Parent.Name}\n"
+    )
+    mappings = load_mappings(tmp_path)
+    found = check_against_describe(mappings, _describe_from_schema())
+    by_line = {p.line: p for p in found}
+    assert "Name_Missing__c" in by_line[3].message
+    assert "datetime" in by_line[4].message
+    assert "Nmae" in by_line[6].message
+    assert "boolean" in by_line[7].message
+    assert "Nope__c" in by_line[8].message
+    assert "Owner" in by_line[9].message
+    assert "truncate" in by_line[10].fix  # 32,000 characters into Stripe's 5,000
+    assert 11 not in by_line and 12 not in by_line
+    assert all(p.file.endswith("customer.yaml") for p in found)
+
+
+def test_describe_flags_read_only_write_back(tmp_path):
+    shutil.copy(MAPPINGS / "subscription.yaml", tmp_path / "subscription.yaml")
+    (tmp_path / "customer.yaml").write_text(
+        "write_back: {stripe_id: CreatedById}\n"
+        "fields: [{target: name, source: Name, transforms: [truncate]}]\n"
+    )
+    found = check_against_describe(load_mappings(tmp_path), _describe_from_schema())
+    assert any(p.line == 1 and "not updateable" in p.message for p in found)
