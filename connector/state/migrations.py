@@ -54,6 +54,7 @@ def _v1(conn: Connection) -> None:
         Column("status", String(16), nullable=False),
         Column("idempotency_key", String(255), nullable=False),
         Column("payload_hash", String(128)),
+        Column("field_hashes", JSON),
         Column("sf_modstamp", UTCDateTime()),
         Column("created_at", UTCDateTime(), nullable=False),
         Column("updated_at", UTCDateTime(), nullable=False),

@@ -70,6 +70,9 @@ class LinkRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     idempotency_key: Mapped[str] = mapped_column(String(255))
     payload_hash: Mapped[str | None] = mapped_column(String(128))
+    # Hash per Stripe field last sent (not the values): which fields changed, without a copy of
+    # customer data in the state store.
+    field_hashes: Mapped[dict[str, str] | None] = mapped_column(JSON)
     sf_modstamp: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -150,6 +153,7 @@ class Link:
     created_at: datetime
     updated_at: datetime
     note: str | None
+    field_hashes: dict[str, str] | None = None
 
     @classmethod
     def of(cls, row: LinkRow) -> Link:
@@ -166,6 +170,7 @@ class Link:
             row.created_at,
             row.updated_at,
             row.note,
+            dict(row.field_hashes) if row.field_hashes else None,
         )
 
 

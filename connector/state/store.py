@@ -274,6 +274,7 @@ class StateStore:
         stripe_id: str,
         payload_hash: str | None,
         sf_modstamp: datetime | None,
+        field_hashes: dict[str, str] | None = None,
     ) -> Link:
         """Set the Stripe id and ``linked`` status after a successful create (or adoption).
 
@@ -288,6 +289,7 @@ class StateStore:
             row.stripe_id = stripe_id
             row.status = "linked"
             row.payload_hash = payload_hash
+            row.field_hashes = field_hashes
             row.sf_modstamp = sf_modstamp
             row.updated_at = self._clock()
             s.flush()
@@ -356,11 +358,15 @@ class StateStore:
         sf_id: str,
         payload_hash: str | None,
         sf_modstamp: datetime | None = None,
+        *,
+        field_hashes: dict[str, str] | None = None,
     ) -> Link:
         """After an update was sent: remember its params' hash (and the record version applied)."""
         with self._session() as s:
             row = self._existing(s, stripe_account, object_type, sf_id)
             row.payload_hash = payload_hash
+            if field_hashes is not None:
+                row.field_hashes = field_hashes
             if sf_modstamp is not None:
                 row.sf_modstamp = sf_modstamp
             row.updated_at = self._clock()
@@ -404,6 +410,14 @@ class StateStore:
         with self._session() as s:
             return [Link.of(r) for r in s.scalars(query)]
 
+    def link_counts(self) -> dict[tuple[str, str], int]:
+        """Number of links per (object type, status), for `cpq2stripe status`."""
+        query = select(LinkRow.object_type, LinkRow.status, func.count()).group_by(
+            LinkRow.object_type, LinkRow.status
+        )
+        with self._session() as s:
+            return {(t, st): int(n) for t, st, n in s.execute(query).tuples()}
+
     def _link_query(self, stripe_account: str, object_type: str, sf_id: str, *, for_update: bool = False):
         query = _select(LinkRow).where(
             LinkRow.stripe_account == stripe_account,
@@ -432,6 +446,11 @@ class StateStore:
             if row is None:
                 return Cursor()
             return Cursor(row.modstamp, frozenset(row.seen_ids))
+
+    def list_cursors(self) -> list[tuple[str, Cursor]]:
+        with self._session() as s:
+            rows = s.scalars(select(CursorRow).order_by(CursorRow.name)).all()
+            return [(r.name, Cursor(r.modstamp, frozenset(r.seen_ids))) for r in rows]
 
     def set_cursor(self, name: str, modstamp: datetime | None, seen_ids: Iterable[str] = ()) -> Cursor:
         cursor = Cursor(modstamp, frozenset(seen_ids))
