@@ -1,0 +1,14 @@
+"""Resource families; each module exposes ENDPOINTS."""
+
+from __future__ import annotations
+
+from ..common import Endpoint
+from . import account, billing, catalog, customers, payments
+
+
+def endpoints() -> list[Endpoint]:
+    """Every API endpoint. Fixed paths come before `{id}` patterns (`/search` before `/{id}`)."""
+    eps: list[Endpoint] = []
+    for module in (account, customers, catalog, payments, billing):
+        eps.extend(module.ENDPOINTS)
+    return sorted(eps, key=lambda e: "{" in e.pattern.rsplit("/", 1)[-1])

@@ -1,0 +1,1237 @@
+"""Subscriptions, subscription schedules and the invoices subscriptions open.
+
+Time does not advance inside the sandbox: periods are computed when a subscription is created and
+schedules do not move to their next phase on their own."""
+
+from __future__ import annotations
+
+import calendar
+import copy
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN
+from decimal import Decimal as D
+from typing import Any
+
+from ..common import Ctx, Endpoint, paginate
+from ..errors import StripeError, exclusive, invalid, missing_param
+from ..search import run_search
+from ..validation import (
+    EXPAND,
+    LIST,
+    METADATA,
+    RETRIEVE,
+    SEARCH,
+    Arr,
+    Bool,
+    Decimal,
+    Int,
+    Obj,
+    Str,
+    Ts,
+    merge_metadata,
+)
+from .catalog import INTERVALS, TAX_BEHAVIOR, new_price
+
+COLLECTION = ("charge_automatically", "send_invoice")
+PRORATION = ("always_invoice", "create_prorations", "none")
+PAYMENT_BEHAVIOR = ("allow_incomplete", "default_incomplete", "error_if_incomplete", "pending_if_incomplete")
+SUB_STATUSES = (
+    "active",
+    "all",
+    "canceled",
+    "ended",
+    "incomplete",
+    "incomplete_expired",
+    "past_due",
+    "paused",
+    "trialing",
+    "unpaid",
+)
+
+_PRICE_DATA_REC = Obj(
+    fields={
+        "currency": Str(required=True, nullable=False),
+        "product": Str(required=True, nullable=False),
+        "recurring": Obj(
+            required=True,
+            fields={
+                "interval": Str(required=True, nullable=False, enum=INTERVALS),
+                "interval_count": Int(min=1),
+            },
+        ),
+        "unit_amount": Int(min=0),
+        "unit_amount_decimal": Decimal(),
+        "tax_behavior": Str(enum=TAX_BEHAVIOR),
+    }
+)
+_PRICE_DATA_ONCE = Obj(
+    fields={
+        "currency": Str(required=True, nullable=False),
+        "product": Str(required=True, nullable=False),
+        "unit_amount": Int(min=0),
+        "unit_amount_decimal": Decimal(),
+        "tax_behavior": Str(enum=TAX_BEHAVIOR),
+    }
+)
+_ITEM = Obj(
+    fields={
+        "price": Str(),
+        "price_data": _PRICE_DATA_REC,
+        "quantity": Int(min=0),
+        "metadata": METADATA,
+        "discounts": Arr(item=Obj(fields={"coupon": Str(), "discount": Str(), "promotion_code": Str()})),
+        "tax_rates": Arr(item=Str()),
+    }
+)
+_UPDATE_ITEM = Obj(fields={**_ITEM.fields, "id": Str(), "deleted": Bool(), "clear_usage": Bool()})
+_INVOICE_ITEM = Obj(
+    fields={
+        "price": Str(),
+        "price_data": _PRICE_DATA_ONCE,
+        "quantity": Int(min=1),
+        "metadata": METADATA,
+        "discounts": Arr(item=Obj(fields={"coupon": Str(), "discount": Str(), "promotion_code": Str()})),
+        "tax_rates": Arr(item=Str()),
+        "period": Obj(
+            fields={
+                "start": Obj(fields={"type": Str(), "timestamp": Int()}),
+                "end": Obj(fields={"type": Str(), "timestamp": Int()}),
+            }
+        ),
+    }
+)
+_SUB = {
+    "customer": Str(required=True, nullable=False),
+    "items": Arr(item=_ITEM, max_items=20),
+    "add_invoice_items": Arr(item=_INVOICE_ITEM, max_items=20),
+    "collection_method": Str(enum=COLLECTION),
+    "days_until_due": Int(min=0, max=730),
+    "default_payment_method": Str(),
+    "description": Str(max_len=500),
+    "off_session": Bool(),
+    "backdate_start_date": Ts(),
+    "billing_cycle_anchor": Ts(),
+    "cancel_at": Ts(words=("max_period_end", "min_period_end")),
+    "cancel_at_period_end": Bool(),
+    "trial_end": Ts(words=("now",)),
+    "trial_period_days": Int(min=0, max=730),
+    "proration_behavior": Str(enum=PRORATION),
+    "payment_behavior": Str(enum=PAYMENT_BEHAVIOR),
+    "billing_mode": Obj(fields={"type": Str(required=True, enum=("classic", "flexible"))}),
+    "currency": Str(),
+    "discounts": Arr(item=Obj(fields={"coupon": Str(), "discount": Str(), "promotion_code": Str()})),
+    "payment_settings": Obj(
+        fields={
+            "save_default_payment_method": Str(enum=("off", "on_subscription")),
+            "payment_method_types": Arr(item=Str()),
+        }
+    ),
+    "metadata": METADATA,
+    "expand": EXPAND,
+}
+_SUB_UPDATE = {
+    k: v for k, v in _SUB.items() if k not in ("customer", "backdate_start_date", "currency", "billing_mode")
+} | {
+    "items": Arr(item=_UPDATE_ITEM, max_items=20),
+    "billing_cycle_anchor": Str(enum=("now", "unchanged")),
+    "proration_date": Ts(),
+    "cancellation_details": Obj(fields={"comment": Str(max_len=5000), "feedback": Str()}),
+}
+
+
+# time ----------------------------------------------------------------------------------------
+def add_interval(ts: int, interval: str, count: int) -> int:
+    if interval == "day":
+        return ts + 86400 * count
+    if interval == "week":
+        return ts + 7 * 86400 * count
+    months = count * (12 if interval == "year" else 1)
+    dt = datetime.fromtimestamp(ts, UTC)
+    total = dt.month - 1 + months
+    year, month = dt.year + total // 12, total % 12 + 1
+    day = min(dt.day, calendar.monthrange(year, month)[1])
+    return int(dt.replace(year=year, month=month, day=day).timestamp())
+
+
+def period(anchor: int, start: int, now: int, interval: str, count: int) -> tuple[int, int]:
+    """The billing period containing `now` for a cycle anchored at `anchor`."""
+    if anchor > now:
+        return start, anchor
+    n = 0
+    while add_interval(anchor, interval, count * (n + 1)) <= now:
+        n += 1
+    return add_interval(anchor, interval, count * n), add_interval(anchor, interval, count * (n + 1))
+
+
+# items ---------------------------------------------------------------------------------------
+def resolve_price(ctx: Ctx, item: dict[str, Any], param: str, *, recurring: bool) -> dict[str, Any]:
+    store = ctx.store
+    if item.get("price") and item.get("price_data"):
+        raise exclusive(f"{param}[price]", f"{param}[price_data]")
+    if item.get("price_data"):
+        data = item["price_data"]
+        store.get("product", data["product"], f"{param}[price_data][product]")
+        return new_price(ctx, dict(data), f"{param}[price_data]", active=False)
+    if not item.get("price"):
+        raise missing_param(f"{param}[price]")
+    price = store.get("price", item["price"], f"{param}[price]")
+    if recurring and price["type"] != "recurring":
+        raise invalid(
+            "The price specified is set to `type=one_time` but this field only accepts prices with "
+            "`type=recurring`.",
+            f"{param}[price]",
+        )
+    if not recurring and price["type"] != "one_time":
+        raise invalid(
+            "The price specified is set to `type=recurring` but this field only accepts prices with "
+            "`type=one_time`.",
+            f"{param}[price]",
+        )
+    if not price["active"]:
+        raise invalid(
+            "The price specified is inactive. This field only accepts active prices.", f"{param}[price]"
+        )
+    return price
+
+
+def new_item(ctx: Ctx, sub_id: str, price: dict[str, Any], raw: dict[str, Any], param: str) -> dict[str, Any]:
+    metered = price["recurring"]["usage_type"] == "metered"
+    if metered and raw.get("quantity") is not None:
+        raise invalid(
+            f"Quantity should not be specified where usage_type is `metered`. Remove quantity from `{param}`",
+            f"{param}[quantity]",
+        )
+    return {
+        "id": ctx.store.new_id("si"),
+        "object": "subscription_item",
+        "created": ctx.store.now(),
+        "current_period_end": 0,
+        "current_period_start": 0,
+        "discounts": [],
+        "metadata": merge_metadata({}, raw.get("metadata")),
+        "price": copy.deepcopy(price),
+        "quantity": None if metered else (raw["quantity"] if raw.get("quantity") is not None else 1),
+        "subscription": sub_id,
+        "tax_rates": [],
+    }
+
+
+def check_items(
+    items: list[dict[str, Any]], billing_mode: str, extra_currencies: list[tuple[str, str]]
+) -> str:
+    """Stripe's cross-item rules; returns the subscription currency."""
+    seen: set[str] = set()
+    for idx, item in enumerate(items):
+        if item["price"]["id"] in seen:
+            raise invalid(
+                f"Cannot add multiple subscription items with the same price: {item['price']['id']}",
+                f"items[{idx}][price]",
+            )
+        seen.add(item["price"]["id"])
+    currencies = {i["price"]["currency"] for i in items} | {c for c, _ in extra_currencies}
+    if len(currencies) > 1:
+        raise invalid(
+            "Currency and interval fields must match across all plans on this subscription. Found "
+            "mismatch in currency field.",
+            "items",
+        )
+    if billing_mode == "classic":
+        cycles = {
+            (i["price"]["recurring"]["interval"], i["price"]["recurring"]["interval_count"]) for i in items
+        }
+        if len(cycles) > 1:
+            raise invalid(
+                "Currency and interval fields must match across all plans on this subscription. Found "
+                "mismatch in interval field.",
+                "items",
+            )
+    return next(iter(currencies))
+
+
+def _unit_total(price: dict[str, Any], quantity: int | None) -> int:
+    if quantity is None or (price["recurring"] and price["recurring"]["usage_type"] == "metered"):
+        return 0
+    unit = D(price["unit_amount_decimal"] or "0")
+    return int((unit * quantity).quantize(D(1), rounding=ROUND_HALF_EVEN))
+
+
+def _payment_method_for(ctx: Ctx, sub: dict[str, Any], customer: dict[str, Any]) -> str | None:
+    return sub["default_payment_method"] or customer["invoice_settings"]["default_payment_method"] or None
+
+
+def check_pm(ctx: Ctx, pm_id: str | None, customer_id: str, param: str) -> None:
+    if not pm_id:
+        return
+    pm = ctx.store.get("payment_method", pm_id, param)
+    if pm.get("customer") != customer_id:
+        raise StripeError(
+            f"The customer does not have a payment method with the ID {pm_id}. The payment method "
+            "must be attached to the customer.",
+            code="resource_missing",
+            param=param,
+        )
+
+
+# invoices ------------------------------------------------------------------------------------
+def open_invoice(
+    ctx: Ctx,
+    sub: dict[str, Any],
+    customer: dict[str, Any],
+    extra: list[tuple[dict, int]],
+    reason: str,
+    trialing: bool,
+) -> dict[str, Any]:
+    """The invoice a subscription creates (first period plus `add_invoice_items`)."""
+    store = ctx.store
+    now = store.now()
+    ident = store.new_id("in", 24)
+    lines = []
+    for item in sub["items"]["data"]:
+        amount = 0 if trialing else _unit_total(item["price"], item["quantity"])
+        lines.append(
+            _line(
+                store,
+                ident,
+                sub,
+                item["price"],
+                item["quantity"],
+                amount,
+                (item["current_period_start"], item["current_period_end"]),
+                {
+                    "type": "subscription_item_details",
+                    "subscription_item_details": {
+                        "subscription": sub["id"],
+                        "subscription_item": item["id"],
+                        "proration": False,
+                        "invoice_item": None,
+                    },
+                },
+            )
+        )
+    for price, qty in extra:
+        lines.append(
+            _line(
+                store,
+                ident,
+                sub,
+                price,
+                qty,
+                _unit_total(price, qty),
+                (now, now),
+                {
+                    "type": "invoice_item_details",
+                    "invoice_item_details": {
+                        "invoice_item": store.new_id("ii"),
+                        "proration": False,
+                        "subscription": sub["id"],
+                    },
+                },
+            )
+        )
+    total = sum(line["amount"] for line in lines)
+    send = sub["collection_method"] == "send_invoice"
+    paid = not send and (total == 0 or _payment_method_for(ctx, sub, customer) is not None)
+    number = f"{customer['invoice_prefix']}-{customer['next_invoice_sequence']:04d}"
+    customer["next_invoice_sequence"] += 1
+    invoice = {
+        "id": ident,
+        "object": "invoice",
+        "account_country": "US",
+        "amount_due": total,
+        "amount_paid": total if paid else 0,
+        "amount_remaining": 0 if paid else total,
+        "attempt_count": 1 if paid and total else 0,
+        "attempted": paid,
+        "auto_advance": not paid,
+        "billing_reason": reason,
+        "collection_method": sub["collection_method"],
+        "created": now,
+        "currency": sub["currency"],
+        "customer": customer["id"],
+        "customer_email": customer["email"],
+        "customer_name": customer["name"],
+        "default_payment_method": None,
+        "description": None,
+        "discounts": [],
+        "due_date": now + 86400 * (sub["days_until_due"] or 0) if send else None,
+        "hosted_invoice_url": f"https://invoice.stripe.com/i/acct_test/{ident}",
+        "lines": {
+            "object": "list",
+            "data": lines,
+            "has_more": False,
+            "total_count": len(lines),
+            "url": f"/v1/invoices/{ident}/lines",
+        },
+        "livemode": False,
+        "metadata": {},
+        "number": number,
+        "parent": {
+            "quote_details": None,
+            "type": "subscription_details",
+            "subscription_details": {"metadata": copy.deepcopy(sub["metadata"]), "subscription": sub["id"]},
+        },
+        "period_end": now,
+        "period_start": now,
+        "status": "paid" if paid else "open",
+        "status_transitions": {
+            "finalized_at": now,
+            "marked_uncollectible_at": None,
+            "paid_at": now if paid else None,
+            "voided_at": None,
+        },
+        "subtotal": total,
+        "total": total,
+        "total_excluding_tax": total,
+    }
+    store.put(customer)
+    store.put(invoice)
+    ctx.emit("invoice.created", invoice)
+    ctx.emit("invoice.finalized", invoice)
+    if paid:
+        ctx.emit("invoice.paid", invoice)
+    return invoice
+
+
+def _line(store, invoice_id, sub, price, qty, amount, span, parent) -> dict[str, Any]:
+    return {
+        "id": store.new_id("il", 24),
+        "object": "line_item",
+        "amount": amount,
+        "currency": price["currency"],
+        "description": None,
+        "discount_amounts": [],
+        "discountable": True,
+        "discounts": [],
+        "invoice": invoice_id,
+        "livemode": False,
+        "metadata": {},
+        "parent": parent,
+        "period": {"end": span[1], "start": span[0]},
+        "pricing": {
+            "price_details": {"price": price["id"], "product": price["product"]},
+            "type": "price_details",
+            "unit_amount_decimal": price["unit_amount_decimal"],
+        },
+        "quantity": qty,
+        "subscription": sub["id"],
+        "taxes": [],
+    }
+
+
+# subscriptions -------------------------------------------------------------------------------
+def build_subscription(
+    ctx: Ctx, p: dict[str, Any], *, schedule_id: str | None = None, start: int | None = None
+) -> dict[str, Any]:
+    """Create a subscription from validated create params (also used by schedules)."""
+    store = ctx.store
+    now = store.now()
+    customer = store.get("customer", p["customer"], "customer")
+    items_in = p.get("items") or []
+    if not items_in:
+        raise missing_param("items")
+    method = p.get("collection_method") or "charge_automatically"
+    if method == "send_invoice" and p.get("days_until_due") is None:
+        raise missing_param("days_until_due")
+    if method == "charge_automatically" and p.get("days_until_due") is not None:
+        raise invalid(
+            "`days_until_due` can only be set when `collection_method` is `send_invoice`.", "days_until_due"
+        )
+    if p.get("cancel_at") is not None and p.get("cancel_at_period_end"):
+        raise exclusive("cancel_at", "cancel_at_period_end")
+    check_pm(ctx, p.get("default_payment_method"), customer["id"], "default_payment_method")
+    billing_mode = (p.get("billing_mode") or {}).get("type") or "flexible"
+    sub_id = store.new_id("sub", 24)
+    items = []
+    for idx, raw in enumerate(items_in):
+        price = resolve_price(ctx, raw, f"items[{idx}]", recurring=True)
+        items.append(new_item(ctx, sub_id, price, raw, f"items[{idx}]"))
+    extra: list[tuple[dict[str, Any], int]] = []
+    for idx, raw in enumerate(p.get("add_invoice_items") or []):
+        extra.append(
+            (resolve_price(ctx, raw, f"add_invoice_items[{idx}]", recurring=False), raw.get("quantity") or 1)
+        )
+    currency = check_items(items, billing_mode, [(pr["currency"], "") for pr, _ in extra])
+    if customer["currency"] and customer["currency"] != currency:
+        raise invalid(
+            f"You cannot combine currencies on a single customer. This customer has an active "
+            f"subscription, subscription schedule, discount, quote, or invoice item with currency "
+            f"{customer['currency']}.",
+            "currency",
+        )
+    start_date = start if start is not None else (p.get("backdate_start_date") or now)
+    if p.get("backdate_start_date") and p["backdate_start_date"] > now:
+        raise invalid("The backdate_start_date must be in the past.", "backdate_start_date")
+    trial_end = p.get("trial_end")
+    if trial_end == "now":
+        trial_end = None
+    if trial_end is None and p.get("trial_period_days"):
+        trial_end = now + 86400 * p["trial_period_days"]
+    if trial_end is not None and trial_end <= now:
+        raise invalid("Invalid timestamp: must be an integer Unix timestamp in the future.", "trial_end")
+    anchor = p.get("billing_cycle_anchor") or trial_end or now
+    if p.get("billing_cycle_anchor") and trial_end and p["billing_cycle_anchor"] < trial_end:
+        raise invalid("billing_cycle_anchor cannot be earlier than the trial end.", "billing_cycle_anchor")
+    for item in items:
+        rec = item["price"]["recurring"]
+        if trial_end:
+            item["current_period_start"], item["current_period_end"] = now, trial_end
+        else:
+            item["current_period_start"], item["current_period_end"] = period(
+                anchor, now, now, rec["interval"], rec["interval_count"]
+            )
+    cancel_at = p.get("cancel_at")
+    if cancel_at in ("min_period_end", "max_period_end"):
+        ends = [i["current_period_end"] for i in items]
+        cancel_at = min(ends) if cancel_at == "min_period_end" else max(ends)
+    if p.get("cancel_at_period_end"):
+        cancel_at = min(i["current_period_end"] for i in items)
+    sub: dict[str, Any] = {
+        "id": sub_id,
+        "object": "subscription",
+        "application": None,
+        "application_fee_percent": None,
+        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+        "billing_cycle_anchor": anchor,
+        "billing_cycle_anchor_config": None,
+        "billing_mode": {
+            "flexible": {"proration_discounts": "included"} if billing_mode == "flexible" else None,
+            "type": billing_mode,
+            "updated_at": now,
+        },
+        "cancel_at": cancel_at,
+        "cancel_at_period_end": bool(p.get("cancel_at_period_end")),
+        "canceled_at": None,
+        "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+        "collection_method": method,
+        "created": now,
+        "currency": currency,
+        "customer": customer["id"],
+        "customer_account": None,
+        "days_until_due": p.get("days_until_due"),
+        "default_payment_method": p.get("default_payment_method"),
+        "default_source": None,
+        "default_tax_rates": [],
+        "description": p.get("description"),
+        "discounts": [],
+        "ended_at": None,
+        "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+        "items": {
+            "object": "list",
+            "data": items,
+            "has_more": False,
+            "total_count": len(items),
+            "url": f"/v1/subscription_items?subscription={sub_id}",
+        },
+        "latest_invoice": None,
+        "livemode": False,
+        "metadata": merge_metadata({}, p.get("metadata")),
+        "next_pending_invoice_item_invoice": None,
+        "on_behalf_of": None,
+        "pause_collection": None,
+        "payment_settings": {
+            "payment_method_options": None,
+            "payment_method_types": None,
+            "save_default_payment_method": "off",
+        },
+        "pending_invoice_item_interval": None,
+        "pending_setup_intent": None,
+        "pending_update": None,
+        "schedule": schedule_id,
+        "start_date": start_date,
+        "status": "trialing" if trial_end else "active",
+        "test_clock": None,
+        "transfer_data": None,
+        "trial_end": trial_end,
+        "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
+        "trial_start": now if trial_end else None,
+    }
+    first_total = sum(_unit_total(i["price"], i["quantity"]) for i in items) + sum(
+        _unit_total(pr, q) for pr, q in extra
+    )
+    if (
+        method == "charge_automatically"
+        and not trial_end
+        and first_total > 0
+        and _payment_method_for(ctx, sub, customer) is None
+    ):
+        behavior = p.get("payment_behavior") or "allow_incomplete"
+        if behavior == "default_incomplete":
+            sub["status"] = "incomplete"
+        else:
+            raise StripeError(
+                "This customer has no attached payment source or default payment method. Please consider "
+                "adding a "
+                "default payment method. For more information, visit "
+                ""
+                "https://docs.stripe.com/billing/subscriptions/payment-methods-setting#payment-method-priority.",
+                code="resource_missing",
+            )
+    customer["currency"] = currency
+    store.put(sub)
+    ctx.emit("customer.subscription.created", sub)
+    invoice = open_invoice(ctx, sub, customer, extra, "subscription_create", bool(trial_end))
+    sub["latest_invoice"] = invoice["id"]
+    store.put(sub)
+    return sub
+
+
+def create_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
+    return build_subscription(ctx, p)
+
+
+def retrieve_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
+    return ctx.store.get("subscription", ctx.path["id"])
+
+
+def update_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
+    store = ctx.store
+    sub = store.get("subscription", ctx.path["id"])
+    before = copy.deepcopy(sub)
+    if sub["status"] in ("canceled", "incomplete_expired") and set(p) - {
+        "metadata",
+        "cancellation_details",
+        "expand",
+    }:
+        raise invalid("A canceled subscription can only update its cancellation_details and metadata.")
+    method = p.get("collection_method") or sub["collection_method"]
+    days = p["days_until_due"] if "days_until_due" in p else sub["days_until_due"]
+    if method == "charge_automatically" and "collection_method" in p:
+        days = p.get("days_until_due")
+    if method == "send_invoice" and days is None:
+        raise missing_param("days_until_due")
+    if method == "charge_automatically" and days is not None:
+        raise invalid(
+            "`days_until_due` can only be set when `collection_method` is `send_invoice`.", "days_until_due"
+        )
+    if p.get("cancel_at") is not None and p.get("cancel_at_period_end"):
+        raise exclusive("cancel_at", "cancel_at_period_end")
+    if p.get("default_payment_method"):
+        check_pm(ctx, p["default_payment_method"], sub["customer"], "default_payment_method")
+    items = [copy.deepcopy(i) for i in sub["items"]["data"]]
+    for idx, raw in enumerate(p.get("items") or []):
+        param = f"items[{idx}]"
+        if raw.get("id"):
+            current = next((i for i in items if i["id"] == raw["id"]), None)
+            if current is None:
+                raise StripeError(
+                    f"No such subscription item: '{raw['id']}'", code="resource_missing", param=f"{param}[id]"
+                )
+            if raw.get("deleted"):
+                items.remove(current)
+                continue
+            if raw.get("price") or raw.get("price_data"):
+                current["price"] = copy.deepcopy(resolve_price(ctx, raw, param, recurring=True))
+            metered = current["price"]["recurring"]["usage_type"] == "metered"
+            if metered and raw.get("quantity") is not None:
+                raise invalid(
+                    f"Quantity should not be specified where usage_type is `metered`. Remove quantity "
+                    f"from `{param}`",
+                    f"{param}[quantity]",
+                )
+            if raw.get("quantity") is not None:
+                current["quantity"] = raw["quantity"]
+            if "metadata" in raw:
+                current["metadata"] = merge_metadata(current["metadata"], raw["metadata"])
+        else:
+            if raw.get("deleted"):
+                raise missing_param(f"{param}[id]")
+            price = resolve_price(ctx, raw, param, recurring=True)
+            item = new_item(ctx, sub["id"], price, raw, param)
+            ref = items[0] if items else None
+            item["current_period_start"] = ref["current_period_start"] if ref else store.now()
+            item["current_period_end"] = (
+                ref["current_period_end"]
+                if ref
+                else add_interval(
+                    store.now(), price["recurring"]["interval"], price["recurring"]["interval_count"]
+                )
+            )
+            items.append(item)
+    if not items:
+        raise invalid(
+            "A subscription must have at least one active plan. To cancel a subscription, please use "
+            "the cancel API endpoint on /v1/subscriptions.",
+            "items",
+        )
+    extra = []
+    for idx, raw in enumerate(p.get("add_invoice_items") or []):
+        extra.append(
+            (resolve_price(ctx, raw, f"add_invoice_items[{idx}]", recurring=False), raw.get("quantity") or 1)
+        )
+    check_items(items, sub["billing_mode"]["type"], [(pr["currency"], "") for pr, _ in extra])
+    sub["items"]["data"] = items
+    sub["items"]["total_count"] = len(items)
+    sub["collection_method"], sub["days_until_due"] = method, days
+    for key in ("default_payment_method", "description"):
+        if key in p:
+            sub[key] = p[key]
+    if "metadata" in p:
+        sub["metadata"] = merge_metadata(sub["metadata"], p["metadata"])
+    if "cancel_at" in p:
+        cancel_at = p["cancel_at"]
+        ends = [i["current_period_end"] for i in items]
+        if cancel_at == "min_period_end":
+            cancel_at = min(ends)
+        elif cancel_at == "max_period_end":
+            cancel_at = max(ends)
+        sub["cancel_at"], sub["cancel_at_period_end"] = cancel_at, False
+    if "cancel_at_period_end" in p:
+        flag = bool(p["cancel_at_period_end"])
+        sub["cancel_at_period_end"] = flag
+        sub["cancel_at"] = min(i["current_period_end"] for i in items) if flag else None
+    if p.get("cancellation_details"):
+        sub["cancellation_details"].update(p["cancellation_details"])
+    if "trial_end" in p and p["trial_end"] is not None:
+        if p["trial_end"] == "now":
+            sub["trial_end"], sub["status"] = store.now(), "active"
+        else:
+            sub["trial_end"], sub["status"] = p["trial_end"], "trialing"
+    store.put(sub)
+    previous = {k: before[k] for k in sub if before.get(k) != sub[k]}
+    if previous:
+        ctx.emit("customer.subscription.updated", sub, previous)
+    return sub
+
+
+def cancel_subscription(
+    ctx: Ctx,
+    sub: dict[str, Any],
+    reason: str = "cancellation_requested",
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    now = ctx.store.now()
+    sub["status"] = "canceled"
+    sub["canceled_at"] = sub["ended_at"] = now
+    sub["cancellation_details"] = {"comment": None, "feedback": None, **(details or {}), "reason": reason}
+    ctx.store.put(sub)
+    ctx.emit("customer.subscription.deleted", sub)
+    return sub
+
+
+def delete_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
+    sub = ctx.store.get("subscription", ctx.path["id"])
+    if sub["status"] == "canceled":
+        raise invalid(f"No such subscription: '{sub['id']}'; it has already been canceled.", "id")
+    return cancel_subscription(ctx, sub, details=p.get("cancellation_details"))
+
+
+def list_subscriptions(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
+    rows = list(ctx.store.newest_first("subscription"))
+    if p.get("customer"):
+        rows = [s for s in rows if s["customer"] == p["customer"]]
+    if p.get("price"):
+        rows = [s for s in rows if any(i["price"]["id"] == p["price"] for i in s["items"]["data"])]
+    if p.get("collection_method"):
+        rows = [s for s in rows if s["collection_method"] == p["collection_method"]]
+    status = p.get("status")
+    if status is None:
+        rows = [s for s in rows if s["status"] not in ("canceled", "incomplete_expired")]
+    elif status == "ended":
+        rows = [s for s in rows if s["status"] in ("canceled", "incomplete_expired")]
+    elif status != "all":
+        rows = [s for s in rows if s["status"] == status]
+    return paginate(ctx, "subscription", rows, p, "/v1/subscriptions")
+
+
+# subscription schedules ----------------------------------------------------------------------
+_PHASE = Obj(
+    fields={
+        "items": Arr(required=True, item=_ITEM, max_items=20),
+        "add_invoice_items": Arr(item=_INVOICE_ITEM, max_items=20),
+        "iterations": Int(min=1),
+        "end_date": Ts(words=("now",)),
+        "start_date": Ts(words=("now",)),
+        "trial_end": Ts(words=("now",)),
+        "trial": Bool(),
+        "collection_method": Str(enum=COLLECTION),
+        "invoice_settings": Obj(fields={"days_until_due": Int(min=0, max=730)}),
+        "default_payment_method": Str(),
+        "description": Str(max_len=500),
+        "metadata": METADATA,
+        "proration_behavior": Str(enum=PRORATION),
+        "billing_cycle_anchor": Str(enum=("automatic", "phase_start")),
+        "currency": Str(),
+        "duration": Obj(
+            fields={"interval": Str(required=True, enum=INTERVALS), "interval_count": Int(min=1)}
+        ),
+    }
+)
+_SETTINGS = Obj(
+    fields={
+        "collection_method": Str(enum=COLLECTION),
+        "default_payment_method": Str(),
+        "description": Str(max_len=500),
+        "invoice_settings": Obj(fields={"days_until_due": Int(min=0, max=730)}),
+        "billing_cycle_anchor": Str(enum=("automatic", "phase_start")),
+    }
+)
+_SCHEDULE = {
+    "customer": Str(),
+    "from_subscription": Str(),
+    "start_date": Ts(words=("now",)),
+    "end_behavior": Str(enum=("cancel", "none", "release", "renew")),
+    "phases": Arr(item=_PHASE),
+    "default_settings": _SETTINGS,
+    "billing_mode": Obj(fields={"type": Str(required=True, enum=("classic", "flexible"))}),
+    "metadata": METADATA,
+    "expand": EXPAND,
+}
+
+
+def _phase_out(
+    ctx: Ctx,
+    raw: dict[str, Any],
+    idx: int,
+    start: int,
+    last: bool,
+    defaults: dict[str, Any],
+    customer_id: str,
+) -> dict[str, Any]:
+    param = f"phases[{idx}]"
+    prices = [
+        resolve_price(ctx, it, f"{param}[items][{j}]", recurring=True) for j, it in enumerate(raw["items"])
+    ]
+    if not prices:
+        raise missing_param(f"{param}[items]")
+    for j, (price, it) in enumerate(zip(prices, raw["items"], strict=True)):
+        if price["recurring"]["usage_type"] == "metered" and it.get("quantity") is not None:
+            raise invalid(
+                f"Quantity should not be specified where usage_type is `metered`. Remove quantity from "
+                f"`{param}[items][{j}]`",
+                f"{param}[items][{j}][quantity]",
+            )
+    extra = [
+        resolve_price(ctx, it, f"{param}[add_invoice_items][{j}]", recurring=False)
+        for j, it in enumerate(raw.get("add_invoice_items") or [])
+    ]
+    if raw.get("iterations") is not None and raw.get("end_date") is not None:
+        raise exclusive(f"{param}[end_date]", f"{param}[iterations]")
+    rec = prices[0]["recurring"]
+    if raw.get("end_date") is not None:
+        end = ctx.store.now() if raw["end_date"] == "now" else raw["end_date"]
+    elif raw.get("duration"):
+        end = add_interval(start, raw["duration"]["interval"], raw["duration"].get("interval_count") or 1)
+    elif raw.get("iterations") is not None or last:
+        end = add_interval(start, rec["interval"], rec["interval_count"] * (raw.get("iterations") or 1))
+    else:
+        raise missing_param(f"{param}[end_date]")
+    if end <= start:
+        raise invalid("The phase end_date must be after its start date.", f"{param}[end_date]")
+    method = raw.get("collection_method") or defaults.get("collection_method") or "charge_automatically"
+    days = (raw.get("invoice_settings") or {}).get("days_until_due")
+    if days is None:
+        days = (defaults.get("invoice_settings") or {}).get("days_until_due")
+    if method == "send_invoice" and days is None:
+        raise missing_param(f"{param}[invoice_settings][days_until_due]")
+    pm = raw.get("default_payment_method")
+    check_pm(ctx, pm, customer_id, f"{param}[default_payment_method]")
+    currencies = {p["currency"] for p in prices} | {p["currency"] for p in extra}
+    if len(currencies) > 1:
+        raise invalid(
+            "Currency and interval fields must match across all plans on this subscription. Found "
+            "mismatch in currency field.",
+            f"{param}[items]",
+        )
+    return {
+        "add_invoice_items": [
+            {
+                "discounts": [],
+                "metadata": {},
+                "period": {"end": {"type": "subscription_period_end"}, "start": {"type": "phase_start"}},
+                "price": pr["id"],
+                "quantity": it.get("quantity") or 1,
+                "tax_rates": [],
+            }
+            for pr, it in zip(extra, raw.get("add_invoice_items") or [], strict=True)
+        ],
+        "application_fee_percent": None,
+        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+        "billing_cycle_anchor": raw.get("billing_cycle_anchor"),
+        "collection_method": raw.get("collection_method"),
+        "currency": next(iter(currencies)),
+        "default_payment_method": pm,
+        "default_tax_rates": [],
+        "description": raw.get("description"),
+        "discounts": [],
+        "end_date": end,
+        "invoice_settings": {"account_tax_ids": None, "days_until_due": days, "issuer": None}
+        if raw.get("invoice_settings")
+        else None,
+        "items": [
+            {
+                "discounts": [],
+                "metadata": merge_metadata({}, it.get("metadata")),
+                "price": pr["id"],
+                "quantity": None if pr["recurring"]["usage_type"] == "metered" else (it.get("quantity") or 1),
+                "tax_rates": [],
+            }
+            for pr, it in zip(prices, raw["items"], strict=True)
+        ],
+        "metadata": merge_metadata({}, raw.get("metadata")),
+        "on_behalf_of": None,
+        "proration_behavior": raw.get("proration_behavior") or "create_prorations",
+        "start_date": start,
+        "transfer_data": None,
+        "trial_end": raw.get("trial_end") if isinstance(raw.get("trial_end"), int) else None,
+        "_days": days,
+        "_method": method,
+    }
+
+
+def create_schedule(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
+    store = ctx.store
+    now = store.now()
+    if p.get("customer") and p.get("from_subscription"):
+        raise exclusive("customer", "from_subscription")
+    if p.get("from_subscription"):
+        return _schedule_from_subscription(ctx, p)
+    if not p.get("customer"):
+        raise missing_param("customer")
+    customer = store.get("customer", p["customer"], "customer")
+    phases_in = p.get("phases") or []
+    if not phases_in:
+        raise missing_param("phases")
+    start = p.get("start_date")
+    start = now if start in (None, "now") else start
+    defaults = p.get("default_settings") or {}
+    check_pm(
+        ctx,
+        defaults.get("default_payment_method"),
+        customer["id"],
+        "default_settings[default_payment_method]",
+    )
+    phases = []
+    cursor = start
+    for idx, raw in enumerate(phases_in):
+        phase = _phase_out(ctx, raw, idx, cursor, idx == len(phases_in) - 1, defaults, customer["id"])
+        phases.append(phase)
+        cursor = phase["end_date"]
+    billing_mode = (p.get("billing_mode") or {}).get("type") or "flexible"
+    ident = store.new_id("sub_sched", 24)
+    sched: dict[str, Any] = {
+        "id": ident,
+        "object": "subscription_schedule",
+        "application": None,
+        "billing_mode": {
+            "flexible": {"proration_discounts": "included"} if billing_mode == "flexible" else None,
+            "type": billing_mode,
+            "updated_at": now,
+        },
+        "canceled_at": None,
+        "completed_at": None,
+        "created": now,
+        "current_phase": None,
+        "customer": customer["id"],
+        "customer_account": None,
+        "default_settings": {
+            "application_fee_percent": None,
+            "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+            "billing_cycle_anchor": defaults.get("billing_cycle_anchor") or "automatic",
+            "collection_method": defaults.get("collection_method"),
+            "default_payment_method": defaults.get("default_payment_method"),
+            "description": defaults.get("description"),
+            "invoice_settings": {
+                "account_tax_ids": None,
+                "days_until_due": (defaults.get("invoice_settings") or {}).get("days_until_due"),
+                "issuer": {"type": "self"},
+            },
+            "on_behalf_of": None,
+            "transfer_data": None,
+        },
+        "end_behavior": p.get("end_behavior") or "release",
+        "livemode": False,
+        "metadata": merge_metadata({}, p.get("metadata")),
+        "phases": phases,
+        "released_at": None,
+        "released_subscription": None,
+        "status": "not_started" if start > now else "active",
+        "subscription": None,
+        "test_clock": None,
+    }
+    if start <= now:
+        first = phases[0]
+        sub_params: dict[str, Any] = {
+            "customer": customer["id"],
+            "items": [{"price": it["price"], "quantity": it["quantity"]} for it in first["items"]],
+            "add_invoice_items": [
+                {"price": it["price"], "quantity": it["quantity"]} for it in first["add_invoice_items"]
+            ],
+            "collection_method": first["_method"],
+            "days_until_due": first["_days"] if first["_method"] == "send_invoice" else None,
+            "default_payment_method": first["default_payment_method"]
+            or defaults.get("default_payment_method"),
+            "metadata": first["metadata"],
+            "billing_mode": {"type": billing_mode},
+            "trial_end": first["trial_end"],
+        }
+        for item in sub_params["items"]:
+            if item["quantity"] is None:
+                del item["quantity"]
+        sub = build_subscription(ctx, sub_params, schedule_id=ident, start=start)
+        sched["subscription"] = sub["id"]
+        sched["current_phase"] = {"end_date": first["end_date"], "start_date": first["start_date"]}
+        if sched["end_behavior"] == "cancel" or len(phases) >= 1:
+            sub["cancel_at"] = phases[-1]["end_date"] if sched["end_behavior"] == "cancel" else None
+            store.put(sub)
+    store.put(sched)
+    ctx.emit("subscription_schedule.created", public_schedule(sched))
+    return public_schedule(sched)
+
+
+def _schedule_from_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
+    store = ctx.store
+    for key in ("phases", "start_date", "end_behavior", "default_settings"):
+        if key in p:
+            raise invalid(f"You cannot set `{key}` if `from_subscription` is set.", key)
+    sub = store.get("subscription", p["from_subscription"], "from_subscription")
+    if sub["schedule"]:
+        raise invalid(
+            f"You cannot migrate a subscription that is already attached to a schedule: `{sub['schedule']}`.",
+            "from_subscription",
+        )
+    now = store.now()
+    first = sub["items"]["data"][0]
+    ident = store.new_id("sub_sched", 24)
+    phase = {
+        "add_invoice_items": [],
+        "application_fee_percent": None,
+        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+        "billing_cycle_anchor": None,
+        "collection_method": sub["collection_method"],
+        "currency": sub["currency"],
+        "default_payment_method": sub["default_payment_method"],
+        "default_tax_rates": [],
+        "description": None,
+        "discounts": [],
+        "end_date": first["current_period_end"],
+        "invoice_settings": None,
+        "items": [
+            {
+                "discounts": [],
+                "metadata": i["metadata"],
+                "price": i["price"]["id"],
+                "quantity": i["quantity"],
+                "tax_rates": [],
+            }
+            for i in sub["items"]["data"]
+        ],
+        "metadata": {},
+        "on_behalf_of": None,
+        "proration_behavior": "create_prorations",
+        "start_date": first["current_period_start"],
+        "transfer_data": None,
+        "trial_end": None,
+        "_days": sub["days_until_due"],
+        "_method": sub["collection_method"],
+    }
+    sched = {
+        "id": ident,
+        "object": "subscription_schedule",
+        "application": None,
+        "billing_mode": sub["billing_mode"],
+        "canceled_at": None,
+        "completed_at": None,
+        "created": now,
+        "current_phase": {"end_date": phase["end_date"], "start_date": phase["start_date"]},
+        "customer": sub["customer"],
+        "customer_account": None,
+        "default_settings": {
+            "application_fee_percent": None,
+            "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+            "billing_cycle_anchor": "automatic",
+            "collection_method": sub["collection_method"],
+            "default_payment_method": sub["default_payment_method"],
+            "description": None,
+            "invoice_settings": {
+                "account_tax_ids": None,
+                "days_until_due": sub["days_until_due"],
+                "issuer": {"type": "self"},
+            },
+            "on_behalf_of": None,
+            "transfer_data": None,
+        },
+        "end_behavior": "release",
+        "livemode": False,
+        "metadata": merge_metadata({}, p.get("metadata")),
+        "phases": [phase],
+        "released_at": None,
+        "released_subscription": None,
+        "status": "active",
+        "subscription": sub["id"],
+        "test_clock": None,
+    }
+    sub["schedule"] = ident
+    store.put(sub)
+    store.put(sched)
+    ctx.emit("subscription_schedule.created", public_schedule(sched))
+    return public_schedule(sched)
+
+
+def public_schedule(sched: dict[str, Any]) -> dict[str, Any]:
+    """The API view: phases without the sandbox's resolved settings."""
+    out = dict(sched)
+    out["phases"] = [{k: v for k, v in ph.items() if not k.startswith("_")} for ph in sched["phases"]]
+    return out
+
+
+def retrieve_schedule(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
+    return public_schedule(ctx.store.get("subscription_schedule", ctx.path["id"]))
+
+
+def update_schedule(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
+    sched = ctx.store.get("subscription_schedule", ctx.path["id"])
+    if sched["status"] in ("canceled", "completed", "released"):
+        raise invalid(
+            f"You cannot update a subscription schedule that is currently in the `{sched['status']}` status."
+        )
+    before = public_schedule(copy.deepcopy(sched))
+    if "metadata" in p:
+        sched["metadata"] = merge_metadata(sched["metadata"], p["metadata"])
+    if p.get("end_behavior"):
+        sched["end_behavior"] = p["end_behavior"]
+    ctx.store.put(sched)
+    out = public_schedule(sched)
+    ctx.emit("subscription_schedule.updated", out, {k: before[k] for k in out if before.get(k) != out[k]})
+    return out
+
+
+def cancel_schedule(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
+    store = ctx.store
+    sched = store.get("subscription_schedule", ctx.path["id"])
+    if sched["status"] not in ("not_started", "active"):
+        raise invalid(
+            f"You cannot cancel a subscription schedule that is currently in the `{sched['status']}` status."
+        )
+    sched["status"] = "canceled"
+    sched["canceled_at"] = store.now()
+    sched["current_phase"] = None
+    if sched["subscription"]:
+        sub = store.get("subscription", sched["subscription"])
+        if sub["status"] != "canceled":
+            cancel_subscription(ctx, sub)
+    store.put(sched)
+    out = public_schedule(sched)
+    ctx.emit("subscription_schedule.canceled", out)
+    return out
+
+
+def release_schedule(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
+    store = ctx.store
+    sched = store.get("subscription_schedule", ctx.path["id"])
+    if sched["status"] not in ("not_started", "active"):
+        raise invalid(
+            f"You cannot release a subscription schedule that is currently in the `{sched['status']}` status."
+        )
+    sched["status"] = "released"
+    sched["released_at"] = store.now()
+    sched["current_phase"] = None
+    if sched["subscription"]:
+        sub = store.get("subscription", sched["subscription"])
+        sub["schedule"] = None
+        if not p.get("preserve_cancel_date", True) or sched["end_behavior"] == "cancel":
+            sub["cancel_at"] = sub["cancel_at"] if p.get("preserve_cancel_date") else None
+        store.put(sub)
+        sched["released_subscription"] = sub["id"]
+        sched["subscription"] = None
+    store.put(sched)
+    out = public_schedule(sched)
+    ctx.emit("subscription_schedule.released", out)
+    return out
+
+
+def list_schedules(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
+    rows = [
+        public_schedule(s)
+        for s in ctx.store.newest_first("subscription_schedule")
+        if not p.get("customer") or s["customer"] == p["customer"]
+    ]
+    if p.get("scheduled"):
+        rows = [s for s in rows if s["status"] == "not_started"]
+    return paginate(ctx, "subscription_schedule", rows, p, "/v1/subscription_schedules")
+
+
+# invoices ------------------------------------------------------------------------------------
+def list_invoices(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
+    rows = list(ctx.store.newest_first("invoice"))
+    for key in ("customer", "status", "collection_method"):
+        if p.get(key):
+            rows = [r for r in rows if r[key] == p[key]]
+    if p.get("subscription"):
+        rows = [r for r in rows if r["parent"]["subscription_details"]["subscription"] == p["subscription"]]
+    return paginate(ctx, "invoice", rows, p, "/v1/invoices")
+
+
+ENDPOINTS = [
+    Endpoint("POST", "/v1/subscriptions", _SUB, create_subscription),
+    Endpoint(
+        "GET",
+        "/v1/subscriptions",
+        {
+            **LIST,
+            "customer": Str(),
+            "price": Str(),
+            "status": Str(enum=SUB_STATUSES),
+            "collection_method": Str(enum=COLLECTION),
+        },
+        list_subscriptions,
+    ),
+    Endpoint(
+        "GET",
+        "/v1/subscriptions/search",
+        SEARCH,
+        lambda ctx, p: run_search(ctx, "subscription", p, "/v1/subscriptions/search"),
+    ),
+    Endpoint("GET", "/v1/subscriptions/{id}", RETRIEVE, retrieve_subscription),
+    Endpoint("POST", "/v1/subscriptions/{id}", _SUB_UPDATE, update_subscription),
+    Endpoint(
+        "DELETE",
+        "/v1/subscriptions/{id}",
+        {
+            "cancellation_details": Obj(fields={"comment": Str(max_len=5000), "feedback": Str()}),
+            "invoice_now": Bool(),
+            "prorate": Bool(),
+            "expand": EXPAND,
+        },
+        delete_subscription,
+    ),
+    Endpoint("POST", "/v1/subscription_schedules", _SCHEDULE, create_schedule),
+    Endpoint(
+        "GET", "/v1/subscription_schedules", {**LIST, "customer": Str(), "scheduled": Bool()}, list_schedules
+    ),
+    Endpoint("GET", "/v1/subscription_schedules/{id}", RETRIEVE, retrieve_schedule),
+    Endpoint(
+        "POST",
+        "/v1/subscription_schedules/{id}",
+        {
+            "metadata": METADATA,
+            "end_behavior": Str(enum=("cancel", "none", "release", "renew")),
+            "expand": EXPAND,
+        },
+        update_schedule,
+    ),
+    Endpoint(
+        "POST",
+        "/v1/subscription_schedules/{id}/cancel",
+        {"invoice_now": Bool(), "prorate": Bool(), "expand": EXPAND},
+        cancel_schedule,
+    ),
+    Endpoint(
+        "POST",
+        "/v1/subscription_schedules/{id}/release",
+        {"preserve_cancel_date": Bool(), "expand": EXPAND},
+        release_schedule,
+    ),
+    Endpoint(
+        "GET",
+        "/v1/invoices",
+        {**LIST, "customer": Str(), "subscription": Str(), "collection_method": Str(), "status": Str()},
+        list_invoices,
+    ),
+    Endpoint(
+        "GET",
+        "/v1/invoices/search",
+        SEARCH,
+        lambda ctx, p: run_search(ctx, "invoice", p, "/v1/invoices/search"),
+    ),
+    Endpoint("GET", "/v1/invoices/{id}", RETRIEVE, lambda ctx, p: ctx.store.get("invoice", ctx.path["id"])),
+]

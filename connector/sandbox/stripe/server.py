@@ -1,0 +1,334 @@
+"""The fake Stripe API server: auth, rate limit, faults, idempotency, then the resource handlers.
+
+Entry point `start_stripe` (see docs/DEVELOPING.md, "Sandbox contract")."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..http import Request, Response, Router, SandboxServer, ServerKnobs
+from . import resources
+from .common import Ctx, Endpoint, expand
+from .errors import StripeError
+from .forms import decode_body, decode_pairs
+from .idempotency import IdempotencyStore
+from .limits import FAULT_KINDS, Faults, TokenBucket
+from .store import API_VERSION, Store
+from .validation import validate
+
+_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_", "pk_test_", "pk_live_")
+_NO_KEY = (
+    "You did not provide an API key. You need to provide your API key in the Authorization header, using "
+    "Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY'). See "
+    "https://stripe.com/docs/api#authentication "
+    "for details, or we can help at https://support.stripe.com/."
+)
+_RATE_LIMIT = "Request rate limit exceeded. You can learn more about rate limits here https://stripe.com/docs/rate-limits."
+_API_ERROR = (
+    "Sorry, something went wrong. We've already been notified of the problem, but if you need any help, you "
+    "can reach us at support.stripe.com/contact."
+)
+
+
+def mask_key(key: str) -> str:
+    """Stripe shows the key's prefix and last four characters only."""
+    prefix = next((p for p in _KEY_PREFIXES if key.startswith(p)), "")
+    body = key[len(prefix) :]
+    if len(body) <= 4:
+        return prefix + "*" * len(body)
+    return prefix + "*" * (len(body) - 4) + body[-4:]
+
+
+@dataclass
+class StripeState:
+    """Everything the sandbox holds; `store` is the account's objects."""
+
+    store: Store
+    knobs: ServerKnobs
+    bucket: TokenBucket
+    faults: Faults
+    idempotency: IdempotencyStore = field(default_factory=IdempotencyStore)
+    requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100_000))
+    log_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def objects(self, kind: str) -> list[dict[str, Any]]:
+        with self.store.lock:
+            return json.loads(json.dumps(self.store.all(kind)))
+
+    def reset(self) -> None:
+        self.store.reset()
+        self.idempotency.reset()
+        self.knobs.reset_counts()
+        with self.log_lock:
+            self.requests.clear()
+
+
+def _api_key(req: Request) -> str | None:
+    auth = req.header("authorization") or ""
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    if auth.lower().startswith("basic "):
+        try:
+            return base64.b64decode(auth[6:]).decode("utf-8").split(":", 1)[0]
+        except ValueError:
+            return ""
+    return None
+
+
+class StripeApp:
+    def __init__(self, state: StripeState) -> None:
+        self.state = state
+        self.router = Router()
+        for ep in resources.endpoints():
+            self.router.add(ep.method, ep.pattern, self._wrap(ep))
+        self._admin()
+
+    # API requests ---------------------------------------------------------------------------
+    def _wrap(self, ep: Endpoint):
+        def handler(req: Request) -> Response:
+            return self._handle(ep, req)
+
+        return handler
+
+    def _handle(self, ep: Endpoint, req: Request) -> Response:
+        state = self.state
+        store = state.store
+        with store.lock:
+            request_id = "req_" + store._rand(14)
+        idem_key = req.header("idempotency-key") if req.method == "POST" else None
+        started = time.time()
+        headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
+        if idem_key:
+            headers["Idempotency-Key"] = idem_key
+
+        def finish(status: int, body: bytes, extra: dict[str, str] | None = None) -> Response:
+            with state.log_lock:
+                state.requests.append(
+                    {
+                        "method": req.method,
+                        "path": req.path,
+                        "pattern": ep.pattern,
+                        "idempotency_key": idem_key,
+                        "status": status,
+                        "request_id": request_id,
+                        "time": started,
+                        "duration_ms": round((time.time() - started) * 1000, 3),
+                    }
+                )
+            hdrs = {"Content-Type": "application/json", **headers, **(extra or {})}
+            return Response(status, body, hdrs)
+
+        def error(exc: StripeError, extra: dict[str, str] | None = None) -> Response:
+            return finish(exc.status, _dump(exc.body(request_id)), extra)
+
+        key = _api_key(req)
+        if not key:
+            return error(StripeError(_NO_KEY, status=401))
+        if not (key.startswith("sk_test_") or key.startswith("rk_test_")) or len(key) <= 8:
+            return error(StripeError(f"Invalid API Key provided: {mask_key(key)}", status=401))
+        if not state.bucket.take():
+            return error(StripeError(_RATE_LIMIT, status=429, code="rate_limit"))
+        fault = state.faults.pick()
+        if fault == "500":
+            return error(
+                StripeError(_API_ERROR, status=500, type="api_error"), {"Stripe-Should-Retry": "true"}
+            )
+        if fault == "429":
+            return error(StripeError(_RATE_LIMIT, status=429, code="rate_limit"))
+        if fault == "slow":
+            time.sleep(state.faults.slow_seconds)
+
+        try:
+            if req.method == "POST":
+                params = decode_body(req.body, req.header("content-type"))
+                if req.query:
+                    params = {**decode_pairs(req.query), **params}
+            else:
+                params = decode_pairs(req.query)
+        except StripeError as exc:
+            return error(exc)
+
+        replay = None
+        if idem_key:
+            try:
+                replay = state.idempotency.begin(key, idem_key, req.method, req.path, params)
+            except StripeError as exc:
+                return error(exc)
+        if replay is not None:
+            resp = finish(
+                replay.status,
+                replay.body,
+                {"Idempotent-Replayed": "true", "Original-Request": replay.request_id},
+            )
+            return Response(-1) if fault == "drop" else resp
+
+        ctx = Ctx(store=store, request_id=request_id, idempotency_key=idem_key, path=dict(req.params))
+        saved = True
+        try:
+            try:
+                clean = validate(ep.spec, params)
+            except StripeError as exc:
+                exc.saved = False
+                raise
+            with store.lock:
+                result = ep.fn(ctx, clean)
+                paths = clean.get("expand") or []
+                body = _dump(expand(store, result, paths) if paths else result)
+            status = 200
+        except StripeError as exc:
+            status, body, saved = exc.status, _dump(exc.body(request_id)), exc.saved
+        if idem_key:
+            state.idempotency.finish(key, idem_key, status, body, request_id, saved)
+        resp = finish(status, body)
+        if fault == "drop":
+            return Response(-1)
+        return resp
+
+    # admin API ------------------------------------------------------------------------------
+    def _admin(self) -> None:
+        state = self.state
+        r = self.router
+
+        def reset(_req: Request) -> Response:
+            state.reset()
+            return Response.json({"ok": True})
+
+        def counters(_req: Request) -> Response:
+            return Response.json(state.knobs.snapshot())
+
+        def counters_reset(_req: Request) -> Response:
+            state.knobs.reset_counts()
+            return Response.json({"ok": True})
+
+        def requests(_req: Request) -> Response:
+            with state.log_lock:
+                return Response.json(list(state.requests))
+
+        def config(req: Request) -> Response:
+            body = req.json() or {}
+            unknown = set(body) - {
+                "rps",
+                "latency_ms",
+                "error_rate",
+                "error_kinds",
+                "search_lag_seconds",
+                "seed",
+                "slow_seconds",
+            }
+            if unknown:
+                return Response.json({"error": f"unknown config keys: {sorted(unknown)}"}, 400)
+            kinds = body.get("error_kinds")
+            if kinds is not None and not set(kinds) <= set(FAULT_KINDS):
+                return Response.json({"error": f"error_kinds must be among {list(FAULT_KINDS)}"}, 400)
+            if "rps" in body:
+                state.bucket.set_rate(float(body["rps"]))
+            if "latency_ms" in body:
+                state.knobs.latency_ms = float(body["latency_ms"])
+            if "error_rate" in body:
+                state.faults.rate = float(body["error_rate"])
+            if kinds is not None:
+                state.faults.kinds = list(kinds)
+            if "slow_seconds" in body:
+                state.faults.slow_seconds = float(body["slow_seconds"])
+            if "seed" in body:
+                state.faults.reseed(body["seed"])
+            if "search_lag_seconds" in body:
+                with state.store.lock:
+                    state.store.search_lag_seconds = float(body["search_lag_seconds"])
+            return Response.json(current_config(state))
+
+        def get_config(_req: Request) -> Response:
+            return Response.json(current_config(state))
+
+        def objects(req: Request) -> Response:
+            return Response.json(state.objects(req.params["type"]))
+
+        r.add("POST", "/_sandbox/reset", reset)
+        r.add("GET", "/_sandbox/counters", counters)
+        r.add("POST", "/_sandbox/counters/reset", counters_reset)
+        r.add("GET", "/_sandbox/requests", requests)
+        r.add("POST", "/_sandbox/config", config)
+        r.add("GET", "/_sandbox/config", get_config)
+        r.add("GET", "/_sandbox/objects/{type}", objects)
+
+
+def current_config(state: StripeState) -> dict[str, Any]:
+    return {
+        "rps": state.bucket.rate,
+        "latency_ms": state.knobs.latency_ms,
+        "error_rate": state.faults.rate,
+        "error_kinds": state.faults.kinds,
+        "slow_seconds": state.faults.slow_seconds,
+        "search_lag_seconds": state.store.search_lag_seconds,
+        "seed": state.faults.seed,
+    }
+
+
+def _dump(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _not_found(req: Request) -> Response:
+    body = {
+        "error": {
+            "type": "invalid_request_error",
+            "message": f"Unrecognized request URL ({req.method}: {req.path}). Please see "
+            "https://stripe.com/docs "
+            "or we can help at https://support.stripe.com/.",
+        }
+    }
+    return Response.json(body, 404)
+
+
+class StripeSandbox:
+    """A running fake Stripe: `.url` for `base_addresses={"api": url}`, `.state` for tests."""
+
+    def __init__(self, server: SandboxServer, state: StripeState) -> None:
+        self._server = server
+        self.state = state
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    def configure(self, **knobs: Any) -> dict[str, Any]:
+        """Same knobs as `POST /_sandbox/config`, without HTTP."""
+        state = self.state
+        if "rps" in knobs:
+            state.bucket.set_rate(float(knobs["rps"]))
+        if "latency_ms" in knobs:
+            state.knobs.latency_ms = float(knobs["latency_ms"])
+        if "error_rate" in knobs:
+            state.faults.rate = float(knobs["error_rate"])
+        if "error_kinds" in knobs:
+            state.faults.kinds = list(knobs["error_kinds"])
+        if "slow_seconds" in knobs:
+            state.faults.slow_seconds = float(knobs["slow_seconds"])
+        if "seed" in knobs:
+            state.faults.reseed(knobs["seed"])
+        if "search_lag_seconds" in knobs:
+            with state.store.lock:
+                state.store.search_lag_seconds = float(knobs["search_lag_seconds"])
+        return current_config(state)
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def start_stripe(*, port: int = 0, rps: float = 25, latency_ms: float = 0) -> StripeSandbox:
+    """Start the fake Stripe on 127.0.0.1 (`port=0` picks a free one); `rps=0` disables the limit."""
+    knobs = ServerKnobs(latency_ms=latency_ms)
+    state = StripeState(store=Store(), knobs=knobs, bucket=TokenBucket(rps), faults=Faults())
+    app = StripeApp(state)
+    server = SandboxServer(app.router, knobs, _not_found, port=port, name="stripe-sandbox").start()
+    return StripeSandbox(server, state)
