@@ -275,9 +275,9 @@ class AccountSync:
             ctx.stripe_account,
             OBJECT_TYPE,
             sid,
-            customer.id,
-            plan.payload_hash,
-            modstamp,
+            stripe_id=customer.id,
+            payload_hash=plan.payload_hash,
+            sf_modstamp=modstamp,
             field_hashes=plan.hashes,
         )
         store.clear_failure(OBJECT_TYPE, sid)
