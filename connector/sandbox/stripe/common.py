@@ -24,6 +24,13 @@ PREFIX_KINDS = [
 ]
 
 
+# Fields holding an id Stripe can expand, and the containers an expand path may walk through.
+EXPANDABLE = frozenset(
+    {"customer", "product", "default_price", "price", "latest_invoice", "default_payment_method", "payment_method",
+     "schedule", "subscription", "invoice", "released_subscription", "from_subscription", "data", "items", "lines"}
+)  # fmt: skip
+
+
 @dataclass
 class Ctx:
     store: Store
@@ -136,7 +143,7 @@ def _expand(store: Store, node: Any, parts: list[str], full: str) -> None:
         for item in node:
             _expand(store, item, parts, full)
         return
-    if not isinstance(node, dict) or head not in node:
+    if not isinstance(node, dict) or head not in node or head not in EXPANDABLE:
         raise invalid(f"This property cannot be expanded ({head}).", "expand")
     value = node[head]
     if isinstance(value, str):

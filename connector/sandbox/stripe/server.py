@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import threading
 import time
 from collections import deque
@@ -99,8 +100,7 @@ class StripeApp:
     def _handle(self, ep: Endpoint, req: Request) -> Response:
         state = self.state
         store = state.store
-        with store.lock:
-            request_id = "req_" + store._rand(14)
+        request_id = "req_" + secrets.token_hex(7)  # not under the store lock: that may be busy
         idem_key = req.header("idempotency-key") if req.method == "POST" else None
         started = time.time()
         headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
