@@ -26,17 +26,9 @@ PREFIX_KINDS = [
 
 # Fields holding an id Stripe can expand, and the containers an expand path may walk through.
 EXPANDABLE = frozenset(
-    {"customer", "product", "default_price", "price", "latest_invoice", "default_payment_method", "payment_method",
-     "schedule", "subscription", "invoice", "released_subscription", "from_subscription", "data", "items", "lines"}
-)  # fmt: skip
-
-
-@dataclass
-class Ctx:
-    store: Store
-    request_id: str
-    idempotency_key: str | None
-    path: dict[str, str] = field(default_factory=dict)
+    "customer product default_price price latest_invoice default_payment_method payment_method schedule "
+    "subscription invoice released_subscription from_subscription data items lines".split()
+)
 
     def emit(self, type_: str, obj: dict[str, Any], previous: dict[str, Any] | None = None) -> None:
         """Record an event for a change (snapshot of the object as it is now)."""
