@@ -30,6 +30,14 @@ EXPANDABLE = frozenset(
     "subscription invoice released_subscription from_subscription data items lines".split()
 )
 
+
+@dataclass
+class Ctx:
+    store: Store
+    request_id: str
+    idempotency_key: str | None
+    path: dict[str, str] = field(default_factory=dict)
+
     def emit(self, type_: str, obj: dict[str, Any], previous: dict[str, Any] | None = None) -> None:
         """Record an event for a change (snapshot of the object as it is now)."""
         store = self.store
