@@ -26,8 +26,23 @@ PREFIX_KINDS = [
 
 # Fields holding an id Stripe can expand, and the containers an expand path may walk through.
 EXPANDABLE = frozenset(
-    "customer product default_price price latest_invoice default_payment_method payment_method schedule "
-    "subscription invoice released_subscription from_subscription data items lines".split()
+    [
+        "customer",
+        "product",
+        "default_price",
+        "price",
+        "latest_invoice",
+        "default_payment_method",
+        "payment_method",
+        "schedule",
+        "subscription",
+        "invoice",
+        "released_subscription",
+        "from_subscription",
+        "data",
+        "items",
+        "lines",
+    ]
 )
 
 
