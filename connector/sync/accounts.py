@@ -70,15 +70,25 @@ class AccountSync:
         started = self.ctx.now()
         since = poll_window(cursor, timedelta(seconds=self.ctx.settings.cursor_overlap_seconds))
         for page in self.ctx.sf.query_pages(self.poll_query(since)):
-            links = store.get_links(self.ctx.stripe_account, OBJECT_TYPE, [r["Id"] for r in page])
-            applied = {i: link.sf_modstamp for i, link in links.items() if link.status == "linked"}
-            fresh = filter_new(page, cursor, applied)
+            # Rows already applied are not skipped by their link: a run killed after linking but
+            # before the write-back must still write the Stripe ID back. Re-checking costs no call.
+            fresh = filter_new(page, cursor)
+            links = store.get_links(self.ctx.stripe_account, OBJECT_TYPE, [r["Id"] for r in fresh])
             self.process(fresh, report, links=links)
             if report.fatal:
                 return
             if not report.dry_run:
                 cursor = advance(cursor, page, started)
                 store.set_cursor(CURSOR_NAME, cursor.modstamp, cursor.seen_ids)
+        if not report.dry_run:
+            self.retry_due(report)
+
+    def retry_due(self, report: RunReport) -> None:
+        """Re-run records whose retryable failure has come due (rate limits, outages, write-backs)."""
+        due = [f.sf_id for f in self.ctx.store.due_failures(self.ctx.now()) if f.object_type == OBJECT_TYPE]
+        if due:
+            log.info("retrying %d Account(s) whose failures are due", len(due))
+            self.sync_ids(due, report)
 
     def sync_ids(self, ids: Iterable[str], report: RunReport) -> None:
         """Apply the given Accounts now, whatever the cursor says (retries, events)."""
@@ -140,7 +150,19 @@ class AccountSync:
                 continue
             report.add(outcome)
             self._stage_writeback(row, outcome)
-        ctx.writeback.flush()
+        for failure in ctx.writeback.flush():
+            # Stripe is right but Salesforce does not say so yet: keep it due for a retry, which
+            # re-plans the record (a no-op in Stripe) and writes the fields back again.
+            log.warning("write-back to %s %s failed: %s", failure.sobject, failure.record_id, failure.message)
+            ctx.store.record_failure(
+                OBJECT_TYPE,
+                SF_OBJECT,
+                failure.record_id,
+                f"writeback_{failure.code}",
+                f"writing the sync result back to Salesforce failed: {failure.message}",
+                retryable=True,
+                now=ctx.now(),
+            )
         ctx.store.log_action(
             LogEntry(
                 OBJECT_TYPE, o.action, o.status, o.sf_id, SF_OBJECT, o.stripe_id, o.message, run_id=ctx.run_id
