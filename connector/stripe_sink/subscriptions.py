@@ -1,0 +1,96 @@
+"""Stripe Subscriptions and Subscription Schedules for Salesforce Orders.
+
+Creates carry a deterministic idempotency key. To find what an interrupted run created, the
+connector lists the Customer's subscriptions / schedules (a list is consistent right after a
+write, unlike search) and matches `metadata.salesforce_order_id`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stripe
+
+from connector.stripe_sink.gateway import StripeGateway
+
+ORDER_ID_KEY = "salesforce_order_id"
+MANAGED_BY = {"managed_by": "cpq2stripe"}
+
+
+def _with_managed_by(params: dict[str, Any]) -> dict[str, Any]:
+    body = {**params, "metadata": {**params.get("metadata", {}), **MANAGED_BY}}
+    if "phases" in body:
+        body["phases"] = [
+            {**phase, "metadata": {**phase.get("metadata", {}), **MANAGED_BY}} for phase in body["phases"]
+        ]
+    return body
+
+
+class SubscriptionSink:
+    def __init__(self, gateway: StripeGateway) -> None:
+        self.gateway = gateway
+
+    def create(self, params: dict[str, Any], idempotency_key: str, *, schedule: bool) -> Any:
+        client = self.gateway.client.v1
+        if schedule:
+            return self.gateway.call(
+                "subscription_schedules.create",
+                client.subscription_schedules.create,
+                params=_with_managed_by(params),
+                options={"idempotency_key": idempotency_key},
+            )
+        return self.gateway.call(
+            "subscriptions.create",
+            client.subscriptions.create,
+            params=_with_managed_by(params),
+            options={"idempotency_key": idempotency_key},
+        )
+
+    def retrieve(self, stripe_id: str) -> Any | None:
+        """A subscription (`sub_…`) or schedule (`sub_sched_…`), None if Stripe does not know it."""
+        client = self.gateway.client.v1
+        if stripe_id.startswith("sub_sched_"):
+            op, fn = "subscription_schedules.retrieve", client.subscription_schedules.retrieve
+        else:
+            op, fn = "subscriptions.retrieve", client.subscriptions.retrieve
+        try:
+            return self.gateway.call(op, fn, stripe_id)
+        except stripe.InvalidRequestError as exc:
+            if exc.code == "resource_missing":
+                return None
+            raise
+
+    def find_for_order(self, customer_id: str, order_id: str, *, schedule: bool) -> Any | None:
+        """The oldest subscription (or schedule) of the Customer made for this Order, if any."""
+        client = self.gateway.client.v1
+        if schedule:
+            page = self.gateway.call(
+                "subscription_schedules.list",
+                client.subscription_schedules.list,
+                params={"customer": customer_id, "limit": 100},
+            )
+        else:
+            page = self.gateway.call(
+                "subscriptions.list",
+                client.subscriptions.list,
+                params={"customer": customer_id, "status": "all", "limit": 100},
+            )
+        found = []
+        while True:
+            found.extend(o for o in page.data if (o.metadata or {}).get(ORDER_ID_KEY) == order_id)
+            if not page.has_more or not page.data:
+                break
+            last = page.data[-1].id
+            if schedule:
+                page = self.gateway.call(
+                    "subscription_schedules.list",
+                    client.subscription_schedules.list,
+                    params={"customer": customer_id, "limit": 100, "starting_after": last},
+                )
+            else:
+                page = self.gateway.call(
+                    "subscriptions.list",
+                    client.subscriptions.list,
+                    params={"customer": customer_id, "status": "all", "limit": 100, "starting_after": last},
+                )
+        return min(found, key=lambda o: o.created) if found else None
