@@ -2,13 +2,14 @@
 
 from connector.state.cursor import Cursor, advance, filter_new, poll_window
 from connector.state.migrations import LATEST_VERSION, SchemaTooNew
-from connector.state.models import Failure, Link, LinkUpdate, LogEntry, Run
+from connector.state.models import Failure, Heartbeat, Link, LinkUpdate, LogEntry, Run
 from connector.state.store import LinkConflict, LinkNotFound, StateStore, backoff
 
 __all__ = [
     "LATEST_VERSION",
     "Cursor",
     "Failure",
+    "Heartbeat",
     "Link",
     "LinkConflict",
     "LinkNotFound",

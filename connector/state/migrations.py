@@ -71,6 +71,32 @@ def _v1(conn: Connection) -> None:
         Column("updated_at", UTCDateTime(), nullable=False),
     )
     Table(
+        "replay_ids",
+        md,
+        Column("topic", String(255), primary_key=True),
+        Column("replay_id", Text, nullable=False),
+        Column("updated_at", UTCDateTime(), nullable=False),
+    )
+    Table(
+        "leases",
+        md,
+        Column("name", String(128), primary_key=True),
+        Column("holder", String(255), nullable=False),
+        Column("expires_at", UTCDateTime(), nullable=False),
+        Column("acquired_at", UTCDateTime(), nullable=False),
+    )
+    Table(
+        "heartbeats",
+        md,
+        Column("instance_id", String(255), primary_key=True),
+        Column("role", String(32), nullable=False),
+        Column("host", String(255), nullable=False),
+        Column("pid", Integer, nullable=False),
+        Column("started_at", UTCDateTime(), nullable=False),
+        Column("beat_at", UTCDateTime(), nullable=False),
+        Column("info", JSON, nullable=False),
+    )
+    Table(
         "failures",
         md,
         Column("id", Integer, primary_key=True, autoincrement=True),

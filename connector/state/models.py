@@ -87,6 +87,38 @@ class CursorRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class ReplayIdRow(Base):
+    """The last Pub/Sub replay id whose events were fully processed, per topic (base64 text)."""
+
+    __tablename__ = "replay_ids"
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    replay_id: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LeaseRow(Base):
+    """A named lease (the daemon's leader lock): held by `holder` until `expires_at`."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class HeartbeatRow(Base):
+    """One row per running daemon instance, refreshed periodically; `status` shows them."""
+
+    __tablename__ = "heartbeats"
+    instance_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    info: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 class FailureRow(Base):
     __tablename__ = "failures"
     __table_args__ = (
@@ -182,6 +214,21 @@ class LinkUpdate:
     stripe_id: str
     payload_hash: str | None
     sf_modstamp: datetime | None
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    instance_id: str
+    role: str  # leader | standby
+    host: str
+    pid: int
+    started_at: datetime
+    beat_at: datetime
+    info: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: HeartbeatRow) -> Heartbeat:
+        return cls(row.instance_id, row.role, row.host, row.pid, row.started_at, row.beat_at, dict(row.info))
 
 
 @dataclass(frozen=True)

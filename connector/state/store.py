@@ -30,10 +30,14 @@ from connector.state.models import (
     CursorRow,
     Failure,
     FailureRow,
+    Heartbeat,
+    HeartbeatRow,
+    LeaseRow,
     Link,
     LinkRow,
     LinkUpdate,
     LogEntry,
+    ReplayIdRow,
     Run,
     RunRow,
     SyncLogRow,
@@ -467,6 +471,80 @@ class StateStore:
         with self._session() as s:
             s.execute(stmt)
         return cursor
+
+    # ---- event replay ids ---------------------------------------------------------------------
+
+    def get_replay_id(self, topic: str) -> str | None:
+        """The replay id (base64) after which the topic's events are still to be processed."""
+        with self._session() as s:
+            row = s.get(ReplayIdRow, topic)
+            return row.replay_id if row else None
+
+    def set_replay_id(self, topic: str, replay_id: str | None) -> None:
+        """Save only after the event's records are processed; None forgets it (poll instead)."""
+        with self._session() as s:
+            if replay_id is None:
+                s.execute(delete(ReplayIdRow).where(ReplayIdRow.topic == topic))
+                return
+            values = {"replay_id": replay_id, "updated_at": self._clock()}
+            s.execute(
+                self._insert(ReplayIdRow)
+                .values(topic=topic, **values)
+                .on_conflict_do_update(index_elements=["topic"], set_=values)
+            )
+
+    # ---- leases and heartbeats ------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> bool:
+        """Take or renew the lease `name` for `holder` if it is free, expired or already ours.
+
+        One atomic upsert (conditional ON CONFLICT DO UPDATE) on both SQLite and PostgreSQL, so
+        two daemons racing for it cannot both win.
+        """
+        now = self._clock()
+        table = LeaseRow.__table__
+        stmt = (
+            self._insert(LeaseRow)
+            .values(name=name, holder=holder, expires_at=now + ttl, acquired_at=now)
+            .on_conflict_do_update(
+                index_elements=["name"],
+                set_={"holder": holder, "expires_at": now + ttl},
+                where=(table.c.expires_at < now) | (table.c.holder == holder),
+            )
+        )
+        with self._session() as s:
+            s.execute(stmt)
+            current = s.get(LeaseRow, name, populate_existing=True)
+            return current is not None and current.holder == holder
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self._session() as s:
+            s.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == holder))
+
+    def lease_holder(self, name: str) -> tuple[str, datetime] | None:
+        with self._session() as s:
+            row = s.get(LeaseRow, name)
+            return (row.holder, row.expires_at) if row else None
+
+    def heartbeat(self, instance_id: str, role: str, host: str, pid: int, info: Mapping[str, Any]) -> None:
+        now = self._clock()
+        values = {"role": role, "host": host, "pid": pid, "beat_at": now, "info": dict(info)}
+        with self._session() as s:
+            s.execute(
+                self._insert(HeartbeatRow)
+                .values(instance_id=instance_id, started_at=now, **values)
+                .on_conflict_do_update(index_elements=["instance_id"], set_=values)
+            )
+
+    def remove_heartbeat(self, instance_id: str) -> None:
+        with self._session() as s:
+            s.execute(delete(HeartbeatRow).where(HeartbeatRow.instance_id == instance_id))
+
+    def heartbeats(self) -> list[Heartbeat]:
+        with self._session() as s:
+            return [
+                Heartbeat.of(r) for r in s.scalars(select(HeartbeatRow).order_by(HeartbeatRow.beat_at.desc()))
+            ]
 
     # ---- failures ---------------------------------------------------------------------------
 

@@ -590,3 +590,49 @@ def test_equal_timestamps_split_across_pages_need_only_the_cursor(scenario: dict
     assert all(n == 1 for n in counts.values()), counts
     for sf_id, stamp in final.items():
         assert counts[(sf_id, stamp)] == 1, (sf_id, stamp, counts)
+
+
+# ---- replay ids, leases, heartbeats -----------------------------------------------------------
+
+
+def test_replay_ids_are_saved_per_topic_and_can_be_forgotten(store: StateStore) -> None:
+    assert store.get_replay_id("/data/AccountChangeEvent") is None
+    store.set_replay_id("/data/AccountChangeEvent", "AAAB")
+    store.set_replay_id("/data/AccountChangeEvent", "AAAC")
+    store.set_replay_id("/data/OrderChangeEvent", "ZZZ")
+    assert store.get_replay_id("/data/AccountChangeEvent") == "AAAC"
+    store.set_replay_id("/data/AccountChangeEvent", None)
+    assert store.get_replay_id("/data/AccountChangeEvent") is None
+    assert store.get_replay_id("/data/OrderChangeEvent") == "ZZZ"
+
+
+def test_a_lease_has_one_holder_until_it_expires_or_is_released(store_url: str) -> None:
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    a = StateStore.open(store_url, clock=lambda: now[0])
+    b = StateStore.open(store_url, clock=lambda: now[0])
+    try:
+        assert a.acquire_lease("leader", "a", timedelta(seconds=10))
+        assert not b.acquire_lease("leader", "b", timedelta(seconds=10))
+        now[0] += timedelta(seconds=5)
+        assert a.acquire_lease("leader", "a", timedelta(seconds=10))  # renewal
+        now[0] += timedelta(seconds=9)
+        assert not b.acquire_lease("leader", "b", timedelta(seconds=10))
+        now[0] += timedelta(seconds=2)  # a's renewal has expired
+        assert b.acquire_lease("leader", "b", timedelta(seconds=10))
+        assert not a.acquire_lease("leader", "a", timedelta(seconds=10))
+        b.release_lease("leader", "b")
+        assert a.acquire_lease("leader", "a", timedelta(seconds=10))
+        assert a.lease_holder("leader")[0] == "a"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_heartbeats_are_upserted_and_removed(store: StateStore) -> None:
+    store.heartbeat("host-1:42", "leader", "host-1", 42, {"synced": 3})
+    store.heartbeat("host-1:42", "leader", "host-1", 42, {"synced": 5})
+    store.heartbeat("host-2:7", "standby", "host-2", 7, {})
+    beats = {h.instance_id: h for h in store.heartbeats()}
+    assert beats["host-1:42"].info == {"synced": 5} and beats["host-2:7"].role == "standby"
+    store.remove_heartbeat("host-2:7")
+    assert [h.instance_id for h in store.heartbeats()] == ["host-1:42"]
