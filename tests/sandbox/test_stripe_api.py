@@ -247,7 +247,12 @@ def test_search_grammar_and_pages(client):
 def test_search_lag_hides_new_and_updated_objects(sb, client):
     now = [1_800_000_000.0]
     sb.state.store.clock = lambda: now[0]
+    old = client.v1.customers.create(params={"name": "Before", "metadata": {"k": "old"}})
     sb.configure(search_lag_seconds=30)
+    client.v1.customers.update(old.id, params={"metadata": {"k": "older"}})
+    assert [c.id for c in client.v1.customers.search(params={"query": "metadata['k']:'old'"}).data] == [
+        old.id
+    ]
     cus = client.v1.customers.create(params={"name": "Lagging", "metadata": {"k": "v1"}})
     assert client.v1.customers.search(params={"query": "name:'Lagging'"}).data == []
     assert client.v1.customers.retrieve(cus.id).name == "Lagging"  # retrieve is immediate

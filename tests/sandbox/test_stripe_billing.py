@@ -262,6 +262,15 @@ def test_setup_intent_flow(client):
     assert client.v1.setup_intents.retrieve(intent.id).status == "succeeded"
     empty = client.v1.setup_intents.create(params={"customer": cus.id})
     assert empty.status == "requires_payment_method"
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.setup_intents.confirm(empty.id)
+    card = client.v1.payment_methods.create(params={"type": "card", "card": {"token": "tok_amex"}})
+    assert client.v1.setup_intents.update(empty.id, params={"payment_method": card.id}).status == (
+        "requires_confirmation"
+    )
+    assert client.v1.setup_intents.cancel(empty.id).status == "canceled"
+    err = _invalid(client.v1.setup_intents.confirm, intent.id)
+    assert err.code == "setup_intent_unexpected_state"
 
 
 def test_default_payment_method_must_be_attached(client):

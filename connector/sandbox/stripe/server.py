@@ -239,8 +239,7 @@ class StripeApp:
             if "seed" in body:
                 state.faults.reseed(body["seed"])
             if "search_lag_seconds" in body:
-                with state.store.lock:
-                    state.store.search_lag_seconds = float(body["search_lag_seconds"])
+                state.store.set_search_lag(float(body["search_lag_seconds"]))
             return Response.json(current_config(state))
 
         def get_config(_req: Request) -> Response:
@@ -317,8 +316,7 @@ class StripeSandbox:
         if "seed" in knobs:
             state.faults.reseed(knobs["seed"])
         if "search_lag_seconds" in knobs:
-            with state.store.lock:
-                state.store.search_lag_seconds = float(knobs["search_lag_seconds"])
+            state.store.set_search_lag(float(knobs["search_lag_seconds"]))
         return current_config(state)
 
     def stop(self) -> None:

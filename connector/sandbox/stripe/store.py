@@ -112,6 +112,17 @@ class Store:
     def newest_first(self, kind: str) -> Iterable[dict[str, Any]]:
         return reversed(list(self.objects[kind].values()))
 
+    def set_search_lag(self, seconds: float) -> None:
+        """Objects already stored stay searchable as they are now; later writes show after the lag."""
+        with self.lock:
+            if seconds > 0 and self.search_lag_seconds <= 0:
+                for kind in SEARCHABLE:
+                    for ident, obj in self.objects[kind].items():
+                        self.search_versions[kind].setdefault(ident, [(0.0, copy.deepcopy(obj))])
+            elif seconds <= 0:
+                self.search_versions.clear()
+            self.search_lag_seconds = float(seconds)
+
     # search index -------------------------------------------------------------------------
     def searchable(self, kind: str) -> list[dict[str, Any]]:
         """What search sees now: each object as of its newest write older than the lag, newest first."""

@@ -318,6 +318,44 @@ def confirm_seti(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     return si
 
 
+def update_seti(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
+    store = ctx.store
+    si = store.get("setup_intent", ctx.path["id"])
+    if si["status"] in ("succeeded", "canceled"):
+        raise StripeError(
+            f"You cannot update this SetupIntent because it has a status of {si['status']}.",
+            code="setup_intent_unexpected_state",
+        )
+    if p.get("customer"):
+        store.get("customer", p["customer"], "customer")
+        si["customer"] = p["customer"]
+    if p.get("payment_method"):
+        store.get("payment_method", p["payment_method"], "payment_method")
+        si["payment_method"] = p["payment_method"]
+        si["status"] = "requires_confirmation"
+    if "description" in p:
+        si["description"] = p["description"]
+    if "metadata" in p:
+        si["metadata"] = merge_metadata(si["metadata"], p["metadata"])
+    store.put(si)
+    return si
+
+
+def cancel_seti(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
+    store = ctx.store
+    si = store.get("setup_intent", ctx.path["id"])
+    if si["status"] in ("succeeded", "canceled"):
+        raise StripeError(
+            f"You cannot cancel this SetupIntent because it has a status of {si['status']}.",
+            code="setup_intent_unexpected_state",
+        )
+    si["status"] = "canceled"
+    si["cancellation_reason"] = p.get("cancellation_reason")
+    store.put(si)
+    ctx.emit("setup_intent.canceled", si)
+    return si
+
+
 def list_setis(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     rows = [
         x
@@ -351,6 +389,27 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/customers/{id}/payment_methods", {**LIST, "type": Str()}, list_pms),
     Endpoint("POST", "/v1/setup_intents", _SETI, create_seti),
     Endpoint("GET", "/v1/setup_intents", {**LIST, "customer": Str(), "payment_method": Str()}, list_setis),
+    Endpoint(
+        "POST",
+        "/v1/setup_intents/{id}",
+        {
+            "customer": Str(),
+            "payment_method": Str(),
+            "description": Str(max_len=1000),
+            "metadata": METADATA,
+            "expand": EXPAND,
+        },
+        update_seti,
+    ),
+    Endpoint(
+        "POST",
+        "/v1/setup_intents/{id}/cancel",
+        {
+            "cancellation_reason": Str(enum=("abandoned", "duplicate", "requested_by_customer")),
+            "expand": EXPAND,
+        },
+        cancel_seti,
+    ),
     Endpoint("GET", "/v1/setup_intents/{id}", {**RETRIEVE, "client_secret": Str()}, retrieve_seti),
     Endpoint(
         "POST",
