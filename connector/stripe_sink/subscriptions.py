@@ -17,6 +17,14 @@ ORDER_ID_KEY = "salesforce_order_id"
 MANAGED_BY = {"managed_by": "cpq2stripe"}
 
 
+def metadata_of(obj: Any) -> dict[str, str]:
+    """A Stripe object's metadata as a plain dict (StripeObject has no `.get`)."""
+    meta = getattr(obj, "metadata", None) if obj is not None else None
+    if meta is None:
+        return {}
+    return meta.to_dict() if hasattr(meta, "to_dict") else dict(meta)
+
+
 def _with_managed_by(params: dict[str, Any]) -> dict[str, Any]:
     body = {**params, "metadata": {**params.get("metadata", {}), **MANAGED_BY}}
     if "phases" in body:
@@ -77,7 +85,7 @@ class SubscriptionSink:
             )
         found = []
         while True:
-            found.extend(o for o in page.data if (o.metadata or {}).get(ORDER_ID_KEY) == order_id)
+            found.extend(o for o in page.data if metadata_of(o).get(ORDER_ID_KEY) == order_id)
             if not page.has_more or not page.data:
                 break
             last = page.data[-1].id

@@ -32,7 +32,7 @@ from connector.state.cursor import advance, filter_new, parse_modstamp, poll_win
 from connector.state.models import LogEntry
 from connector.stripe_sink import idempotency
 from connector.stripe_sink.catalog import CatalogSink
-from connector.stripe_sink.subscriptions import ORDER_ID_KEY, SubscriptionSink
+from connector.stripe_sink.subscriptions import ORDER_ID_KEY, SubscriptionSink, metadata_of
 from connector.sync.context import SyncContext
 from connector.sync.order_rules import (
     LinePrice,
@@ -444,18 +444,21 @@ class OrderSync:
         customer_id = w.extra["customer"]
         sid = plan.order_id
 
+        # Meters first: the call most likely to be refused by an account without usage billing,
+        # and nothing else is created before it.
+        metered = {
+            lp.spec.product_sf_id
+            for lp in plan.prices
+            if lp.spec.recurring is not None and lp.spec.recurring.usage_type == "metered"
+        }
+        meters = {p.sf_id: self._meter(p) for p in plan.products if p.sf_id in metered}
         product_ids = {p.sf_id: self._product(p, w.row) for p in plan.products}
-        meters: dict[str, str] = {}
         price_ids: dict[str, str] = {}
         for lp in plan.prices:
             product_sf = lp.spec.product_sf_id
-            meter_id = None
-            if lp.spec.recurring is not None and lp.spec.recurring.usage_type == "metered":
-                if product_sf not in meters:
-                    spec = next(p for p in plan.products if p.sf_id == product_sf)
-                    meters[product_sf] = self._meter(spec)
-                meter_id = meters[product_sf]
-            price_ids[lp.order_item_id] = self._price(lp, product_ids[product_sf], meter_id, w.row)
+            price_ids[lp.order_item_id] = self._price(
+                lp, product_ids[product_sf], meters.get(product_sf), w.row
+            )
 
         params = plan.subscription.params(customer_id, price_ids)
         extra_meta = {k: str(v) for k, v in (w.extra.get("metadata") or {}).items()}
@@ -525,7 +528,7 @@ class OrderSync:
         assert w.extra is not None
         sid, stripe_id = w.row["Id"], w.extra["adopt"]
         obj = self.subscriptions.retrieve(stripe_id)
-        owner = ((obj.metadata or {}) if obj is not None else {}).get(ORDER_ID_KEY)
+        owner = metadata_of(obj).get(ORDER_ID_KEY)
         if obj is None or owner != sid:
             raise RecordError(
                 "stripe_id_unknown",
@@ -580,7 +583,7 @@ class OrderSync:
         key = idempotency.create_key(ctx.stripe_account, PRODUCT_TYPE, spec.sf_id)
         if link is None and spec.stripe_id:
             product = self.catalog.retrieve_product(spec.stripe_id)
-            owner = (product.metadata or {}).get("salesforce_product_id") if product is not None else None
+            owner = metadata_of(product).get("salesforce_product_id")
             if product is not None and owner in (None, spec.sf_id):
                 self._intent(PRODUCT_TYPE, "Product2", spec.sf_id, key)
                 self._link(PRODUCT_TYPE, spec.sf_id, product.id)
