@@ -153,7 +153,9 @@ def _make_handler_class(
                 try:
                     resp = handler(req)
                 except Exception as exc:  # a bug in the fake: answer 500 like a real server would
-                    resp = Response.json({"error": f"sandbox internal error: {type(exc).__name__}: {exc}"}, 500)
+                    resp = Response.json(
+                        {"error": f"sandbox internal error: {type(exc).__name__}: {exc}"}, 500
+                    )
             if resp.status < 0:  # a handler asked to drop the connection without answering
                 self.close_connection = True
                 return

@@ -141,14 +141,21 @@ def load_schema(path: Path = SCHEMA_FILE) -> Schema:
         specs = dict(raw["system_fields"])
         if obj.mergeable:
             specs["MasterRecordId"] = {
-                "label": "Master Record ID", "type": "reference", "length": 18, "reference_to": [obj_name],
-                "relationship_name": "MasterRecord", "createable": False, "updateable": False,
+                "label": "Master Record ID",
+                "type": "reference",
+                "length": 18,
+                "reference_to": [obj_name],
+                "relationship_name": "MasterRecord",
+                "createable": False,
+                "updateable": False,
             }
         specs.update(obj_spec.get("fields", {}))
         for fname, fspec in specs.items():
             obj.fields[fname] = _field(fname, fspec, currencies)
         obj._lower_fields = {n.lower(): n for n in obj.fields}
-        obj._lower_rels = {f.relationship_name.lower(): f.name for f in obj.fields.values() if f.relationship_name}
+        obj._lower_rels = {
+            f.relationship_name.lower(): f.name for f in obj.fields.values() if f.relationship_name
+        }
         objects[obj_name] = obj
     for obj in objects.values():
         for f in obj.fields.values():
