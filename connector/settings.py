@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     poll_interval_seconds: int = Field(default=60, ge=1)
     cursor_overlap_seconds: int = Field(default=5, ge=0, le=3600)
 
+    # Daemon (`cpq2stripe run`)
+    retry_interval_seconds: int = Field(default=60, ge=1)
+    reconcile_interval_seconds: int = Field(default=86_400, ge=60)
+    merge_interval_seconds: int = Field(default=300, ge=1)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)  # Prometheus /metrics; unset = off
+    metrics_host: str = "127.0.0.1"
+    leader_lease_ttl_seconds: float = Field(default=15.0, ge=1)
+    heartbeat_interval_seconds: float = Field(default=5.0, gt=0)
+    shutdown_timeout_seconds: float = Field(default=30.0, gt=0)
+
     @field_validator("stripe_secret_key")
     @classmethod
     def _stripe_key_shape(cls, value: SecretStr) -> SecretStr:
