@@ -180,15 +180,25 @@ class OrderSync:
         started = self.ctx.now()
         since = poll_window(cursor, timedelta(seconds=self.ctx.settings.cursor_overlap_seconds))
         for page in self.ctx.sf.query_pages(self.poll_query(since)):
-            links = store.get_links(self.ctx.stripe_account, OBJECT_TYPE, [r["Id"] for r in page])
-            applied = {i: link.sf_modstamp for i, link in links.items() if link.status == "linked"}
-            fresh = filter_new(page, cursor, applied)
+            # Linked Orders are not skipped by their link: a run killed after linking but before
+            # the write-back must still write the IDs back. Re-checking one costs no Stripe call.
+            fresh = filter_new(page, cursor)
+            links = store.get_links(self.ctx.stripe_account, OBJECT_TYPE, [r["Id"] for r in fresh])
             self.process(fresh, report, links=links)
             if report.fatal:
                 return
             if not report.dry_run:
                 cursor = advance(cursor, page, started)
                 store.set_cursor(CURSOR_NAME, cursor.modstamp, cursor.seen_ids)
+        if not report.dry_run:
+            self.retry_due(report)
+
+    def retry_due(self, report: RunReport) -> None:
+        """Re-run Orders whose retryable failure has come due (rate limits, outages, write-backs)."""
+        due = [f.sf_id for f in self.ctx.store.due_failures(self.ctx.now()) if f.object_type == OBJECT_TYPE]
+        if due:
+            log.info("retrying %d Order(s) whose failures are due", len(due))
+            self.sync_ids(due, report)
 
     def sync_ids(self, ids: Iterable[str], report: RunReport) -> None:
         """Apply the given Orders now, whatever the cursor says (retries, events)."""
@@ -242,7 +252,21 @@ class OrderSync:
             self._finish(w, outcome)
             outcomes.append(outcome)
             report.add(outcome)
-        ctx.writeback.flush()
+        for failure in ctx.writeback.flush():
+            # Stripe is right but Salesforce does not say so yet. An Order's own fields are retried
+            # (the retry is a no-op in Stripe); the related records' IDs are re-sent whenever one
+            # of their Orders is synced or written back again.
+            log.warning("write-back to %s %s failed: %s", failure.sobject, failure.record_id, failure.message)
+            if failure.sobject == SF_OBJECT:
+                ctx.store.record_failure(
+                    OBJECT_TYPE,
+                    SF_OBJECT,
+                    failure.record_id,
+                    f"writeback_{failure.code}",
+                    f"writing the sync result back to Salesforce failed: {failure.message}",
+                    retryable=True,
+                    now=ctx.now(),
+                )
         ctx.store.log_action(
             LogEntry(
                 OBJECT_TYPE, o.action, o.status, o.sf_id, SF_OBJECT, o.stripe_id, o.message, run_id=ctx.run_id
@@ -303,6 +327,15 @@ class OrderSync:
                     link.stripe_id,
                     CHANGED_MESSAGE.format(stripe_id=link.stripe_id),
                 )
+            elif not in_salesforce:
+                # Linked but never written back (killed before the write-back): write the IDs of
+                # the Order, its products and prices back; everything is linked, nothing is created.
+                result = plan_order(row, config)
+                if isinstance(result, OrderPlan):
+                    w.plan = result
+                    w.extra = {"writeback_only": link.stripe_id}
+                else:
+                    w.outcome = Outcome(OBJECT_TYPE, sid, label, "noop", "unchanged", link.stripe_id)
             else:
                 w.outcome = Outcome(OBJECT_TYPE, sid, label, "noop", "unchanged", link.stripe_id)
             return w
@@ -369,7 +402,7 @@ class OrderSync:
         from connector.sync.accounts import AccountSync
 
         ctx = self.ctx
-        planned = [w for w in work if w.plan is not None]
+        planned = [w for w in work if w.plan is not None and "writeback_only" not in (w.extra or {})]
         account_ids = sorted({str(w.row.get("AccountId")) for w in planned if w.row.get("AccountId")})
         if not account_ids:
             return
@@ -418,6 +451,8 @@ class OrderSync:
         try:
             if w.plan is None:
                 return self._adopt(w)
+            if "writeback_only" in (w.extra or {}):
+                return self._write_back_only(w)
             return self._apply(w)
         except RetryLater as exc:
             self._record_failure(sid, "retry_later", str(exc), retryable=True)
@@ -444,22 +479,7 @@ class OrderSync:
         customer_id = w.extra["customer"]
         sid = plan.order_id
 
-        # Meters first: the call most likely to be refused by an account without usage billing,
-        # and nothing else is created before it.
-        metered = {
-            lp.spec.product_sf_id
-            for lp in plan.prices
-            if lp.spec.recurring is not None and lp.spec.recurring.usage_type == "metered"
-        }
-        meters = {p.sf_id: self._meter(p) for p in plan.products if p.sf_id in metered}
-        product_ids = {p.sf_id: self._product(p, w.row) for p in plan.products}
-        price_ids: dict[str, str] = {}
-        for lp in plan.prices:
-            product_sf = lp.spec.product_sf_id
-            price_ids[lp.order_item_id] = self._price(
-                lp, product_ids[product_sf], meters.get(product_sf), w.row
-            )
-
+        price_ids = self._catalog(plan, w.row)
         params = plan.subscription.params(customer_id, price_ids)
         extra_meta = {k: str(v) for k, v in (w.extra.get("metadata") or {}).items()}
         params["metadata"] = {**extra_meta, **params["metadata"]}
@@ -509,6 +529,40 @@ class OrderSync:
             "created",
             created.id,
             self._success_message(plan, created.id),
+        )
+
+    def _catalog(self, plan: OrderPlan, row: Mapping[str, Any]) -> dict[str, str]:
+        """Meters, products and prices of the Order (linked, reused or created; write-backs
+        staged); returns OrderItem id -> Stripe price id."""
+        # Meters first: the call most likely to be refused (an account without usage billing),
+        # and nothing else is created before it.
+        metered = {
+            lp.spec.product_sf_id
+            for lp in plan.prices
+            if lp.spec.recurring is not None and lp.spec.recurring.usage_type == "metered"
+        }
+        meters = {p.sf_id: self._meter(p) for p in plan.products if p.sf_id in metered}
+        product_ids = {p.sf_id: self._product(p, row) for p in plan.products}
+        return {
+            lp.order_item_id: self._price(
+                lp, product_ids[lp.spec.product_sf_id], meters.get(lp.spec.product_sf_id), row
+            )
+            for lp in plan.prices
+        }
+
+    def _write_back_only(self, w: _Work) -> Outcome:
+        plan = w.plan
+        assert plan is not None and w.extra is not None
+        self._catalog(plan, w.row)
+        stripe_id = w.extra["writeback_only"]
+        return Outcome(
+            OBJECT_TYPE,
+            plan.order_id,
+            self._label(w.row),
+            "recover",
+            "updated",
+            stripe_id,
+            self._success_message(plan, stripe_id),
         )
 
     def _success_message(self, plan: OrderPlan, stripe_id: str) -> str:
