@@ -107,6 +107,8 @@ class StripeApp:
         if idem_key:
             headers["Idempotency-Key"] = idem_key
 
+        params: dict[str, Any] = {}
+
         def finish(status: int, body: bytes, extra: dict[str, str] | None = None) -> Response:
             with state.log_lock:
                 state.requests.append(
@@ -115,6 +117,7 @@ class StripeApp:
                         "path": req.path,
                         "pattern": ep.pattern,
                         "idempotency_key": idem_key,
+                        "params": params,  # as decoded from the form, before validation
                         "status": status,
                         "request_id": request_id,
                         "time": started,
