@@ -408,6 +408,7 @@ def test_admin_counters_requests_objects_config_reset(sb, client):
         ("GET", "/v1/customers", 200, None),
     ]
     assert isinstance(log[0]["time"], float)
+    assert log[0]["params"] == {"name": "A"} and log[0]["request_id"].startswith("req_")
     objs = s.get(f"{sb.url}/_sandbox/objects/customer").json()
     assert [o["name"] for o in objs] == ["A"]
     cfg = s.post(

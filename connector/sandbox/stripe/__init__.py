@@ -1,0 +1,13 @@
+"""Fake Stripe API (test mode) for the demo, tests and benchmarks: `server.start_stripe`.
+
+Layout: `server` (auth, rate limit, faults, idempotency, admin API) -> `forms` (nested form
+decoding) -> `validation` (declarative parameter specs, Stripe's error codes and wording) ->
+`resources/*` (customers, catalog, payments, billing, account/events) over `store` (one lock,
+objects kept as the JSON the API returns). `search` parses Stripe's query language subset.
+
+Deliberate simplifications: no clock advances (periods are computed at creation, schedules never
+move to the next phase, invoices are created paid/open at once), no webhooks (events are listable),
+no taxes, discounts are accepted but not applied, meters are not objects (any `recurring[meter]`
+id is accepted). Customer address countries must be ISO 3166-1 alpha-2 codes (real Stripe has been
+seen accepting free text there: this fake is stricter on purpose).
+"""
