@@ -771,13 +771,15 @@ class OrderSync:
             code = (w.extra or {}).get("code") or (
                 "changed_after_activation" if outcome.message.startswith("changed after") else "refused"
             )
+            # Fixing the Account does not touch the Order, so the poll would not see it again:
+            # that refusal stays due for retries (with backoff); the others wait for an Order edit.
             self.ctx.store.record_failure(
                 OBJECT_TYPE,
                 SF_OBJECT,
                 outcome.sf_id,
                 code,
                 outcome.message,
-                retryable=False,
+                retryable=code == "account_not_synced",
                 now=self.ctx.now(),
             )
         elif outcome.status in ("created", "updated", "unchanged"):

@@ -14,8 +14,12 @@ import pytest
 import stripe
 
 from connector.faults import ENV as CRASH_ENV
+from connector.mapping import load_mappings
 from connector.state import StateStore
 from connector.sync.order_rules import add_months
+from connector.sync.orders import OrderSync
+from connector.sync.report import RunReport
+from connector.sync.runner import open_context
 
 from .conftest import MAPPINGS, REPO
 
@@ -487,7 +491,9 @@ def test_an_order_stripe_cannot_bill_is_refused_with_its_reason(
         assert [e.status for e in store.list_log(sf_id=order_id)] == ["refused"]
 
 
-def test_an_order_of_an_account_that_is_not_a_billing_entity_is_refused(sandbox, run_sync):
+def test_an_order_of_an_account_that_is_not_a_billing_entity_is_refused(
+    sandbox, run_sync, connector_settings
+):
     org = Org(sandbox)
     account = org.account(Billing_Entity__c=False)
     order_id, _ = org.order(account, [{"product": "Suite", "price": 10.0}])
@@ -500,6 +506,17 @@ def test_an_order_of_an_account_that_is_not_a_billing_entity_is_refused(sandbox,
     assert record(sandbox, "Order", order_id)["Stripe_Sync_Status__c"] == "Refused"
     for kind in ("customer", "product", "price", "subscription"):
         assert stripe_objects(sandbox, kind) == [], kind
+
+    # Making the Account a billing entity does not touch the Order: the retry picks it up.
+    sandbox.sf_admin.patch_record("Account", account, {"Billing_Entity__c": True})
+    with StateStore.open(connector_settings.database_url) as store:
+        failure = store.get_failure("subscription", order_id)
+        assert failure is not None and failure.retryable
+    with open_context(connector_settings, load_mappings(connector_settings.mappings_dir)) as ctx:
+        report = RunReport("retry")
+        OrderSync(ctx).sync_ids([order_id], report)
+    assert next(o for o in report.outcomes if o.sf_id == order_id).status == "created"
+    assert record(sandbox, "Order", order_id)["Stripe_Sync_Status__c"] == "Synced"
 
 
 def test_draft_orders_are_left_alone(sandbox, run_sync):
@@ -632,3 +649,16 @@ def test_the_seeded_org_syncs_every_valid_order_and_refuses_the_others(sandbox, 
     synced = [o for o in activated if o["Stripe_Sync_Status__c"] == "Synced"]
     assert len(synced) == len(subs)
     assert synced and metered_gap < len(activated)
+
+
+def test_a_dry_run_plans_orders_without_writing_anything(sandbox, run_sync):
+    org = Org(sandbox)
+    good, _ = org.order(org.account(), [{"product": "Suite", "price": 100.0}])
+    bad, _ = org.order(org.account(Name="Initech"), [{"product": "Suite", "price": 100.0, "quantity": 1.5}])
+
+    result = run_sync(("orders",), dry_run=True)
+
+    assert result.outcome(good).action == "create" and result.outcome(good).status == "planned"
+    assert result.outcome(bad).action == "refuse" and "whole" in result.outcome(bad).message
+    assert stripe_posts(sandbox) == []
+    assert record(sandbox, "Order", bad)["Stripe_Sync_Status__c"] is None
