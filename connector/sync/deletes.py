@@ -1,0 +1,141 @@
+"""Deleted Accounts and Orders: recorded and reported; nothing is ever deleted or cancelled in Stripe.
+
+Deleting a Stripe Customer is irreversible (its subscriptions are cancelled, its payment methods
+removed), so a delete in Salesforce only marks the link ``deleted`` and says so. Found with queryAll
+on ``IsDeleted = true`` (Accounts also ``MasterRecordId = null``: merges are handled in
+``merges.py``), one ``SystemModstamp`` cursor per object.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from connector.salesforce.soql import datetime_literal
+from connector.state.cursor import advance, filter_new, parse_modstamp, poll_window
+from connector.state.models import LogEntry
+from connector.sync.context import SyncContext
+from connector.sync.merges import REPORTED
+from connector.sync.report import Outcome, RunReport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeletedKind:
+    sf_object: str
+    object_type: str  # the link type of the record's Stripe object
+    name_field: str
+    mergeable: bool  # only mergeable objects have MasterRecordId
+
+    @property
+    def cursor_name(self) -> str:
+        return f"{self.sf_object}.deleted"
+
+
+ACCOUNTS = DeletedKind("Account", "customer", "Name", True)
+ORDERS = DeletedKind("Order", "subscription", "OrderNumber", False)
+
+
+def delete_query(kind: DeletedKind, since: Any) -> str:
+    where = ["IsDeleted = true"]
+    if kind.mergeable:
+        where.append("MasterRecordId = null")
+    if since is not None:
+        where.append(f"SystemModstamp >= {datetime_literal(since)}")
+    return (
+        f"SELECT Id, SystemModstamp, {kind.name_field} FROM {kind.sf_object} WHERE {' AND '.join(where)} "
+        "ORDER BY SystemModstamp ASC, Id ASC"
+    )
+
+
+def handle_deletes(ctx: SyncContext, kind: DeletedKind, report: RunReport) -> None:
+    store = ctx.store
+    cursor = store.get_cursor(kind.cursor_name)
+    started = ctx.now()
+    since = poll_window(cursor, timedelta(seconds=ctx.settings.cursor_overlap_seconds))
+    for page in ctx.sf.query_pages(delete_query(kind, since), include_deleted=True):
+        for o in record_deletes(ctx, kind, filter_new(page, cursor), dry_run=report.dry_run):
+            report.add(o)
+        if not report.dry_run:
+            cursor = advance(cursor, page, started)
+            store.set_cursor(kind.cursor_name, cursor.modstamp, cursor.seen_ids)
+
+
+def record_deletes(
+    ctx: SyncContext, kind: DeletedKind, rows: Iterable[Mapping[str, Any]], *, dry_run: bool
+) -> list[Outcome]:
+    rows = list(rows)
+    if not rows:
+        return []
+    store, account = ctx.store, ctx.stripe_account
+    links = store.get_links(account, kind.object_type, [r["Id"] for r in rows])
+    outcomes: list[Outcome] = []
+    for row in rows:
+        link = links.get(row["Id"])
+        if link is None or link.status in ("merged_away", "deleted"):
+            continue
+        what = link.stripe_id or "nothing (the create never finished)"
+        message = (
+            f"{kind.sf_object} {row['Id']} was deleted in Salesforce. Nothing was deleted, cancelled or "
+            f"changed in Stripe: {what} stays as it is"
+            + (" and keeps billing" if link.stripe_id else "")
+            + ". Cancel or delete it in Stripe by hand if that is wanted."
+        )
+        outcomes.append(
+            Outcome(
+                kind.object_type,
+                row["Id"],
+                str(row.get(kind.name_field) or ""),
+                "delete",
+                REPORTED,
+                link.stripe_id,
+                message,
+            )
+        )
+        if dry_run:
+            continue
+        when = parse_modstamp(row["SystemModstamp"]).date().isoformat()
+        store.set_status(
+            account,
+            kind.object_type,
+            row["Id"],
+            "deleted",
+            note=f"deleted in Salesforce on {when}; {what} left as it is in Stripe",
+        )
+        store.clear_failure(kind.object_type, row["Id"])
+        log.warning(
+            "%s %s deleted in Salesforce: %s left as it is in Stripe", kind.sf_object, row["Id"], what
+        )
+    if not dry_run:
+        store.log_action(
+            LogEntry(
+                kind.object_type,
+                o.action,
+                o.status,
+                o.sf_id,
+                kind.sf_object,
+                o.stripe_id,
+                o.message,
+                run_id=ctx.run_id,
+            )
+            for o in outcomes
+        )
+    return outcomes
+
+
+def handle_removals(ctx: SyncContext, *, dry_run: bool, objects: Iterable[str]) -> RunReport:
+    """Merges and deletes found since the last pass; one report for both (run by `run_pass`)."""
+    from connector.sync.merges import RemovalReport, handle_merges
+
+    objects = list(objects)
+    report = RemovalReport("Merged and deleted in Salesforce", dry_run=dry_run)
+    if "accounts" in objects:
+        handle_merges(ctx, report)
+        handle_deletes(ctx, ACCOUNTS, report)
+    if "orders" in objects:
+        handle_deletes(ctx, ORDERS, report)
+    return report
