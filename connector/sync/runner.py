@@ -77,6 +77,8 @@ def run_pass(ctx: SyncContext, *, dry_run: bool, objects: list[str]) -> list[Run
             if report.fatal:
                 error = report.fatal
                 break
+        if error is None:
+            error = _removals(ctx, reports, dry_run=dry_run, objects=objects)
     finally:
         if run_id is not None:
             counts: dict[str, int] = {}
@@ -85,6 +87,23 @@ def run_pass(ctx: SyncContext, *, dry_run: bool, objects: list[str]) -> list[Run
                     counts[status] = counts.get(status, 0) + n
             ctx.store.finish_run(run_id, counts, "failed" if error else "succeeded", error)
     return reports
+
+
+def _removals(ctx: SyncContext, reports: list[RunReport], *, dry_run: bool, objects: list[str]) -> str | None:
+    """Record merges and deletes (never followed in Stripe) and prune the sync log."""
+    from connector.sync.deletes import handle_removals
+    from connector.synclog import prune
+
+    try:
+        reports.append(handle_removals(ctx, dry_run=dry_run, objects=objects))
+        if not dry_run:
+            prune(ctx.store, ctx.now())
+    except Exception as exc:
+        verdict = classify(exc)
+        log.error("recording merges and deletes stopped: %s", verdict.message)
+        reports.append(RunReport("Merged and deleted in Salesforce", dry_run=dry_run, fatal=verdict.message))
+        return verdict.message
+    return None
 
 
 def exit_code(reports: list[RunReport]) -> int:
