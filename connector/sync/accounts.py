@@ -317,7 +317,10 @@ class AccountSync:
                 f"the Stripe ID field holds {plan.stripe_id}, which does not exist in this Stripe account; "
                 "clear the field to have the connector create a new Customer",
             )
-        owner = (customer.metadata or {}).get(SALESFORCE_ID_KEY)
+        owner = (customer.to_dict().get("metadata") or {}).get(SALESFORCE_ID_KEY)
+        if not owner or owner == sid:  # the state store knows too, even if the metadata was edited
+            others = store.find_by_stripe_id(plan.stripe_id, ctx.stripe_account)
+            owner = next((x.sf_id for x in others if x.object_type == OBJECT_TYPE and x.sf_id != sid), owner)
         if owner and owner != sid:
             reason = (
                 f"the Stripe ID field holds {plan.stripe_id}, which belongs to Account {owner} "
