@@ -386,6 +386,9 @@ class OrderSync:
             return Outcome(
                 OBJECT_TYPE, sid, label, "adopt", "planned", w.extra["adopt"], "link the id in Salesforce"
             )
+        if "writeback_only" in (w.extra or {}):
+            stripe_id = (w.extra or {})["writeback_only"]
+            return Outcome(OBJECT_TYPE, sid, label, "recover", "planned", stripe_id, "write the IDs back")
         kind = "subscription schedule" if w.plan.is_schedule else "subscription"
         action = "recover" if w.link is not None else "create"
         message = (
