@@ -79,6 +79,20 @@ def sync(
 
 
 @app.command()
+def run(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus counters on this port at /metrics (overrides the setting)."),
+    ] = None,
+) -> None:
+    """Run the sync daemon: poll, retry, follow events; one active instance; SIGTERM stops cleanly."""
+    from connector.daemon import run_daemon
+
+    settings = _settings()
+    raise typer.Exit(run_daemon(settings, out=typer.echo, metrics_port=metrics_port))
+
+
+@app.command()
 def status(
     failed: Annotated[bool, typer.Option("--failed", help="Only what needs attention.")] = False,
 ) -> None:

@@ -37,6 +37,8 @@ def print_status(settings: Settings, *, failed_only: bool, out: Callable[[str], 
                     out(f"Last {kind} run: {run.status} at {finished}: {counts_text}")
                     if run.error:
                         out(f"  error: {run.error}")
+        if not failed_only:
+            _print_instances(store, out)
         out(f"Needing attention: {len(failures)}")
         for f in failures:
             when = (
@@ -48,3 +50,33 @@ def print_status(settings: Settings, *, failed_only: bool, out: Callable[[str], 
             out(f"    {f.message}")
     finally:
         store.close()
+
+
+def _print_instances(store: StateStore, out: Callable[[str], None]) -> None:
+    """Daemon instances from their heartbeats: role, last beat age, counters."""
+    from datetime import UTC, datetime
+
+    beats = store.heartbeats()
+    lease = store.lease_holder("daemon")
+    now = datetime.now(UTC)
+    out("Daemon instances (`cpq2stripe run`):")
+    if not beats:
+        out("  none running")
+        return
+    for beat in beats:
+        age = (now - beat.beat_at).total_seconds()
+        holds = lease is not None and lease[0] == beat.instance_id and lease[1] > now
+        role = beat.role + (" (holds the lease)" if holds else "")
+        stale = "  STALE: not beating; killed?" if age > 60 else ""
+        out(f"  {beat.instance_id}  {role}  pid {beat.pid} on {beat.host}  last beat {age:.0f} s ago{stale}")
+        info = beat.info or {}
+        if beat.role == "leader" and info:
+            lag = info.get("event_lag_seconds")
+            api = ", ".join(f"{k} {v}" for k, v in sorted((info.get("api_calls") or {}).items())) or "none"
+            out(
+                f"    synced {info.get('synced', 0)}, failed {info.get('failed', 0)}, "
+                f"refused {info.get('refused', 0)}; API calls: {api}; "
+                f"event lag {'—' if lag is None else lag} s"
+            )
+        if info.get("mapping_error"):
+            out(f"    mapping reload failed ({info['mapping_error']}): running on the last good mapping")

@@ -1,0 +1,97 @@
+"""Runs the Salesforce event listener (Pub/Sub API) in a thread while this instance leads.
+
+The listener (connector.salesforce.pubsub.listener.EventListener) only names records; it hands
+ids to `handle_ids(sobject, ids)`, which syncs them through the same worker as the poller, and
+asks for a catch-up poll through `on_catch_up(topic)` when it cannot resume from its replay id.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+HandleIds = Callable[[str, list[str]], None]
+
+
+def default_factory() -> Callable[..., Any] | None:
+    """The listener class if the package provides one, else None (the daemon polls only)."""
+    try:
+        from connector.salesforce.pubsub.listener import EventListener  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return EventListener
+
+
+class ListenerRunner:
+    def __init__(
+        self,
+        factory: Callable[..., Any] | None,
+        build_args: Callable[[], tuple[tuple[Any, ...], dict[str, Any]]],
+    ) -> None:
+        self._factory = factory
+        self._build_args = build_args
+        self._thread: threading.Thread | None = None
+        self._stop: threading.Event | None = None
+        self.state = "off" if factory is None else "stopped"
+
+    @property
+    def available(self) -> bool:
+        return self._factory is not None
+
+    def start(self) -> None:
+        if self._factory is None or (self._thread is not None and self._thread.is_alive()):
+            return
+        args, kwargs = self._build_args()
+        accepted = _accepted_kwargs(self._factory, kwargs)
+        try:
+            listener = self._factory(*args, **accepted)
+        except Exception as exc:
+            self.state = f"not started: {exc}"
+            log.error("event listener not started (polling continues): %s", exc)
+            return
+        stop = threading.Event()
+        self._stop = stop
+
+        def run() -> None:
+            try:
+                listener.run(stop)
+            except Exception as exc:
+                self.state = f"stopped: {exc}"
+                log.error("event listener stopped (polling continues): %s", exc)
+            else:
+                self.state = "stopped"
+
+        self._thread = threading.Thread(target=run, name="event-listener", daemon=True)
+        self.state = "running"
+        self._thread.start()
+        log.info("event listener started")
+
+    def request_stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    def join(self, timeout: float) -> bool:
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(max(0.0, timeout))
+        if thread.is_alive():
+            return False
+        self._thread = None
+        return True
+
+
+def _accepted_kwargs(factory: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pass only the keyword arguments the listener declares (the seam may grow or shrink)."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return kwargs
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in params}
