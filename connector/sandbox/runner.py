@@ -85,6 +85,7 @@ def sandbox_env(salesforce: Any, stripe: Any, stripe_rps: float) -> dict[str, st
         "CPQ2STRIPE_SALESFORCE_USERNAME": INTEGRATION_USERNAME,
         "CPQ2STRIPE_SALESFORCE_PRIVATE_KEY_FILE": str(Path(salesforce.jwt_private_key_file).resolve()),
         "CPQ2STRIPE_SALESFORCE_CA_BUNDLE": str(Path(salesforce.ca_file).resolve()),
+        "CPQ2STRIPE_SALESFORCE_PUBSUB_URL": str(salesforce.pubsub_url),
         "CPQ2STRIPE_STRIPE_SECRET_KEY": STRIPE_SECRET_KEY,
         "CPQ2STRIPE_STRIPE_API_BASE": str(stripe.url),
         "CPQ2STRIPE_STRIPE_RPS": _number(stripe_rps),
@@ -203,6 +204,7 @@ def main(argv: list[str] | None = None, *, prog: str = "cpq2stripe sandbox") -> 
 def _print_banner(running: RunningSandbox) -> None:
     lines = [
         f"fake Salesforce org: {running.salesforce_url}  (CA: {running.ca_file})",
+        f"fake Pub/Sub API:    {running.salesforce.pubsub_url}  (gRPC, TLS, same CA)",
         f"fake Stripe API:     {running.stripe_url}",
     ]
     if running.seeded:

@@ -168,6 +168,7 @@ class SalesforceApp:
         self._faults = _Faults()
         self.api_usage = 0
         self._describe_cache: dict[str, dict[str, Any]] = {}
+        self.on_reset: list[Any] = []  # callables run by /_sandbox/reset (the Pub/Sub event bus)
         self.router = Router()
         self._routes()
 
@@ -201,6 +202,10 @@ class SalesforceApp:
         r.add("DELETE", api + "/sobjects/{sobject}/{record_id}", self.api(self.delete, write=True))
         r.add("POST", api + "/composite/sobjects", self.api(self.collection_create, write=True))
         r.add("PATCH", api + "/composite/sobjects", self.api(self.collection_update, write=True))
+        from connector.sandbox.salesforce.bulk import BulkQueryJobs
+
+        self.bulk = BulkQueryJobs(self)
+        self.bulk.register(r, api, self.api)  # Bulk API 2.0 query jobs, before the catch-all
         for method in ("GET", "POST", "PATCH", "DELETE", "PUT"):
             r.add(method, api + "/{rest:path}", self.api(lambda _r: Response.json(NOT_FOUND, 404)))
         admin = "/_sandbox"
@@ -688,11 +693,14 @@ class SalesforceApp:
 
     def admin_reset(self, req: Request) -> Response:
         self.org.reset()
+        self.bulk.reset()
         self.knobs.reset_counts()
         with self._lock:
             self._faults = _Faults()
             self._cursors.clear()
             self.api_usage = 0
+        for hook in self.on_reset:
+            hook()
         return Response.json({"ok": True})
 
     def admin_seed(self, req: Request) -> Response:
@@ -817,15 +825,31 @@ class SalesforceSandbox:
     org: Org
     app: SalesforceApp
     server: SandboxServer
+    pubsub: Any = None  # PubSubSandbox: the Pub/Sub API (gRPC over TLS)
+
+    @property
+    def pubsub_url(self) -> str:
+        """`127.0.0.1:PORT` of the Pub/Sub API (TLS with the same DIR/ca.pem)."""
+        return str(self.pubsub.url)
 
     def stop(self) -> None:
-        self.server.stop()
+        try:
+            if self.pubsub is not None:
+                self.pubsub.stop()
+        finally:
+            self.server.stop()
 
 
 def start_salesforce(
-    directory: Path, *, port: int = 0, latency_ms: float = 0, token_ttl_seconds: int = 7200
+    directory: Path,
+    *,
+    port: int = 0,
+    latency_ms: float = 0,
+    token_ttl_seconds: int = 7200,
+    pubsub_port: int = 0,
 ) -> SalesforceSandbox:
-    """Start the fake org on https://127.0.0.1:PORT; writes DIR/ca.pem and DIR/jwt-key.pem."""
+    """Start the fake org on https://127.0.0.1:PORT and its Pub/Sub API (gRPC, TLS) on
+    127.0.0.1:PUBSUB_PORT; writes DIR/ca.pem (trusted by both) and DIR/jwt-key.pem."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     context, ca_file = make_server_context(directory)
@@ -846,4 +870,19 @@ def start_salesforce(
     )
     app.url = server.url
     server.start()
-    return SalesforceSandbox(server.url, ca_file, key_file, org, app, server)
+    sandbox = SalesforceSandbox(server.url, ca_file, key_file, org, app, server)
+    try:
+        from connector.sandbox.salesforce.pubsub.server import add_admin_routes, start_pubsub
+
+        def token_user(token: str) -> str | None:
+            with app._lock:
+                entry = app._tokens.get(token)
+                return entry.user_id if entry is not None and entry.expires_at > time.time() else None
+
+        sandbox.pubsub = start_pubsub(org, ORG_ID, token_user, ca_file, port=pubsub_port)
+        add_admin_routes(app.router, sandbox.pubsub.bus, ADMIN_USER_ID)
+        app.on_reset.append(sandbox.pubsub.bus.reset)
+    except BaseException:
+        sandbox.stop()
+        raise
+    return sandbox
