@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     salesforce_private_key_file: Path | None = None
     salesforce_ca_bundle: Path | None = None
     salesforce_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Pub/Sub API (events): host:port of the gRPC endpoint, the channels to subscribe to
+    # (comma-separated; a platform event channel may name its object: `/event/Order_Activated__e=Order`)
+    # and the platform event field that carries the record id.
+    salesforce_pubsub_url: str = "api.pubsub.salesforce.com:7443"
+    salesforce_pubsub_topics: str = "/data/AccountChangeEvent,/data/OrderChangeEvent"
+    salesforce_pubsub_event_id_field: str = "Record_Id__c"
 
     # Stripe
     stripe_secret_key: SecretStr
