@@ -1,0 +1,309 @@
+"""Drift: put mapped Customer fields edited in Stripe back to what Salesforce says, and report each.
+
+Salesforce is the authority (seed 001): a mapped field changed in Stripe is put back; a field the
+mapping does not name, and a metadata key the connector does not own, is never touched. Reads are
+in bulk: the Customers with the list API (100 a page), the Accounts with one SOQL per 200 ids.
+Each drifted Customer gets one update carrying only its drifted fields. Nested objects (address,
+shipping) are replaced whole by Stripe, so their unmapped parts (say ``address.line2`` set by hand)
+are sent back as Stripe holds them. Afterwards the link's per-field hashes say what Stripe holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from connector.errors import Disposition, classify
+from connector.mapping import map_record, project_stripe_object, soql_fields
+from connector.salesforce.soql import id_list
+from connector.state.models import LogEntry
+from connector.stripe_sink.customers import SALESFORCE_ID_KEY, CustomerSink
+from connector.sync.context import SyncContext
+from connector.sync.fieldhash import field_hashes, payload_hash
+
+log = logging.getLogger(__name__)
+
+OBJECT_TYPE = "customer"
+SF_OBJECT = "Account"
+PAGE = 100  # Stripe's largest list page
+SOQL_CHUNK = 200
+
+
+@dataclass(frozen=True)
+class Drift:
+    object_type: str
+    sf_id: str
+    stripe_id: str
+    field: str  # Stripe dot-path
+    stripe_value: Any
+    salesforce_value: Any
+
+    def line(self) -> str:
+        return (
+            f"{self.object_type} {self.stripe_id} (Salesforce {self.sf_id}) {self.field}: "
+            f"Stripe has {self.stripe_value!r}, Salesforce says {self.salesforce_value!r}"
+        )
+
+
+@dataclass
+class ReconcileReport:
+    dry_run: bool = False
+    checked: int = 0
+    drifts: list[Drift] = field(default_factory=list)
+    corrected: list[str] = field(default_factory=list)  # Stripe ids updated
+    skipped: list[str] = field(default_factory=list)  # why a linked record was not compared
+    errors: list[str] = field(default_factory=list)
+    fatal: str | None = None
+
+    def summary_lines(self) -> list[str]:
+        drifted = len({d.stripe_id for d in self.drifts})
+        if self.dry_run:
+            head = (
+                f"Reconcile (dry run, nothing changed): {self.checked} Customers checked, {drifted} drifted"
+            )
+        else:
+            head = (
+                f"Reconcile: {self.checked} Customers checked, {drifted} drifted, "
+                f"{len(self.corrected)} put back to the Salesforce values"
+            )
+        lines = [head, *(f"  DRIFT {d.line()}" for d in self.drifts)]
+        lines += [f"  SKIPPED {s}" for s in self.skipped]
+        lines += [f"  FAILED {e}" for e in self.errors]
+        if self.fatal:
+            lines.append(f"  STOPPED: {self.fatal}")
+        return lines
+
+
+# ---- pure parts ---------------------------------------------------------------------------------
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Leaves by dot-path; lists and scalars are leaves."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def _without_empty(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        kept = {k: _without_empty(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v not in (None, "", {}, [])}
+    return value
+
+
+def _overlay(stripe_value: Any, desired: Any, mapped_prefixes: list[str]) -> Any:
+    """A nested object to send whole: Stripe's unmapped parts kept, the mapped parts as desired."""
+    base = flatten(_without_empty(stripe_value) if isinstance(stripe_value, Mapping) else {})
+    merged = {
+        p: v for p, v in base.items() if not any(p == m or p.startswith(f"{m}.") for m in mapped_prefixes)
+    }
+    merged.update(flatten(desired) if isinstance(desired, Mapping) else {})
+    out: dict[str, Any] = {}
+    for path, value in merged.items():
+        node = out
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def customer_drift(
+    mapping: Any, sf_id: str, desired: dict[str, Any], stripe_obj: Mapping[str, Any]
+) -> tuple[list[Drift], dict[str, Any]]:
+    """The drifts of one Customer and the update that puts them back (empty when none).
+
+    Compares only the mapping's targets (``project_stripe_object``) plus the connector's own
+    ``metadata.salesforce_account_id``; everything else on the Customer is out of scope.
+    """
+    stripe_id = str(stripe_obj["id"])
+    current = project_stripe_object(mapping, dict(stripe_obj))
+    want, have = flatten(desired), flatten(current)
+    owner = (stripe_obj.get("metadata") or {}).get(SALESFORCE_ID_KEY)
+    owner_path = f"metadata.{SALESFORCE_ID_KEY}"
+    if owner != sf_id:
+        want[owner_path], have[owner_path] = sf_id, owner
+    drifts = [
+        Drift(OBJECT_TYPE, sf_id, stripe_id, path, have.get(path), want.get(path))
+        for path in sorted(want.keys() | have.keys())
+        if want.get(path) != have.get(path)
+    ]
+    changes: dict[str, Any] = {}
+    mapped_targets = [f.target for f in mapping.fields]
+    for top in sorted({d.field.split(".", 1)[0] for d in drifts}):
+        if top == "metadata":
+            for d in drifts:
+                if d.field.startswith("metadata."):
+                    key = d.field.removeprefix("metadata.")
+                    changes.setdefault("metadata", {})[key] = (
+                        "" if d.salesforce_value is None else want[d.field]
+                    )
+            continue
+        value = desired.get(top)
+        if isinstance(value, Mapping) or isinstance(stripe_obj.get(top), Mapping):
+            prefixes = [t.removeprefix(f"{top}.") for t in mapped_targets if t.startswith(f"{top}.")]
+            value = _overlay(stripe_obj.get(top), value or {}, prefixes) or ""
+        changes[top] = "" if value is None else value
+    return drifts, changes
+
+
+# ---- the run ------------------------------------------------------------------------------------
+
+
+class CustomerReconciler:
+    def __init__(self, ctx: SyncContext) -> None:
+        self.ctx = ctx
+        self.mapping = ctx.mappings.customer
+        self.sink = CustomerSink(ctx.gateway)
+
+    def list_customers(self) -> Iterator[dict[str, Any]]:
+        """Every Customer of the account, 100 a page (the list API, not one retrieve per object)."""
+        gateway = self.ctx.gateway
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": PAGE}
+            if after:
+                params["starting_after"] = after
+            page = gateway.call("customers.list", gateway.client.v1.customers.list, params=params)
+            for customer in page.data:
+                yield customer.to_dict()
+            if not page.has_more or not page.data:
+                return
+            after = page.data[-1].id
+
+    def accounts(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The Accounts the mapping still selects, one SOQL per 200 ids."""
+        select = f"SELECT {', '.join(soql_fields(self.mapping))} FROM {SF_OBJECT}"
+        condition = f"({self.mapping.condition}) AND " if self.mapping.condition else ""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), SOQL_CHUNK):
+            soql = f"{select} WHERE {condition}Id IN {id_list(ids[start : start + SOQL_CHUNK])}"
+            for page in self.ctx.sf.query_pages(soql):
+                found.update((r["Id"], dict(r)) for r in page)
+        return found
+
+    def run(self, report: ReconcileReport) -> None:
+        ctx, store = self.ctx, self.ctx.store
+        links = {
+            link.stripe_id: link
+            for link in store.list_links(
+                stripe_account=ctx.stripe_account, object_type=OBJECT_TYPE, status="linked"
+            )
+            if link.stripe_id
+        }
+        if not links:
+            return
+        customers = {c["id"]: c for c in self.list_customers() if c["id"] in links and not c.get("deleted")}
+        rows = self.accounts(sorted(link.sf_id for link in links.values()))
+        entries: list[LogEntry] = []
+        for stripe_id, link in sorted(links.items(), key=lambda kv: kv[1].sf_id):
+            customer, row = customers.get(stripe_id), rows.get(link.sf_id)
+            if customer is None:
+                report.skipped.append(
+                    f"customer {stripe_id} (Salesforce {link.sf_id}): not found in Stripe (deleted by hand?);"
+                    " the connector does not recreate it"
+                )
+                continue
+            if row is None:
+                report.skipped.append(
+                    f"customer {stripe_id} (Salesforce {link.sf_id}): the Account is no longer selected by"
+                    " the mapping's condition; left as it is"
+                )
+                continue
+            mapped = map_record(self.mapping, row)
+            if mapped.errors:
+                report.skipped.append(
+                    f"customer {stripe_id} (Salesforce {link.sf_id}): the Account has mapping errors "
+                    f"({'; '.join(str(e) for e in mapped.errors)}); fix them and run the sync"
+                )
+                continue
+            report.checked += 1
+            drifts, changes = customer_drift(self.mapping, link.sf_id, mapped.params, customer)
+            report.drifts.extend(drifts)
+            if report.dry_run:
+                continue
+            hashes = field_hashes(mapped.params)
+            if changes:
+                outcome = self._put_back(stripe_id, changes, report)
+                if outcome is None:
+                    return
+                if not outcome:
+                    continue
+                report.corrected.append(stripe_id)
+                entries.append(
+                    LogEntry(
+                        OBJECT_TYPE,
+                        "reconcile",
+                        "updated",
+                        link.sf_id,
+                        SF_OBJECT,
+                        stripe_id,
+                        "drift put back: " + "; ".join(f"{d.field} was {d.stripe_value!r}" for d in drifts),
+                        run_id=ctx.run_id,
+                    )
+                )
+            if changes or hashes != (link.field_hashes or {}):
+                store.update_hash(
+                    ctx.stripe_account, OBJECT_TYPE, link.sf_id, payload_hash(hashes), field_hashes=hashes
+                )
+        store.log_action(entries)
+
+    def _put_back(self, stripe_id: str, changes: dict[str, Any], report: ReconcileReport) -> bool | None:
+        """One update with only the drifted fields. False: this Customer failed; None: fatal."""
+        # Keyed by the run too: the same correction made again after a later hand edit must not
+        # replay the first answer from Stripe's idempotency cache.
+        key_hash = payload_hash({"run": str(self.ctx.run_id), "changes": repr(sorted(changes.items()))})
+        try:
+            self.sink.update(stripe_id, changes, key_hash)
+        except Exception as exc:
+            verdict = classify(exc)
+            if verdict.disposition is Disposition.FATAL:
+                report.fatal = verdict.message
+                return None
+            report.errors.append(f"customer {stripe_id}: {verdict.message}")
+            return False
+        return True
+
+
+Echo = Callable[[str], None]
+
+
+def reconcile(ctx: SyncContext, *, dry_run: bool) -> ReconcileReport:
+    report = ReconcileReport(dry_run=dry_run)
+    ctx.run_id = None if dry_run else ctx.store.start_run("reconcile")
+    try:
+        CustomerReconciler(ctx).run(report)
+    except Exception as exc:
+        report.fatal = classify(exc).message
+    finally:
+        if ctx.run_id is not None:
+            counts = {"checked": report.checked, "drifted": len({d.stripe_id for d in report.drifts})}
+            counts["updated"] = len(report.corrected)
+            counts["failed"] = len(report.errors)
+            ctx.store.finish_run(ctx.run_id, counts, "failed" if report.fatal else "succeeded", report.fatal)
+    return report
+
+
+def run_reconcile(settings: Any, mappings: Any, *, dry_run: bool, out: Echo) -> int:
+    """`cpq2stripe reconcile [--dry-run]`: 0 done, 1 some Customers failed, 3 stopped."""
+    from connector.sync.runner import open_context
+
+    try:
+        with open_context(settings, mappings) as ctx:
+            report = reconcile(ctx, dry_run=dry_run)
+            for line in report.summary_lines():
+                out(line)
+            out(f"Stripe API calls: {ctx.gateway.total_calls}; Salesforce API calls: {ctx.sf.total_calls}")
+    except Exception as exc:
+        out(f"Reconcile stopped: {classify(exc).message}")
+        return 3
+    if report.fatal:
+        return 3
+    return 1 if report.errors else 0
