@@ -118,6 +118,18 @@ def retry(
     raise typer.Exit(run_retry(settings, mappings, record_id=record_id, out=typer.echo))
 
 
+@app.command()
+def reconcile(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report drift; change nothing.")] = False,
+) -> None:
+    """Put mapped Stripe fields edited in Stripe back to the Salesforce values; report each drift."""
+    from connector.sync.reconcile import run_reconcile
+
+    settings = _settings()
+    mappings = _mappings(settings.mappings_dir)
+    raise typer.Exit(run_reconcile(settings, mappings, dry_run=dry_run, out=typer.echo))
+
+
 @mappings_app.command("check")
 def mappings_check(
     directory: Annotated[Path | None, typer.Option("--dir", help="Mappings directory.")] = None,
