@@ -18,7 +18,7 @@ import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import stripe
@@ -574,7 +574,7 @@ class OrderSync:
         if sub.invoice_items:
             parts.append(f"{len(sub.invoice_items)} one-time item(s)")
         if isinstance(sub, ScheduleSpec):
-            start = datetime.fromtimestamp(sub.start_date).date() if sub.start_date else None
+            start = datetime.fromtimestamp(sub.start_date, UTC).date() if sub.start_date else None
             return f"Subscription schedule {stripe_id} starts {start}: " + ", ".join(parts)
         return f"Subscription {stripe_id}: " + ", ".join(parts)
 
