@@ -60,6 +60,7 @@ def run_demo(out: Callable[[str], None], *, accounts: int = DEMO_ACCOUNTS, order
                     )
                     if attempt == 1:
                         _show_written_back(ctx, out)
+                        _show_orders(ctx, reports, out)
                     if any(r.fatal for r in reports):
                         code = 3
             out("")
@@ -77,3 +78,25 @@ def _show_written_back(ctx, out: Callable[[str], None]) -> None:
     out("Written back to Salesforce (first 5 Accounts by name):")
     for row in rows:
         out(f"  {row['Name'][:40]:40} {row.get(wb.stripe_id) or '—':22} {row.get(wb.status) or ''}")
+
+
+def _show_orders(ctx, reports, out: Callable[[str], None]) -> None:
+    calls = ctx.gateway.calls
+    made = {
+        "products": calls.get("products.create", 0),
+        "prices": calls.get("prices.create", 0),
+        "meters": calls.get("billing.meters.create", 0),
+        "subscriptions": calls.get("subscriptions.create", 0),
+        "schedules (future starts)": calls.get("subscription_schedules.create", 0),
+    }
+    out("Created in Stripe for the Orders: " + ", ".join(f"{n} {what}" for what, n in made.items()))
+    rows = ctx.sf.query_all(
+        "SELECT OrderNumber, Stripe_Subscription_ID__c, Stripe_Sync_Status__c FROM Order "
+        "WHERE Status = 'Activated' ORDER BY OrderNumber LIMIT 8"
+    )
+    out("Written back to Salesforce (first 8 activated Orders):")
+    for row in rows:
+        out(
+            f"  Order {row['OrderNumber']}  {row.get('Stripe_Subscription_ID__c') or '—':30} "
+            f"{row.get('Stripe_Sync_Status__c') or ''}"
+        )

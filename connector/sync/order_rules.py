@@ -740,7 +740,7 @@ def _check_intervals(recurring: list[_Line], out: _Collector) -> None:
         out.order(
             "mixed_intervals",
             "SBQQ__BillingFrequency__c",
-            None,
+            "mixed",
             f"recurring lines have different billing frequencies ({detail}); "
             "one Stripe subscription bills on one interval",
             "give all recurring lines the same billing frequency, or split the Order",

@@ -535,6 +535,7 @@ def test_mixed_intervals():
     r = refuse(order(line(1), line(2, SBQQ__BillingFrequency__c="Annual")))
     assert codes(r) == ["mixed_intervals"]
     assert "Monthly: 0000000001" in r.message() and "Annual: 0000000002" in r.message()
+    assert "is empty" not in r.message()
 
 
 def test_mixed_currencies():
