@@ -10,6 +10,8 @@ from collections.abc import Callable
 from connector.settings import Settings
 from connector.state.store import StateStore
 
+REMOVED_SHOWN = 20
+
 
 def print_status(settings: Settings, *, failed_only: bool, out: Callable[[str], None]) -> None:
     store = StateStore.open(settings.database_url)
@@ -22,6 +24,17 @@ def print_status(settings: Settings, *, failed_only: bool, out: Callable[[str], 
                 out("  none yet — run `cpq2stripe sync --once`")
             for (object_type, status), n in sorted(counts.items()):
                 out(f"  {object_type:22} {status:12} {n}")
+            removed = [
+                link
+                for status in ("merged_away", "deleted")
+                for link in store.list_links(status=status, limit=REMOVED_SHOWN)
+            ]
+            if removed:
+                out("Merged away or deleted in Salesforce (nothing was changed in Stripe):")
+            for link in removed[:REMOVED_SHOWN]:
+                out(
+                    f"  {link.sf_object} {link.sf_id} {link.status} {link.stripe_id or ''}: {link.note or ''}"
+                )
             out("Cursors (newest SystemModstamp fully handled):")
             cursors = store.list_cursors()
             if not cursors:
