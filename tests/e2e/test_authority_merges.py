@@ -109,7 +109,8 @@ def test_loser_with_a_customer_keeps_it_and_its_subscription(sandbox, run_sync, 
     link = link_of(connector_settings, loser)
     assert link.status == "merged_away" and survivor in link.note and link.stripe_id == loser_cus
     assert log_for(connector_settings, loser)[0].action == "merge"
-    assert "merged_away" in status_text(connector_settings)
+    shown = status_text(connector_settings)
+    assert "merged_away" in shown and loser in shown and survivor in shown
 
     again = run_sync()
     assert all(o.sf_id != loser for o in again.reports[-1].outcomes)  # reported once
