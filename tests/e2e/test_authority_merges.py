@@ -240,3 +240,25 @@ def _mappings(settings: Any) -> Any:
     from connector.mapping import load_mappings
 
     return load_mappings(settings.mappings_dir)
+
+
+def test_a_losers_synced_order_keeps_billing_its_own_customer(sandbox, run_sync, connector_settings):
+    from .test_orders import SYNC_ALL, Org
+
+    org = Org(sandbox)
+    loser = org.account(Name="Loser Ltd")
+    survivor = org.account(Name="Survivor Ltd")
+    order_id, _ = org.order(loser, [{"product": "Suite", "price": 10.0}])
+    run_sync(SYNC_ALL)
+    loser_cus = row(sandbox, loser)[ID_FIELD]
+    [sub] = sandbox.stripe_admin.objects("subscription")
+    assert sub["customer"] == loser_cus
+    sandbox.sf_admin.merge(survivor, [loser])  # the Order is re-parented to the survivor
+    before = stripe_state(sandbox)
+
+    result = run_sync(SYNC_ALL)
+
+    assert stripe_state(sandbox) == before  # the subscription still bills the loser's Customer
+    assert result.outcome(loser).action == "merge"
+    outcome = result.outcome(order_id)
+    assert outcome.status in ("unchanged", "refused"), outcome  # never re-billed
