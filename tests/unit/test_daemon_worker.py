@@ -1,0 +1,182 @@
+"""The sync worker: one lock for all sync work, standby does nothing, stops between pages."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import pytest
+
+from connector.daemon import worker as worker_mod
+from connector.daemon.metrics import Metrics
+from connector.daemon.worker import InterruptibleSalesforce, NotWorking, ShutdownRequested, SyncWorker
+from connector.state import StateStore
+from connector.sync.report import Outcome
+
+
+class FakeSalesforce:
+    def __init__(self, pages: list[list[dict[str, Any]]]) -> None:
+        self.pages = pages
+        self.fetched = 0
+        self.calls = {"query": 0}
+
+    def query_pages(self, soql: str, include_deleted: bool = False):
+        for page in self.pages:
+            self.fetched += 1
+            yield page
+
+
+def test_armed_query_stops_between_pages_and_never_inside_one():
+    sf = FakeSalesforce([[{"Id": "1"}], [{"Id": "2"}], [{"Id": "3"}]])
+    stop = threading.Event()
+    wrapped = InterruptibleSalesforce(sf, stop.is_set)
+    wrapped.arm()
+    seen = []
+    with pytest.raises(ShutdownRequested):
+        for page in wrapped.query_pages("SELECT Id FROM Account"):
+            seen.append(page)
+            stop.set()  # a signal arrives while the first page is being applied
+    assert seen == [[{"Id": "1"}]]
+    assert sf.fetched == 1  # the next page was never fetched
+
+
+def test_unarmed_queries_run_to_completion():
+    sf = FakeSalesforce([[{"Id": "1"}], [{"Id": "2"}]])
+    wrapped = InterruptibleSalesforce(sf, lambda: True)
+    assert [p for p in wrapped.query_pages("SELECT Id FROM Account")] == sf.pages
+    assert wrapped.calls == {"query": 0}  # everything else is delegated
+
+
+class FakeSync:
+    """Stands in for AccountSync/OrderSync: records calls, can block to test the lock."""
+
+    calls: ClassVar[list[tuple[str, Any]]] = []
+    gate: threading.Event | None = None
+    entered: threading.Event | None = None
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+
+    def poll(self, report) -> None:
+        FakeSync.calls.append(("poll", self.ctx.mappings))
+        if FakeSync.entered is not None:
+            FakeSync.entered.set()
+        if FakeSync.gate is not None:
+            FakeSync.gate.wait(30)
+        report.add(Outcome("customer", "001A", "Acme", "create", "created", "cus_1"))
+
+    def sync_ids(self, ids, report) -> None:
+        FakeSync.calls.append(("sync_ids", list(ids)))
+        for i in ids:
+            report.add(Outcome("customer", i, "", "update", "updated", "cus_" + i))
+
+
+@pytest.fixture
+def worker_parts(sqlite_url, monkeypatch):
+    FakeSync.calls = []
+    FakeSync.gate = None
+    FakeSync.entered = None
+    monkeypatch.setattr(worker_mod, "_sync_class", lambda sobject: FakeSync if sobject == "Account" else None)
+    store = StateStore.open(sqlite_url)
+    ctx = SimpleNamespace(
+        sf=FakeSalesforce([]),
+        gateway=SimpleNamespace(calls={"customers.create": 2}),
+        store=store,
+        mappings="v1",
+        run_id=None,
+        fatal_message=None,
+        now=lambda: datetime.now(UTC),
+    )
+    state = {"leader": True, "mappings": "v1"}
+    metrics = Metrics()
+    worker = SyncWorker(ctx, metrics, may_work=lambda: state["leader"], mappings=lambda: state["mappings"])
+    yield worker, ctx, state, metrics
+    store.close()
+
+
+def test_standby_does_no_sync_work_and_refuses_event_batches(worker_parts):
+    worker, _ctx, state, _metrics = worker_parts
+    state["leader"] = False
+    assert worker.poll() is False
+    assert worker.retry_due() is False
+    with pytest.raises(NotWorking):
+        worker.sync_ids("Account", ["001A"])
+    assert FakeSync.calls == []
+
+
+def test_poll_records_a_run_counts_outcomes_and_uses_the_current_mapping(worker_parts):
+    worker, ctx, state, metrics = worker_parts
+    state["mappings"] = "v2"
+    assert worker.poll() is True
+    assert FakeSync.calls == [("poll", "v2")]
+    run = ctx.store.last_run("sync")
+    assert run.status == "succeeded" and run.counts == {"created": 1}
+    assert metrics.totals_by_status()["synced"] == 1
+    assert metrics.get("cpq2stripe_last_poll_success_timestamp_seconds") > 0
+    assert 'service="stripe"' in metrics.render()
+
+
+def test_event_ids_are_synced_in_batches_of_200(worker_parts):
+    worker, _ctx, _state, metrics = worker_parts
+    ids = [f"001{i:04d}" for i in range(450)]
+    worker.sync_ids("Account", ids, received_at=0.0)
+    assert [len(c[1]) for c in FakeSync.calls] == [200, 200, 50]
+    assert metrics.get("cpq2stripe_event_ids_total", {"object": "Account"}) == 450
+    assert metrics.get("cpq2stripe_event_lag_seconds") > 0
+
+
+def test_events_for_unsynced_objects_are_ignored(worker_parts):
+    worker, *_ = worker_parts
+    worker.sync_ids("Contact", ["003A"])
+    assert FakeSync.calls == []
+
+
+def test_a_stop_between_event_batches_raises_so_the_replay_id_is_not_saved(worker_parts):
+    worker, *_ = worker_parts
+    original = FakeSync.sync_ids
+
+    def stop_after_first(self, ids, report):
+        original(self, ids, report)
+        worker.stopping.set()
+
+    FakeSync.sync_ids = stop_after_first  # type: ignore[method-assign]
+    try:
+        with pytest.raises(ShutdownRequested):
+            worker.sync_ids("Account", [f"001{i:04d}" for i in range(300)])
+    finally:
+        FakeSync.sync_ids = original  # type: ignore[method-assign]
+    assert len(FakeSync.calls) == 1
+
+
+def test_poll_and_event_work_never_overlap(worker_parts):
+    worker, *_ = worker_parts
+    FakeSync.gate = threading.Event()
+    FakeSync.entered = threading.Event()
+    poller = threading.Thread(target=worker.poll)
+    poller.start()
+    assert FakeSync.entered.wait(30)
+    event_done = threading.Event()
+    events = threading.Thread(target=lambda: (worker.sync_ids("Account", ["001B"]), event_done.set()))
+    events.start()
+    assert not worker.idle(0)  # the poll holds the worker
+    assert not event_done.is_set()
+    assert [c[0] for c in FakeSync.calls] == ["poll"]
+    FakeSync.gate.set()
+    poller.join(30)
+    events.join(30)
+    assert event_done.is_set()
+    assert [c[0] for c in FakeSync.calls] == ["poll", "sync_ids"]
+    assert worker.idle(0)
+
+
+def test_a_failing_job_is_logged_counted_and_the_worker_carries_on(worker_parts, caplog):
+    worker, *_ = worker_parts
+
+    def boom(ctx, report):
+        raise RuntimeError("reconcile exploded")
+
+    assert worker.run_optional("reconcile", boom) is False
+    assert "reconcile failed" in caplog.text
+    assert worker.poll() is True
