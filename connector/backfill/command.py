@@ -1,0 +1,299 @@
+"""`cpq2stripe backfill`: every Account the mapping selects, then every activated Order.
+
+Per object: one `COUNT()` decides the read path (REST `query_pages` up to `bulk_threshold`
+records, a Bulk API 2.0 query job above it, streamed `max_records` at a time), rows are read in
+`Id` order and handed in batches (a multiple of 200, so write-backs fill whole sObject
+Collections) to the object's own pipeline (`AccountSync.process`, `OrderSync.process`): the same
+mapping, planning, intents and idempotency keys as a sync, Stripe writes from a pool of workers
+under one paced requests/s budget.
+
+Resumable: after each batch the last `Id` done is saved as a backfill cursor in the state store.
+A rerun after Ctrl-C or kill -9 continues after it; the batch that was cut off is planned again,
+and its links and intents (create keys reused) make that free of duplicates. A finished backfill
+leaves the cursor marked done, so the next one starts a fresh pass (unchanged records cost no
+Stripe call), and seeds the poll cursor when it is empty, so the daemon starts from here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from connector.backfill.pacing import PacedLimiter
+from connector.backfill.progress import Progress
+from connector.backfill.report import BackfillReport, FailureCsv, ObjectTotals
+from connector.errors import classify
+from connector.salesforce.soql import datetime_literal, is_record_id
+from connector.sync.report import RunReport
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_RECORD_FAILURES, EXIT_FATAL, EXIT_INTERRUPTED = 0, 1, 3, 130
+DONE = "done"
+Echo = Callable[[str], None]
+
+
+@dataclass
+class BackfillOptions:
+    dry_run: bool = False
+    limit: int | None = None  # at most this many records of each object in this run
+    since: datetime | None = None  # only records modified at or after this instant
+    objects: list[str] = field(default_factory=lambda: ["accounts", "orders"])
+    failures_csv: Path | None = Path("backfill-failures.csv")
+    bulk_threshold: int = 2000  # above this COUNT(), read with a Bulk API 2.0 query job
+    max_records: int = 10_000  # Bulk result set size (Sforce-Locator pages)
+    batch_size: int = 1000  # records handed to the pipeline at once (a multiple of 200)
+    workers: int | None = None  # default: enough to keep the rps budget busy at ~250 ms a call
+    progress_stream: TextIO | None = None
+    progress_tty: bool | None = None
+    progress_interval: float | None = None
+
+
+@dataclass(frozen=True)
+class _Spec:
+    key: str  # accounts | orders
+    title: str
+    sobject: str
+    object_type: str
+    bulk_ok: bool  # Bulk 2.0 cannot run the Orders query (it has an OrderItems subquery)
+
+
+SPECS = {
+    "accounts": _Spec("accounts", "Accounts → Customers", "Account", "customer", True),
+    "orders": _Spec("orders", "Orders → Subscriptions", "Order", "subscription", False),
+}
+
+
+def parse_since(text: str) -> datetime:
+    """An ISO 8601 date or instant; a date or a naive time is taken as UTC."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def workers_for(rps: float, configured: int) -> int:
+    """Enough concurrent requests to fill `rps` at ~250 ms per Stripe call plus our own work."""
+    return max(configured, min(64, math.ceil(rps * 0.5)))
+
+
+def cursor_name(spec: _Spec, since: datetime | None) -> str:
+    return f"backfill:{spec.sobject}" + (f"@{since.isoformat()}" if since else "")
+
+
+def _chunks(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+class Backfill:
+    def __init__(self, ctx: Any, options: BackfillOptions, report: BackfillReport) -> None:
+        self.ctx = ctx
+        self.options = options
+        self.report = report
+
+    # ---- one object ---------------------------------------------------------------------------
+
+    def _sync_for(self, spec: _Spec) -> Any:
+        if spec.key == "accounts":
+            from connector.sync.accounts import AccountSync
+
+            return AccountSync(self.ctx)
+        from connector.sync.orders import OrderSync
+
+        return OrderSync(self.ctx)
+
+    def _count(self, soql: str) -> int:
+        result = self.ctx.sf._call(lambda sf: sf.query(soql))
+        return int(result.get("totalSize") or 0)
+
+    def run_object(self, spec: _Spec) -> ObjectTotals:
+        ctx, opts = self.ctx, self.options
+        totals = ObjectTotals(spec.title, spec.sobject)
+        self.report.objects.append(totals)
+        sync = self._sync_for(spec)
+        name = cursor_name(spec, opts.since)
+        saved = ctx.store.get_cursor(name)
+        last_id: str | None = None
+        started = ctx.now()
+        if not opts.dry_run and saved.modstamp is not None and DONE not in saved.seen_ids:
+            # An unfinished backfill: continue after the last Id it finished.
+            after = next((s.removeprefix("after:") for s in saved.seen_ids if s.startswith("after:")), None)
+            if after and is_record_id(after):
+                last_id, started = after, saved.modstamp
+                totals.resumed_after = after
+        clauses = []
+        if opts.since is not None:
+            clauses.append(f"SystemModstamp >= {datetime_literal(opts.since)}")
+        if last_id:
+            clauses.append(f"Id > '{last_id}'")
+        where = sync._where(*clauses)
+        count = self._count(f"SELECT COUNT() FROM {spec.sobject}{where}")
+        totals.selected = count
+        total = min(count, opts.limit) if opts.limit is not None else count
+        use_bulk = spec.bulk_ok and count > opts.bulk_threshold
+        totals.source = "Bulk API 2.0" if use_bulk else "REST query"
+        soql = f"{sync._select()}{where} ORDER BY Id ASC"
+        if opts.limit is not None:
+            soql += f" LIMIT {opts.limit}"
+        if not opts.dry_run:
+            ctx.store.set_cursor(name, started, [f"after:{last_id}"] if last_id else [])
+        log.info("%s: %d to go, read with %s", spec.title, total, totals.source)
+
+        progress = Progress(
+            spec.title,
+            total,
+            stream=opts.progress_stream or sys.stderr,
+            tty=opts.progress_tty,
+            **(
+                {"interval": opts.progress_interval, "line_interval": opts.progress_interval}
+                if opts.progress_interval
+                else {}
+            ),
+        )
+        if use_bulk:
+            from connector.salesforce.bulk import BulkQuery
+
+            pages: Iterator[list[dict[str, Any]]] = BulkQuery(ctx.sf, max_records=opts.max_records).pages(
+                soql
+            )
+        else:
+            pages = ctx.sf.query_pages(soql)
+        done = 0
+        finished = False
+        with progress:
+            try:
+                for page in pages:
+                    for batch in _chunks(page, opts.batch_size):
+                        if opts.limit is not None and done >= opts.limit:
+                            break
+                        if opts.limit is not None:
+                            batch = batch[: opts.limit - done]
+                        self._run_batch(spec, sync, batch, totals, progress)
+                        done += len(batch)
+                        if totals.fatal:
+                            return totals
+                        if not opts.dry_run:
+                            ctx.store.set_cursor(name, started, [f"after:{batch[-1]['Id']}"])
+                finished = opts.limit is None or done < opts.limit or done >= count
+            finally:
+                close = getattr(pages, "close", None)
+                if close is not None:
+                    close()  # an abandoned Bulk job is aborted
+        if finished and not opts.dry_run:
+            ctx.store.set_cursor(name, started, [DONE])
+            if opts.since is None and ctx.store.get_cursor(spec.sobject).modstamp is None:
+                # The poll cursor starts where this pass started: later changes are polled.
+                ctx.store.set_cursor(spec.sobject, started, [])
+        return totals
+
+    def _run_batch(
+        self, spec: _Spec, sync: Any, batch: list[dict[str, Any]], totals: ObjectTotals, progress: Progress
+    ) -> None:
+        from connector.salesforce.writeback import WriteBack
+
+        ctx = self.ctx
+        # A fresh write-back buffer per batch: it remembers every value it wrote, which would grow
+        # with the run.
+        ctx.writeback = WriteBack(ctx.sf)
+        batch_report = RunReport(spec.title, dry_run=self.options.dry_run)
+        if spec.key == "accounts":
+            start = ctx.gateway.write_calls
+            progress.peek = lambda: min(len(batch) - 1, ctx.gateway.write_calls - start)
+        try:
+            sync.process(batch, batch_report)
+        except Exception as exc:  # outside one record: auth, a query, the state store
+            batch_report.fatal = classify(exc).message
+        finally:
+            progress.peek = None
+        codes: dict[str, str] = {}
+        for o in batch_report.outcomes:
+            if o.status in ("failed", "refused"):
+                failure = ctx.store.get_failure(spec.object_type, o.sf_id)
+                if failure is not None:
+                    codes[o.sf_id] = failure.error_code
+        self.report.add_outcomes(totals, batch_report.outcomes, codes)
+        progress.advance(len(batch))
+        if batch_report.fatal:
+            totals.fatal = batch_report.fatal
+
+
+def _exit_code(report: BackfillReport) -> int:
+    if report.fatal:
+        return EXIT_FATAL
+    if report.failed:
+        return EXIT_RECORD_FAILURES
+    return EXIT_OK
+
+
+def run_backfill(settings: Any, mappings: Any, options: BackfillOptions, *, out: Echo) -> int:
+    """The `backfill` command: run, print the report, return the exit code."""
+    from connector.sync.runner import open_context
+
+    rps = settings.effective_stripe_rps
+    workers = options.workers or workers_for(rps, settings.stripe_workers)
+    settings = settings.model_copy(update={"stripe_workers": workers})
+    unknown = [o for o in options.objects if o not in SPECS]
+    if unknown:
+        out(f"Unknown object(s) {', '.join(unknown)}; choose from accounts, orders.")
+        return 2
+    report = BackfillReport(options.dry_run, FailureCsv(None if options.dry_run else options.failures_csv))
+    started = time.monotonic()
+    code = EXIT_OK
+    try:
+        with open_context(settings, mappings) as ctx:
+            ctx.gateway.limiter = PacedLimiter(rps)
+            ctx.run_id = None if options.dry_run else ctx.store.start_run("backfill")
+            error: str | None = None
+            try:
+                runner = Backfill(ctx, options, report)
+                for key in ["accounts", "orders"]:
+                    if key not in options.objects:
+                        continue
+                    try:
+                        totals = runner.run_object(SPECS[key])
+                    except ImportError as exc:
+                        out(f"{SPECS[key].title}: not available ({exc})")
+                        continue
+                    if totals.fatal:
+                        error = totals.fatal
+                        break
+            except KeyboardInterrupt:
+                error = "interrupted"
+                code = EXIT_INTERRUPTED
+            except Exception as exc:
+                error = classify(exc).message
+                if report.objects:
+                    report.objects[-1].fatal = error
+                else:
+                    out(f"Backfill stopped: {error}")
+                code = EXIT_FATAL
+            finally:
+                report.seconds = time.monotonic() - started
+                report.stripe_calls = ctx.gateway.total_calls
+                report.stripe_writes = ctx.gateway.write_calls
+                report.rate_limited = ctx.gateway.rate_limited
+                report.salesforce_calls = ctx.sf.total_calls
+                if ctx.run_id is not None:
+                    counts: dict[str, int] = {}
+                    for t in report.objects:
+                        for status, n in t.counts.items():
+                            counts[status] = counts.get(status, 0) + n
+                    ctx.store.finish_run(ctx.run_id, counts, "failed" if error else "succeeded", error)
+                report.csv.close()
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    except Exception as exc:
+        out(f"Backfill stopped: {classify(exc).message}")
+        return EXIT_FATAL
+    for line in report.lines():
+        out(line)
+    if code == EXIT_INTERRUPTED:
+        out("Interrupted: run the same command again to continue where it stopped.")
+        return code
+    return code if code != EXIT_OK else _exit_code(report)
