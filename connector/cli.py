@@ -158,6 +158,47 @@ def mappings_check(
 
 
 @app.command()
+def backfill(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Plan every record and count the actions; change nothing.")
+    ] = False,
+    limit: Annotated[int | None, typer.Option(help="At most N records of each object in this run.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only records modified at or after this ISO 8601 instant.")
+    ] = None,
+    objects: Annotated[str, typer.Option(help="Comma-separated: accounts,orders")] = "accounts,orders",
+    failures_csv: Annotated[
+        Path, typer.Option("--failures-csv", help="Where to write the failed and refused records.")
+    ] = Path("backfill-failures.csv"),
+    bulk_threshold: Annotated[
+        int, typer.Option(help="Read with a Bulk API 2.0 query job above this many records.")
+    ] = 2000,
+    workers: Annotated[
+        int | None, typer.Option(help="Concurrent Stripe requests (default: from rps).")
+    ] = None,
+) -> None:
+    """Sync everything once, as fast as Stripe's rate limit allows; resumable after an interruption."""
+    from connector.backfill.command import BackfillOptions, parse_since, run_backfill
+
+    try:
+        since_at = parse_since(since) if since else None
+    except ValueError as exc:
+        raise _fail(f"--since: {exc}", EXIT_CONFIG) from None
+    settings = _settings()
+    mappings = _mappings(settings.mappings_dir)
+    options = BackfillOptions(
+        dry_run=dry_run,
+        limit=limit,
+        since=since_at,
+        objects=[o.strip() for o in objects.split(",") if o.strip()],
+        failures_csv=failures_csv,
+        bulk_threshold=bulk_threshold,
+        workers=workers,
+    )
+    raise typer.Exit(run_backfill(settings, mappings, options, out=typer.echo))
+
+
+@app.command()
 def demo() -> None:
     """Start the bundled sandbox, sync it twice, print what happened, stop."""
     from connector.demo import run_demo
