@@ -2,12 +2,13 @@
 
 Layout: `server` (auth, rate limit, faults, idempotency, admin API) -> `forms` (nested form
 decoding) -> `validation` (declarative parameter specs, Stripe's error codes and wording) ->
-`resources/*` (customers, catalog, payments, billing, account/events) over `store` (one lock,
-objects kept as the JSON the API returns). `search` parses Stripe's query language subset.
+`resources/*` (customers, catalog, meters, payments, billing, account/events) over `store` (one
+lock, objects kept as the JSON the API returns). `search` parses Stripe's query language subset.
 
 Deliberate simplifications: no clock advances (periods are computed at creation, schedules never
 move to the next phase, invoices are created paid/open at once), no webhooks (events are listable),
-no taxes, discounts are accepted but not applied, meters are not objects (any `recurring[meter]`
-id is accepted). Customer address countries must be ISO 3166-1 alpha-2 codes (real Stripe has been
-seen accepting free text there: this fake is stricter on purpose).
+no taxes, discounts are accepted but not applied. Billing meters are objects (`recurring[meter]`
+must name an active one) but meter events are only stored, never aggregated into invoices.
+Customer address countries must be ISO 3166-1 alpha-2 codes (real Stripe has been seen accepting
+free text there: this fake is stricter on purpose).
 """

@@ -21,6 +21,7 @@ PREFIX_KINDS = [
     ("seti_", "setup_intent"),
     ("in_", "invoice"),
     ("evt_", "event"),
+    ("mtr_", "billing.meter"),
 ]
 
 

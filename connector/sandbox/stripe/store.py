@@ -33,6 +33,7 @@ KIND_NAMES = {
     "coupon": "coupon",
     "invoice": "invoice",
     "event": "event",
+    "billing.meter": "billing.meter",
 }
 SEARCHABLE = {"customer", "product", "price", "subscription", "invoice"}
 

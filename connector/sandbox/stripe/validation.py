@@ -185,6 +185,19 @@ class Arr(Spec):
 
 
 @dataclass
+class StrMap(Spec):
+    """A hash of free string keys to string values (a meter event's `payload`)."""
+
+    def convert(self, value: Any, path: str) -> Any:
+        if not isinstance(value, dict):
+            raise invalid(f"Invalid object: {_show(value)}", path)
+        for key, val in value.items():
+            if not isinstance(val, str):
+                raise invalid(f"Invalid string: {_show(val)}", path_of(path, key))
+        return dict(value)
+
+
+@dataclass
 class Metadata(Spec):
     """Key-value strings: at most 50 keys, keys up to 40 characters, values up to 500."""
 

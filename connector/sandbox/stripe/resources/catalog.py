@@ -25,6 +25,7 @@ from ..validation import (
     Ts,
     merge_metadata,
 )
+from .meters import check_meter
 
 CURRENCIES = frozenset(
     [
@@ -258,12 +259,15 @@ def new_price(ctx: Ctx, p: dict[str, Any], param_prefix: str = "", *, active: bo
         and p.get("billing_scheme") != "tiered"
     ):
         raise missing_param(name("unit_amount"))
+    meter_param = name("recurring[meter]") if not param_prefix else name("recurring][meter")
     if metered and not recurring.get("meter"):
         raise invalid(
             "Metered prices must be backed by a meter. Pass `recurring[meter]` with the ID of a billing "
             "meter.",
-            name("recurring[meter]") if not param_prefix else name("recurring][meter"),
+            meter_param,
         )
+    if recurring and recurring.get("meter"):
+        check_meter(ctx, recurring["meter"], meter_param)
     if p.get("product_data"):
         product_id = new_product(ctx, p["product_data"], p["product_data"].get("id"))["id"]
     elif p.get("product"):
