@@ -1,9 +1,12 @@
 """Deleted Accounts and Orders: recorded and reported; nothing is ever deleted or cancelled in Stripe.
 
 Deleting a Stripe Customer is irreversible (its subscriptions are cancelled, its payment methods
-removed), so a delete in Salesforce only marks the link ``deleted`` and says so. Found with queryAll
-on ``IsDeleted = true`` (Accounts also ``MasterRecordId = null``: merges are handled in
-``merges.py``), one ``SystemModstamp`` cursor per object.
+removed), so a delete in Salesforce only marks the link ``deleted`` and says so. One queryAll per
+object and pass on ``IsDeleted = true`` with its own ``SystemModstamp`` cursor; Accounts with a
+``MasterRecordId`` were merged away and go to ``merges.py``, the others are deletes.
+
+On a fresh state store's first pass (no link older than the pass) nothing can have been deleted
+after it was linked, so the cursor starts at the pass's start without a query.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from connector.salesforce.soql import datetime_literal
@@ -33,32 +36,57 @@ class DeletedKind:
 
     @property
     def cursor_name(self) -> str:
-        return f"{self.sf_object}.deleted"
+        return f"{self.sf_object}.removed"
 
 
 ACCOUNTS = DeletedKind("Account", "customer", "Name", True)
 ORDERS = DeletedKind("Order", "subscription", "OrderNumber", False)
 
 
-def delete_query(kind: DeletedKind, since: Any) -> str:
+def removed_query(kind: DeletedKind, since: Any) -> str:
+    fields = ["Id", "SystemModstamp", kind.name_field] + (["MasterRecordId"] if kind.mergeable else [])
     where = ["IsDeleted = true"]
-    if kind.mergeable:
-        where.append("MasterRecordId = null")
     if since is not None:
         where.append(f"SystemModstamp >= {datetime_literal(since)}")
     return (
-        f"SELECT Id, SystemModstamp, {kind.name_field} FROM {kind.sf_object} WHERE {' AND '.join(where)} "
+        f"SELECT {', '.join(fields)} FROM {kind.sf_object} WHERE {' AND '.join(where)} "
         "ORDER BY SystemModstamp ASC, Id ASC"
     )
 
 
-def handle_deletes(ctx: SyncContext, kind: DeletedKind, report: RunReport) -> None:
+def _nothing_linked_before(ctx: SyncContext, kind: DeletedKind) -> datetime | None:
+    """The pass's start if no link of this kind predates it (a fresh store's first pass), else None."""
+    if ctx.run_id is None:
+        return None
+    run = ctx.store.last_run("sync")
+    if run is None or run.id != ctx.run_id:
+        return None
+    oldest = ctx.store.list_links(stripe_account=ctx.stripe_account, object_type=kind.object_type, limit=1)
+    if oldest and oldest[0].created_at < run.started_at:
+        return None
+    return run.started_at
+
+
+def handle_removed(ctx: SyncContext, kind: DeletedKind, report: RunReport) -> None:
+    """Record the merges and deletes of one object since its cursor; Stripe is never called."""
+    from connector.sync.merges import record_merges
+
     store = ctx.store
     cursor = store.get_cursor(kind.cursor_name)
+    if cursor.modstamp is None and not report.dry_run:
+        fresh_start = _nothing_linked_before(ctx, kind)
+        if fresh_start is not None:
+            store.set_cursor(kind.cursor_name, fresh_start)
+            return
     started = ctx.now()
     since = poll_window(cursor, timedelta(seconds=ctx.settings.cursor_overlap_seconds))
-    for page in ctx.sf.query_pages(delete_query(kind, since), include_deleted=True):
-        for o in record_deletes(ctx, kind, filter_new(page, cursor), dry_run=report.dry_run):
+    for page in ctx.sf.query_pages(removed_query(kind, since), include_deleted=True):
+        rows = filter_new(page, cursor)
+        merged = [r for r in rows if kind.mergeable and r.get("MasterRecordId")]
+        deleted = [r for r in rows if not (kind.mergeable and r.get("MasterRecordId"))]
+        for o in record_merges(ctx, merged, dry_run=report.dry_run):
+            report.add(o)
+        for o in record_deletes(ctx, kind, deleted, dry_run=report.dry_run):
             report.add(o)
         if not report.dry_run:
             cursor = advance(cursor, page, started)
@@ -129,13 +157,12 @@ def record_deletes(
 
 def handle_removals(ctx: SyncContext, *, dry_run: bool, objects: Iterable[str]) -> RunReport:
     """Merges and deletes found since the last pass; one report for both (run by `run_pass`)."""
-    from connector.sync.merges import RemovalReport, handle_merges
+    from connector.sync.merges import RemovalReport
 
     objects = list(objects)
     report = RemovalReport("Merged and deleted in Salesforce", dry_run=dry_run)
     if "accounts" in objects:
-        handle_merges(ctx, report)
-        handle_deletes(ctx, ACCOUNTS, report)
+        handle_removed(ctx, ACCOUNTS, report)
     if "orders" in objects:
-        handle_deletes(ctx, ORDERS, report)
+        handle_removed(ctx, ORDERS, report)
     return report

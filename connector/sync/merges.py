@@ -3,8 +3,8 @@
 Stripe cannot merge Customers, so a merge in Salesforce changes nothing in Stripe: the loser's
 Customer and its subscriptions stay exactly as they are, and the survivor keeps its own Customer
 (or gets a new one if it had none). Merged-away Accounts are found with queryAll on
-``IsDeleted = true AND MasterRecordId != null`` (kept in the recycle bin ~15 days), with their own
-``SystemModstamp`` cursor so each merge is handled once.
+``IsDeleted = true AND MasterRecordId != null`` (kept in the recycle bin ~15 days); ``deletes.py``
+reads them with the deleted Accounts in one query per pass and hands the merged ones here.
 
 What this module does per loser: marks its link ``merged_away`` with a note naming the survivor,
 forgets the loser's failures (it can no longer be synced), and reports the merge in the run report
@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
 from typing import Any
 
-from connector.salesforce.soql import datetime_literal
-from connector.state.cursor import advance, filter_new, parse_modstamp, poll_window
+from connector.state.cursor import parse_modstamp
 from connector.state.models import LogEntry
 from connector.sync.context import SyncContext
 from connector.sync.report import Outcome, RunReport
@@ -29,7 +27,6 @@ log = logging.getLogger(__name__)
 
 CUSTOMER_TYPE = "customer"
 SF_OBJECT = "Account"
-CURSOR_NAME = "Account.merged"
 REPORTED = "reported"
 
 
@@ -49,17 +46,6 @@ class RemovalReport(RunReport):
         return lines
 
 
-def merge_query(stripe_id_field: str, since: Any) -> str:
-    fields = ["Id", "Name", "MasterRecordId", "SystemModstamp", stripe_id_field]
-    where = ["IsDeleted = true", "MasterRecordId != null"]
-    if since is not None:
-        where.append(f"SystemModstamp >= {datetime_literal(since)}")
-    return (
-        f"SELECT {', '.join(dict.fromkeys(fields))} FROM {SF_OBJECT} WHERE {' AND '.join(where)} "
-        "ORDER BY SystemModstamp ASC, Id ASC"
-    )
-
-
 def merge_message(
     loser: Mapping[str, Any], loser_stripe_id: str, survivor_id: str, survivor_link: Any
 ) -> str:
@@ -76,23 +62,6 @@ def merge_message(
         f"{head}. The survivor is never given {loser_stripe_id}; if it is a billing entity it syncs as "
         "its own new Customer."
     )
-
-
-def handle_merges(ctx: SyncContext, report: RunReport) -> None:
-    """Record every Account merged away since the cursor (all of those still in the recycle bin)."""
-    store = ctx.store
-    id_field = ctx.mappings.customer.write_back.stripe_id
-    cursor = store.get_cursor(CURSOR_NAME)
-    started = ctx.now()
-    since = poll_window(cursor, timedelta(seconds=ctx.settings.cursor_overlap_seconds))
-    for page in ctx.sf.query_pages(merge_query(id_field, since), include_deleted=True):
-        fresh = filter_new(page, cursor)
-        outcomes = record_merges(ctx, fresh, dry_run=report.dry_run)
-        for o in outcomes:
-            report.add(o)
-        if not report.dry_run:
-            cursor = advance(cursor, page, started)
-            store.set_cursor(CURSOR_NAME, cursor.modstamp, cursor.seen_ids)
 
 
 def record_merges(ctx: SyncContext, rows: Iterable[Mapping[str, Any]], *, dry_run: bool) -> list[Outcome]:
