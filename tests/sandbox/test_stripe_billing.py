@@ -72,12 +72,19 @@ def catalog(client):
     eur = client.v1.prices.create(
         params={"currency": "eur", "unit_amount": 900, "product": prod.id, "recurring": {"interval": "month"}}
     )
+    meter = client.v1.billing.meters.create(
+        params={
+            "display_name": "API calls",
+            "event_name": "api_calls",
+            "default_aggregation": {"formula": "sum"},
+        }
+    )
     metered = client.v1.prices.create(
         params={
             "currency": "usd",
             "unit_amount": 3,
             "product": prod.id,
-            "recurring": {"interval": "month", "usage_type": "metered", "meter": "mtr_test_1"},
+            "recurring": {"interval": "month", "usage_type": "metered", "meter": meter.id},
         }
     )
     return {"product": prod, "monthly": monthly, "yearly": yearly, "seats": seats, "setup": setup, "eur": eur,
