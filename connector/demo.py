@@ -97,6 +97,6 @@ def _show_orders(ctx, reports, out: Callable[[str], None]) -> None:
     out("Written back to Salesforce (first 8 activated Orders):")
     for row in rows:
         out(
-            f"  Order {row['OrderNumber']}  {row.get('Stripe_Subscription_ID__c') or '—':30} "
+            f"  Order {row['OrderNumber']}  {row.get('Stripe_Subscription_ID__c') or '—':36} "
             f"{row.get('Stripe_Sync_Status__c') or ''}"
         )
