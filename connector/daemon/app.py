@@ -27,7 +27,7 @@ from connector.settings import Settings
 
 from .leader import AlreadyRunning, Leadership, claim_single_instance, new_instance_id
 from .listener import ListenerRunner, default_factory
-from .metrics import Metrics, MetricsServer
+from .metrics import Metrics, MetricsServer, Sample
 from .optional import find_job
 from .reload import MappingWatcher
 from .worker import SyncWorker
@@ -57,6 +57,7 @@ class Daemon:
         self.stop = threading.Event()
         self.metrics = Metrics()
         self.scheduler: BackgroundScheduler | None = None
+        self.listener: ListenerRunner | None = None
         self.metrics_server: MetricsServer | None = None
 
     # ---- entry ---------------------------------------------------------------------------------
@@ -137,8 +138,13 @@ class Daemon:
         scheduler.add_job(reload_mappings, "interval", seconds=MAPPING_CHECK_SECONDS, id="mappings")
         self.scheduler = scheduler
 
-        listener = ListenerRunner(self.listener_factory, lambda: self._listener_args(ctx))
+        factory = self.listener_factory
+        if factory is not None and not str(getattr(settings, "salesforce_pubsub_topics", "x")).strip():
+            log.info("event listener off (CPQ2STRIPE_SALESFORCE_PUBSUB_TOPICS is empty): polling only")
+            factory = None
+        listener = ListenerRunner(factory, lambda: self._listener_args(ctx))
         self.listener = listener
+        self.metrics.collectors.append(self._listener_samples)
         self._install_signals()
         scheduler.start()
         log.info(
@@ -168,12 +174,26 @@ class Daemon:
         def handle_ids(sobject: str, ids: list[str]) -> None:
             self.worker.sync_ids(sobject, list(ids), received_at=time.time())
 
-        return (self.settings, ctx.store, handle_ids), {"on_catch_up": self.request_poll}
+        return (self.settings, ctx.store, handle_ids), {"catch_up": self.catch_up}
 
-    def request_poll(self, reason: str = "") -> None:
-        """Run the poll job now (the listener asks after an expired replay id or a gap)."""
-        log.info("catch-up poll requested%s", f" ({reason})" if reason else "")
-        self._run_now("poll")
+    def catch_up(self, sobject: str) -> None:
+        """Poll `sobject` from its cursor now and return when done (the listener asks after an
+        expired replay id or an overflow gap, and forgets its old replay id only afterwards)."""
+        log.info("catch-up poll of %s requested by the event listener", sobject)
+        objects = (sobject,) if sobject in ("Account", "Order") else ("Account", "Order")
+        self.worker.poll(objects, required=True)
+
+    def _listener_samples(self) -> list[Sample]:
+        stats = self.listener.stats() if self.listener is not None else {}
+        out: list[Sample] = []
+        lag = stats.get("last_event_lag_seconds")
+        if isinstance(lag, int | float):
+            out.append(("cpq2stripe_event_lag_seconds", (), float(lag)))
+        for kind in ("events", "skipped_own", "ids_handled", "reconnects", "catch_ups", "errors"):
+            value = stats.get(kind)
+            if isinstance(value, int | float):
+                out.append(("cpq2stripe_listener_events_total", (("kind", kind),), float(value)))
+        return out
 
     def _run_now(self, job_id: str) -> None:
         scheduler = self.scheduler
@@ -211,6 +231,7 @@ class Daemon:
                 self.metrics.set("cpq2stripe_leader", 1)
                 self._run_now("poll")
                 self._run_now("retry")
+                self._run_now("merges")
                 listener.start()
             elif not held and leading:
                 leading = False
@@ -234,6 +255,7 @@ class Daemon:
             "mapping_version": self.watcher.version,
             "mapping_error": self.watcher.last_error,
             "listener": listener.state,
+            "listener_connected": listener.stats().get("connected"),
             "metrics_port": self.metrics_server.port if self.metrics_server else None,
         }
         try:

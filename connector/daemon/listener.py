@@ -2,7 +2,8 @@
 
 The listener (connector.salesforce.pubsub.listener.EventListener) only names records; it hands
 ids to `handle_ids(sobject, ids)`, which syncs them through the same worker as the poller, and
-asks for a catch-up poll through `on_catch_up(topic)` when it cannot resume from its replay id.
+asks for a catch-up poll of an object through `catch_up(sobject)` when it cannot resume from its
+stored replay id (the poll runs before the call returns, so the listener may then forget the id).
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ class ListenerRunner:
         self._thread: threading.Thread | None = None
         self._stop: threading.Event | None = None
         self.state = "off" if factory is None else "stopped"
+        self.listener: Any = None
+
+    def stats(self) -> dict[str, Any]:
+        """The listener's own counters (events, reconnects, last event lag), if it keeps any."""
+        stats = getattr(self.listener, "stats", None)
+        return dict(stats) if isinstance(stats, dict) else {}
 
     @property
     def available(self) -> bool:
@@ -56,6 +63,7 @@ class ListenerRunner:
             return
         stop = threading.Event()
         self._stop = stop
+        self.listener = listener
 
         def run() -> None:
             try:

@@ -27,8 +27,13 @@ METRICS: dict[str, tuple[str, str]] = {
     "cpq2stripe_event_ids_total": ("counter", "Record ids received from the event listener, per object."),
     "cpq2stripe_event_lag_seconds": (
         "gauge",
-        "Last event lag: from the change in Salesforce (or the event's arrival) to its records applied.",
+        "Last event lag: from the change committed in Salesforce to its event reaching the listener.",
     ),
+    "cpq2stripe_event_handle_seconds": (
+        "gauge",
+        "Last event batch: from its ids reaching the daemon to its records applied (lock wait included).",
+    ),
+    "cpq2stripe_listener_events_total": ("counter", "Events received by the listener, by kind."),
     "cpq2stripe_mapping_reloads_total": ("counter", "Mapping reloads by result (ok, failed)."),
     "cpq2stripe_leader": ("gauge", "1 while this instance holds the leader lease and works."),
     "cpq2stripe_last_poll_success_timestamp_seconds": ("gauge", "Unix time of the last complete poll."),

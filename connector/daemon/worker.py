@@ -183,8 +183,9 @@ class SyncWorker:
 
     # ---- jobs ----------------------------------------------------------------------------------
 
-    def poll(self) -> bool:
-        """Poll Accounts, then Orders, each from its cursor; a run row per poll."""
+    def poll(self, objects: tuple[str, ...] = (ACCOUNT, ORDER), *, required: bool = False) -> bool:
+        """Poll Accounts, then Orders, each from its cursor; a run row per poll. `required` (a
+        catch-up the listener waits for) raises instead of returning False when not done."""
 
         def work() -> None:
             store = self.ctx.store
@@ -195,6 +196,8 @@ class SyncWorker:
             interrupted = False
             try:
                 for sobject, title in ((ACCOUNT, "Accounts → Customers"), (ORDER, "Orders → Subscriptions")):
+                    if sobject not in objects:
+                        continue
                     cls = _sync_class(sobject)
                     if cls is None:
                         continue
@@ -223,8 +226,10 @@ class SyncWorker:
                 store.finish_run(run_id, counts, status, note)
             if error is None and not interrupted:
                 self.metrics.set("cpq2stripe_last_poll_success_timestamp_seconds", time.time())
+            elif error is not None and required:
+                raise RuntimeError(error)
 
-        return self._run("poll", work)
+        return self._run("poll", work, required=required)
 
     def retry_due(self) -> bool:
         """Re-run the records whose retryable failure has come due."""
@@ -270,7 +275,7 @@ class SyncWorker:
 
         self._run("event", work, required=True)
         if received_at is not None:
-            self.metrics.set("cpq2stripe_event_lag_seconds", max(0.0, time.time() - received_at))
+            self.metrics.set("cpq2stripe_event_handle_seconds", max(0.0, time.time() - received_at))
 
     def _sync_batches(self, sobject: str, ids: list[str], report: RunReport) -> None:
         cls = _sync_class(sobject)

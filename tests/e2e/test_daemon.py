@@ -325,3 +325,31 @@ def test_postgres_standby_takes_over_when_the_leader_is_killed_without_duplicate
         assert survivor.stop() == 0
     finally:
         store.close()
+
+
+def test_an_event_syncs_a_change_long_before_the_next_poll(sandbox, sqlite_url, daemon_env, start_daemon):
+    pytest.importorskip("connector.salesforce.pubsub.listener")
+    if "CPQ2STRIPE_SALESFORCE_PUBSUB_URL" not in sandbox.env:
+        pytest.skip("this sandbox has no Pub/Sub API")
+    account_id = sandbox.sf_admin.create_record("Account", ACME)
+    daemon = start_daemon(daemon_env(sqlite_url, poll_interval_seconds=3600))
+    wait_for("the first poll's customer", lambda: len(customers(sandbox)) == 1)
+    wait_for(
+        "the listener's stream", lambda: '"listener_connected"' in daemon.log() or _connected(sqlite_url)
+    )
+
+    sandbox.sf_admin.patch_record("Account", account_id, {"Name": "Acme Evented SE"})
+    wait_for(
+        "the event-driven update", lambda: [c for c in customers(sandbox) if c["name"] == "Acme Evented SE"]
+    )
+    events = [r for r in daemon.records() if r.get("record", {}).get("trigger") == "event"]
+    assert any(r["record"]["sf_id"] == account_id and r["record"]["status"] == "updated" for r in events)
+    assert daemon.stop() == 0
+
+
+def _connected(url: str) -> bool:
+    store = store_for(url)
+    try:
+        return any(b.info.get("listener_connected") for b in store.heartbeats())
+    finally:
+        store.close()

@@ -124,7 +124,7 @@ def test_event_ids_are_synced_in_batches_of_200(worker_parts):
     worker.sync_ids("Account", ids, received_at=0.0)
     assert [len(c[1]) for c in FakeSync.calls] == [200, 200, 50]
     assert metrics.get("cpq2stripe_event_ids_total", {"object": "Account"}) == 450
-    assert metrics.get("cpq2stripe_event_lag_seconds") > 0
+    assert metrics.get("cpq2stripe_event_handle_seconds") > 0
 
 
 def test_events_for_unsynced_objects_are_ignored(worker_parts):
