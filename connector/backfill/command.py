@@ -231,7 +231,14 @@ def _exit_code(report: BackfillReport) -> int:
     return EXIT_OK
 
 
-def run_backfill(settings: Any, mappings: Any, options: BackfillOptions, *, out: Echo) -> int:
+def run_backfill(
+    settings: Any,
+    mappings: Any,
+    options: BackfillOptions,
+    *,
+    out: Echo,
+    on_report: Callable[[BackfillReport], None] | None = None,
+) -> int:
     """The `backfill` command: run, print the report, return the exit code."""
     from connector.sync.runner import open_context
 
@@ -291,6 +298,8 @@ def run_backfill(settings: Any, mappings: Any, options: BackfillOptions, *, out:
     except Exception as exc:
         out(f"Backfill stopped: {classify(exc).message}")
         return EXIT_FATAL
+    if on_report is not None:
+        on_report(report)
     for line in report.lines():
         out(line)
     if code == EXIT_INTERRUPTED:

@@ -1,0 +1,1 @@
+"""Benchmarks of the backfill against the sandbox with real-world latency (`scripts/bench`)."""

@@ -1,0 +1,268 @@
+"""`scripts/bench [--quick]`: the backfill against real-world limits, next to a naive loop.
+
+The sandbox runs as its own process (`python -m connector.sandbox`); each scenario resets and
+reseeds it through the admin APIs, sets the latency (Stripe ~250 ms per request, Salesforce
+~100 ms per call; both fakes serve requests concurrently, so latency is per request, not a
+queue) and the Stripe rps limit, and gives the connector a fresh state store. The connector runs
+in a child process (`connector.bench.child`) so its peak RSS is its own.
+
+Figures printed: records/s and its ratio to the rate-limit bound (records/s ÷ rps), Salesforce
+API calls per 1,000 Accounts (from the fake org's own counters; auth and Bulk job polling shown
+apart), Stripe calls per new and per unchanged Account (fake Stripe's counters), peak RSS, and
+the connector ÷ baseline throughput. The baseline is the loop a user would write: read the
+Accounts, then for each one create a Customer and update the Account, one call after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+SF_LATENCY_MS = 100
+STRIPE_LATENCY_MS = 250
+
+
+@dataclass
+class Sandbox:
+    proc: subprocess.Popen[bytes]
+    env: dict[str, str]
+    ca: str
+
+    @property
+    def sf_url(self) -> str:
+        return self.env["CPQ2STRIPE_SALESFORCE_LOGIN_URL"]
+
+    @property
+    def stripe_url(self) -> str:
+        return self.env["CPQ2STRIPE_STRIPE_API_BASE"]
+
+    def _session(self) -> requests.Session:
+        s = requests.Session()
+        s.trust_env = False
+        return s
+
+    def sf(self, method: str, path: str, body: Any = None) -> Any:
+        r = self._session().request(method, self.sf_url + path, json=body, verify=self.ca, timeout=600)
+        r.raise_for_status()
+        return r.json()
+
+    def stripe(self, method: str, path: str, body: Any = None) -> Any:
+        r = self._session().request(method, self.stripe_url + path, json=body, timeout=600)
+        r.raise_for_status()
+        return r.json()
+
+    def prepare(self, accounts: int, *, rps: float, latency: bool) -> None:
+        self.sf("POST", "/_sandbox/reset")
+        self.sf("POST", "/_sandbox/seed", {"accounts": accounts, "orders": 0, "seed": 7})
+        self.sf("POST", "/_sandbox/latency", {"ms": SF_LATENCY_MS if latency else 0})
+        self.sf("POST", "/_sandbox/counters/reset")
+        self.stripe("POST", "/_sandbox/reset")
+        self.stripe(
+            "POST", "/_sandbox/config", {"rps": rps, "latency_ms": STRIPE_LATENCY_MS if latency else 0}
+        )
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def start(directory: Path) -> Sandbox:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector.sandbox", "--dir", str(directory)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env_file = directory / "env"
+    deadline = time.monotonic() + 60
+    while not env_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the sandbox did not start")
+        time.sleep(0.1)
+    env = {}
+    for line in env_file.read_text().splitlines():
+        key, _, value = line.partition("=")
+        env[key] = shlex.split(value)[0] if value else ""
+    return Sandbox(proc, env, env["CPQ2STRIPE_SALESFORCE_CA_BUNDLE"])
+
+
+def sf_calls(sb: Sandbox) -> dict[str, int]:
+    counts = sb.sf("GET", "/_sandbox/counters")["counts"]
+    auth = sum(n for k, n in counts.items() if "oauth2/token" in k)
+    polls = sum(n for k, n in counts.items() if k == "GET /services/data/{version}/jobs/query/{job_id}")
+    total = sum(counts.values())
+    return {"total": total, "auth": auth, "polls": polls, "other": total - auth - polls}
+
+
+def stripe_calls(sb: Sandbox) -> tuple[int, int]:
+    """(API requests, 429 answers) from the fake Stripe's request log."""
+    log = sb.stripe("GET", "/_sandbox/requests")
+    items = log if isinstance(log, list) else log.get("requests", log.get("data", []))
+    return len(items), sum(1 for r in items if r.get("status") == 429)
+
+
+def run_connector(sb: Sandbox, work: Path, *, rps: float, tag: str, workers: int | None = None) -> dict:
+    env = {**os.environ, **sb.env, "CPQ2STRIPE_STRIPE_RPS": str(rps)}
+    env["CPQ2STRIPE_DATABASE_URL"] = f"sqlite:///{work / (tag + '.db')}"
+    cmd = [sys.executable, "-m", "connector.bench.child", "--failures-csv", str(work / f"{tag}.csv")]
+    if workers:
+        cmd += ["--workers", str(workers)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"connector run failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
+    return json.loads(lines[-1])
+
+
+def run_baseline(sb: Sandbox, limit: int) -> dict:
+    """The naive loop, written plainly: one Customer create, then one Account update, per Account."""
+    env_backup = dict(os.environ)
+    os.environ.update(sb.env)
+    try:
+        import stripe
+
+        from connector.mapping import load_mappings, map_record, soql_fields
+        from connector.salesforce.client import SalesforceClient
+        from connector.settings import load_settings
+
+        settings = load_settings()
+        mapping = load_mappings(settings.mappings_dir).customer
+        sf = SalesforceClient(settings)
+        client = stripe.StripeClient(
+            settings.stripe_secret_key.get_secret_value(),
+            base_addresses={"api": str(settings.stripe_api_base).rstrip("/")},
+            max_network_retries=3,
+        )
+        started = time.monotonic()
+        soql = (
+            f"SELECT {', '.join(soql_fields(mapping))} FROM Account WHERE {mapping.condition} LIMIT {limit}"
+        )
+        done = 0
+        for row in sf.query_all(soql):
+            mapped = map_record(mapping, dict(row))
+            if mapped.errors:
+                continue
+            customer = client.v1.customers.create(params=mapped.params)
+            sf._call(lambda s, i=row["Id"], c=customer.id: s.Account.update(i, {"Stripe_Customer_ID__c": c}))
+            done += 1
+        seconds = time.monotonic() - started
+    finally:
+        os.environ.clear()
+        os.environ.update(env_backup)
+    return {"records": done, "seconds": seconds, "rate": done / seconds}
+
+
+def fmt_mb(kb: int) -> str:
+    return f"{kb / 1024:.0f} MB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench")
+    parser.add_argument("--quick", action="store_true", help="small sizes; finishes in under a minute")
+    parser.add_argument("--rps", type=float, default=25, help="Stripe rate limit (test mode: 25)")
+    args = parser.parse_args(argv)
+    q = args.quick
+    n_rate = 400 if q else 5000  # Accounts for the throughput run at the real limit
+    n_base = 20 if q else 100  # Accounts for the naive loop
+    rss_sizes = (400, 3000) if q else (5000, 50000)
+    rps = args.rps
+
+    work = Path(tempfile.mkdtemp(prefix="cpq2stripe-bench-"))
+    t0 = time.monotonic()
+    sb = start(work / "sandbox")
+    results: dict[str, Any] = {}
+    try:
+        # 1. Throughput, Salesforce calls and Stripe calls per Account, at real latency and limit.
+        sb.prepare(n_rate, rps=rps, latency=True)
+        first = run_connector(sb, work, rps=rps, tag="rate")
+        calls_first = sf_calls(sb)
+        stripe_first, limited_first = stripe_calls(sb)
+        sb.sf("POST", "/_sandbox/counters/reset")
+        sb.stripe("POST", "/_sandbox/counters/reset")
+        before_second = stripe_calls(sb)[0]
+        second = run_connector(sb, work, rps=rps, tag="rate")  # same state: everything unchanged
+        stripe_second = stripe_calls(sb)[0] - before_second
+        results["rate"] = (first, calls_first, stripe_first, limited_first, second, stripe_second)
+
+        # 2. The naive baseline, same latency and limit.
+        sb.prepare(n_base, rps=rps, latency=True)
+        results["baseline"] = run_baseline(sb, n_base)
+
+        # 3. Peak RSS: latency off and no rate limit (memory does not depend on speed).
+        rss = {}
+        for n in rss_sizes:
+            sb.prepare(n, rps=0, latency=False)
+            rss[n] = run_connector(sb, work, rps=1000, tag=f"rss{n}", workers=16)
+            rss[n]["sf_calls"] = sf_calls(sb)
+        results["rss"] = rss
+    finally:
+        sb.stop()
+
+    first, calls, stripe_first, limited, second, stripe_second = results["rate"]
+    created = first["counts"].get("created", 0)
+    failed = first["counts"].get("failed", 0) + first["counts"].get("refused", 0)
+    processed = sum(first["counts"].values())
+    rate = processed / first["seconds"]
+    base = results["baseline"]
+    per_k = lambda n: 1000 * n / processed  # noqa: E731
+    print(
+        f"cpq2stripe backfill benchmark{' (quick)' if q else ''}: Stripe {STRIPE_LATENCY_MS} ms/request, "
+        f"Salesforce {SF_LATENCY_MS} ms/call, Stripe limit {rps:g} rps"
+    )
+    print(
+        f"  Accounts selected: {processed} ({created} created, {failed} failed on bad data), "
+        f"read with {first['source']}"
+    )
+    print(
+        f"  connector  throughput: {rate:6.1f} records/s = {rate / rps:5.1%} of the rate-limit bound "
+        f"({rps:g}/s); rate-limited (429) answers: {limited}"
+    )
+    print(
+        f"  baseline   throughput: {base['rate']:6.2f} records/s = {base['rate'] / rps:5.1%} of the bound "
+        f"({base['records']} Accounts)"
+    )
+    print(
+        f"  connector / baseline : {rate / base['rate']:5.1f}x  (at most {rps / base['rate']:.1f}x possible "
+        f"at {rps:g} rps)"
+    )
+    print(
+        f"  Salesforce API calls per 1,000 Accounts: {per_k(calls['other']):.2f} "
+        f"(+ auth {calls['auth']}, + Bulk job polling {calls['polls']} per run)"
+    )
+    print(
+        f"  Stripe calls per new Account: {(stripe_first - 1) / max(created, 1):.3f} "
+        f"(+1 per run: the account lookup); per unchanged Account: {(stripe_second - 1) / processed:.3f} "
+        f"(second run: {stripe_second} call(s) in all)"
+    )
+    small, big = rss_sizes
+    rs, rb = results["rss"][small]["maxrss_kb"], results["rss"][big]["maxrss_kb"]
+    print(f"  peak RSS: {fmt_mb(rs)} for {small:,} Accounts, {fmt_mb(rb)} for {big:,} ({rb / rs:.2f}x)")
+    for n, r in results["rss"].items():
+        c = r["counts"]
+        done = max(1, sum(c.values()))
+        print(
+            f"    {n:>6,} Accounts: {sum(c.values())} processed ({c.get('created', 0)} created) in "
+            f"{r['seconds']:.0f}s, read with {r['source']}; Salesforce calls per 1,000: "
+            f"{1000 * r['sf_calls']['other'] / done:.2f} (+ auth {r['sf_calls']['auth']}, "
+            f"+ polling {r['sf_calls']['polls']})"
+        )
+    print(f"  unchanged second pass: {sum(second['counts'].values())} Accounts in {second['seconds']:.1f}s")
+    print(f"  total benchmark time {time.monotonic() - t0:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

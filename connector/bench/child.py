@@ -1,0 +1,64 @@
+"""One measured backfill in its own process: prints one JSON line (counts, calls, peak RSS).
+
+Run by the benchmark as `python -m connector.bench.child [--workers N]` with the sandbox's
+environment, so its `ru_maxrss` is the connector's own peak memory and nothing else's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--failures-csv", type=Path, required=True)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--bulk-threshold", type=int, default=2000)
+    args = parser.parse_args(argv)
+
+    from connector.backfill.command import BackfillOptions, run_backfill
+    from connector.mapping import load_mappings
+    from connector.settings import load_settings
+
+    settings = load_settings()
+    mappings = load_mappings(settings.mappings_dir)
+    lines: list[str] = []
+    options = BackfillOptions(
+        objects=["accounts"],
+        failures_csv=args.failures_csv,
+        workers=args.workers,
+        bulk_threshold=args.bulk_threshold,
+        progress_stream=io.StringIO(),
+        progress_tty=False,
+        progress_interval=3600,
+    )
+    started = time.monotonic()
+    reports = []
+    code = run_backfill(settings, mappings, options, out=lines.append, on_report=reports.append)
+    seconds = time.monotonic() - started
+    print(
+        json.dumps(
+            {
+                "exit": code,
+                "seconds": seconds,
+                "report": lines,
+                "counts": dict(reports[0].objects[0].counts) if reports and reports[0].objects else {},
+                "source": reports[0].objects[0].source if reports and reports[0].objects else "",
+                "stripe_calls": reports[0].stripe_calls if reports else 0,
+                "stripe_writes": reports[0].stripe_writes if reports else 0,
+                "rate_limited": reports[0].rate_limited if reports else 0,
+                "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
