@@ -320,4 +320,11 @@ def _safe(fn: Callable[[], Any]) -> Any:
 
 
 def run_daemon(settings: Settings, *, out: Echo, metrics_port: int | None = None) -> int:
-    return Daemon(settings, out=out, metrics_port=metrics_port).run()
+    """0 stopped cleanly, 2 configuration problem, 3 a fatal error (e.g. the state store is down)."""
+    from connector.errors import classify
+
+    try:
+        return Daemon(settings, out=out, metrics_port=metrics_port).run()
+    except Exception as exc:
+        out(f"Daemon stopped: {classify(exc).message}")
+        return EXIT_FATAL
