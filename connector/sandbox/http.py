@@ -131,6 +131,10 @@ def _make_handler_class(
             split = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            if len(body) < length:
+                # the client died mid-request: a real server never acts on half a body
+                self.close_connection = True
+                return
             req = Request(
                 method=self.command,
                 path=split.path,
