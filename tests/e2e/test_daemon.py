@@ -353,3 +353,32 @@ def _connected(url: str) -> bool:
         return any(b.info.get("listener_connected") for b in store.heartbeats())
     finally:
         store.close()
+
+
+def test_sigterm_mid_poll_finishes_the_page_in_flight_and_a_restart_completes_without_duplicates(
+    sandbox, sqlite_url, daemon_env, start_daemon
+):
+    n = 2300  # two SOQL pages (2,000 a page)
+    for i in range(n):
+        sandbox.sf_admin.create_record("Account", {**ACME, "Name": f"Bulk {i:04d}"})
+    env = daemon_env(sqlite_url, stripe_rps=150, shutdown_timeout_seconds=300)
+    daemon = start_daemon(env)
+    wait_for("the first customers", lambda: len(customers(sandbox)) >= 20)
+    assert daemon.stop(signal.SIGTERM, timeout=400) == 0
+
+    store = store_for(sqlite_url)
+    try:
+        done = len(customers(sandbox))
+        assert done == 2000  # the page in flight was finished; the next one was never read
+        run = store.last_run("sync")
+        assert run.status == "partial" and "between pages" in (run.error or "")
+        assert store.get_cursor("Account").modstamp is not None
+        assert store.heartbeats() == [] and store.lease_holder("daemon") is None
+    finally:
+        store.close()
+
+    again = start_daemon(env, name="again")
+    wait_for("every Account", lambda: len(customers(sandbox)) >= n, timeout=300)
+    assert again.stop() == 0
+    owners = [c["metadata"].get(SALESFORCE_ID_KEY) for c in customers(sandbox)]
+    assert len(owners) == n and len(set(owners)) == n
