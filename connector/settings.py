@@ -102,6 +102,18 @@ class Settings(BaseSettings):
                 problems.append(
                     f"CPQ2STRIPE_SALESFORCE_PRIVATE_KEY_FILE: no such file {self.salesforce_private_key_file}"
                 )
+        if self.stripe_live_mode and (self.stripe_api_base.host or "") != "api.stripe.com":
+            problems.append(
+                "CPQ2STRIPE_STRIPE_SECRET_KEY is a live key but CPQ2STRIPE_STRIPE_API_BASE is "
+                f"{self.stripe_api_base.host}, not api.stripe.com: use a test key (sk_test_…) with a "
+                "sandbox, or the real Stripe API with a live key"
+            )
+        host = (self.salesforce_login_url.host or "").lower()
+        if self.stripe_live_mode and (host == "test.salesforce.com" or ".sandbox." in host):
+            problems.append(
+                f"CPQ2STRIPE_STRIPE_SECRET_KEY is a live key but CPQ2STRIPE_SALESFORCE_LOGIN_URL ({host}) "
+                "is a Salesforce sandbox: a sandbox org must not bill real customers, use sk_test_…"
+            )
         if self.salesforce_ca_bundle and not self.salesforce_ca_bundle.is_file():
             problems.append(f"CPQ2STRIPE_SALESFORCE_CA_BUNDLE: no such file {self.salesforce_ca_bundle}")
         if problems:
