@@ -232,7 +232,6 @@ class Daemon:
                 self._run_now("poll")
                 self._run_now("retry")
                 self._run_now("merges")
-                listener.start()
             elif not held and leading:
                 leading = False
                 log.warning("standby: lost the leader lease; stopped working")
@@ -246,6 +245,7 @@ class Daemon:
                 standby_logged = True
             if held:
                 standby_logged = False
+                listener.ensure_running()
             self._beat(ctx, "leader" if held else "standby", listener)
             self.stop.wait(interval)
 

@@ -79,6 +79,16 @@ class ListenerRunner:
         self._thread.start()
         log.info("event listener started")
 
+    def ensure_running(self) -> None:
+        """Start the listener unless it runs, or crashed on its own (that is logged, not retried
+        in a loop). A listener we stopped (lost lease) starts again once its thread is gone."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            return
+        if thread is None or (self._stop is not None and self._stop.is_set()):
+            self._thread = None
+            self.start()
+
     def request_stop(self) -> None:
         if self._stop is not None:
             self._stop.set()

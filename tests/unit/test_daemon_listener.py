@@ -92,3 +92,17 @@ def test_no_listener_available_means_off():
     runner.start()
     assert not runner.available and runner.state == "off"
     assert runner.join(1)
+
+
+def test_a_listener_stopped_for_a_lost_lease_starts_again_when_leading_again():
+    FakeListener.instances = []
+    runner = ListenerRunner(FakeListener, lambda: (("s", "st", lambda *_: None), {}))
+    runner.ensure_running()
+    assert FakeListener.instances[0].running.wait(30)
+    runner.request_stop()  # lease lost
+    assert runner.join(30)
+    runner.ensure_running()  # leading again
+    assert len(FakeListener.instances) == 2
+    assert FakeListener.instances[1].running.wait(30)
+    runner.request_stop()
+    assert runner.join(30)
