@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from connector.backfill.pacing import PacedLimiter
 from connector.backfill.progress import Progress
 from connector.backfill.report import BackfillReport, FailureCsv, ObjectTotals
 from connector.errors import classify
@@ -254,7 +253,6 @@ def run_backfill(
     code = EXIT_OK
     try:
         with open_context(settings, mappings) as ctx:
-            ctx.gateway.limiter = PacedLimiter(rps)
             ctx.run_id = None if options.dry_run else ctx.store.start_run("backfill")
             error: str | None = None
             try:

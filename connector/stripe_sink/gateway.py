@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import stripe
 
 from connector.settings import Settings
-from connector.stripe_sink.ratelimit import TokenBucket
+from connector.stripe_sink.ratelimit import PacedLimiter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -31,7 +31,7 @@ class StripeGateway:
     def __init__(
         self,
         client: stripe.StripeClient,
-        limiter: TokenBucket,
+        limiter: PacedLimiter,
         *,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -51,7 +51,7 @@ class StripeGateway:
             max_network_retries=settings.stripe_max_network_retries,
             http_client=stripe.RequestsClient(timeout=settings.stripe_timeout_seconds),
         )
-        return cls(client, TokenBucket(settings.effective_stripe_rps))
+        return cls(client, PacedLimiter(settings.effective_stripe_rps))
 
     def call(self, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one Stripe request under the budget; back off and retry on 429."""

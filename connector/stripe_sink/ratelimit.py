@@ -1,4 +1,12 @@
-"""A thread-safe token bucket: one shared requests/s budget for every Stripe call."""
+"""The one requests/s budget every Stripe call shares: never more than `rps` in any rolling second.
+
+A token bucket would allow a burst on top of the rate, so a one-second window could see
+`rps + burst` requests, and Stripe answers 429 past its limit. The connector runs at the limit for
+hours (backfills), so it paces instead: each request gets its own slot, at least
+`(1 + margin) / rps` seconds after the previous slot, and an idle pause earns no burst. Any
+one-second window then holds at most `rps` requests, with `margin` (3%) absorbing thread wake-up
+and network jitter between here and Stripe. Every worker thread calls `acquire()` before a request.
+"""
 
 from __future__ import annotations
 
@@ -7,50 +15,36 @@ import time
 from collections.abc import Callable
 
 
-class TokenBucket:
-    """Allows `rate` acquisitions per second on average, with bursts up to `burst`.
-
-    Every worker thread calls `acquire()` before a Stripe request, so the whole process stays
-    under Stripe's limit however many workers run.
-    """
-
+class PacedLimiter:
     def __init__(
         self,
         rate: float,
-        burst: float | None = None,
+        *,
+        margin: float = 0.03,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
-        self.capacity = burst if burst is not None else max(1.0, rate / 5)
-        self._tokens = self.capacity
+        self.interval = (1.0 + margin) / rate
         self._clock = clock
         self._sleep = sleep
-        self._last = clock()
+        self._next = clock()
         self._lock = threading.Lock()
 
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-
     def acquire(self) -> float:
-        """Take one token, waiting as needed. Returns the seconds waited."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                self._refill()
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return waited
-                shortfall = (1 - self._tokens) / self.rate
-            self._sleep(shortfall)
-            waited += shortfall
+        """Reserve the next slot and wait for it. Returns the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        wait = slot - now
+        if wait > 0:
+            self._sleep(wait)
+        return wait
 
     def penalise(self, seconds: float) -> None:
-        """After a 429, drain the bucket so every worker backs off together."""
+        """After a 429, push every worker's next slot back together."""
         with self._lock:
-            self._refill()
-            self._tokens = min(self._tokens, 0) - seconds * self.rate
+            self._next = max(self._next, self._clock()) + seconds
