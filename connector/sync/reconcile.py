@@ -277,6 +277,7 @@ Echo = Callable[[str], None]
 
 def reconcile(ctx: SyncContext, *, dry_run: bool) -> ReconcileReport:
     report = ReconcileReport(dry_run=dry_run)
+    outer_run = ctx.run_id  # a daemon's context is shared: give its run id back afterwards
     ctx.run_id = None if dry_run else ctx.store.start_run("reconcile")
     try:
         CustomerReconciler(ctx).run(report)
@@ -288,6 +289,7 @@ def reconcile(ctx: SyncContext, *, dry_run: bool) -> ReconcileReport:
             counts["updated"] = len(report.corrected)
             counts["failed"] = len(report.errors)
             ctx.store.finish_run(ctx.run_id, counts, "failed" if report.fatal else "succeeded", report.fatal)
+        ctx.run_id = outer_run
     return report
 
 
