@@ -44,6 +44,15 @@ _SF_PATH = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$")
 Path_ = tuple[str | int, ...]
 
 
+_MAX_NODES = 1_000_000
+
+
+class _AliasProblem(Exception):
+    def __init__(self, node: yaml.Node, message: str) -> None:
+        super().__init__(message)
+        self.line, self.column = node.start_mark.line + 1, node.start_mark.column + 1
+
+
 class _Positions:
     """(line, column) of every key and value in a YAML document, by path; 1-based."""
 
@@ -51,9 +60,25 @@ class _Positions:
         self.key: dict[Path_, tuple[int, int]] = {}
         self.value: dict[Path_, tuple[int, int]] = {}
         self.duplicates: list[tuple[Path_, tuple[int, int], tuple[int, int]]] = []
+        self._active: set[int] = set()
+        self._visits = 0
 
     def walk(self, node: yaml.Node, path: Path_ = ()) -> None:
         self.value[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        # aliases: one used inside its own anchor never ends, and nested ones (a "YAML bomb")
+        # expand exponentially; a mapping file needs neither
+        if id(node) in self._active:
+            raise _AliasProblem(node, "a YAML anchor is used inside itself (a circular alias)")
+        self._visits += 1
+        if self._visits > _MAX_NODES:
+            raise _AliasProblem(node, f"the document expands to more than {_MAX_NODES:,} YAML nodes")
+        self._active.add(id(node))
+        try:
+            self._walk_children(node, path)
+        finally:
+            self._active.discard(id(node))
+
+    def _walk_children(self, node: yaml.Node, path: Path_) -> None:
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 child = (*path, str(key_node.value))
@@ -149,7 +174,11 @@ def _parse(text: str, file: str, kind: str) -> tuple[Any, list[Problem], _Positi
 
     positions = _Positions()
     if node is not None:
-        positions.walk(node)
+        try:
+            positions.walk(node)
+        except _AliasProblem as exc:
+            fix = "write the values out instead of using YAML anchors (&) and aliases (*)"
+            return None, [Problem(file, exc.line, exc.column, str(exc), fix)], _Positions()
     report = _Report(file, positions)
     if data is None or data == {}:
         report.add((), "the mapping file is empty", f"start from the shipped mappings/{kind}.yaml")
