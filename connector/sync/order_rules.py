@@ -899,7 +899,10 @@ def _shape(
 # --------------------------------------------------------------------------------------------------
 # Change detection
 
-_ORDER_FIELDS = ("AccountId", "CurrencyIsoCode", "EffectiveDate", "EndDate", "Type", "Payment_Term__c")
+# AccountId is left out on purpose: a merge in Salesforce re-parents the loser's Orders to the
+# survivor, and their subscriptions rightly stay with the loser's Customer; that is not an edit of
+# the Order's billing content. (An activated Order's Account cannot be edited otherwise.)
+_ORDER_FIELDS = ("CurrencyIsoCode", "EffectiveDate", "EndDate", "Type", "Payment_Term__c")
 _LINE_FIELDS = (
     "Product2Id",
     "PricebookEntryId",

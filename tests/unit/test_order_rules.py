@@ -687,6 +687,13 @@ def test_fingerprint_is_stable_and_ignores_connector_fields():
     assert plan(a).fingerprint == order_fingerprint(a, CONFIG)
 
 
+def test_fingerprint_ignores_reparenting_by_a_merge():
+    o = order(line(1))
+    before = order_fingerprint(o)
+    o["AccountId"] = "001000000000000099"  # the survivor of a Salesforce merge
+    assert order_fingerprint(o) == before
+
+
 @pytest.mark.parametrize(
     "change",
     [
