@@ -1,0 +1,116 @@
+"""The hostile-input catalogue: one entry per case — the input, the clear error fragments it must
+produce, and (in the tests) the proof that nothing else was affected. Data, so a new case is a
+new entry, not new code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# ---------------------------------------------------------------------------------------------------
+# Mappings: every case must exit 2 with file:line and a fix, no traceback.
+
+
+@dataclass(frozen=True)
+class MappingCase:
+    name: str
+    file: str  # which file in the mappings directory
+    old: str  # text of the shipped file replaced…
+    new: str  # …by this (old="" replaces the whole file)
+    expect: tuple[str, ...]  # fragments of the error
+    against_org: bool = False
+
+
+ENORMOUS_FIELDS = "".join(f"  - target: metadata.k{i}\n    source: Name\n" for i in range(120_000))
+
+MAPPING_CASES = [
+    MappingCase(
+        "yaml syntax error",
+        "customer.yaml",
+        "    source: Name\n",
+        "    source: [Name\n",
+        ("customer.yaml:", "YAML syntax error", "fix:"),
+    ),
+    MappingCase(
+        "wrong type", "customer.yaml", "version: 1\n", "version: [1]\n", ("customer.yaml:", "version")
+    ),
+    MappingCase(
+        "unknown key",
+        "customer.yaml",
+        "    source: Name\n",
+        "    source: Name\n    sorce: Name\n",
+        ("sorce",),
+    ),
+    MappingCase(
+        "unknown Stripe path", "customer.yaml", "  - target: name\n", "  - target: nmae\n", ("nmae",)
+    ),
+    MappingCase(
+        "unknown Salesforce field",
+        "customer.yaml",
+        "    source: Name\n",
+        "    source: Nmae__c\n",
+        ("customer.yaml:", "Nmae__c"),
+        against_org=True,
+    ),
+    MappingCase("empty file", "customer.yaml", "", "", ("customer.yaml",)),
+    MappingCase(
+        "circular (self-referencing YAML alias)",
+        "customer.yaml",
+        "",
+        "version: 1\nobject: Account\nfields: &loop\n"
+        "  - target: name\n    source: Name\n    transforms: *loop\n",
+        ("customer.yaml:",),
+    ),
+    MappingCase(
+        "same target twice",
+        "customer.yaml",
+        "  - target: email\n",
+        "  - target: name\n    source: Name\n  - target: email\n",
+        ("customer.yaml:", "name"),
+    ),
+    MappingCase(
+        "enormous file (about 5 MB)",
+        "customer.yaml",
+        "fields:\n",
+        "fields:\n" + ENORMOUS_FIELDS,
+        ("customer.yaml:",),
+    ),
+]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data: each hostile Account fails (or syncs faithfully) alone, with a message naming the record,
+# the field and the fix, while a good Account in the same run syncs.
+
+
+@dataclass(frozen=True)
+class DataCase:
+    name: str
+    fields: dict[str, Any]  # Account fields over a valid billing Account
+    expect: tuple[str, ...] = ()  # fragments of the record's message; () = must sync as is
+    stripe_check: dict[str, Any] = field(default_factory=dict)  # Customer fields it must hold when synced
+
+
+QUOTES = "O'Brien \\' OR Name != '' -- \" \\\\"
+DATA_CASES = [
+    DataCase("quotes and backslashes in the name", {"Name": QUOTES}, stripe_check={"name": QUOTES}),
+    DataCase(
+        "SOQL-looking name",
+        {"Name": "x' OR Id != null OR Name = 'y"},
+        stripe_check={"name": "x' OR Id != null OR Name = 'y"},
+    ),
+    DataCase(
+        "emoji and right-to-left text",
+        {"Name": "שלום עולם 🚀 مرحبا"},
+        stripe_check={"name": "שלום עולם 🚀 مرحبا"},
+    ),
+    DataCase("control characters", {"Name": "Bell\x07 and\x00 null"}, expect=("Name",)),
+    DataCase("name over Stripe's 256 characters", {"Name": "N" * 255, "Description": "D" * 6000}, expect=()),
+    DataCase(
+        "invalid email",
+        {"Billing_Email__c": "billing.@hostile.example"},
+        expect=("Billing_Email__c", "email", "fix"),
+    ),
+    DataCase("invalid phone", {"Phone": "call me maybe"}, expect=("Phone", "phone", "fix")),
+    DataCase("unknown country", {"BillingCountry": "Narnia"}, expect=("BillingCountry", "Narnia", "fix")),
+]
