@@ -737,6 +737,9 @@ class OrderSync:
                 f"{lp.spec.key()} and put its id in the Stripe Price ID field",
             )
         params = lp.spec.params(product_id)
+        # The Salesforce record the price belongs to (PricebookEntry or OrderItem): exactly one
+        # price per record and spec, checkable from Stripe alone.
+        params["metadata"] = {**params.get("metadata", {}), "salesforce_record_id": lp.write_back_id}
         if meter_id is not None:
             params["recurring"] = {**params["recurring"], "meter": meter_id}
         price = self.catalog.create_price(params, link.idempotency_key)

@@ -205,8 +205,14 @@ def invariant_problems(world: World, reference: dict[str, set[str]] | None = Non
         prod = sf["Product2"].get(x["metadata"].get("salesforce_product_id"))
         if prod is None or prod.get("Stripe_Product_ID__c") != x["id"]:
             p.append(f"orphan or unlinked Product {x['id']} ({x['metadata']})")
-    if d := _dupes([x["metadata"].get("cpq2stripe_price_key") for x in st["price"]]):
-        p.append(f"prices created twice for one key: {d}")
+    # One price per (PricebookEntry or OrderItem, spec): identical specs on different discounted
+    # lines are separate prices by design.
+    price_keys = [
+        (x["metadata"].get("salesforce_record_id"), x["metadata"].get("cpq2stripe_price_key"))
+        for x in st["price"]
+    ]
+    if d := _dupes(price_keys):
+        p.append(f"prices created twice for one record and spec: {d}")
     if d := _dupes([m["event_name"] for m in st["billing.meter"]]):
         p.append(f"meters created twice: {d}")
     product_ids = {x["id"] for x in st["product"]}
