@@ -12,8 +12,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from connector.mapping import load_mappings
 from connector.state import StateStore
 from connector.sync.runner import open_context, run_pass, run_retry
