@@ -217,8 +217,13 @@ def sandbox(ctx: typer.Context) -> None:
 
 
 def main() -> None:
+    from connector.errors import FatalError
+
     try:
         app()
+    except FatalError as exc:  # e.g. the state database cannot be opened: a message, not a traceback
+        typer.echo(f"Stopped: {exc}", err=True)
+        sys.exit(EXIT_FATAL)
     except KeyboardInterrupt:
         logging.getLogger(__name__).warning("interrupted")
         sys.exit(130)

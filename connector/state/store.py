@@ -19,9 +19,11 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, select
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
+from connector.errors import FatalError
 from connector.state.cursor import Cursor
 from connector.state.migrations import migrate
 from connector.state.models import (
@@ -132,6 +134,17 @@ def _sqlite_engine(parsed: URL) -> Engine:
     return engine
 
 
+def _unreachable(url: URL, exc: OperationalError) -> FatalError:
+    """A clear, password-free message for a state database that cannot be opened."""
+    where = url.database if url.get_backend_name() == "sqlite" else f"{url.host}:{url.port or 5432}"
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else "connection failed"
+    return FatalError(
+        "state_database",
+        f"cannot open the state database CPQ2STRIPE_DATABASE_URL ({where}): {reason}. "
+        "Fix: start the database or correct CPQ2STRIPE_DATABASE_URL.",
+    )
+
+
 class StateStore:
     """Links, cursors, failures, runs and the sync log. Build one with :meth:`open`."""
 
@@ -151,8 +164,12 @@ class StateStore:
         migrated by a newer connector.
         """
         store = cls(_engine_for(url), clock=clock)
-        with store.engine.begin() as conn:
-            migrate(conn)
+        try:
+            with store.engine.begin() as conn:
+                migrate(conn)
+        except OperationalError as exc:
+            store.close()
+            raise _unreachable(store.engine.url, exc) from None
         if store._dialect == "sqlite" and store.engine.url.database not in (None, "", ":memory:"):
             for suffix in ("-wal", "-shm"):
                 side = Path(f"{store.engine.url.database}{suffix}")
