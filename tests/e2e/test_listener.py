@@ -90,10 +90,11 @@ def store(settings: Settings) -> Iterator[StateStore]:
 def start(sandbox: Any, settings: Settings, store: StateStore) -> Iterator[Callable[..., Running]]:
     running: list[Running] = []
 
-    def _start(recorder: Recorder, *, wait: bool = True, **kwargs: Any) -> Running:
+    def _start(recorder: Callable[[str, list[str]], None], *, wait: bool = True, **kwargs: Any) -> Running:
         kwargs.setdefault("backoff_initial", 0.05)
         kwargs.setdefault("backoff_max", 0.5)
-        listener = EventListener(settings, store, recorder, catch_up=recorder.catch_up, **kwargs)
+        kwargs.setdefault("catch_up", getattr(recorder, "catch_up", None))
+        listener = EventListener(settings, store, recorder, **kwargs)
         r = Running(listener)
         running.append(r)
         if wait:
@@ -107,8 +108,12 @@ def start(sandbox: Any, settings: Settings, store: StateStore) -> Iterator[Calla
             r.stop()
 
 
+def streams(sandbox: Any) -> list[dict[str, Any]]:
+    return sandbox.sf_admin._admin("GET", "pubsub/streams")
+
+
 def subscribed(sandbox: Any) -> set[str]:
-    return {s["topic"] for s in sandbox.sf_admin._admin("GET", "pubsub/streams") if s["subscribed"]}
+    return {s["topic"] for s in streams(sandbox) if s["subscribed"]}
 
 
 def pubsub(sandbox: Any, path: str, body: Any = None) -> Any:
@@ -242,7 +247,7 @@ def test_failed_handler_stores_nothing_and_gets_the_batch_again(
     wait_for(lambda: account_id in recorder.ids(), what="redelivery after the failure")
     assert recorder.ids() == [account_id]
     assert running.listener.stats["handler_failures"] == 1
-    assert store.get_replay_id(ACCOUNTS)
+    wait_for(lambda: store.get_replay_id(ACCOUNTS), what="the replay id stored after the retry")
 
 
 def test_server_closing_the_stream_reconnects_without_loss(
@@ -262,9 +267,12 @@ def test_server_closing_the_stream_reconnects_without_loss(
 def test_watchdog_reconnects_a_silent_stream(sandbox: Any, start: Callable[..., Running]) -> None:
     recorder = Recorder()
     running = start(recorder, topics=[ACCOUNTS], stall_timeout=0.5)
+    before = {s["id"] for s in streams(sandbox)}
     pubsub(sandbox, "config", {"stalled": True})
     wait_for(lambda: running.listener.stats["watchdog_reconnects"] >= 1, what="the watchdog")
     pubsub(sandbox, "config", {"stalled": False, "keepalive_seconds": 0.1})
+    # no replay id was stored yet (no event, no keepalive), so the new stream starts at LATEST
+    wait_for(lambda: [s for s in streams(sandbox) if s["subscribed"] and s["id"] not in before])
     account_id = new_account(sandbox)
     wait_for(lambda: account_id in recorder.ids(), what="a change after the stall")
 
@@ -282,3 +290,24 @@ def test_flow_control_asks_again_after_each_batch(sandbox: Any, start: Callable[
         return len(streams) == 1 and 1 <= streams[0]["pending"] <= 2
 
     wait_for(outstanding, what="a FetchRequest outstanding")
+
+
+def test_stop_finishes_the_batch_in_flight_and_stores_its_replay_id(
+    sandbox: Any, start: Callable[..., Running], store: StateStore
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+    recorder = Recorder()
+
+    def slow(sobject: str, ids: list[str]) -> None:
+        entered.set()
+        release.wait(30)
+        recorder(sobject, ids)
+
+    running = start(slow, topics=[ACCOUNTS])
+    account_id = new_account(sandbox)
+    assert entered.wait(20)
+    running.stop_event.set()  # SIGTERM while a record is being synced
+    release.set()
+    running.stop()
+    assert recorder.ids() == [account_id]
+    assert store.get_replay_id(ACCOUNTS)  # stored before run() returned

@@ -230,7 +230,7 @@ class EventListener:
         now = time.monotonic()
         for w in self._workers.values():
             if w.call is not None and not w.busy and now - w.last_activity > self.stall_timeout:
-                log.warning("pubsub %s: no message for %.0f s, reconnecting", w.spec.name, self.stall_timeout)
+                log.warning("pubsub %s: no message for %.1f s, reconnecting", w.spec.name, self.stall_timeout)
                 w.watchdog_fired = True
                 w.last_activity = now
                 self._count("watchdog_reconnects")

@@ -95,6 +95,7 @@ class _Stream:
     first: threading.Event = field(default_factory=threading.Event)
     first_request: Any = None
     client_done: bool = False
+    started: bool = False  # the first FetchRequest was accepted: the replay position is fixed
     delivered: int = 0
 
 
@@ -134,7 +135,9 @@ class EventBus:
         self._org_seen_stamp = ""
 
     # ------------------------------------------------------------------ store
-    def _append(self, topic: Topic, payload: bytes, event_id: str | None = None) -> int:
+    def _append(
+        self, topic: Topic, payload: bytes, event_id: str | None = None, at: float | None = None
+    ) -> int:
         self._counter += 1
         self._events[topic.name].append(
             _Event(
@@ -143,7 +146,7 @@ class EventBus:
                 topic.schema_id,
                 payload,
                 event_id or str(uuid.uuid4()),
-                time.time(),
+                time.time() if at is None else at,
             )
         )
         return self._counter
@@ -171,7 +174,8 @@ class EventBus:
             for entry, (topic, record) in records:
                 self._org_seen, self._org_seen_stamp = entry["replay_id"], entry["commit_timestamp"]
                 if topic is not None:
-                    self._append(topic, topic.encode(record))
+                    at = record["ChangeEventHeader"]["commitTimestamp"] / 1000
+                    self._append(topic, topic.encode(record), at=at)
                     added += 1
             if added:
                 self.cond.notify_all()
@@ -223,6 +227,7 @@ class EventBus:
         topic = self.topics.get(topic_name)
         if topic is None or topic.is_change_event:
             raise KeyError(f"no platform event channel {topic_name}")
+        self.ingest()
         record = {"CreatedDate": int(time.time() * 1000), "CreatedById": user_id, **fields}
         payload = topic.encode(record)
         with self.cond:
@@ -239,6 +244,7 @@ class EventBus:
 
     def purge(self, now: float | None = None) -> int:
         """Drop events older than the retention window; returns how many went."""
+        self.ingest()
         now = time.time() if now is None else now
         cutoff = now - self.knobs.retention_seconds
         gone = 0
@@ -283,7 +289,7 @@ class EventBus:
                     "user_id": s.user_id,
                     "pending": s.pending,
                     "delivered": s.delivered,
-                    "subscribed": s.first.is_set(),
+                    "subscribed": s.started,
                 }
                 for s in self._streams.values()
             ]
@@ -305,7 +311,10 @@ class EventBus:
         last_purge = 0.0
         while not stop.wait(_PUMP_INTERVAL):
             try:
-                self.ingest()
+                with self.cond:
+                    listening = bool(self._streams)
+                if listening:  # otherwise the change log waits: events are made when asked for
+                    self.ingest()
                 if time.monotonic() - last_purge > 0.5:
                     last_purge = time.monotonic()
                     self.purge()
@@ -476,19 +485,24 @@ class PubSubService:
     def _serve(self, stream: _Stream, generation: int, context: grpc.ServicerContext) -> Iterator[Any]:
         bus = self.bus
         started = False
+        response: Any = None
         last_sent = time.monotonic()
         while context.is_active():
             with bus.cond:
-                bus.cond.wait(_TICK)
+                if response is None:  # nothing was sent last round: wait for news
+                    bus.cond.wait(_TICK)
                 if bus._close_generation != generation:
                     return  # closed by the admin API (forced idle close) or a reset
-                if not started:
-                    if stream.first_request is None:
-                        if stream.client_done:
-                            return
-                        continue
+                if not started and stream.first_request is None:
+                    if stream.client_done:
+                        return
+                    continue
+            if not started:
+                bus.ingest()  # LATEST means after everything the org has logged so far
+                with bus.cond:
                     self._start(stream, context)
-                    started = True
+                    stream.started = True
+                started = True
             if self.authenticate(stream.token) is None:
                 self._abort(
                     context,
@@ -498,9 +512,9 @@ class PubSubService:
                 )
             with bus.cond:
                 now = time.monotonic()
+                response = None
                 if bus.knobs.stalled:
                     continue
-                response = None
                 if stream.pending > 0:
                     events = bus._after(stream.topic, stream.cursor, stream.pending)
                     if events:
