@@ -27,12 +27,12 @@ from connector.errors import Disposition, RecordError, classify
 from connector.faults import crash_point
 from connector.mapping import map_record, soql_fields
 from connector.mapping.schema import SubscriptionMapping
-from connector.salesforce.soql import datetime_literal, id_list
-from connector.state.cursor import advance, filter_new, parse_modstamp, poll_window
+from connector.state.cursor import parse_modstamp
 from connector.state.models import LogEntry
 from connector.stripe_sink import idempotency
 from connector.stripe_sink.catalog import CatalogSink
 from connector.stripe_sink.subscriptions import ORDER_ID_KEY, SubscriptionSink, metadata_of
+from connector.sync import polling
 from connector.sync.context import SyncContext
 from connector.sync.order_rules import (
     LinePrice,
@@ -131,6 +131,11 @@ class _Work:
 
 
 class OrderSync:
+    object_type = OBJECT_TYPE
+    cursor_name = CURSOR_NAME
+    noun = "Order"
+    missing_reason = "not activated, not selected by the mapping's condition, or deleted"
+
     def __init__(self, ctx: SyncContext) -> None:
         self.ctx = ctx
         self.mapping: SubscriptionMapping = ctx.mappings.subscription
@@ -168,61 +173,18 @@ class OrderSync:
         return " WHERE " + " AND ".join(parts)
 
     def poll_query(self, since: datetime | None) -> str:
-        clause = f"SystemModstamp >= {datetime_literal(since)}" if since is not None else ""
-        return f"{self._select()}{self._where(clause)} ORDER BY SystemModstamp ASC, Id ASC"
+        return polling.poll_query(self, since)
 
-    # ---- entry points ------------------------------------------------------------------------
+    # ---- entry points (the loop itself is shared: connector/sync/polling.py) ---------------------
 
     def poll(self, report: RunReport) -> None:
-        """Apply every activated Order changed since the cursor (all of them on the first run)."""
-        store = self.ctx.store
-        cursor = store.get_cursor(CURSOR_NAME)
-        started = self.ctx.now()
-        since = poll_window(cursor, timedelta(seconds=self.ctx.settings.cursor_overlap_seconds))
-        for page in self.ctx.sf.query_pages(self.poll_query(since)):
-            # Linked Orders are not skipped by their link: a run killed after linking but before
-            # the write-back must still write the IDs back. Re-checking one costs no Stripe call.
-            fresh = filter_new(page, cursor)
-            links = store.get_links(self.ctx.stripe_account, OBJECT_TYPE, [r["Id"] for r in fresh])
-            self.process(fresh, report, links=links)
-            if report.fatal:
-                return
-            if not report.dry_run:
-                cursor = advance(cursor, page, started)
-                store.set_cursor(CURSOR_NAME, cursor.modstamp, cursor.seen_ids)
-        if not report.dry_run:
-            self.retry_due(report)
+        polling.poll(self, report)
 
     def retry_due(self, report: RunReport) -> None:
-        """Re-run Orders whose retryable failure has come due (rate limits, outages, write-backs)."""
-        due = [f.sf_id for f in self.ctx.store.due_failures(self.ctx.now()) if f.object_type == OBJECT_TYPE]
-        if due:
-            log.info("retrying %d Order(s) whose failures are due", len(due))
-            self.sync_ids(due, report)
+        polling.retry_due(self, report)
 
     def sync_ids(self, ids: Iterable[str], report: RunReport) -> None:
-        """Apply the given Orders now, whatever the cursor says (retries, events)."""
-        ids = list(dict.fromkeys(ids))
-        for start in range(0, len(ids), 200):
-            chunk = ids[start : start + 200]
-            soql = f"{self._select()}{self._where(f'Id IN {id_list(chunk)}')}"
-            rows = [r for page in self.ctx.sf.query_pages(soql) for r in page]
-            found = {r["Id"] for r in rows}
-            for missing in (i for i in chunk if i not in found):
-                self.ctx.store.clear_failure(OBJECT_TYPE, missing)
-                report.add(
-                    Outcome(
-                        OBJECT_TYPE,
-                        missing,
-                        "",
-                        "noop",
-                        "unchanged",
-                        message="not activated, not selected by the mapping's condition, or deleted",
-                    )
-                )
-            self.process(rows, report)
-            if report.fatal:
-                return
+        polling.sync_ids(self, ids, report)
 
     # ---- one batch ------------------------------------------------------------------------------
 
