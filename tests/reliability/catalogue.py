@@ -104,7 +104,13 @@ DATA_CASES = [
         {"Name": "שלום עולם 🚀 مرحبا"},
         stripe_check={"name": "שלום עולם 🚀 مرحبا"},
     ),
-    DataCase("control characters (passed through as Stripe accepts them)", {"Name": "Bell\x07 and tab\t"}),
+    # Stripe documents no character restriction on a Customer's name and the fake accepts these;
+    # a NUL byte, which Stripe rejects, cannot be stored in a Salesforce text field in the first place
+    DataCase(
+        "control characters (the bell passes through; the mapping trims the trailing tab)",
+        {"Name": "Bell\x07 and tab\t"},
+        stripe_check={"name": "Bell\x07 and tab"},
+    ),
     DataCase("name over Stripe's 256 characters", {"Name": "N" * 255, "Description": "D" * 6000}, expect=()),
     DataCase(
         "invalid email",
@@ -113,4 +119,57 @@ DATA_CASES = [
     ),
     DataCase("invalid phone", {"Phone": "call me maybe"}, expect=("Phone", "phone", "fix")),
     DataCase("unknown country", {"BillingCountry": "Narnia"}, expect=("BillingCountry", "Narnia", "fix")),
+]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Orders: each hostile Order is refused alone (nothing created for it in Stripe) with a message
+# naming the record, the field and the fix, while a good Order in the same run syncs.
+
+
+@dataclass(frozen=True)
+class OrderCase:
+    name: str
+    line: dict[str, Any] = field(default_factory=dict)  # over one valid monthly line (price 100)
+    order: dict[str, Any] = field(default_factory=dict)  # Order fields; "start"/"end" as ISO dates
+    expect: tuple[str, ...] = ()  # fragments of the refusal; () = must sync
+    names_line: bool = True  # the message names the OrderItem (else the Order)
+
+
+ORDER_CASES = [
+    OrderCase("decimal quantity", line={"quantity": 1.5}, expect=("Quantity is 1.5", "whole")),
+    OrderCase("zero quantity", line={"quantity": 0}, expect=("Quantity", "at least 1")),
+    OrderCase("negative amount", line={"unit": -10.0}, expect=("UnitPrice is -10",)),
+    OrderCase("huge amount", line={"unit": 1e12}, expect=("UnitPrice", "maximum")),
+    OrderCase(
+        "start date out of range (year 1700)",
+        order={"start": "1700-01-01", "end": "1700-12-31"},
+        expect=("EndDate is 1700-12-31", "already over"),
+        names_line=False,
+    ),
+    # Salesforce's last date; Stripe documents no upper bound for cancel_at, the fake accepts it:
+    # it syncs as a subscription cancelled in 4001 (not verified against live Stripe)
+    OrderCase("end date at Salesforce's limit (4000-12-31)", order={"end": "4000-12-31"}),
+    OrderCase("product name of 255 characters (Salesforce's limit)", line={"product": "P" * 255}),
+]
+
+
+@dataclass(frozen=True)
+class OrgGuardCase:
+    """Hostile data the org itself refuses to store: the connector never sees it."""
+
+    name: str
+    sobject: str
+    fields: dict[str, Any]
+    error_code: str
+
+
+ORG_GUARD_CASES = [
+    OrgGuardCase(
+        "currency Stripe does not know (restricted picklist)",
+        "Order",
+        {"currency": "XTS"},
+        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+    ),
+    OrgGuardCase("product name over 255 characters", "Product2", {"Name": "P" * 300}, "STRING_TOO_LONG"),
 ]

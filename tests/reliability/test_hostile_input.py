@@ -85,9 +85,9 @@ SETTINGS_CASES = [
     ("wrong consumer secret", {"CPQ2STRIPE_SALESFORCE_CONSUMER_SECRET": "wrong-secret"}, 3, "invalid_client"),
     (
         "unreachable database",
-        {"CPQ2STRIPE_DATABASE_URL": "postgresql://127.0.0.1:1/x"},
+        {"CPQ2STRIPE_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/x"},
         3,
-        "connection failed",
+        "cannot open the state database CPQ2STRIPE_DATABASE_URL (127.0.0.1:1)",
     ),
 ]
 
