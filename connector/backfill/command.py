@@ -47,8 +47,12 @@ class BackfillOptions:
     objects: list[str] = field(default_factory=lambda: ["accounts", "orders"])
     failures_csv: Path | None = Path("backfill-failures.csv")
     bulk_threshold: int = 2000  # above this COUNT(), read with a Bulk API 2.0 query job
-    max_records: int = 10_000  # Bulk result set size (Sforce-Locator pages)
-    batch_size: int = 1000  # records handed to the pipeline at once (a multiple of 200)
+    # Bulk result set size (Sforce-Locator pages): small enough that a page in memory does not grow
+    # the footprint of a large org over a small one, large enough to cost ~0.2 calls per 1,000.
+    max_records: int = 5_000
+    # Records handed to the pipeline at once (a multiple of 200): each batch ends with the workers
+    # draining and a write-back flush, so fewer, larger batches keep the Stripe budget busier.
+    batch_size: int = 2000
     workers: int | None = None  # default: enough to keep the rps budget busy at ~250 ms a call
     progress_stream: TextIO | None = None
     progress_tty: bool | None = None
