@@ -19,7 +19,6 @@ from connector.errors import Disposition, RecordError, classify
 from connector.faults import crash_point
 from connector.mapping import map_record, soql_fields
 from connector.state.cursor import parse_modstamp
-from connector.state.models import LogEntry
 from connector.stripe_sink import idempotency
 from connector.stripe_sink.customers import SALESFORCE_ID_KEY, CustomerSink
 from connector.sync import polling
@@ -112,26 +111,7 @@ class AccountSync:
                 continue
             report.add(outcome)
             self._stage_writeback(row, outcome)
-        for failure in ctx.writeback.flush():
-            # Stripe is right but Salesforce does not say so yet: keep it due for a retry, which
-            # re-plans the record (a no-op in Stripe) and writes the fields back again.
-            log.warning("write-back to %s %s failed: %s", failure.sobject, failure.record_id, failure.message)
-            ctx.store.record_failure(
-                OBJECT_TYPE,
-                SF_OBJECT,
-                failure.record_id,
-                f"writeback_{failure.code}",
-                f"writing the sync result back to Salesforce failed: {failure.message}",
-                retryable=True,
-                now=ctx.now(),
-            )
-        ctx.store.log_action(
-            LogEntry(
-                OBJECT_TYPE, o.action, o.status, o.sf_id, SF_OBJECT, o.stripe_id, o.message, run_id=ctx.run_id
-            )
-            for o in outcomes
-            if o is not None and o.status != "unchanged"
-        )
+        polling.finish_batch(ctx, OBJECT_TYPE, SF_OBJECT, [o for o in outcomes if o is not None])
         if fatal:
             report.fatal = ctx.fatal_message or "a fatal error stopped the run"
 

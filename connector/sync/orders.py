@@ -28,7 +28,6 @@ from connector.faults import crash_point
 from connector.mapping import map_record, soql_fields
 from connector.mapping.schema import SubscriptionMapping
 from connector.state.cursor import parse_modstamp
-from connector.state.models import LogEntry
 from connector.stripe_sink import idempotency
 from connector.stripe_sink.catalog import CatalogSink
 from connector.stripe_sink.subscriptions import ORDER_ID_KEY, SubscriptionSink, metadata_of
@@ -214,28 +213,7 @@ class OrderSync:
             self._finish(w, outcome)
             outcomes.append(outcome)
             report.add(outcome)
-        for failure in ctx.writeback.flush():
-            # Stripe is right but Salesforce does not say so yet. An Order's own fields are retried
-            # (the retry is a no-op in Stripe); the related records' IDs are re-sent whenever one
-            # of their Orders is synced or written back again.
-            log.warning("write-back to %s %s failed: %s", failure.sobject, failure.record_id, failure.message)
-            if failure.sobject == SF_OBJECT:
-                ctx.store.record_failure(
-                    OBJECT_TYPE,
-                    SF_OBJECT,
-                    failure.record_id,
-                    f"writeback_{failure.code}",
-                    f"writing the sync result back to Salesforce failed: {failure.message}",
-                    retryable=True,
-                    now=ctx.now(),
-                )
-        ctx.store.log_action(
-            LogEntry(
-                OBJECT_TYPE, o.action, o.status, o.sf_id, SF_OBJECT, o.stripe_id, o.message, run_id=ctx.run_id
-            )
-            for o in outcomes
-            if o.status != "unchanged"
-        )
+        polling.finish_batch(ctx, OBJECT_TYPE, SF_OBJECT, outcomes)
 
     def _normalise(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of the row shaped as the order rules read it: the mapping's write-back fields
