@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from connector.faults import ENV as CRASH_ENV
 from connector.mapping import Mappings, load_mappings
 from connector.settings import Settings, load_settings
 from connector.sync.report import RunReport
@@ -17,6 +21,26 @@ from tests.unit.conftest import postgres_schema_url, sqlite_url, store_url  # no
 
 REPO = Path(__file__).resolve().parents[2]
 MAPPINGS = REPO / "mappings"
+
+
+def run_cli(
+    sandbox: Any, database_url: str, *args: str, crash_at: str | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m connector ARGS` against the sandbox, as an operator runs it (optionally crashing)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CPQ2STRIPE_")}
+    env.update(sandbox.env)
+    env["CPQ2STRIPE_DATABASE_URL"] = database_url
+    env["CPQ2STRIPE_MAPPINGS_DIR"] = str(MAPPINGS)
+    if crash_at:
+        env[CRASH_ENV] = crash_at
+    return subprocess.run(
+        [sys.executable, "-m", "connector", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def settings_for(sandbox: Any, database_url: str, **overrides: Any) -> Settings:

@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from connector.faults import ENV as CRASH_ENV
 from connector.faults import EXIT_CODE as CRASH_EXIT
 from connector.state import StateStore
 
-from .conftest import MAPPINGS, REPO
+from .conftest import run_cli
 
 ACME = {
     "Name": "Acme Müller GmbH",
@@ -174,23 +173,7 @@ def test_dry_run_changes_nothing_anywhere(sandbox, run_sync, connector_settings)
         store.close()
 
 
-def _cli(
-    sandbox: Any, database_url: str, *args: str, crash_at: str | None = None
-) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CPQ2STRIPE_")}
-    env.update(sandbox.env)
-    env["CPQ2STRIPE_DATABASE_URL"] = database_url
-    env["CPQ2STRIPE_MAPPINGS_DIR"] = str(MAPPINGS)
-    if crash_at:
-        env[CRASH_ENV] = crash_at
-    return subprocess.run(
-        [sys.executable, "-m", "connector", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+_cli = run_cli
 
 
 @pytest.mark.parametrize("point", ["customer.after_intent", "customer.after_create", "customer.after_link"])

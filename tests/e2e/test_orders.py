@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import calendar
-import os
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -13,7 +10,6 @@ from typing import Any
 import pytest
 import stripe
 
-from connector.faults import ENV as CRASH_ENV
 from connector.mapping import load_mappings
 from connector.state import StateStore
 from connector.sync.order_rules import add_months
@@ -21,7 +17,7 @@ from connector.sync.orders import OrderSync
 from connector.sync.report import RunReport
 from connector.sync.runner import open_context
 
-from .conftest import MAPPINGS, REPO
+from .conftest import run_cli
 
 TODAY = date.today()  # the connector plans with the UTC date; tests avoid running across midnight UTC
 
@@ -149,23 +145,7 @@ def record(sandbox: Any, sobject: str, record_id: str) -> dict[str, Any]:
     return sandbox.sf_admin.get_record(sobject, record_id)
 
 
-def cli(
-    sandbox: Any, database_url: str, *args: str, crash_at: str | None = None
-) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CPQ2STRIPE_")}
-    env.update(sandbox.env)
-    env["CPQ2STRIPE_DATABASE_URL"] = database_url
-    env["CPQ2STRIPE_MAPPINGS_DIR"] = str(MAPPINGS)
-    if crash_at:
-        env[CRASH_ENV] = crash_at
-    return subprocess.run(
-        [sys.executable, "-m", "connector", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+cli = run_cli
 
 
 # --------------------------------------------------------------------------------------------------
