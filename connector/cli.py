@@ -172,7 +172,7 @@ def backfill(
     ] = Path("backfill-failures.csv"),
     bulk_threshold: Annotated[
         int, typer.Option(help="Read with a Bulk API 2.0 query job above this many records.")
-    ] = 2000,
+    ] = 10_000,
     workers: Annotated[
         int | None, typer.Option(help="Concurrent Stripe requests (default: from rps).")
     ] = None,

@@ -1,9 +1,13 @@
 """`cpq2stripe backfill`: every Account the mapping selects, then every activated Order.
 
-Per object: one `COUNT()` decides the read path (REST `query_pages` up to `bulk_threshold`
-records, a Bulk API 2.0 query job above it, streamed `max_records` at a time), rows are read in
-`Id` order and handed in batches (a multiple of 200, so write-backs fill whole sObject
-Collections) to the object's own pipeline (`AccountSync.process`, `OrderSync.process`): the same
+Per object: the REST query's first page (2,000 records) is read first, and its `totalSize` decides
+the rest of the read path: the REST query's further pages up to `bulk_threshold` records, a Bulk
+API 2.0 query job for the records after the first page above it (streamed `max_records` at a
+time). Calls per 1,000 records decide the threshold: REST costs one call per 2,000 records, a
+Bulk job about four calls (create, describe for the CSV's types, first result set, delete) plus
+one per `max_records` -- REST is cheaper up to about 13,000 records. Rows are read in `Id` order
+and handed in batches (a multiple of 200, so write-backs fill whole sObject Collections) to the
+object's own pipeline (`AccountSync.process`, `OrderSync.process`): the same
 mapping, planning, intents and idempotency keys as a sync, Stripe writes from a pool of workers
 under one paced requests/s budget.
 
@@ -23,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -46,7 +51,7 @@ class BackfillOptions:
     since: datetime | None = None  # only records modified at or after this instant
     objects: list[str] = field(default_factory=lambda: ["accounts", "orders"])
     failures_csv: Path | None = Path("backfill-failures.csv")
-    bulk_threshold: int = 2000  # above this COUNT(), read with a Bulk API 2.0 query job
+    bulk_threshold: int = 10_000  # above this many records, read with a Bulk API 2.0 query job
     # Bulk result set size (Sforce-Locator pages): small enough that a page in memory does not grow
     # the footprint of a large org over a small one, large enough to cost ~0.2 calls per 1,000.
     max_records: int = 5_000
@@ -85,6 +90,12 @@ def workers_for(rps: float, configured: int) -> int:
     return max(configured, min(64, math.ceil(rps * 0.5)))
 
 
+def first_page_size(bulk_threshold: int) -> int:
+    """The REST page size to ask for: 2,000 (the most a page holds) unless a low Bulk threshold
+    asks to switch to Bulk sooner; Salesforce accepts 200 to 2,000."""
+    return max(200, min(2000, bulk_threshold))
+
+
 def cursor_name(spec: _Spec, since: datetime | None) -> str:
     return f"backfill:{spec.sobject}" + (f"@{since.isoformat()}" if since else "")
 
@@ -111,9 +122,26 @@ class Backfill:
 
         return OrderSync(self.ctx)
 
-    def _count(self, soql: str) -> int:
-        result = self.ctx.sf._call(lambda sf: sf.query(soql))
-        return int(result.get("totalSize") or 0)
+    def _pages(
+        self,
+        sync: Any,
+        first: list[dict[str, Any]],
+        rest: Iterator[list[dict[str, Any]]],
+        clauses: list[str],
+        total: int,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The first REST page, then one Bulk API 2.0 job for the records after it."""
+        from connector.salesforce.bulk import BulkQuery
+
+        yield first
+        close = getattr(rest, "close", None)
+        if close is not None:
+            close()  # the REST query's further pages are not needed
+        where = sync._where(*clauses, f"Id > '{first[-1]['Id']}'")
+        soql = f"{sync._select()}{where} ORDER BY Id ASC"
+        if self.options.limit is not None:
+            soql += f" LIMIT {total - len(first)}"
+        yield from BulkQuery(self.ctx.sf, max_records=self.options.max_records).pages(soql)
 
     def run_object(self, spec: _Spec) -> ObjectTotals:
         ctx, opts = self.ctx, self.options
@@ -136,14 +164,15 @@ class Backfill:
         if last_id:
             clauses.append(f"Id > '{last_id}'")
         where = sync._where(*clauses)
-        count = self._count(f"SELECT COUNT() FROM {spec.sobject}{where}")
-        totals.selected = count
+        # The first REST page is read either way; its totalSize saves a COUNT() call.
+        stream = ctx.sf.query_stream(
+            f"{sync._select()}{where} ORDER BY Id ASC", batch_size=first_page_size(opts.bulk_threshold)
+        )
+        first = next(stream.pages, [])
+        count = totals.selected = stream.total_size
         total = min(count, opts.limit) if opts.limit is not None else count
-        use_bulk = spec.bulk_ok and count > opts.bulk_threshold
-        totals.source = "Bulk API 2.0" if use_bulk else "REST query"
-        soql = f"{sync._select()}{where} ORDER BY Id ASC"
-        if opts.limit is not None:
-            soql += f" LIMIT {opts.limit}"
+        use_bulk = spec.bulk_ok and count > opts.bulk_threshold and not stream.complete and total > len(first)
+        totals.source = "REST query, then Bulk API 2.0" if use_bulk else "REST query"
         if not opts.dry_run:
             ctx.store.set_cursor(name, started, [f"after:{last_id}"] if last_id else [])
         log.info("%s: %d to go, read with %s", spec.title, total, totals.source)
@@ -159,14 +188,8 @@ class Backfill:
                 else {}
             ),
         )
-        if use_bulk:
-            from connector.salesforce.bulk import BulkQuery
-
-            pages: Iterator[list[dict[str, Any]]] = BulkQuery(ctx.sf, max_records=opts.max_records).pages(
-                soql
-            )
-        else:
-            pages = ctx.sf.query_pages(soql)
+        rest = stream.pages
+        pages = self._pages(sync, first, rest, clauses, total) if use_bulk else chain([first], rest)
         done = 0
         finished = False
         with progress:
@@ -183,6 +206,8 @@ class Backfill:
                             return totals
                         if not opts.dry_run:
                             ctx.store.set_cursor(name, started, [f"after:{batch[-1]['Id']}"])
+                    if opts.limit is not None and done >= opts.limit:
+                        break  # no further page is read
                 finished = opts.limit is None or done < opts.limit or done >= count
             finally:
                 close = getattr(pages, "close", None)

@@ -81,6 +81,15 @@ def _parse_result(item: Any, fallback_id: str | None) -> RecordResult:
     return RecordResult(id=item.get("id") or fallback_id, success=bool(item.get("success")), errors=errors)
 
 
+@dataclass
+class QueryStream:
+    """A query whose first page has been read: how many records match, and the pages."""
+
+    total_size: int
+    complete: bool  # the first page holds every record
+    pages: Iterator[list[dict[str, Any]]]
+
+
 class SalesforceClient:
     """Talks to one org as the configured integration user. Thread-safe for concurrent calls."""
 
@@ -165,7 +174,24 @@ class SalesforceClient:
     def query_pages(self, soql: str, include_deleted: bool = False) -> Iterator[list[dict[str, Any]]]:
         """Yield the records one API page at a time (query, then query_more on nextRecordsUrl).
         Empty pages are not yielded. Records keep Salesforce's `attributes` key."""
-        result = self._call(lambda sf: sf.query(soql, include_deleted=include_deleted))
+        yield from self.query_stream(soql, include_deleted).pages
+
+    def query_stream(
+        self, soql: str, include_deleted: bool = False, *, batch_size: int | None = None
+    ) -> QueryStream:
+        """Run the query's first call now, for its `totalSize`; the pages follow lazily.
+
+        `batch_size` (200-2,000, `Sforce-Query-Options`) asks for smaller pages than the default
+        2,000; Salesforce treats it as a hint."""
+        headers = {"Sforce-Query-Options": f"batchSize={batch_size}"} if batch_size else {}
+        first = self._call(lambda sf: sf.query(soql, include_deleted=include_deleted, headers=headers))
+        return QueryStream(
+            int(first.get("totalSize") or 0),
+            bool(first.get("done", True)) or not first.get("nextRecordsUrl"),
+            self._pages_from(first, headers),
+        )
+
+    def _pages_from(self, result: dict[str, Any], headers: dict[str, str]) -> Iterator[list[dict[str, Any]]]:
         while True:
             records = result.get("records") or []
             if records:
@@ -173,7 +199,9 @@ class SalesforceClient:
             next_url = result.get("nextRecordsUrl")
             if result.get("done", True) or not next_url:
                 return
-            result = self._call(lambda sf, url=next_url: sf.query_more(url, identifier_is_url=True))
+            result = self._call(
+                lambda sf, url=next_url: sf.query_more(url, identifier_is_url=True, headers=headers)
+            )
 
     def query_all(self, soql: str, include_deleted: bool = False) -> list[dict[str, Any]]:
         """Every record of the query in one list (use `query_pages` for large result sets)."""

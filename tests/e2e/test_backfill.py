@@ -46,13 +46,24 @@ def _bulk_calls(sandbox: Any) -> int:
 
 
 def test_backfill_syncs_every_selected_account_through_bulk_and_lists_failures(sandbox, tmp_path):
-    sandbox.sf_admin.seed(accounts=120, orders=0, seed=3)
+    sandbox.sf_admin.seed(accounts=300, orders=0, seed=3)
     settings = settings_for(sandbox, f"sqlite:///{tmp_path / 'state.db'}")
+    sandbox.sf_admin.reset_counters()
     code, lines, report = _backfill(settings, tmp_path, bulk_threshold=50, max_records=40)
     totals = report.objects[0]
-    assert totals.source == "Bulk API 2.0"
-    assert _bulk_calls(sandbox) >= 3  # create, state, results sets (40 a set)
+    counts = sandbox.sf_admin.counters()["counts"]
     selected = sandbox.sf_admin.query(SELECTED)
+    assert len(selected) > 200
+    # The first REST page (200 records: the smallest page Salesforce serves) counts the records
+    # and is applied; a Bulk job reads the rest in result sets of 40. No COUNT() call.
+    assert totals.source == "REST query, then Bulk API 2.0"
+    assert totals.selected == len(selected)
+    assert counts["GET /services/data/{version}/query"] == 1
+    assert "GET /services/data/{version}/query/{locator}" not in counts
+    assert counts["POST /services/data/{version}/jobs/query"] == 1
+    assert counts["GET /services/data/{version}/jobs/query/{job_id}/results"] == -(
+        -(len(selected) - 200) // 40
+    )
     customers = _customers_by_account(sandbox)
     assert max(customers.values()) == 1
     failed = {f.record_id for f in totals.failures}

@@ -6,6 +6,7 @@ cannot produce the situation on demand."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -553,12 +554,33 @@ def test_writeback_chunks_merges_and_keeps_only_given_fields() -> None:
         writeback.stage("Account", record_id, {"Stripe_Customer_ID__c": "cus_1"})
         writeback.stage("Account", record_id, {"Stripe_Sync_Status__c": "Synced"})
     assert writeback.flush() == []
-    assert [len(c) for c in writer.calls] == [200, 200, 1]
-    assert writer.calls[0][0] == {
-        "Id": ids[0],
-        "Stripe_Customer_ID__c": "cus_1",
-        "Stripe_Sync_Status__c": "Synced",
-    }
+    assert sorted(len(c) for c in writer.calls) == [1, 200, 200]
+    sent = {r["Id"]: r for call in writer.calls for r in call}
+    assert sorted(sent) == ids
+    assert sent[ids[0]] == {"Id": ids[0], "Stripe_Customer_ID__c": "cus_1", "Stripe_Sync_Status__c": "Synced"}
+
+
+class BarrierWriter(FakeWriter):
+    """Every call waits until `parties` calls are in flight together (or the barrier breaks)."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(parties, timeout=10)
+
+    def update_many(self, sobject: str, records: list[dict[str, Any]]) -> list[RecordResult]:
+        self.barrier.wait()
+        return super().update_many(sobject, records)
+
+
+def test_writeback_flush_sends_its_collections_side_by_side() -> None:
+    # Four calls of 200 can only all pass the barrier if they are in flight at the same time.
+    writer = BarrierWriter(parties=4)
+    writeback = WriteBack(writer)
+    for n in range(800):
+        writeback.stage("Account", f"001{n:012d}", {"Stripe_Sync_Status__c": "Synced"})
+    assert writeback.flush() == []
+    assert sorted(len(c) for c in writer.calls) == [200, 200, 200, 200]
+    assert writeback.last_flush.sent == 800 and writeback.pending == 0
 
 
 def test_writeback_keeps_retryable_failures_staged() -> None:
