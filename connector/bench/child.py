@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--failures-csv", type=Path, required=True)
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--bulk-threshold", type=int, default=2000)
+    parser.add_argument("--bulk-threshold", type=int, default=None, help="default: the backfill's own")
     args = parser.parse_args(argv)
 
     from connector.backfill.command import BackfillOptions, run_backfill
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         objects=["accounts"],
         failures_csv=args.failures_csv,
         workers=args.workers,
-        bulk_threshold=args.bulk_threshold,
+        **({"bulk_threshold": args.bulk_threshold} if args.bulk_threshold is not None else {}),
         progress_stream=io.StringIO(),
         progress_tty=False,
         progress_interval=3600,
