@@ -34,7 +34,7 @@ from typing import Any, TextIO
 from connector.backfill.progress import Progress
 from connector.backfill.report import BackfillReport, FailureCsv, ObjectTotals
 from connector.errors import classify
-from connector.salesforce.soql import datetime_literal, is_record_id
+from connector.salesforce.soql import datetime_literal, id_literal, is_record_id
 from connector.sync.report import RunReport
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class Backfill:
         close = getattr(rest, "close", None)
         if close is not None:
             close()  # the REST query's further pages are not needed
-        where = sync._where(*clauses, f"Id > '{first[-1]['Id']}'")
+        where = sync._where(*clauses, f"Id > {id_literal(first[-1]['Id'])}")
         soql = f"{sync._select()}{where} ORDER BY Id ASC"
         if self.options.limit is not None:
             soql += f" LIMIT {total - len(first)}"

@@ -3,7 +3,9 @@
 One SOQL page of Orders (with their OrderItems as a child subquery) at a time, like Accounts:
 plan every Order with the pure `order_rules.plan_order` before any Stripe write, give the
 Accounts that lack a Customer one through the Accounts pipeline (all its rules), then apply the
-valid Orders one by one (they share products and prices, so in order, not in parallel).
+valid Orders side by side on the Stripe workers. What Orders share (a Product2's Product and
+Meter, a PricebookEntry's Price) is looked up and created under a lock per key, so the first
+Order to need it creates it and the others find the link.
 
 Exactly once: every Stripe create is preceded by a durable intent (state-store link with a
 deterministic idempotency key) and followed by `mark_linked`; a rerun after a crash reuses the
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -33,6 +36,7 @@ from connector.stripe_sink.catalog import CatalogSink
 from connector.stripe_sink.subscriptions import ORDER_ID_KEY, SubscriptionSink, metadata_of
 from connector.sync import polling
 from connector.sync.context import SyncContext
+from connector.sync.keyed_locks import KeyedLocks
 from connector.sync.order_rules import (
     LinePrice,
     OrderPlan,
@@ -141,6 +145,8 @@ class OrderSync:
         self.catalog = CatalogSink(ctx.gateway)
         self.subscriptions = SubscriptionSink(ctx.gateway)
         self._prices: dict[str, Any] = {}  # Stripe price id -> retrieved price (None: missing), per run
+        self._locks = KeyedLocks()  # one per shared Product, Meter and Price while it is created
+        self._stopping = False  # a fatal error: Orders not started yet are left for the next run
 
     # ---- queries ---------------------------------------------------------------------------
 
@@ -204,16 +210,31 @@ class OrderSync:
         self._ensure_customers([w for w in work if w.outcome is None], report)
         if report.fatal:
             return
+        # Orders are independent once their Customer exists; what they share (Products, Meters,
+        # PricebookEntry prices) is created under a per-key lock, so they run side by side.
+        todo = [w for w in work if w.outcome is None]
+        self._stopping = False
+        with ThreadPoolExecutor(max_workers=ctx.settings.stripe_workers) as pool:
+            results = pool.map(self._apply_unless_stopping, todo)
+            applied = dict(zip([id(w) for w in todo], results, strict=True))
         outcomes: list[Outcome] = []
         for w in work:
-            outcome = w.outcome or self._apply_safely(w)
-            if outcome is None:
+            outcome = w.outcome or applied[id(w)]
+            if outcome is None:  # fatal here, or not attempted after a fatal error elsewhere
                 report.fatal = ctx.fatal_message or "a fatal error stopped the run"
-                break
+                continue
             self._finish(w, outcome)
             outcomes.append(outcome)
             report.add(outcome)
         polling.finish_batch(ctx, OBJECT_TYPE, SF_OBJECT, outcomes)
+
+    def _apply_unless_stopping(self, w: _Work) -> Outcome | None:
+        if self._stopping:
+            return None
+        outcome = self._apply_safely(w)
+        if outcome is None:
+            self._stopping = True
+        return outcome
 
     def _normalise(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of the row shaped as the order rules read it: the mapping's write-back fields
@@ -568,8 +589,9 @@ class OrderSync:
 
     def _product(self, spec: ProductSpec, row: Mapping[str, Any]) -> str:
         """The Stripe Product of a Product2: linked, adopted from the Product2's field, or created."""
-        link = self._linked(PRODUCT_TYPE, spec.sf_id)
-        stripe_id = self._product_id(spec, row, link)
+        with self._locks.hold(PRODUCT_TYPE, spec.sf_id):
+            link = self._linked(PRODUCT_TYPE, spec.sf_id)
+            stripe_id = self._product_id(spec, row, link)
         self._stage_product(spec, stripe_id)
         return stripe_id
 
@@ -625,27 +647,29 @@ class OrderSync:
     def _meter(self, spec: ProductSpec) -> str:
         """One Billing Meter per metered Product2 (Stripe requires one behind a metered price)."""
         ctx = self.ctx
-        link = self._linked(METER_TYPE, spec.sf_id)
-        if link is not None and link.status == "linked" and link.stripe_id:
-            return link.stripe_id
-        if link is None:
-            key = idempotency.create_key(ctx.stripe_account, METER_TYPE, spec.sf_id)
-            link = self._intent(METER_TYPE, "Product2", spec.sf_id, key)
-        meter = self.catalog.create_meter(spec.sf_id, spec.name, link.idempotency_key)
-        self._link(METER_TYPE, spec.sf_id, meter.id)
-        return meter.id
+        with self._locks.hold(METER_TYPE, spec.sf_id):
+            link = self._linked(METER_TYPE, spec.sf_id)
+            if link is not None and link.status == "linked" and link.stripe_id:
+                return link.stripe_id
+            if link is None:
+                key = idempotency.create_key(ctx.stripe_account, METER_TYPE, spec.sf_id)
+                link = self._intent(METER_TYPE, "Product2", spec.sf_id, key)
+            meter = self.catalog.create_meter(spec.sf_id, spec.name, link.idempotency_key)
+            self._link(METER_TYPE, spec.sf_id, meter.id)
+            return meter.id
 
     def _price(self, lp: LinePrice, product_id: str, meter_id: str | None, row: Mapping[str, Any]) -> str:
         """The price a line bills with: the linked one for this spec, the Salesforce one when it
         matches, or a new one; its id is staged for write-back where the rules say."""
         key_id = f"{lp.write_back_id}-{_short(lp.spec.key())}"
-        link = self._linked(PRICE_TYPE, key_id)
-        if link is not None and link.status == "linked" and link.stripe_id:
-            price_id = link.stripe_id
-        elif lp.existing_price_id and self._reusable(lp, product_id, meter_id):
-            price_id = lp.existing_price_id
-        else:
-            price_id = self._create_price(lp, key_id, link, product_id, meter_id)
+        with self._locks.hold(PRICE_TYPE, key_id):
+            link = self._linked(PRICE_TYPE, key_id)
+            if link is not None and link.status == "linked" and link.stripe_id:
+                price_id = link.stripe_id
+            elif lp.existing_price_id and self._reusable(lp, product_id, meter_id):
+                price_id = lp.existing_price_id
+            else:
+                price_id = self._create_price(lp, key_id, link, product_id, meter_id)
         self._stage_price(lp, price_id, row)
         return price_id
 

@@ -536,6 +536,46 @@ def test_products_and_prices_are_reused_across_orders_and_runs(sandbox, run_sync
     assert len(stripe_objects(sandbox, "price")) == 1 and len(stripe_objects(sandbox, "product")) == 1
 
 
+def test_orders_sharing_products_run_side_by_side_and_create_each_shared_object_once(sandbox, run_sync):
+    # Twelve Orders on the workers at once, all on the same two products (one metered) and price
+    # book entries, each with a discounted line of its own. With 50 ms per Stripe request the
+    # workers overlap; the shared Product, Meter and Prices must still exist exactly once.
+    sandbox.stripe_admin.config(latency_ms=50)
+    org = Org(sandbox)
+    accounts = [org.account(Name=f"Customer {n}") for n in range(6)]
+    orders = [
+        org.order(
+            accounts[n % 6],
+            [
+                {"product": "Suite", "price": 100.0, "quantity": 1 + n},
+                {"product": "API Calls", "price": 0.5, "kind": USAGE, "quantity": 1},
+                {"product": "Support", "price": 30.0, "unit": 30.0 - n - 1},
+            ],
+        )[0]
+        for n in range(12)
+    ]
+
+    result = run_sync(SYNC_ALL)
+
+    assert [result.outcome(o).status for o in orders] == ["created"] * 12, [
+        result.outcome(o).message for o in orders
+    ]
+    products = stripe_objects(sandbox, "product")
+    assert sorted(p["name"] for p in products) == ["API Calls", "Suite", "Support"]
+    assert result.stripe_calls.get("products.create") == 3
+    prices = stripe_objects(sandbox, "price")
+    by_record = {}
+    for price in prices:
+        by_record.setdefault(price["metadata"]["salesforce_record_id"], []).append(price["id"])
+    # Suite's and API Calls' entries: one price each; Support: one per discounted OrderItem.
+    assert len(prices) == 2 + 12 and all(len(ids) == 1 for ids in by_record.values())
+    assert len(stripe_objects(sandbox, "billing.meter")) == 1
+    subs = stripe_objects(sandbox, "subscription")
+    assert sorted(s["metadata"]["salesforce_order_id"] for s in subs) == sorted(orders)
+    for order_id in orders:
+        assert record(sandbox, "Order", order_id)["Stripe_Subscription_ID__c"]
+
+
 def test_a_second_sync_makes_no_stripe_writes(sandbox, run_sync):
     org = Org(sandbox)
     account = org.account()
