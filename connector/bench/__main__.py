@@ -62,12 +62,15 @@ class Sandbox:
         r.raise_for_status()
         return r.json()
 
-    def prepare(self, accounts: int, *, rps: float, latency: bool) -> None:
+    def prepare(self, accounts: int, *, rps: float, latency: bool, orders: int = 0) -> None:
         self.sf("POST", "/_sandbox/reset")
-        self.sf("POST", "/_sandbox/seed", {"accounts": accounts, "orders": 0, "seed": 7})
+        self.sf("POST", "/_sandbox/seed", {"accounts": accounts, "orders": orders, "seed": 7})
+        self.stripe("POST", "/_sandbox/reset")
+        self.limits(rps=rps, latency=latency)
+
+    def limits(self, *, rps: float, latency: bool) -> None:
         self.sf("POST", "/_sandbox/latency", {"ms": SF_LATENCY_MS if latency else 0})
         self.sf("POST", "/_sandbox/counters/reset")
-        self.stripe("POST", "/_sandbox/reset")
         self.stripe(
             "POST", "/_sandbox/config", {"rps": rps, "latency_ms": STRIPE_LATENCY_MS if latency else 0}
         )
@@ -114,10 +117,13 @@ def stripe_calls(sb: Sandbox) -> tuple[int, int]:
     return len(items), sum(1 for r in items if r.get("status") == 429)
 
 
-def run_connector(sb: Sandbox, work: Path, *, rps: float, tag: str, workers: int | None = None) -> dict:
+def run_connector(
+    sb: Sandbox, work: Path, *, rps: float, tag: str, workers: int | None = None, objects: str = "accounts"
+) -> dict:
     env = {**os.environ, **sb.env, "CPQ2STRIPE_STRIPE_RPS": str(rps)}
     env["CPQ2STRIPE_DATABASE_URL"] = f"sqlite:///{work / (tag + '.db')}"
     cmd = [sys.executable, "-m", "connector.bench.child", "--failures-csv", str(work / f"{tag}.csv")]
+    cmd += ["--objects", objects]
     if workers:
         cmd += ["--workers", str(workers)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -165,6 +171,26 @@ def run_baseline(sb: Sandbox, limit: int) -> dict:
     return {"records": done, "seconds": seconds, "rate": done / seconds}
 
 
+def run_orders(sb: Sandbox, work: Path, *, rps: float, orders: int) -> str:
+    """The Orders phase at the real limit: Accounts are loaded first without latency (setup), then
+    the activated Orders are backfilled with Stripe and Salesforce latency on."""
+    sb.prepare(orders // 2, rps=0, latency=False, orders=orders)
+    run_connector(sb, work, rps=1000, tag="orders", workers=16)
+    sb.limits(rps=rps, latency=True)
+    before = stripe_calls(sb)[0]
+    result = run_connector(sb, work, rps=rps, tag="orders", objects="orders")
+    calls, limited = stripe_calls(sb)
+    calls -= before
+    counts, seconds = result["counts"], result["seconds"]
+    done = sum(counts.values())
+    shown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return (
+        f"  Orders phase: {done} activated Orders ({shown}) in {seconds:.1f}s = "
+        f"{done / seconds:.1f} Orders/s; {calls} Stripe calls = {calls / seconds:.1f}/s of {rps:g}; "
+        f"429 answers: {limited}"
+    )
+
+
 def fmt_mb(kb: int) -> str:
     return f"{kb / 1024:.0f} MB"
 
@@ -178,6 +204,13 @@ def main(argv: list[str] | None = None) -> int:
         default=90,
         help="Stripe rate limit: 90, the connector's default for live keys (a first load runs live); "
         "25 for test mode",
+    )
+    parser.add_argument(
+        "--orders",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also measure the Orders phase: N seeded Orders (N/2 Accounts loaded first)",
     )
     args = parser.parse_args(argv)
     q = args.quick
@@ -214,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
             rss[n] = run_connector(sb, work, rps=1000, tag=f"rss{n}", workers=16)
             rss[n]["sf_calls"] = sf_calls(sb)
         results["rss"] = rss
+        if args.orders:
+            results["orders"] = run_orders(sb, work, rps=rps, orders=args.orders)
     finally:
         sb.stop()
 
@@ -266,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             f"+ polling {r['sf_calls']['polls']})"
         )
     print(f"  unchanged second pass: {sum(second['counts'].values())} Accounts in {second['seconds']:.1f}s")
+    if "orders" in results:
+        print(results["orders"])
     print(f"  total benchmark time {time.monotonic() - t0:.0f}s")
     return 0
 

@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--failures-csv", type=Path, required=True)
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--objects", default="accounts", help="accounts, orders or accounts,orders")
     parser.add_argument("--bulk-threshold", type=int, default=None, help="default: the backfill's own")
     args = parser.parse_args(argv)
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     mappings = load_mappings(settings.mappings_dir)
     lines: list[str] = []
     options = BackfillOptions(
-        objects=["accounts"],
+        objects=args.objects.split(","),
         failures_csv=args.failures_csv,
         workers=args.workers,
         **({"bulk_threshold": args.bulk_threshold} if args.bulk_threshold is not None else {}),
@@ -48,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                 "exit": code,
                 "seconds": seconds,
                 "report": lines,
-                "counts": dict(reports[0].objects[0].counts) if reports and reports[0].objects else {},
-                "source": reports[0].objects[0].source if reports and reports[0].objects else "",
+                "counts": dict(reports[0].objects[-1].counts) if reports and reports[0].objects else {},
+                "source": reports[0].objects[-1].source if reports and reports[0].objects else "",
                 "stripe_calls": reports[0].stripe_calls if reports else 0,
                 "stripe_writes": reports[0].stripe_writes if reports else 0,
                 "rate_limited": reports[0].rate_limited if reports else 0,
