@@ -67,7 +67,7 @@ class ObjectTotals:
     title: str
     sobject: str
     source: str = ""  # "Bulk API 2.0" / "REST query"
-    selected: int | None = None  # COUNT() at the start
+    selected: int | None = None  # the query's totalSize at the start
     counts: Counter[str] = field(default_factory=Counter)  # by status
     planned: Counter[str] = field(default_factory=Counter)  # dry run: by action
     reasons: Counter[str] = field(default_factory=Counter)  # failures by code
