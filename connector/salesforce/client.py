@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 COLLECTION_LIMIT = 200  # sObject Collections accept at most 200 records per call
 RECORD_RETRY_ROUNDS = 3
+SESSION_ATTEMPTS = 3  # an expired session is renewed and the call repeated, at most this often
 _SOBJECT_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 T = TypeVar("T")
@@ -134,17 +135,20 @@ class SalesforceClient:
         return self._sf
 
     def _call(self, fn: Callable[[Salesforce], T]) -> T:
-        sf = self._current()
-        try:
-            return fn(sf)
-        except SalesforceExpiredSession:
-            self._reauthenticate(sf)
-        try:
-            return fn(self._current())
-        except SalesforceExpiredSession:
-            raise FatalError(
-                "salesforce_session", "Salesforce rejected a freshly issued access token (INVALID_SESSION_ID)"
-            ) from None
+        # Calls run side by side (write-back collections, workers): the token this call renews,
+        # or finds renewed by another thread, can itself expire before the call is repeated, so
+        # a few rounds are allowed before the credentials are taken to be bad.
+        for attempt in range(1, SESSION_ATTEMPTS + 1):
+            sf = self._current()
+            try:
+                return fn(sf)
+            except SalesforceExpiredSession:
+                if attempt == SESSION_ATTEMPTS:
+                    break
+                self._reauthenticate(sf)
+        raise FatalError(
+            "salesforce_session", "Salesforce rejected a freshly issued access token (INVALID_SESSION_ID)"
+        )
 
     @property
     def token(self) -> Token:

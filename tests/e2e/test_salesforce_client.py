@@ -236,6 +236,31 @@ def test_token_expiry_mid_run_reauthenticates_transparently(org_server: Any, adm
     assert client.reauthentications == 2
 
 
+def test_a_renewed_session_that_expires_again_is_renewed_again(org_server: Any, admin: OrgAdmin) -> None:
+    # Calls run side by side: the token one call renews (or finds renewed by another thread) can
+    # expire before the call is repeated. That is not bad credentials; only a token rejected on
+    # every attempt is.
+    admin.call("POST", "seed", {"accounts": 3, "orders": 0, "seed": 3})
+    client = make_client(make_settings(org_server))
+    attempts = 0
+
+    def expire_then_query(sf: Any, expiries: int) -> Any:
+        nonlocal attempts
+        attempts += 1
+        if attempts <= expiries:
+            admin.call("POST", "expire-tokens")
+        return sf.query("SELECT Id FROM Account")
+
+    result = client._call(lambda sf: expire_then_query(sf, expiries=2))
+    assert result["totalSize"] == 3
+    assert attempts == 3 and client.reauthentications == 2
+
+    attempts = 0
+    with pytest.raises(FatalError, match="INVALID_SESSION_ID"):
+        client._call(lambda sf: expire_then_query(sf, expiries=99))
+    assert attempts == 3
+
+
 def test_injected_faults_are_retried_to_success(org_server: Any, admin: OrgAdmin) -> None:
     admin.call("POST", "seed", {"accounts": 2500, "orders": 0, "seed": 5})
     client = make_client(make_settings(org_server), max_attempts=12)

@@ -108,6 +108,7 @@ class _Faults:
     rate: float = 0.0
     kinds: list[str] = field(default_factory=list)
     rng: random.Random = field(default_factory=random.Random)
+    drawn: dict[str, int] = field(default_factory=dict)  # faults injected per kind
 
 
 def _sf_error(exc: SalesforceError) -> Response:
@@ -292,7 +293,12 @@ class SalesforceApp:
             kinds = [k for k in faults.kinds if write or k != "UNABLE_TO_LOCK_ROW"]
             if not kinds:
                 return None
-            return faults.rng.choice(kinds)
+            # The kind injected least so far (ties drawn at random): every kind shows up early
+            # whatever order concurrent calls arrive in, so a short run still meets each one.
+            fewest = min(faults.drawn.get(k, 0) for k in kinds)
+            kind = faults.rng.choice([k for k in kinds if faults.drawn.get(k, 0) == fewest])
+            faults.drawn[kind] = faults.drawn.get(kind, 0) + 1
+            return kind
 
     # ------------------------------------------------------------------ OAuth
     def _issue(self, user_id: str) -> Response:
