@@ -14,7 +14,8 @@ ensure_venv() {
   fi
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
     echo "Installing cpq2stripe${extras:+ [$extras]} into $VENV ..." >&2
-    "$VENV/bin/python" -m pip install --quiet -e "$ROOT${extras:+[$extras]}" 2>&1 | quiet_pip >&2
+    # PYTHONWARNINGS reaches the build backend, whose editable-install warning is noise here.
+    PYTHONWARNINGS=ignore "$VENV/bin/python" -m pip install --quiet -e "$ROOT${extras:+[$extras]}" 2>&1 | quiet_pip >&2
     touch "$stamp"
   fi
 }
