@@ -622,6 +622,22 @@ class StateStore:
             )
             return bool(result.rowcount)
 
+    def failing_ids(self, object_type: str, sf_ids: Iterable[str]) -> set[str]:
+        """Which of these records have a failure on file (one query per 5,000 ids), so a batch of
+        unchanged records clears failures only where there are some."""
+        ids = sorted(set(sf_ids))
+        out: set[str] = set()
+        with self._session() as s:
+            for chunk in _chunks(ids):
+                out.update(
+                    s.scalars(
+                        _select(FailureRow.sf_id).where(
+                            FailureRow.object_type == object_type, FailureRow.sf_id.in_(chunk)
+                        )
+                    )
+                )
+        return out
+
     def get_failure(self, object_type: str, sf_id: str) -> Failure | None:
         with self._session() as s:
             row = s.scalar(

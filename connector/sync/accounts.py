@@ -103,8 +103,12 @@ class AccountSync:
                 report.add(self._dry_outcome(row, plan))
             return
 
+        # Unchanged records are most of a rerun: clear failures only where there are some.
+        failing = ctx.store.failing_ids(OBJECT_TYPE, [r["Id"] for r in rows])
         with ThreadPoolExecutor(max_workers=ctx.settings.stripe_workers) as pool:
-            outcomes = list(pool.map(lambda rp: self._apply_safely(*rp, links.get(rp[0]["Id"])), plans))
+            outcomes = list(
+                pool.map(lambda rp: self._apply_safely(*rp, links.get(rp[0]["Id"]), failing), plans)
+            )
         fatal = any(o is None for o in outcomes)
         for (row, _plan), outcome in zip(plans, outcomes, strict=True):
             if outcome is None:
@@ -137,11 +141,13 @@ class AccountSync:
             message,
         )
 
-    def _apply_safely(self, row: Mapping[str, Any], plan: Plan, link: Any) -> Outcome | None:
+    def _apply_safely(
+        self, row: Mapping[str, Any], plan: Plan, link: Any, failing: set[str]
+    ) -> Outcome | None:
         """Apply one plan; classify any error. None means fatal: the run must stop."""
         label = self._label(row)
         try:
-            return self._apply(row, plan, link)
+            return self._apply(row, plan, link, failing)
         except RetryLater as exc:
             self._record_failure(plan, "retry_later", str(exc), retryable=True)
             return Outcome(
@@ -170,7 +176,7 @@ class AccountSync:
             OBJECT_TYPE, SF_OBJECT, plan.salesforce_id, code, message, retryable=retryable, now=self.ctx.now()
         )
 
-    def _apply(self, row: Mapping[str, Any], plan: Plan, link: Any) -> Outcome:
+    def _apply(self, row: Mapping[str, Any], plan: Plan, link: Any, failing: set[str]) -> Outcome:
         ctx, store, sid = self.ctx, self.ctx.store, plan.salesforce_id
         label = self._label(row)
         modstamp = parse_modstamp(row["SystemModstamp"])
@@ -191,7 +197,8 @@ class AccountSync:
                     modstamp,
                     field_hashes=plan.hashes,
                 )
-            store.clear_failure(OBJECT_TYPE, sid)
+            if sid in failing:
+                store.clear_failure(OBJECT_TYPE, sid)
             return Outcome(OBJECT_TYPE, sid, label, "noop", "unchanged", plan.stripe_id)
         if plan.action is Action.UPDATE:
             assert plan.stripe_id

@@ -388,6 +388,15 @@ def test_due_failures_orders_and_limits(store: StateStore) -> None:
     assert [f.sf_id for f in store.list_failures(retryable=False)] == ["001C"]
 
 
+def test_failing_ids_names_the_records_of_one_kind_with_a_failure(store: StateStore) -> None:
+    store.record_failure("customer", "Account", "001A", "E", "m", True, at(0))
+    store.record_failure("customer", "Account", "001C", "E", "m", False, at(0))
+    store.record_failure("subscription", "Order", "001B", "E", "m", True, at(0))  # another kind
+    ids = [f"001{n:04d}" for n in range(12_000)] + ["001A", "001B", "001C"]
+    assert store.failing_ids("customer", ids) == {"001A", "001C"}
+    assert store.failing_ids("customer", []) == set()
+
+
 def test_failure_messages_are_truncated(store: StateStore) -> None:
     failure = store.record_failure("customer", "Account", "001A", "E", "x" * 10_000, True, at(0))
     assert len(failure.message) == 4_000
