@@ -207,6 +207,9 @@ class OrderSync:
                 report.add(self._dry_outcome(w))
             return
 
+        for w in work:
+            if w.outcome is not None and w.outcome.action == "noop" and w.link is not None:
+                self._restage_catalog(w.row, config)
         self._ensure_customers([w for w in work if w.outcome is None], report)
         if report.fatal:
             return
@@ -528,6 +531,24 @@ class OrderSync:
             stripe_id,
             self._success_message(plan, stripe_id),
         )
+
+    def _restage_catalog(self, row: Mapping[str, Any], config: OrderRulesConfig) -> None:
+        """A synced Order's Product and Price ids that Salesforce lacks (their write-back was lost
+        to a failure, and nothing re-sends it once the Order itself is written back) are staged
+        again from the links: state-store reads only, no Stripe call."""
+        plan = plan_order(dict(row), config)
+        if not isinstance(plan, OrderPlan):
+            return
+        for spec in plan.products:
+            link = None if spec.stripe_id else self._linked(PRODUCT_TYPE, spec.sf_id)
+            if link is not None and link.status == "linked" and link.stripe_id:
+                self._stage_product(spec, link.stripe_id)
+        for lp in plan.prices:
+            if lp.existing_price_id:
+                continue
+            link = self._linked(PRICE_TYPE, f"{lp.write_back_id}-{_short(lp.spec.key())}")
+            if link is not None and link.status == "linked" and link.stripe_id:
+                self._stage_price(lp, link.stripe_id, row)
 
     def _success_message(self, plan: OrderPlan, stripe_id: str) -> str:
         sub = plan.subscription

@@ -576,6 +576,31 @@ def test_orders_sharing_products_run_side_by_side_and_create_each_shared_object_
         assert record(sandbox, "Order", order_id)["Stripe_Subscription_ID__c"]
 
 
+def test_product_and_price_ids_lost_from_salesforce_are_written_back_again(
+    sandbox, run_sync, connector_settings
+):
+    # A write-back of a Product2 or PricebookEntry that failed for good is not re-sent by the
+    # Order's own write-back; the next time the synced Order is seen, its links fill them in.
+    org = Org(sandbox)
+    order_id, _ = org.order(org.account(), [{"product": "Platform", "price": 49.0}])
+    assert run_sync(SYNC_ALL).outcome(order_id).status == "created"
+    product_id, entry_id = org.products["Platform"], org.entries[("Platform", "USD")]
+    product = only(stripe_objects(sandbox, "product"))["id"]
+    price = only(stripe_objects(sandbox, "price"))["id"]
+    sandbox.sf_admin.patch_record("Product2", product_id, {"Stripe_Product_ID__c": None})
+    sandbox.sf_admin.patch_record("PricebookEntry", entry_id, {"Stripe_Price_ID__c": None})
+    posts_before = len(stripe_posts(sandbox))
+
+    with open_context(connector_settings, load_mappings(connector_settings.mappings_dir)) as ctx:
+        report = RunReport("retry")
+        OrderSync(ctx).sync_ids([order_id], report)
+
+    assert next(o for o in report.outcomes if o.sf_id == order_id).status == "unchanged"
+    assert record(sandbox, "Product2", product_id)["Stripe_Product_ID__c"] == product
+    assert record(sandbox, "PricebookEntry", entry_id)["Stripe_Price_ID__c"] == price
+    assert len(stripe_posts(sandbox)) == posts_before
+
+
 def test_a_second_sync_makes_no_stripe_writes(sandbox, run_sync):
     org = Org(sandbox)
     account = org.account()

@@ -273,6 +273,9 @@ def test_replay_presets(sandbox: Any, api: Api) -> None:
     custom.close()
     assert [api.decode(e.event)["ChangeEventHeader"]["recordIds"][0] for e in after_first] == ids[1:]
 
+    # The two streams above close asynchronously: until they are gone, "subscribed" could be
+    # theirs, and the Account below could be created before LATEST's stream has its position.
+    wait_for(lambda: not _subscribed(sandbox, ACCOUNTS), what="the earlier streams to close")
     latest = api.subscribe(pb.FetchRequest(topic_name=ACCOUNTS, replay_preset=pb.LATEST, num_requested=10))
     try:
         wait_for(lambda: _subscribed(sandbox, ACCOUNTS), what="subscription")
