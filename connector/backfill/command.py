@@ -171,7 +171,8 @@ class Backfill:
         first = next(stream.pages, [])
         count = totals.selected = stream.total_size
         total = min(count, opts.limit) if opts.limit is not None else count
-        use_bulk = spec.bulk_ok and count > opts.bulk_threshold and not stream.complete and total > len(first)
+        # More to read than the first page held (within --limit), and enough of it for Bulk to pay.
+        use_bulk = spec.bulk_ok and count > opts.bulk_threshold and total > len(first)
         totals.source = "REST query, then Bulk API 2.0" if use_bulk else "REST query"
         if not opts.dry_run:
             ctx.store.set_cursor(name, started, [f"after:{last_id}"] if last_id else [])

@@ -87,7 +87,6 @@ class QueryStream:
     """A query whose first page has been read: how many records match, and the pages."""
 
     total_size: int
-    complete: bool  # the first page holds every record
     pages: Iterator[list[dict[str, Any]]]
 
 
@@ -189,11 +188,7 @@ class SalesforceClient:
         2,000; Salesforce treats it as a hint."""
         headers = {"Sforce-Query-Options": f"batchSize={batch_size}"} if batch_size else {}
         first = self._call(lambda sf: sf.query(soql, include_deleted=include_deleted, headers=headers))
-        return QueryStream(
-            int(first.get("totalSize") or 0),
-            bool(first.get("done", True)) or not first.get("nextRecordsUrl"),
-            self._pages_from(first, headers),
-        )
+        return QueryStream(int(first.get("totalSize") or 0), self._pages_from(first, headers))
 
     def _pages_from(self, result: dict[str, Any], headers: dict[str, str]) -> Iterator[list[dict[str, Any]]]:
         while True:

@@ -218,11 +218,10 @@ class OrderSync:
         todo = [w for w in work if w.outcome is None]
         self._stopping = False
         with ThreadPoolExecutor(max_workers=ctx.settings.stripe_workers) as pool:
-            results = pool.map(self._apply_unless_stopping, todo)
-            applied = dict(zip([id(w) for w in todo], results, strict=True))
+            applied = iter(list(pool.map(self._apply_unless_stopping, todo)))  # in `work` order
         outcomes: list[Outcome] = []
         for w in work:
-            outcome = w.outcome or applied[id(w)]
+            outcome = w.outcome or next(applied)
             if outcome is None:  # fatal here, or not attempted after a fatal error elsewhere
                 report.fatal = ctx.fatal_message or "a fatal error stopped the run"
                 continue
