@@ -42,6 +42,13 @@ class RecordError(ConnectorError):
         super().__init__(message)
 
 
+class RetryLater(ConnectorError):
+    """The outcome is not knowable yet (an interrupted create reached Stripe, but what it made is not
+    findable yet): the record is retried with backoff."""
+
+    code = "retry_later"
+
+
 class FatalError(ConnectorError):
     """Configuration or authentication problem: nothing can sync until an operator fixes it."""
 
@@ -80,6 +87,8 @@ def classify(exc: BaseException) -> Classified:
     """Decide what an exception means. Messages never include request headers or keys."""
     if isinstance(exc, RecordError):
         return Classified(Disposition.RECORD, exc.code, str(exc))
+    if isinstance(exc, RetryLater):
+        return Classified(Disposition.RETRY, RetryLater.code, str(exc))
     if isinstance(exc, FatalError):
         return Classified(Disposition.FATAL, exc.code, str(exc))
 

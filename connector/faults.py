@@ -10,8 +10,24 @@ import os
 
 ENV = "CPQ2STRIPE_TEST_CRASH_AT"
 EXIT_CODE = 86
+# Every crash point, so the chaos suite attacks each one (the exactly-once routine names them per
+# object kind, not at a call site of its own).
+CRASH_POINTS = frozenset(
+    {
+        "customer.after_intent",
+        "customer.after_create",
+        "customer.after_link",
+        "order.after_product",
+        "order.after_price",
+        "order.after_subscription",
+        "order.before_writeback",
+    }
+)
 
 
-def crash_point(name: str) -> None:
+def crash_point(name: str | None) -> None:
+    if name is None:
+        return
+    assert name in CRASH_POINTS, f"undeclared crash point {name!r}"
     if os.environ.get(ENV) == name:
         os._exit(EXIT_CODE)

@@ -6,7 +6,7 @@ can lazily touch the database. Nothing here ever holds a secret.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -214,6 +214,58 @@ class LinkUpdate:
     stripe_id: str
     payload_hash: str | None
     sf_modstamp: datetime | None
+    field_hashes: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A ``pending`` link to record before a Stripe create (see :meth:`StateStore.record_intents`)."""
+
+    object_type: str
+    sf_object: str
+    sf_id: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class HashUpdate:
+    """What was last sent for a linked record (after an update, or a newer unchanged version)."""
+
+    sf_id: str
+    payload_hash: str | None
+    sf_modstamp: datetime | None
+    field_hashes: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class FailureUpdate:
+    """A record's failure to upsert (see :meth:`StateStore.record_failure`)."""
+
+    object_type: str
+    sf_object: str
+    sf_id: str
+    error_code: str
+    message: str
+    retryable: bool
+
+
+@dataclass
+class BatchWrites:
+    """Everything one applied batch changes in the state store, written in one transaction by
+    :meth:`StateStore.write_batch`: per-record ORM round trips were the connector's biggest cost.
+
+    Keyed by link type (``customer``, ``subscription``, ...).
+    """
+
+    intents: list[Intent] = field(default_factory=list)  # adopted objects: a link row must exist
+    linked: dict[str, list[LinkUpdate]] = field(default_factory=dict)
+    hashes: dict[str, list[HashUpdate]] = field(default_factory=dict)
+    cleared: dict[str, set[str]] = field(default_factory=dict)  # failures to forget
+    failures: list[FailureUpdate] = field(default_factory=list)
+    log: list[LogEntry] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any((self.intents, self.linked, self.hashes, self.cleared, self.failures, self.log))
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,13 @@ from connector.state.migrations import migrate
 from connector.state.models import (
     LINK_STATUSES,
     RUN_STATUSES,
+    BatchWrites,
     CursorRow,
     Failure,
     FailureRow,
     Heartbeat,
     HeartbeatRow,
+    Intent,
     LeaseRow,
     Link,
     LinkRow,
@@ -225,18 +227,24 @@ class StateStore:
 
     def get_links(self, stripe_account: str, object_type: str, sf_ids: Iterable[str]) -> dict[str, Link]:
         """Links by Salesforce id for a whole page (one query per 5,000 ids); absent ids are missing."""
-        ids = sorted(set(sf_ids))
-        out: dict[str, Link] = {}
         with self._session() as s:
-            for chunk in _chunks(ids):
-                rows = s.scalars(
-                    _select(LinkRow).where(
-                        LinkRow.stripe_account == stripe_account,
-                        LinkRow.object_type == object_type,
-                        LinkRow.sf_id.in_(chunk),
-                    )
+            return self._links_in(s, stripe_account, object_type, sf_ids)
+
+    def _links_in(
+        self, s: Session, stripe_account: str, object_type: str, sf_ids: Iterable[str]
+    ) -> dict[str, Link]:
+        # Core rows, not ORM objects: a page of 2,000 links costs no identity-map bookkeeping.
+        table = LinkRow.__table__
+        out: dict[str, Link] = {}
+        for chunk in _chunks(sorted(set(sf_ids))):
+            rows = s.execute(
+                select(table).where(
+                    table.c.stripe_account == stripe_account,
+                    table.c.object_type == object_type,
+                    table.c.sf_id.in_(chunk),
                 )
-                out.update((r.sf_id, Link.of(r)) for r in rows)
+            )
+            out.update((r.sf_id, Link.of(r)) for r in rows)
         return out
 
     def find_by_stripe_id(self, stripe_id: str, stripe_account: str | None = None) -> list[Link]:
@@ -355,6 +363,7 @@ class StateStore:
                     stripe_id=bindparam("b_stripe_id"),
                     status="linked",
                     payload_hash=bindparam("b_payload_hash"),
+                    field_hashes=bindparam("b_field_hashes"),
                     sf_modstamp=bindparam("b_sf_modstamp"),
                     updated_at=now,
                 )
@@ -366,11 +375,106 @@ class StateStore:
                         "b_sf_id": u.sf_id,
                         "b_stripe_id": u.stripe_id,
                         "b_payload_hash": u.payload_hash,
+                        "b_field_hashes": u.field_hashes,
                         "b_sf_modstamp": u.sf_modstamp,
                     }
                     for u in updates
                 ],
             )
+
+    def record_intents(self, stripe_account: str, intents: Sequence[Intent]) -> dict[tuple[str, str], Link]:
+        """:meth:`record_intent` for a whole batch in one transaction (one executemany INSERT that
+        keeps existing rows, one SELECT per link type); returns every row by (link type, sf id).
+
+        Committed when this returns (outside :meth:`transaction`): the batch's creates may be sent.
+        """
+        if not intents:
+            return {}
+        now = self._clock()
+        stmt = self._insert(LinkRow).on_conflict_do_nothing(
+            index_elements=["stripe_account", "object_type", "sf_id"]
+        )
+        rows = [
+            {
+                "stripe_account": stripe_account,
+                "object_type": i.object_type,
+                "sf_object": i.sf_object,
+                "sf_id": i.sf_id,
+                "stripe_id": None,
+                "status": "pending",
+                "idempotency_key": i.idempotency_key,
+                "created_at": now,
+                "updated_at": now,
+                "note": None,
+            }
+            for i in intents
+        ]
+        by_type: dict[str, list[str]] = {}
+        for i in intents:
+            by_type.setdefault(i.object_type, []).append(i.sf_id)
+        out: dict[tuple[str, str], Link] = {}
+        with self._session() as s:
+            s.execute(stmt, rows)
+            for object_type, ids in by_type.items():
+                out.update(
+                    ((object_type, sf_id), link)
+                    for sf_id, link in self._links_in(s, stripe_account, object_type, ids).items()
+                )
+        return out
+
+    def write_batch(self, stripe_account: str, writes: BatchWrites, now: datetime) -> None:
+        """Everything an applied batch changed, in one transaction: adopted links' rows, links,
+        hashes, cleared and recorded failures, the sync log. All or nothing."""
+        if not writes:
+            return
+        table = LinkRow.__table__
+        with self.transaction(), self._session() as s:
+            if writes.intents:
+                self.record_intents(stripe_account, writes.intents)
+            for object_type, updates in writes.linked.items():
+                self.mark_linked_many(stripe_account, object_type, updates)
+            for object_type, hashes in writes.hashes.items():
+                if not hashes:
+                    continue
+                stmt = (
+                    table.update()
+                    .where(
+                        table.c.stripe_account == stripe_account,
+                        table.c.object_type == object_type,
+                        table.c.sf_id == bindparam("b_sf_id"),
+                    )
+                    .values(
+                        payload_hash=bindparam("b_payload_hash"),
+                        field_hashes=bindparam("b_field_hashes"),
+                        sf_modstamp=bindparam("b_sf_modstamp"),
+                        updated_at=self._clock(),
+                    )
+                )
+                s.execute(
+                    stmt,
+                    [
+                        {
+                            "b_sf_id": h.sf_id,
+                            "b_payload_hash": h.payload_hash,
+                            "b_field_hashes": h.field_hashes,
+                            "b_sf_modstamp": h.sf_modstamp,
+                        }
+                        for h in hashes
+                    ],
+                )
+            for object_type, ids in writes.cleared.items():
+                for chunk in _chunks(sorted(ids)):
+                    s.execute(
+                        delete(FailureRow).where(
+                            FailureRow.object_type == object_type, FailureRow.sf_id.in_(chunk)
+                        )
+                    )
+            for f in writes.failures:
+                self.record_failure(
+                    f.object_type, f.sf_object, f.sf_id, f.error_code, f.message, f.retryable, now
+                )
+            if writes.log:
+                self.log_action(writes.log)
 
     def update_hash(
         self,

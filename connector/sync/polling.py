@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 from connector.salesforce.soql import datetime_literal, id_list
 from connector.state.cursor import advance, filter_new, poll_window
-from connector.state.models import LogEntry
 from connector.sync.context import SyncContext
 from connector.sync.report import Outcome, RunReport
 
@@ -91,31 +90,3 @@ def sync_ids(sync: PolledSync, ids: Iterable[str], report: RunReport) -> None:
         sync.process(rows, report)
         if report.fatal:
             return
-
-
-def finish_batch(ctx: SyncContext, object_type: str, sf_object: str, outcomes: Iterable[Outcome]) -> None:
-    """After a batch is applied: flush the write-back and log every action that did something.
-
-    A write-back that fails on the object's own record is kept due for a retry, which re-plans the
-    record (a no-op in Stripe) and writes the fields back again; related records' IDs (Product2,
-    PricebookEntry) are re-sent whenever one of their Orders is synced or written back again.
-    """
-    for failure in ctx.writeback.flush():
-        log.warning("write-back to %s %s failed: %s", failure.sobject, failure.record_id, failure.message)
-        if failure.sobject == sf_object:
-            ctx.store.record_failure(
-                object_type,
-                sf_object,
-                failure.record_id,
-                f"writeback_{failure.code}",
-                f"writing the sync result back to Salesforce failed: {failure.message}",
-                retryable=True,
-                now=ctx.now(),
-            )
-    ctx.store.log_action(
-        LogEntry(
-            object_type, o.action, o.status, o.sf_id, sf_object, o.stripe_id, o.message, run_id=ctx.run_id
-        )
-        for o in outcomes
-        if o.status != "unchanged"
-    )

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+# The record is in step with Stripe: its Stripe id and "Synced" are written back.
+OK_STATUSES = frozenset({"created", "updated", "unchanged"})
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -15,6 +18,8 @@ class Outcome:
     status: str  # created | updated | unchanged | failed | refused | planned
     stripe_id: str | None = None
     message: str = ""
+    code: str = ""  # failed / refused: the error code recorded with the failure
+    retryable: bool = False  # failed / refused: retried with backoff without a Salesforce edit
 
 
 @dataclass

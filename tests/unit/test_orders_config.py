@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from connector.mapping import load_mappings
 from connector.sync.order_rules import OrderPlan, OrderRefusal, plan_order
-from connector.sync.orders import PAYMENT_METHOD_KEY, OrderSync, rules_config
+from connector.sync.orders import PAYMENT_METHOD_KEY, CreateSubscription, OrderSync, rules_config
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
 TODAY = date(2026, 3, 10)
@@ -74,13 +74,15 @@ def test_the_mapped_payment_method_switches_to_charge_automatically():
     sync = _sync()
     config = rules_config(sync.mapping, TODAY)
     w = sync._decide(sync._normalise(_order(Stripe_Payment_Method_ID__c=" pm_123 ")), None, config)
-    assert isinstance(w.plan, OrderPlan), w.outcome
-    collection = w.plan.subscription.collection
+    assert isinstance(w.task, CreateSubscription), w.outcome
+    assert isinstance(w.task.plan, OrderPlan)
+    collection = w.task.plan.subscription.collection
     assert (collection.method, collection.default_payment_method) == ("charge_automatically", "pm_123")
 
     w = sync._decide(sync._normalise(_order()), None, config)
-    assert isinstance(w.plan, OrderPlan)
-    assert (w.plan.subscription.collection.method, w.plan.subscription.collection.days_until_due) == (
+    assert isinstance(w.task, CreateSubscription)
+    plan = w.task.plan
+    assert (plan.subscription.collection.method, plan.subscription.collection.days_until_due) == (
         "send_invoice",
         45,
     )
@@ -91,6 +93,6 @@ def test_a_refused_order_is_decided_without_any_io():
     order = _order()
     order["OrderItems"]["records"][0]["Quantity"] = 2.5
     w = sync._decide(sync._normalise(order), None, rules_config(sync.mapping, TODAY))
-    assert w.plan is None and w.outcome is not None and w.outcome.status == "refused"
+    assert w.task is None and w.outcome is not None and w.outcome.status == "refused"
     assert "whole" in w.outcome.message
     assert isinstance(plan_order(sync._normalise(order), rules_config(sync.mapping, TODAY)), OrderRefusal)

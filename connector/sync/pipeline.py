@@ -1,0 +1,211 @@
+"""What every object's batch does the same way: apply side by side, classify errors, write the
+state in one transaction, write the result back to Salesforce, log it.
+
+A stream (connector.sync.streams) decides per record what to do; this module runs those decisions
+on the Stripe workers (`apply_all`), turns any exception into an outcome through the one error
+table (`connector.errors.classify`), and ends the batch (`finish`): failures recorded or cleared,
+links and hashes written with the sync log in one transaction, then the write-back under one
+policy for every object (`writeback_fields`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+from connector.errors import Disposition, classify
+from connector.faults import crash_point
+from connector.mapping.schema import WriteBack as WriteBackFields
+from connector.state.models import BatchWrites, FailureUpdate, HashUpdate, Intent, LinkUpdate, LogEntry
+from connector.sync.context import SyncContext
+from connector.sync.exactly_once import Kind
+from connector.sync.report import OK_STATUSES, Outcome
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class Batch:
+    """The state changes a batch collects while its records are applied (from several workers),
+    written together by :func:`finish`."""
+
+    kind: Kind
+    sf_object: str
+    writes: BatchWrites = field(default_factory=BatchWrites)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def linked(
+        self,
+        sf_id: str,
+        stripe_id: str,
+        payload_hash: str | None,
+        sf_modstamp: datetime | None,
+        field_hashes: dict[str, str] | None = None,
+        *,
+        adopted_key: str | None = None,
+    ) -> None:
+        """The record's object exists now; `adopted_key` for one no intent was recorded for."""
+        update = LinkUpdate(sf_id, stripe_id, payload_hash, sf_modstamp, field_hashes)
+        with self._lock:
+            if adopted_key is not None:
+                self.writes.intents.append(Intent(self.kind.object_type, self.sf_object, sf_id, adopted_key))
+            self.writes.linked.setdefault(self.kind.object_type, []).append(update)
+
+    def hashed(
+        self,
+        sf_id: str,
+        payload_hash: str | None,
+        sf_modstamp: datetime | None,
+        field_hashes: dict[str, str] | None,
+    ) -> None:
+        """What was last sent for a linked record (after an update, or for a newer version)."""
+        with self._lock:
+            self.writes.hashes.setdefault(self.kind.object_type, []).append(
+                HashUpdate(sf_id, payload_hash, sf_modstamp, field_hashes)
+            )
+
+
+def apply_safely(ctx: SyncContext, base: Outcome, fn: Callable[[], Outcome]) -> Outcome | None:
+    """Run one record's Stripe work; any error becomes that record's failed outcome, classified by
+    the one error table. None means fatal: the run must stop."""
+    try:
+        return fn()
+    except Exception as exc:
+        verdict = classify(exc)
+        if verdict.disposition is Disposition.FATAL:
+            log.error("fatal error on %s %s: %s", base.object_type, base.sf_id, verdict.message)
+            ctx.fatal_message = verdict.message
+            return None
+        return replace(
+            base,
+            status="failed",
+            message=verdict.message,
+            code=verdict.code,
+            retryable=verdict.disposition is Disposition.RETRY,
+        )
+
+
+def apply_all(
+    ctx: SyncContext, work: Sequence[T], apply: Callable[[T], Outcome | None]
+) -> list[Outcome | None]:
+    """`apply` for every item on the Stripe workers, in order. After a fatal error (None) the
+    items not started yet are not attempted either (None): the next run does them."""
+    stopping = threading.Event()
+
+    def one(item: T) -> Outcome | None:
+        if stopping.is_set():
+            return None
+        outcome = apply(item)
+        if outcome is None:
+            stopping.set()
+        return outcome
+
+    if len(work) <= 1:
+        return [one(item) for item in work]
+    with ThreadPoolExecutor(max_workers=ctx.settings.stripe_workers) as pool:
+        return list(pool.map(one, work))
+
+
+def writeback_fields(
+    wb: WriteBackFields, row: Mapping[str, Any], outcome: Outcome, now: datetime
+) -> dict[str, Any]:
+    """The connector's own Salesforce fields to write for one outcome, the same for every object:
+    only values that differ from the record's; the Stripe id and ``Synced`` on success; ``Refused``
+    or ``Failed`` with the reason otherwise; the message whenever something happened or the status
+    changes (so a fixed record loses its old error); the time only when Stripe was written."""
+    ok = outcome.status in OK_STATUSES
+    desired: dict[str, Any] = {}
+    if ok and outcome.stripe_id:
+        desired[wb.stripe_id] = outcome.stripe_id
+    status = "Synced" if ok else ("Refused" if outcome.status == "refused" else "Failed")
+    if wb.status:
+        desired[wb.status] = status
+    if wb.message and (outcome.status != "unchanged" or not wb.status or row.get(wb.status) != status):
+        desired[wb.message] = outcome.message or None
+    changed = {k: v for k, v in desired.items() if row.get(k) != v}
+    if changed and wb.synced_at and outcome.status in ("created", "updated"):
+        changed[wb.synced_at] = now
+    return changed
+
+
+def finish(
+    ctx: SyncContext,
+    batch: Batch,
+    outcomes: Iterable[Outcome],
+    rows: Mapping[str, Mapping[str, Any]],
+    wb: WriteBackFields,
+    failing: set[str],
+) -> None:
+    """End a batch: failures recorded (or cleared where the record synced), links, hashes and the
+    sync log in one transaction, then the records' write-back in sObject Collections."""
+    writes, kind, now = batch.writes, batch.kind, ctx.now()
+    staged: list[Outcome] = []
+    for o in outcomes:
+        if o.status in OK_STATUSES:
+            if o.sf_id in failing:
+                writes.cleared.setdefault(kind.object_type, set()).add(o.sf_id)
+        else:
+            writes.failures.append(
+                FailureUpdate(
+                    kind.object_type, batch.sf_object, o.sf_id, o.code or o.status, o.message, o.retryable
+                )
+            )
+        if o.status != "unchanged":
+            writes.log.append(
+                LogEntry(
+                    o.object_type,
+                    o.action,
+                    o.status,
+                    o.sf_id,
+                    batch.sf_object,
+                    o.stripe_id,
+                    o.message,
+                    run_id=ctx.run_id,
+                )
+            )
+        staged.append(o)
+    ctx.store.write_batch(ctx.stripe_account, writes, now)
+    if writes.linked:
+        crash_point(kind.after_link)
+    for o in staged:
+        row = rows.get(o.sf_id)
+        if row is None:
+            continue
+        fields = writeback_fields(wb, row, o, now)
+        if fields:
+            ctx.writeback.stage(batch.sf_object, o.sf_id, fields)
+    flush_writeback(ctx, kind, batch.sf_object)
+
+
+def flush_writeback(ctx: SyncContext, kind: Kind, sf_object: str) -> None:
+    """Send the staged write-back. One that fails on the batch's own record is kept due for a
+    retry, which re-plans the record (a no-op in Stripe) and writes the fields again; related
+    records' ids (Product2, PricebookEntry) are re-sent whenever one of their Orders is seen."""
+    failures = ctx.writeback.flush()
+    for failure in failures:
+        log.warning("write-back to %s %s failed: %s", failure.sobject, failure.record_id, failure.message)
+    own = [f for f in failures if f.sobject == sf_object]
+    if own:
+        ctx.store.write_batch(
+            ctx.stripe_account,
+            BatchWrites(
+                failures=[
+                    FailureUpdate(
+                        kind.object_type,
+                        sf_object,
+                        f.record_id,
+                        f"writeback_{f.code}",
+                        f"writing the sync result back to Salesforce failed: {f.message}",
+                        True,
+                    )
+                    for f in own
+                ]
+            ),
+            ctx.now(),
+        )
