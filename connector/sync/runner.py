@@ -12,6 +12,7 @@ from connector.mapping import Mappings
 from connector.settings import Settings
 from connector.state.store import StateStore
 from connector.stripe_sink.gateway import StripeGateway
+from connector.sync import streams
 from connector.sync.context import SyncContext
 from connector.sync.report import RunReport
 
@@ -42,22 +43,6 @@ def open_context(settings: Settings, mappings: Mappings) -> Iterator[SyncContext
         store.close()
 
 
-def _objects_syncs(ctx: SyncContext, objects: list[str]) -> list[tuple[str, object]]:
-    from connector.sync.accounts import AccountSync
-
-    syncs: list[tuple[str, object]] = []
-    if "accounts" in objects:
-        syncs.append(("Accounts → Customers", AccountSync(ctx)))
-    if "orders" in objects:
-        try:
-            from connector.sync.orders import OrderSync
-        except ImportError:  # orders land in their own issue
-            pass
-        else:
-            syncs.append(("Orders → Subscriptions", OrderSync(ctx)))
-    return syncs
-
-
 def run_pass(ctx: SyncContext, *, dry_run: bool, objects: list[str]) -> list[RunReport]:
     """One poll of every object kind, recorded as a run in the state store."""
     reports: list[RunReport] = []
@@ -65,11 +50,12 @@ def run_pass(ctx: SyncContext, *, dry_run: bool, objects: list[str]) -> list[Run
     ctx.run_id = run_id
     error: str | None = None
     try:
-        for title, sync in _objects_syncs(ctx, objects):
+        for stream in streams.selected(objects):
+            title = stream.title
             report = RunReport(title, dry_run=dry_run)
             reports.append(report)
             try:
-                sync.poll(report)  # type: ignore[attr-defined]
+                stream.build(ctx).poll(report)
             except Exception as exc:  # a fatal error outside one record: auth, query, state
                 verdict = classify(exc)
                 report.fatal = verdict.message
@@ -136,8 +122,6 @@ def run_sync_once(
 
 def run_retry(settings: Settings, mappings: Mappings, *, record_id: str | None, out: Echo) -> int:
     """Re-run one failed record, or all of them, now."""
-    from connector.sync.accounts import OBJECT_TYPE, AccountSync
-
     with open_context(settings, mappings) as ctx:
         failures = ctx.store.list_failures()
         if record_id:
@@ -147,16 +131,10 @@ def run_retry(settings: Settings, mappings: Mappings, *, record_id: str | None, 
                 return EXIT_RECORD_FAILURES
         report = RunReport("Retry", dry_run=False)
         ctx.run_id = ctx.store.start_run("retry")
-        account_ids = [f.sf_id for f in failures if f.object_type == OBJECT_TYPE]
-        AccountSync(ctx).sync_ids(account_ids, report)
-        other = [f for f in failures if f.object_type != OBJECT_TYPE]
-        if other:
-            try:
-                from connector.sync.orders import OrderSync
-            except ImportError:
-                pass
-            else:
-                OrderSync(ctx).sync_ids([f.sf_id for f in other], report)
+        for stream in streams.STREAMS:
+            ids = [f.sf_id for f in failures if f.object_type == stream.object_type]
+            if ids and not report.fatal:
+                stream.build(ctx).sync_ids(ids, report)
         ctx.store.finish_run(
             ctx.run_id, dict(report.counts()), "failed" if report.fatal else "succeeded", report.fatal
         )

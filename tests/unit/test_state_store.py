@@ -32,7 +32,7 @@ from connector.state import (
     poll_window,
 )
 from connector.state.cursor import parse_modstamp
-from connector.state.models import Base
+from connector.state.models import Base, BatchWrites, FailureUpdate, HashUpdate, Intent
 
 T0 = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC)
 ACCT = "acct_1"
@@ -256,6 +256,59 @@ def test_mark_linked_many_is_all_or_nothing(store: StateStore) -> None:
     link = store.get_link(ACCT, "customer", "001A")
     assert link is not None
     assert (link.status, link.stripe_id) == ("pending", None)
+
+
+def test_a_batch_records_its_intents_in_one_statement_and_keeps_existing_keys(store: StateStore) -> None:
+    store.record_intent(ACCT, "customer", "Account", "001OLD", "key-old")
+    intents = [Intent("customer", "Account", f"001{i:015d}", f"key-{i}") for i in range(500)]
+    intents.append(Intent("customer", "Account", "001OLD", "key-new"))
+    with statements(store) as seen:
+        links = store.record_intents(ACCT, intents)
+    assert [s for s in seen if s[0] == "INSERT"] == [("INSERT", True)]
+    assert len(links) == 501
+    assert links[("customer", "001OLD")].idempotency_key == "key-old"  # a recovery reuses its key
+    assert {link.status for link in links.values()} == {"pending"}
+    # durable when it returns: another connection sees the rows
+    other = StateStore(store.engine)
+    assert other.get_link(ACCT, "customer", f"001{499:015d}") is not None
+
+
+def test_a_batch_ends_in_one_transaction_all_or_nothing(store: StateStore) -> None:
+    store.record_intents(ACCT, [Intent("customer", "Account", "001A", "kA")])
+    store.record_intent(ACCT, "customer", "Account", "001U", "kU")
+    store.mark_linked(ACCT, "customer", "001U", stripe_id="cus_U", payload_hash="h0", sf_modstamp=at(0))
+    store.record_failure("customer", "Account", "001U", "stripe_error", "old", retryable=True, now=at(0))
+    writes = BatchWrites(
+        intents=[Intent("customer", "Account", "001ADOPT", "kD")],
+        linked={
+            "customer": [
+                LinkUpdate("001A", "cus_A", "hA", at(1), {"name": "x"}),
+                LinkUpdate("001ADOPT", "cus_D", "hD", at(2)),
+            ]
+        },
+        hashes={"customer": [HashUpdate("001U", "h1", at(3), {"phone": "y"})]},
+        cleared={"customer": {"001U"}},
+        failures=[FailureUpdate("customer", "Account", "001BAD", "invalid_data", "bad country", False)],
+        log=[LogEntry("customer", "create", "created", "001A", "Account", "cus_A")],
+    )
+    store.write_batch(ACCT, writes, at(4))
+    links = store.get_links(ACCT, "customer", ["001A", "001ADOPT", "001U"])
+    assert (links["001A"].stripe_id, links["001A"].field_hashes) == ("cus_A", {"name": "x"})
+    assert (links["001ADOPT"].status, links["001ADOPT"].stripe_id) == ("linked", "cus_D")
+    assert (links["001U"].payload_hash, links["001U"].sf_modstamp) == ("h1", at(3))
+    assert store.get_failure("customer", "001U") is None
+    failure = store.get_failure("customer", "001BAD")
+    assert failure is not None and not failure.retryable
+    assert [e.sf_id for e in store.list_log()] == ["001A"]
+
+    # a re-point anywhere in the batch writes nothing of it
+    bad = BatchWrites(
+        linked={"customer": [LinkUpdate("001A", "cus_OTHER", None, None)]},
+        failures=[FailureUpdate("customer", "Account", "001NEW", "x", "y", True)],
+    )
+    with pytest.raises(LinkConflict):
+        store.write_batch(ACCT, bad, at(5))
+    assert store.get_failure("customer", "001NEW") is None
 
 
 def test_find_by_stripe_id_update_hash_set_status_and_filters(store: StateStore) -> None:

@@ -1,0 +1,69 @@
+"""Every synced object, declared once: `sync`, `retry`, the daemon's polls and events, and the
+backfill all find an object's pipeline here, so a new object is one entry, not five edits.
+
+An entry names the Salesforce object, the kind of Stripe object its records become (the link
+type), how the CLI calls it, whether Bulk API 2.0 can read it, and the pipeline that applies
+it (its SELECT from the mapping, its planner and applier, its write-back fields).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from connector.sync.accounts import AccountSync
+from connector.sync.context import SyncContext
+from connector.sync.exactly_once import CUSTOMER, SUBSCRIPTION, Kind
+from connector.sync.orders import OrderSync
+from connector.sync.polling import PolledSync
+from connector.sync.report import RunReport
+
+
+class Pipeline(PolledSync, Protocol):
+    """What one object's pipeline offers the runner, the daemon and the backfill."""
+
+    def poll(self, report: RunReport) -> None: ...
+
+    def retry_due(self, report: RunReport) -> None: ...
+
+    def sync_ids(self, ids: Iterable[str], report: RunReport) -> None: ...
+
+
+@dataclass(frozen=True)
+class Stream:
+    key: str  # how the CLI names it: --objects accounts,orders
+    title: str  # for reports
+    sf_object: str
+    kind: Kind  # the Stripe object its records become
+    bulk_ok: bool  # Bulk API 2.0 can run its query (it cannot run a child subquery)
+    build: Callable[[SyncContext], Pipeline]
+
+    @property
+    def object_type(self) -> str:
+        return self.kind.object_type
+
+
+# In dependency order: an Order's Customer comes from its Account.
+STREAMS: tuple[Stream, ...] = (
+    Stream("accounts", "Accounts → Customers", "Account", CUSTOMER, True, AccountSync),
+    Stream("orders", "Orders → Subscriptions", "Order", SUBSCRIPTION, False, OrderSync),
+)
+KEYS: tuple[str, ...] = tuple(s.key for s in STREAMS)
+
+
+def selected(keys: Iterable[str]) -> list[Stream]:
+    """The streams named (in dependency order, whatever order they were named in)."""
+    wanted = set(keys)
+    unknown = wanted - set(KEYS)
+    if unknown:
+        raise ValueError(f"unknown object(s) {', '.join(sorted(unknown))}; expected {', '.join(KEYS)}")
+    return [s for s in STREAMS if s.key in wanted]
+
+
+def by_sf_object(sf_object: str) -> Stream | None:
+    return next((s for s in STREAMS if s.sf_object == sf_object), None)
+
+
+def by_object_type(object_type: str) -> Stream | None:
+    return next((s for s in STREAMS if s.object_type == object_type), None)
