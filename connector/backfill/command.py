@@ -224,12 +224,7 @@ class Backfill:
     def _run_batch(
         self, spec: _Spec, sync: Any, batch: list[dict[str, Any]], totals: ObjectTotals, progress: Progress
     ) -> None:
-        from connector.salesforce.writeback import WriteBack
-
         ctx = self.ctx
-        # A fresh write-back buffer per batch: it remembers every value it wrote, which would grow
-        # with the run.
-        ctx.writeback = WriteBack(ctx.sf)
         batch_report = RunReport(spec.title, dry_run=self.options.dry_run)
         if spec.key == "accounts":
             start = ctx.gateway.write_calls

@@ -15,6 +15,7 @@ from typing import Any
 
 from connector.errors import RecordError
 from connector.mapping import map_record, soql_fields
+from connector.salesforce.writeback import WriteBack
 from connector.state.cursor import parse_modstamp
 from connector.state.models import Link
 from connector.stripe_sink import idempotency
@@ -106,7 +107,7 @@ class AccountSync:
             plan.salesforce_id: self._create(plan) for _row, plan in plans if plan.action is Action.CREATE
         }
         links = {**links, **record_intents(ctx.store, ctx.stripe_account, list(creates.values()))}
-        batch = Batch(CUSTOMER, SF_OBJECT)
+        batch = Batch(CUSTOMER, SF_OBJECT, WriteBack(ctx.sf))
 
         def apply(item: tuple[Mapping[str, Any], Plan]) -> Outcome | None:
             row, plan = item

@@ -25,7 +25,6 @@ class SyncContext:
     sf: Any  # connector.salesforce.client.SalesforceClient
     gateway: StripeGateway
     store: StateStore
-    writeback: Any  # connector.salesforce.writeback.WriteBack
     now: Callable[[], datetime] = utcnow
     run_id: int | None = None
     fatal_message: str | None = field(default=None)

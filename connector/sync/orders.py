@@ -25,6 +25,7 @@ from typing import Any
 from connector.errors import RecordError
 from connector.mapping import map_record, soql_fields
 from connector.mapping.schema import SubscriptionMapping
+from connector.salesforce.writeback import WriteBack
 from connector.state.cursor import parse_modstamp
 from connector.state.models import Link
 from connector.stripe_sink import idempotency
@@ -245,9 +246,10 @@ class OrderSync:
                 report.add(self._dry_outcome(w))
             return
 
+        batch = Batch(SUBSCRIPTION, SF_OBJECT, WriteBack(ctx.sf))
         for w in work:
             if w.outcome is not None and w.outcome.action == "noop" and w.link is not None:
-                self._restage_catalog(w.row, config)
+                self._restage_catalog(w.row, config, batch)
         self._ensure_customers(work, report)
         if report.fatal:
             return
@@ -257,7 +259,6 @@ class OrderSync:
         intents = record_intents(
             ctx.store, ctx.stripe_account, [self._subscription(w.row["Id"], {}, "", False) for w in new]
         )
-        batch = Batch(SUBSCRIPTION, SF_OBJECT)
 
         def apply(w: OrderWork) -> Outcome | None:
             base = Outcome(OBJECT_TYPE, w.row["Id"], self._label(w.row), "create", "failed")
@@ -449,12 +450,12 @@ class OrderSync:
         if isinstance(task, AdoptSubscription):
             return self._adopt(w, task, batch)
         if isinstance(task, RestoreWriteBack):
-            self._catalog(task.plan, w.row)
+            self._catalog(task.plan, w.row, batch)
             message = self._success_message(task.plan, task.stripe_id)
             return Outcome(OBJECT_TYPE, sid, label, "recover", "updated", task.stripe_id, message)
         assert isinstance(task, CreateSubscription) and task.customer_id and link is not None
         plan = task.plan
-        price_ids = self._catalog(plan, w.row)
+        price_ids = self._catalog(plan, w.row, batch)
         params = plan.subscription.params(task.customer_id, price_ids)
         params["metadata"] = {**task.metadata, **params["metadata"]}
         if plan.is_schedule:
@@ -488,7 +489,7 @@ class OrderSync:
             find=lambda: self.subscriptions.find_for_order(customer_id, sid, schedule=schedule),
         )
 
-    def _catalog(self, plan: OrderPlan, row: Mapping[str, Any]) -> dict[str, str]:
+    def _catalog(self, plan: OrderPlan, row: Mapping[str, Any], batch: Batch) -> dict[str, str]:
         """Meters, products and prices of the Order (linked, reused or created; write-backs
         staged); returns OrderItem id -> Stripe price id."""
         # Meters first: the call most likely to be refused (an account without usage billing),
@@ -499,10 +500,10 @@ class OrderSync:
             if lp.spec.recurring is not None and lp.spec.recurring.usage_type == "metered"
         }
         meters = {p.sf_id: self._meter(p) for p in plan.products if p.sf_id in metered}
-        product_ids = {p.sf_id: self._product(p, row) for p in plan.products}
+        product_ids = {p.sf_id: self._product(p, row, batch) for p in plan.products}
         return {
             lp.order_item_id: self._price(
-                lp, product_ids[lp.spec.product_sf_id], meters.get(lp.spec.product_sf_id), row
+                lp, product_ids[lp.spec.product_sf_id], meters.get(lp.spec.product_sf_id), row, batch
             )
             for lp in plan.prices
         }
@@ -517,7 +518,7 @@ class OrderSync:
             return f"Subscription schedule {stripe_id} starts {start}: " + ", ".join(parts)
         return f"Subscription {stripe_id}: " + ", ".join(parts)
 
-    def _restage_catalog(self, row: Mapping[str, Any], config: OrderRulesConfig) -> None:
+    def _restage_catalog(self, row: Mapping[str, Any], config: OrderRulesConfig, batch: Batch) -> None:
         """A synced Order's Product and Price ids that Salesforce lacks (their write-back was lost
         to a failure, and nothing re-sends it once the Order itself is written back) are staged
         again from the links: state-store reads only, no Stripe call."""
@@ -527,13 +528,13 @@ class OrderSync:
         for spec in plan.products:
             link = None if spec.stripe_id else self._linked(PRODUCT.object_type, spec.sf_id)
             if link is not None and link.status == "linked" and link.stripe_id:
-                self._stage_product(spec, link.stripe_id)
+                self._stage_product(spec, link.stripe_id, batch)
         for lp in plan.prices:
             if lp.existing_price_id:
                 continue
             link = self._linked(PRICE.object_type, _price_key_id(lp))
             if link is not None and link.status == "linked" and link.stripe_id:
-                self._stage_price(lp, link.stripe_id, row)
+                self._stage_price(lp, link.stripe_id, row, batch)
 
     def _success_message(self, plan: OrderPlan, stripe_id: str) -> str:
         sub = plan.subscription
@@ -578,7 +579,7 @@ class OrderSync:
     def _ensure(self, create: Create, link: Link | None = None) -> str:
         return ensure(self.ctx.store, self.ctx.stripe_account, create, self.ctx.now(), link=link)
 
-    def _product(self, spec: ProductSpec, row: Mapping[str, Any]) -> str:
+    def _product(self, spec: ProductSpec, row: Mapping[str, Any], batch: Batch) -> str:
         """The Stripe Product of a Product2: linked, adopted from the Product2's field, or created."""
         with self._locks.hold(PRODUCT.object_type, spec.sf_id):
             link = self._linked(PRODUCT.object_type, spec.sf_id)
@@ -602,7 +603,7 @@ class OrderSync:
                     stripe_id = str(product.id)
             if stripe_id is None:
                 stripe_id = self._ensure(create, link)
-        self._stage_product(spec, stripe_id)
+        self._stage_product(spec, stripe_id, batch)
         return stripe_id
 
     def _product_params(self, spec: ProductSpec, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -634,7 +635,9 @@ class OrderSync:
                 )
             )
 
-    def _price(self, lp: LinePrice, product_id: str, meter_id: str | None, row: Mapping[str, Any]) -> str:
+    def _price(
+        self, lp: LinePrice, product_id: str, meter_id: str | None, row: Mapping[str, Any], batch: Batch
+    ) -> str:
         """The price a line bills with: the linked one for this spec, the Salesforce one when it
         matches, or a new one; its id is staged for write-back where the rules say."""
         key_id = _price_key_id(lp)
@@ -665,7 +668,7 @@ class OrderSync:
                     ),
                 )
                 price_id = self._ensure(create, link)
-        self._stage_price(lp, price_id, row)
+        self._stage_price(lp, price_id, row, batch)
         return price_id
 
     def _reusable(self, lp: LinePrice, product_id: str, meter_id: str | None) -> bool:
@@ -683,14 +686,12 @@ class OrderSync:
 
     # ---- write-back ----
 
-    def _stage_product(self, spec: ProductSpec, stripe_id: str) -> None:
+    def _stage_product(self, spec: ProductSpec, stripe_id: str, batch: Batch) -> None:
         field = self.mapping.lines.product_write_back.stripe_id
         if spec.stripe_id != stripe_id:
-            self.ctx.writeback.stage(
-                "Product2", spec.sf_id, {field: stripe_id}, current={field: spec.stripe_id}
-            )
+            batch.writeback.stage("Product2", spec.sf_id, {field: stripe_id}, current={field: spec.stripe_id})
 
-    def _stage_price(self, lp: LinePrice, price_id: str, row: Mapping[str, Any]) -> None:
+    def _stage_price(self, lp: LinePrice, price_id: str, row: Mapping[str, Any], batch: Batch) -> None:
         lines = self.mapping.lines
         rec = next(r for r in row["OrderItems"]["records"] if str(r.get("Id")) == lp.order_item_id)
         if lp.write_back_object == "PricebookEntry":
@@ -700,6 +701,6 @@ class OrderSync:
             field = lines.write_back.stripe_price_id
             current = rec.get(field)
         if current != price_id:
-            self.ctx.writeback.stage(
+            batch.writeback.stage(
                 lp.write_back_object, lp.write_back_id, {field: price_id}, current={field: current}
             )

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from connector.errors import Disposition, classify
 from connector.faults import crash_point
 from connector.mapping.schema import WriteBack as WriteBackFields
+from connector.salesforce.writeback import WriteBack
 from connector.state.models import BatchWrites, FailureUpdate, HashUpdate, Intent, LinkUpdate, LogEntry
 from connector.sync.context import SyncContext
 from connector.sync.exactly_once import Kind
@@ -37,6 +38,9 @@ class Batch:
 
     kind: Kind
     sf_object: str
+    # The batch's own write-back buffer: batches may overlap (the backfill plans the next while
+    # this one's creates finish), and a buffer per batch keeps memory flat over a long run.
+    writeback: WriteBack
     writes: BatchWrites = field(default_factory=BatchWrites)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -179,15 +183,16 @@ def finish(
             continue
         fields = writeback_fields(wb, row, o, now)
         if fields:
-            ctx.writeback.stage(batch.sf_object, o.sf_id, fields)
-    flush_writeback(ctx, kind, batch.sf_object)
+            batch.writeback.stage(batch.sf_object, o.sf_id, fields)
+    flush_writeback(ctx, batch)
 
 
-def flush_writeback(ctx: SyncContext, kind: Kind, sf_object: str) -> None:
+def flush_writeback(ctx: SyncContext, batch: Batch) -> None:
     """Send the staged write-back. One that fails on the batch's own record is kept due for a
     retry, which re-plans the record (a no-op in Stripe) and writes the fields again; related
     records' ids (Product2, PricebookEntry) are re-sent whenever one of their Orders is seen."""
-    failures = ctx.writeback.flush()
+    kind, sf_object = batch.kind, batch.sf_object
+    failures = batch.writeback.flush()
     for failure in failures:
         log.warning("write-back to %s %s failed: %s", failure.sobject, failure.record_id, failure.message)
     own = [f for f in failures if f.sobject == sf_object]

@@ -26,7 +26,6 @@ Echo = Callable[[str], None]
 @contextmanager
 def open_context(settings: Settings, mappings: Mappings) -> Iterator[SyncContext]:
     from connector.salesforce.client import SalesforceClient
-    from connector.salesforce.writeback import WriteBack
 
     store = StateStore.open(settings.database_url)
     try:
@@ -37,7 +36,6 @@ def open_context(settings: Settings, mappings: Mappings) -> Iterator[SyncContext
             sf=sf,
             gateway=StripeGateway.from_settings(settings),
             store=store,
-            writeback=WriteBack(sf),
         )
     finally:
         store.close()
