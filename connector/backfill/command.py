@@ -24,7 +24,9 @@ import logging
 import math
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
@@ -57,7 +59,7 @@ class BackfillOptions:
     max_records: int = 5_000
     # Records handed to the pipeline at once (a multiple of 200): each batch ends with the workers
     # draining and a write-back flush, so fewer, larger batches keep the Stripe budget busier.
-    batch_size: int = 2000
+    batch_size: int = 400
     workers: int | None = None  # default: enough to keep the rps budget busy at ~250 ms a call
     progress_stream: TextIO | None = None
     progress_tty: bool | None = None
@@ -193,24 +195,54 @@ class Backfill:
         pages = self._pages(sync, first, rest, clauses, total) if use_bulk else chain([first], rest)
         done = 0
         finished = False
-        with progress:
+        # Two batches in flight: the next one is read, planned and its intents recorded while this
+        # one's last creates and write-back finish, so the Stripe workers never wait on a drain.
+        # Results are taken in order, and the cursor moves past a batch only once it and every
+        # batch before it are done.
+        in_flight: deque[tuple[Future[_BatchResult], list[dict[str, Any]]]] = deque()
+        settled_writes = ctx.gateway.write_calls
+        if spec.key == "accounts":
+            progress.peek = lambda: min(
+                sum(len(b) for _f, b in in_flight) - 1, ctx.gateway.write_calls - settled_writes
+            )
+
+        def settle() -> bool:
+            """Take the oldest batch's result; False once a fatal error stops the object."""
+            nonlocal done, settled_writes
+            future, batch = in_flight.popleft()
+            result = future.result()
+            self.report.add_outcomes(totals, result.report.outcomes, result.codes)
+            settled_writes = ctx.gateway.write_calls
+            progress.advance(len(batch))
+            done += len(batch)
+            if result.report.fatal:
+                totals.fatal = result.report.fatal
+                return False
+            if not opts.dry_run:
+                ctx.store.set_cursor(name, started, [f"after:{batch[-1]['Id']}"])
+            return True
+
+        with progress, ThreadPoolExecutor(max_workers=2, thread_name_prefix="batch") as lanes:
             try:
+                queued = 0
                 for page in pages:
                     for batch in _chunks(page, opts.batch_size):
-                        if opts.limit is not None and done >= opts.limit:
+                        if opts.limit is not None and queued >= opts.limit:
                             break
                         if opts.limit is not None:
-                            batch = batch[: opts.limit - done]
-                        self._run_batch(spec, sync, batch, totals, progress)
-                        done += len(batch)
-                        if totals.fatal:
-                            return totals
-                        if not opts.dry_run:
-                            ctx.store.set_cursor(name, started, [f"after:{batch[-1]['Id']}"])
-                    if opts.limit is not None and done >= opts.limit:
+                            batch = batch[: opts.limit - queued]
+                        queued += len(batch)
+                        in_flight.append((lanes.submit(self._run_batch, spec, sync, batch), batch))
+                        if len(in_flight) == 2 and not settle():
+                            return self._abandon(in_flight, totals)
+                    if opts.limit is not None and queued >= opts.limit:
                         break  # no further page is read
+                while in_flight:
+                    if not settle():
+                        return self._abandon(in_flight, totals)
                 finished = opts.limit is None or done < opts.limit or done >= count
             finally:
+                progress.peek = None
                 close = getattr(pages, "close", None)
                 if close is not None:
                     close()  # an abandoned Bulk job is aborted
@@ -221,30 +253,34 @@ class Backfill:
                 ctx.store.set_cursor(spec.sobject, started, [])
         return totals
 
-    def _run_batch(
-        self, spec: _Spec, sync: Any, batch: list[dict[str, Any]], totals: ObjectTotals, progress: Progress
-    ) -> None:
-        ctx = self.ctx
+    def _abandon(
+        self, in_flight: deque[tuple[Future[_BatchResult], list[dict[str, Any]]]], totals: ObjectTotals
+    ) -> ObjectTotals:
+        """After a fatal error: the batch still running finishes (its records are linked and
+        written back) and is reported, but the cursor stays before it: a rerun starts there."""
+        for future, _batch in in_flight:
+            result = future.result()
+            self.report.add_outcomes(totals, result.report.outcomes, result.codes)
+        in_flight.clear()
+        return totals
+
+    def _run_batch(self, spec: _Spec, sync: Any, batch: list[dict[str, Any]]) -> _BatchResult:
         batch_report = RunReport(spec.title, dry_run=self.options.dry_run)
-        if spec.key == "accounts":
-            start = ctx.gateway.write_calls
-            progress.peek = lambda: min(len(batch) - 1, ctx.gateway.write_calls - start)
         try:
             sync.process(batch, batch_report)
         except Exception as exc:  # outside one record: auth, a query, the state store
             batch_report.fatal = classify(exc).message
-        finally:
-            progress.peek = None
         codes: dict[str, str] = {}
         for o in batch_report.outcomes:
             if o.status in ("failed", "refused"):
-                failure = ctx.store.get_failure(spec.object_type, o.sf_id)
-                if failure is not None:
-                    codes[o.sf_id] = failure.error_code
-        self.report.add_outcomes(totals, batch_report.outcomes, codes)
-        progress.advance(len(batch))
-        if batch_report.fatal:
-            totals.fatal = batch_report.fatal
+                codes[o.sf_id] = o.code or o.status
+        return _BatchResult(batch_report, codes)
+
+
+@dataclass
+class _BatchResult:
+    report: RunReport
+    codes: dict[str, str]  # failed or refused record -> its error code, for the failures CSV
 
 
 def _exit_code(report: BackfillReport) -> int:

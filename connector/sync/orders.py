@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -183,6 +184,8 @@ class OrderSync:
         self.subscriptions = SubscriptionSink(ctx.gateway)
         self._prices: dict[str, Any] = {}  # Stripe price id -> retrieved price (None: missing), per run
         self._locks = KeyedLocks()  # one per shared Product, Meter and Price while it is ensured
+        # Overlapping batches (the backfill) may share Accounts: one batch at a time gives them theirs.
+        self._customers_lock = threading.Lock()
 
     # ---- queries ---------------------------------------------------------------------------
 
@@ -250,7 +253,8 @@ class OrderSync:
         for w in work:
             if w.outcome is not None and w.outcome.action == "noop" and w.link is not None:
                 self._restage_catalog(w.row, config, batch)
-        self._ensure_customers(work, report)
+        with self._customers_lock:
+            self._ensure_customers(work, report)
         if report.fatal:
             return
         failing = ctx.store.failing_ids(OBJECT_TYPE, ids)
