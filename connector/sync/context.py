@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -32,3 +33,13 @@ class SyncContext:
     @cached_property
     def stripe_account(self) -> str:
         return self.gateway.account_id()
+
+    @cached_property
+    def stripe_workers(self) -> ThreadPoolExecutor:
+        """The run's one pool of Stripe workers. Batches queue their records on it in order, so a
+        batch planned while another is applied starts the moment the other's last record does."""
+        return ThreadPoolExecutor(max_workers=self.settings.stripe_workers, thread_name_prefix="stripe")
+
+    def close(self) -> None:
+        if "stripe_workers" in self.__dict__:
+            self.stripe_workers.shutdown(wait=True)

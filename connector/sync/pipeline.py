@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
@@ -110,10 +109,9 @@ def apply_all(
             stopping.set()
         return outcome
 
-    if len(work) <= 1:
-        return [one(item) for item in work]
-    with ThreadPoolExecutor(max_workers=ctx.settings.stripe_workers) as pool:
-        return list(pool.map(one, work))
+    if len(work) <= 1 or threading.current_thread().name.startswith("stripe"):
+        return [one(item) for item in work]  # (never wait on the pool from one of its own workers)
+    return list(ctx.stripe_workers.map(one, work))
 
 
 def writeback_fields(

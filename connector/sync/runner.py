@@ -30,13 +30,17 @@ def open_context(settings: Settings, mappings: Mappings) -> Iterator[SyncContext
     store = StateStore.open(settings.database_url)
     try:
         sf = SalesforceClient(settings)
-        yield SyncContext(
+        ctx = SyncContext(
             settings=settings,
             mappings=mappings,
             sf=sf,
             gateway=StripeGateway.from_settings(settings),
             store=store,
         )
+        try:
+            yield ctx
+        finally:
+            ctx.close()
     finally:
         store.close()
 
