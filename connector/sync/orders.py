@@ -540,16 +540,6 @@ class OrderSync:
             if link is not None and link.status == "linked" and link.stripe_id:
                 self._stage_price(lp, link.stripe_id, row, batch)
 
-    def _success_message(self, plan: OrderPlan, stripe_id: str) -> str:
-        sub = plan.subscription
-        parts = [f"{len(sub.items)} recurring item(s)"]
-        if sub.invoice_items:
-            parts.append(f"{len(sub.invoice_items)} one-time item(s)")
-        if isinstance(sub, ScheduleSpec):
-            start = datetime.fromtimestamp(sub.start_date, UTC).date() if sub.start_date else None
-            return f"Subscription schedule {stripe_id} starts {start}: " + ", ".join(parts)
-        return f"Subscription {stripe_id}: " + ", ".join(parts)
-
     def _adopt(self, w: OrderWork, task: AdoptSubscription, batch: Batch) -> Outcome:
         """Link the subscription Salesforce names if it was made for this Order; never create a
         second one."""
