@@ -8,9 +8,14 @@ in a child process (`connector.bench.child`) so its peak RSS is its own.
 
 Figures printed: records/s and its ratio to the rate-limit bound (records/s ÷ rps), Salesforce
 API calls per 1,000 Accounts (from the fake org's own counters; auth and Bulk job polling shown
-apart), Stripe calls per new and per unchanged Account (fake Stripe's counters), peak RSS, and
-the connector ÷ baseline throughput. The baseline is the loop a user would write: read the
-Accounts, then for each one create a Customer and update the Account, one call after the other.
+apart), Stripe calls per new and per unchanged Account (fake Stripe's counters), peak RSS, the
+connector ÷ baseline throughput, and the connector process's CPU time (user + sys, every thread,
+start-up included; the fakes run in another process and are not counted) per new Account and per
+unchanged Account. On 2 cores the connector's CPU decides whether the rate bound can be reached
+at all, so CPU per record is the figure to watch. The load average is printed at the start and
+the end: figures taken on a busy machine are indicative only. The baseline is the loop a user
+would write: read the Accounts, then for each one create a Customer and update the Account, one
+call after the other.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shlex
 import subprocess
 import sys
@@ -25,9 +31,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import requests
+
+if TYPE_CHECKING:
+    from stripe.params import CustomerCreateParams
 
 SF_LATENCY_MS = 100
 STRIPE_LATENCY_MS = 250
@@ -117,23 +126,43 @@ def stripe_calls(sb: Sandbox) -> tuple[int, int]:
     return len(items), sum(1 for r in items if r.get("status") == 429)
 
 
+def children_cpu_seconds() -> float:
+    """User + sys CPU of this process's finished, waited-for children.
+
+    The sandbox is a child too, but it is only waited for at the very end, so the difference
+    around one `subprocess.run` is exactly that connector process's CPU, every thread included.
+    """
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f}, {five:.2f}, {fifteen:.2f} ({os.cpu_count()} CPUs)"
+
+
 def run_connector(
     sb: Sandbox, work: Path, *, rps: float, tag: str, workers: int | None = None, objects: str = "accounts"
-) -> dict:
+) -> dict[str, Any]:
+    """One backfill in a child process; its JSON line plus `cpu_s`, the whole process's CPU time."""
     env = {**os.environ, **sb.env, "CPQ2STRIPE_STRIPE_RPS": str(rps)}
     env["CPQ2STRIPE_DATABASE_URL"] = f"sqlite:///{work / (tag + '.db')}"
     cmd = [sys.executable, "-m", "connector.bench.child", "--failures-csv", str(work / f"{tag}.csv")]
     cmd += ["--objects", objects]
     if workers:
         cmd += ["--workers", str(workers)]
+    cpu_before = children_cpu_seconds()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    cpu = children_cpu_seconds() - cpu_before
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         raise RuntimeError(f"connector run failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
-    return json.loads(lines[-1])
+    result: dict[str, Any] = json.loads(lines[-1])
+    result["cpu_s"] = cpu
+    return result
 
 
-def run_baseline(sb: Sandbox, limit: int) -> dict:
+def run_baseline(sb: Sandbox, limit: int) -> dict[str, Any]:
     """The naive loop, written plainly: one Customer create, then one Account update, per Account."""
     env_backup = dict(os.environ)
     os.environ.update(sb.env)
@@ -161,8 +190,13 @@ def run_baseline(sb: Sandbox, limit: int) -> dict:
             mapped = map_record(mapping, dict(row))
             if mapped.errors:
                 continue
-            customer = client.v1.customers.create(params=mapped.params)
-            sf._call(lambda s, i=row["Id"], c=customer.id: s.Account.update(i, {"Stripe_Customer_ID__c": c}))
+            customer = client.v1.customers.create(params=cast("CustomerCreateParams", mapped.params))
+            account, customer_id = row["Id"], customer.id
+
+            def write_back(s: Any, i: str = account, c: str = customer_id) -> Any:
+                return s.Account.update(i, {"Stripe_Customer_ID__c": c})
+
+            sf._call(write_back)
             done += 1
         seconds = time.monotonic() - started
     finally:
@@ -188,6 +222,15 @@ def run_orders(sb: Sandbox, work: Path, *, rps: float, orders: int) -> str:
         f"  Orders phase: {done} activated Orders ({shown}) in {seconds:.1f}s = "
         f"{done / seconds:.1f} Orders/s; {calls} Stripe calls = {calls / seconds:.1f}/s of {rps:g}; "
         f"429 answers: {limited}"
+    )
+
+
+def cpu_ms(run: dict[str, Any], records: int) -> str:
+    """The process's CPU per record, and how much of it was the backfill itself (not start-up)."""
+    total, backfill = run["cpu_s"], run["backfill_cpu_s"]
+    return (
+        f"{1000 * total / records:.2f} ms ({1000 * backfill / records:.2f} ms in the backfill, "
+        f"{total - backfill:.2f}s start-up)"
     )
 
 
@@ -221,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="cpq2stripe-bench-"))
     t0 = time.monotonic()
+    load_at_start = load_average()
+    print(f"load average at start: {load_at_start}", flush=True)
     sb = start(work / "sandbox")
     results: dict[str, Any] = {}
     try:
@@ -255,10 +300,13 @@ def main(argv: list[str] | None = None) -> int:
     first, calls, stripe_first, limited, second, stripe_second = results["rate"]
     created = first["counts"].get("created", 0)
     failed = first["counts"].get("failed", 0) + first["counts"].get("refused", 0)
-    processed = sum(first["counts"].values())
+    processed: int = sum(first["counts"].values())
     rate = processed / first["seconds"]
     base = results["baseline"]
-    per_k = lambda n: 1000 * n / processed  # noqa: E731
+
+    def per_k(n: int) -> float:
+        return 1000 * n / processed
+
     print(
         f"cpq2stripe backfill benchmark{' (quick)' if q else ''}: Stripe {STRIPE_LATENCY_MS} ms/request, "
         f"Salesforce {SF_LATENCY_MS} ms/call, Stripe limit {rps:g} rps"
@@ -270,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  connector  throughput: {rate:6.1f} records/s = {rate / rps:5.1%} of the rate-limit bound "
         f"({rps:g}/s); rate-limited (429) answers: {limited}"
+    )
+    print(
+        f"  connector CPU per new Account: {cpu_ms(first, max(created, 1))}; "
+        f"user+sys {first['cpu_s']:.1f}s for {created} created"
     )
     print(
         f"  baseline   throughput: {base['rate']:6.2f} records/s = {base['rate'] / rps:5.1%} of the bound "
@@ -300,10 +352,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{1000 * r['sf_calls']['other'] / done:.2f} (+ auth {r['sf_calls']['auth']}, "
             f"+ polling {r['sf_calls']['polls']})"
         )
-    print(f"  unchanged second pass: {sum(second['counts'].values())} Accounts in {second['seconds']:.1f}s")
+    unchanged = sum(second["counts"].values())
+    print(
+        f"  unchanged second pass: {unchanged} Accounts in {second['seconds']:.1f}s; "
+        f"connector CPU {cpu_ms(second, max(unchanged, 1))} per Account"
+    )
     if "orders" in results:
         print(results["orders"])
     print(f"  total benchmark time {time.monotonic() - t0:.0f}s")
+    print(f"  load average at start: {load_at_start}; at the end: {load_average()}")
     return 0
 
 

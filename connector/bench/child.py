@@ -1,7 +1,9 @@
-"""One measured backfill in its own process: prints one JSON line (counts, calls, peak RSS).
+"""One measured backfill in its own process: prints one JSON line (counts, calls, peak RSS, CPU).
 
 Run by the benchmark as `python -m connector.bench.child [--workers N]` with the sandbox's
-environment, so its `ru_maxrss` is the connector's own peak memory and nothing else's.
+environment, so its `ru_maxrss` is the connector's own peak memory and nothing else's. The
+parent takes the whole process's CPU time from `RUSAGE_CHILDREN`; `backfill_cpu_s` here is the
+part spent inside the backfill, so start-up (imports) can be told apart.
 """
 
 from __future__ import annotations
@@ -15,6 +17,12 @@ import time
 from pathlib import Path
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU of this process, every thread included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--failures-csv", type=Path, required=True)
@@ -24,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from connector.backfill.command import BackfillOptions, run_backfill
+    from connector.backfill.report import BackfillReport
     from connector.mapping import load_mappings
     from connector.settings import load_settings
 
@@ -39,15 +48,16 @@ def main(argv: list[str] | None = None) -> int:
         progress_tty=False,
         progress_interval=3600,
     )
-    started = time.monotonic()
-    reports = []
+    started, cpu_started = time.monotonic(), _cpu_seconds()
+    reports: list[BackfillReport] = []
     code = run_backfill(settings, mappings, options, out=lines.append, on_report=reports.append)
-    seconds = time.monotonic() - started
+    seconds, cpu = time.monotonic() - started, _cpu_seconds() - cpu_started
     print(
         json.dumps(
             {
                 "exit": code,
                 "seconds": seconds,
+                "backfill_cpu_s": cpu,
                 "report": lines,
                 "counts": dict(reports[0].objects[-1].counts) if reports and reports[0].objects else {},
                 "source": reports[0].objects[-1].source if reports and reports[0].objects else "",
