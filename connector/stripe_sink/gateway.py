@@ -3,19 +3,37 @@
 stripe-python retries connection errors, 409 and 5xx itself when `max_network_retries` is set
 (unset means none); it does not retry 429. The gateway adds the shared token bucket and a
 bounded backoff for 429, and counts calls per operation for reports and benchmarks.
+
+Requests go through `PooledHTTPClient`, one urllib3 pool shared by every worker thread, rather
+than stripe-python's `RequestsClient`: the HTTP layer was the largest share of the connector's
+CPU per new record after the state store (requests re-reads the proxy environment on every call
+and builds its own request and response objects around urllib3's), and RequestsClient keeps one
+session per thread, so every batch's fresh worker threads opened fresh connections.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn, TypeVar
 
+import requests.utils
 import stripe
+import urllib3
+from urllib3.exceptions import (
+    ClosedPoolError,
+    MaxRetryError,
+    ProtocolError,
+    ProxyError,
+    ReadTimeoutError,
+    ResponseError,
+    SSLError,
+)
 
 from connector.settings import Settings
 from connector.stripe_sink.ratelimit import PacedLimiter
@@ -25,6 +43,111 @@ T = TypeVar("T")
 
 MAX_RATE_LIMIT_RETRIES = 8
 WRITE_OPERATIONS = frozenset({"create", "update", "cancel", "delete", "release", "attach"})
+# Idle keep-alive connections kept: more than the most workers (64), so a connection is never
+# dropped for want of room while every worker has a call in flight.
+POOL_SIZE = 128
+# What requests sent by default besides its own User-Agent (stripe-python sends its own).
+_DEFAULT_HEADERS = {
+    "Accept-Encoding": requests.utils.DEFAULT_ACCEPT_ENCODING,
+    "Accept": "*/*",
+    "Connection": "keep-alive",
+}
+
+
+class PooledHTTPClient(stripe.HTTPClient):
+    """stripe-python's `RequestsClient` without requests, on one connection pool for all threads.
+
+    Kept as RequestsClient has it: the timeout applies to connecting and to each read; TLS is
+    verified against stripe-python's CA bundle; redirects are not followed by urllib3; a failure
+    becomes `APIConnectionError` with `should_retry` set exactly where RequestsClient would set it
+    (connection errors and timeouts, but not TLS errors, nor a body cut off after the headers),
+    so stripe-python's own `max_network_retries` retries the same failures. Proxies from the
+    environment are not handled here: `http_client_for` keeps RequestsClient when one applies.
+    """
+
+    name = "urllib3"
+
+    def __init__(self, timeout: float | tuple[float, float] = 80, *, maxsize: int = POOL_SIZE) -> None:
+        super().__init__()
+        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        self._timeout = urllib3.Timeout(connect=connect, read=read)
+        # requests' own adapter setting: no retries in urllib3, and a failed read is not re-sent.
+        self._retries = urllib3.Retry(0, read=False)
+        self._pool = urllib3.PoolManager(
+            maxsize=maxsize,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=stripe.ca_bundle_path,
+        )
+
+    def request(
+        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None, **_: Any
+    ) -> tuple[Any, int, Mapping[str, str]]:
+        """(body bytes, status, headers), as RequestsClient returns them."""
+        body = post_data.encode("utf-8") if isinstance(post_data, str) else post_data
+        try:
+            response = self._pool.urlopen(
+                method.upper(),  # stripe-python passes "get", "post"; requests upper-cases them
+                url,
+                body=body,
+                headers={**_DEFAULT_HEADERS, **(headers or {})},
+                redirect=False,
+                assert_same_host=False,
+                preload_content=False,
+                decode_content=False,
+                retries=self._retries,
+                timeout=self._timeout,
+            )
+        except Exception as exc:
+            self._raise_connection_error(exc, retry=_retry_sending(exc))
+        try:
+            content = response.read(decode_content=True)
+        except Exception as exc:
+            # requests turns a timeout while reading into ConnectionError (retried) and a body cut
+            # short into ChunkedEncodingError (not retried: the request may have been applied).
+            self._raise_connection_error(exc, retry=isinstance(exc, ReadTimeoutError))
+        finally:
+            response.release_conn()
+        return content, response.status, response.headers
+
+    def request_stream(
+        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None, **_: Any
+    ) -> tuple[Any, int, Mapping[str, str]]:
+        raise NotImplementedError("the connector makes no streaming Stripe requests")
+
+    def close(self) -> None:
+        self._pool.clear()
+
+    def _raise_connection_error(self, exc: Exception, *, retry: bool) -> NoReturn:
+        """The APIConnectionError stripe-python's RequestsClient raises, with its wording."""
+        if isinstance(exc, SSLError) or isinstance(getattr(exc, "reason", None), SSLError):
+            msg = (
+                "Could not verify Stripe's SSL certificate.  Please make sure that your network is not "
+                "intercepting certificates.  If this problem persists, let us know at support@stripe.com."
+            )
+        else:
+            msg = "Unexpected error communicating with Stripe.  If this problem persists, let us know at "
+            msg += "support@stripe.com."
+        message = textwrap.fill(msg) + f"\n\n(Network error: {type(exc).__name__}: {exc})"
+        raise stripe.APIConnectionError(message, should_retry=retry) from exc  # type: ignore[no-untyped-call]
+
+
+def _retry_sending(exc: Exception) -> bool:
+    """Whether RequestsClient would retry this failure to send a request or read its headers:
+    requests maps these to ConnectionError / Timeout (retried) or SSLError and others (not)."""
+    if isinstance(exc, ProtocolError | OSError | ClosedPoolError | ProxyError | ReadTimeoutError):
+        return True
+    if isinstance(exc, MaxRetryError):
+        return not isinstance(exc.reason, ResponseError | SSLError)
+    return False
+
+
+def http_client_for(settings: Settings) -> stripe.HTTPClient:
+    """The pooled client, or RequestsClient where the environment names a proxy for the API host
+    (HTTPS_PROXY and the like, minus NO_PROXY), which requests knows how to go through."""
+    base = str(settings.stripe_api_base)
+    if requests.utils.select_proxy(base, requests.utils.get_environ_proxies(base)):
+        return stripe.RequestsClient(timeout=settings.stripe_timeout_seconds)
+    return PooledHTTPClient(timeout=settings.stripe_timeout_seconds)
 
 
 class StripeGateway:
@@ -49,7 +172,7 @@ class StripeGateway:
             settings.stripe_secret_key.get_secret_value(),
             base_addresses={"api": str(settings.stripe_api_base).rstrip("/")},
             max_network_retries=settings.stripe_max_network_retries,
-            http_client=stripe.RequestsClient(timeout=settings.stripe_timeout_seconds),
+            http_client=http_client_for(settings),
         )
         return cls(client, PacedLimiter(settings.effective_stripe_rps))
 
