@@ -2,7 +2,8 @@
 
 The sandbox runs in its own process (as `cpq2stripe sandbox` would), so the clients measured here
 do not share a GIL with the servers. The clients are the real ones the connector uses:
-simple-salesforce for the org, stripe-python's StripeClient for Stripe. Each operation runs for a
+simple-salesforce for the org, stripe-python's StripeClient on the gateway's PooledHTTPClient for
+Stripe. Each operation runs for a
 fixed time single-threaded, then with N threads (each thread with its own client and connection).
 """
 
@@ -20,10 +21,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import requests
 import stripe
-from simple_salesforce import Salesforce
+from simple_salesforce.api import Salesforce, SFType
+
+from connector.stripe_sink.gateway import PooledHTTPClient
 
 Operation = Callable[[int], object]  # called with a running number; one API request per call
 
@@ -48,7 +52,7 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 def start_sandbox_process(
     directory: Path, accounts: int, orders: int
-) -> tuple[subprocess.Popen[bytes], dict]:
+) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     env_file = directory / "env"
     cmd = [
         sys.executable, "-m", "connector.sandbox", "--dir", str(directory),
@@ -94,7 +98,7 @@ def stripe_client(env: dict[str, str]) -> stripe.StripeClient:
         env["CPQ2STRIPE_STRIPE_SECRET_KEY"],
         base_addresses={"api": env["CPQ2STRIPE_STRIPE_API_BASE"]},
         max_network_retries=0,
-        http_client=stripe.RequestsClient(),
+        http_client=PooledHTTPClient(),
     )
 
 
@@ -141,13 +145,16 @@ def operations(env: dict[str, str]) -> list[tuple[str, str, Callable[[], Operati
     setup_stripe = stripe_client(env)
     customer_id = setup_stripe.v1.customers.create(params={"name": "Bench Customer"}).id
 
+    def accounts() -> SFType:
+        return cast(SFType, salesforce_client(env).Account)
+
     def sf_get() -> Operation:
-        sf = salesforce_client(env)
-        return lambda n: sf.Account.get(account_ids[n % len(account_ids)])
+        account = accounts()
+        return lambda n: account.get(account_ids[n % len(account_ids)])
 
     def sf_patch() -> Operation:
-        sf = salesforce_client(env)
-        return lambda n: sf.Account.update(account_ids[n % len(account_ids)], {"Description": f"bench {n}"})
+        account = accounts()
+        return lambda n: account.update(account_ids[n % len(account_ids)], {"Description": f"bench {n}"})
 
     def sf_query() -> Operation:
         sf = salesforce_client(env)

@@ -58,11 +58,13 @@ class PooledHTTPClient(stripe.HTTPClient):
     """stripe-python's `RequestsClient` without requests, on one connection pool for all threads.
 
     Kept as RequestsClient has it: the timeout applies to connecting and to each read; TLS is
-    verified against stripe-python's CA bundle; redirects are not followed by urllib3; a failure
-    becomes `APIConnectionError` with `should_retry` set exactly where RequestsClient would set it
-    (connection errors and timeouts, but not TLS errors, nor a body cut off after the headers),
-    so stripe-python's own `max_network_retries` retries the same failures. Proxies from the
-    environment are not handled here: `http_client_for` keeps RequestsClient when one applies.
+    verified against stripe-python's CA bundle; a failure becomes `APIConnectionError` with
+    `should_retry` set exactly where RequestsClient would set it (connection errors and timeouts,
+    but not TLS errors, nor a body cut off after the headers), so stripe-python's own
+    `max_network_retries` retries the same failures. Proxies from the environment are not handled
+    here: `http_client_for` keeps RequestsClient when one applies. Not kept: requests followed a
+    redirect (a POST turned into a GET); the API never redirects, and a redirect answer now reaches
+    stripe-python as the error it is. Nor is ~/.netrc read (stripe-python sends its own key).
     """
 
     name = "urllib3"

@@ -83,6 +83,12 @@ class _Handler(socketserver.StreamRequestHandler):
                 self.wfile.write(CUSTOMER[:10])
                 self.wfile.flush()
                 return
+            if behaviour == "redirect":
+                self.wfile.write(
+                    b"HTTP/1.1 301 Moved Permanently\r\nLocation: /v1/customers\r\nContent-Length: 0\r\n\r\n"
+                )
+                self.wfile.flush()
+                continue
             if behaviour == "retry-500":
                 body, status = (
                     b'{"error": {"type": "api_error", "message": "boom"}}',
@@ -187,6 +193,14 @@ def test_tls_failure_is_not_retried(server: Callable[[str], Scripted], kind: str
         _call(srv.url.replace("http://", "https://"), CLIENTS[kind]())
     assert caught.value.should_retry is False
     assert "SSL certificate" in str(caught.value)
+
+
+def test_a_redirect_is_an_error_not_a_second_request(server: Callable[[str], Scripted]) -> None:
+    """requests followed it (the POST became a GET of the list); the API never redirects."""
+    srv = server("redirect")
+    with pytest.raises(stripe.APIError):
+        _call(srv.url, PooledHTTPClient(timeout=0.5))
+    assert srv.request_lines == ["POST /v1/customers HTTP/1.1"]
 
 
 def test_worker_threads_share_connections_across_pools(server: Callable[[str], Scripted]) -> None:
