@@ -16,10 +16,10 @@ REMOVED_SHOWN = 20
 def print_status(settings: Settings, *, failed_only: bool, out: Callable[[str], None]) -> None:
     store = StateStore.open(settings.database_url)
     try:
-        failures = store.list_failures()
+        failures = store.failures.all()
         if not failed_only:
             out("Links (Salesforce record ↔ Stripe object):")
-            counts = store.link_counts()
+            counts = store.links.counts()
             if not counts:
                 out("  none yet — run `cpq2stripe sync --once`")
             for (object_type, status), n in sorted(counts.items()):
@@ -27,7 +27,7 @@ def print_status(settings: Settings, *, failed_only: bool, out: Callable[[str], 
             removed = [
                 link
                 for status in ("merged_away", "deleted")
-                for link in store.list_links(status=status, limit=REMOVED_SHOWN)
+                for link in store.links.all(status=status, limit=REMOVED_SHOWN)
             ]
             if removed:
                 out("Merged away or deleted in Salesforce (nothing was changed in Stripe):")
@@ -36,14 +36,14 @@ def print_status(settings: Settings, *, failed_only: bool, out: Callable[[str], 
                     f"  {link.sf_object} {link.sf_id} {link.status} {link.stripe_id or ''}: {link.note or ''}"
                 )
             out("Cursors (newest SystemModstamp fully handled):")
-            cursors = store.list_cursors()
+            cursors = store.cursors.all()
             if not cursors:
                 out("  none yet")
             for name, cursor in cursors:
                 stamp = cursor.modstamp.isoformat() if cursor.modstamp else "—"
                 out(f"  {name:22} {stamp}")
             for kind in ("sync", "retry"):
-                run = store.last_run(kind)
+                run = store.runs.last(kind)
                 if run:
                     counts_text = ", ".join(f"{v} {k}" for k, v in sorted(run.counts.items())) or "nothing"
                     finished = run.finished_at.isoformat() if run.finished_at else "still running"
@@ -69,8 +69,8 @@ def _print_instances(store: StateStore, out: Callable[[str], None]) -> None:
     """Daemon instances from their heartbeats: role, last beat age, counters."""
     from datetime import UTC, datetime
 
-    beats = store.heartbeats()
-    lease = store.lease_holder("daemon")
+    beats = store.instances.list_heartbeats()
+    lease = store.instances.lease_holder("daemon")
     now = datetime.now(UTC)
     out("Daemon instances (`cpq2stripe run`):")
     if not beats:

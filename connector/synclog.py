@@ -16,4 +16,4 @@ LOG_RETENTION = timedelta(days=90)
 
 def prune(store: StateStore, now: datetime, retention: timedelta = LOG_RETENTION) -> int:
     """Delete log entries older than ``retention``; returns how many went."""
-    return store.prune_log(older_than=now - retention)
+    return store.runs.prune_log(older_than=now - retention)

@@ -151,7 +151,7 @@ class Backfill:
         self.report.objects.append(totals)
         sync = self._sync_for(spec)
         name = cursor_name(spec, opts.since)
-        saved = ctx.store.get_cursor(name)
+        saved = ctx.store.cursors.get(name)
         last_id: str | None = None
         started = ctx.now()
         if not opts.dry_run and saved.modstamp is not None and DONE not in saved.seen_ids:
@@ -177,7 +177,7 @@ class Backfill:
         use_bulk = spec.bulk_ok and count > opts.bulk_threshold and total > len(first)
         totals.source = "REST query, then Bulk API 2.0" if use_bulk else "REST query"
         if not opts.dry_run:
-            ctx.store.set_cursor(name, started, [f"after:{last_id}"] if last_id else [])
+            ctx.store.cursors.set(name, started, [f"after:{last_id}"] if last_id else [])
         log.info("%s: %d to go, read with %s", spec.title, total, totals.source)
 
         progress = Progress(
@@ -219,7 +219,7 @@ class Backfill:
                 totals.fatal = result.report.fatal
                 return False
             if not opts.dry_run:
-                ctx.store.set_cursor(name, started, [f"after:{batch[-1]['Id']}"])
+                ctx.store.cursors.set(name, started, [f"after:{batch[-1]['Id']}"])
             return True
 
         with progress, ThreadPoolExecutor(max_workers=2, thread_name_prefix="batch") as lanes:
@@ -247,10 +247,10 @@ class Backfill:
                 if close is not None:
                     close()  # an abandoned Bulk job is aborted
         if finished and not opts.dry_run:
-            ctx.store.set_cursor(name, started, [DONE])
-            if opts.since is None and ctx.store.get_cursor(spec.sobject).modstamp is None:
+            ctx.store.cursors.set(name, started, [DONE])
+            if opts.since is None and ctx.store.cursors.get(spec.sobject).modstamp is None:
                 # The poll cursor starts where this pass started: later changes are polled.
-                ctx.store.set_cursor(spec.sobject, started, [])
+                ctx.store.cursors.set(spec.sobject, started, [])
         return totals
 
     def _abandon(
@@ -314,7 +314,7 @@ def run_backfill(
     code = EXIT_OK
     try:
         with open_context(settings, mappings) as ctx:
-            ctx.run_id = None if options.dry_run else ctx.store.start_run("backfill")
+            ctx.run_id = None if options.dry_run else ctx.store.runs.start("backfill")
             error: str | None = None
             try:
                 runner = Backfill(ctx, options, report)
@@ -350,7 +350,7 @@ def run_backfill(
                     for t in report.objects:
                         for status, n in t.counts.items():
                             counts[status] = counts.get(status, 0) + n
-                    ctx.store.finish_run(ctx.run_id, counts, "failed" if error else "succeeded", error)
+                    ctx.store.runs.finish(ctx.run_id, counts, "failed" if error else "succeeded", error)
                 report.csv.close()
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED

@@ -96,7 +96,7 @@ class Daemon:
                 if self.metrics_server is not None:
                     self.metrics_server.stop()
                 try:
-                    store.remove_heartbeat(self.instance_id)
+                    store.instances.remove_heartbeat(self.instance_id)
                 except Exception as exc:
                     log.warning("could not remove the heartbeat: %s", exc)
                 leadership.release()
@@ -163,7 +163,7 @@ class Daemon:
             sys.stderr.flush()
             # The batch in flight is still running; state is crash-safe (intents before creates).
             try:
-                ctx.store.remove_heartbeat(self.instance_id)
+                ctx.store.instances.remove_heartbeat(self.instance_id)
             finally:
                 leadership.release()
                 os._exit(EXIT_OK)
@@ -174,7 +174,7 @@ class Daemon:
         def handle_ids(sobject: str, ids: list[str]) -> None:
             self.worker.sync_ids(sobject, list(ids), received_at=time.time())
 
-        return (self.settings, ctx.store, handle_ids), {"catch_up": self.catch_up}
+        return (self.settings, ctx.store.cursors, handle_ids), {"catch_up": self.catch_up}
 
     def catch_up(self, sobject: str) -> None:
         """Poll `sobject` from its cursor now and return when done (the listener asks after an
@@ -238,7 +238,7 @@ class Daemon:
                 self.metrics.set("cpq2stripe_leader", 0)
                 listener.request_stop()
             elif not held and not standby_logged:
-                holder = _safe(lambda: ctx.store.lease_holder("daemon"))
+                holder = _safe(lambda: ctx.store.instances.lease_holder("daemon"))
                 log.info(
                     "standby: %s holds the leader lease; waiting", holder[0] if holder else "another instance"
                 )
@@ -259,7 +259,7 @@ class Daemon:
             "metrics_port": self.metrics_server.port if self.metrics_server else None,
         }
         try:
-            ctx.store.heartbeat(self.instance_id, role, *_host_pid(), info)
+            ctx.store.instances.heartbeat(self.instance_id, role, *_host_pid(), info)
             if role == "leader":
                 self._prune_heartbeats(ctx)
         except Exception as exc:
@@ -272,9 +272,9 @@ class Daemon:
                 60.0, 4 * self.settings.leader_lease_ttl_seconds, 4 * self.settings.heartbeat_interval_seconds
             )
         )
-        for beat in ctx.store.heartbeats():
+        for beat in ctx.store.instances.list_heartbeats():
             if beat.instance_id != self.instance_id and beat.beat_at < horizon:
-                ctx.store.remove_heartbeat(beat.instance_id)
+                ctx.store.instances.remove_heartbeat(beat.instance_id)
 
     # ---- shutdown ----------------------------------------------------------------------------------
 

@@ -62,7 +62,7 @@ class Leadership:
         """Take or renew the lease; False (and no longer leader) if that failed for any reason."""
         started = self._clock()
         try:
-            held = self.store.acquire_lease(LEASE_NAME, self.instance_id, self.ttl)
+            held = self.store.instances.acquire_lease(LEASE_NAME, self.instance_id, self.ttl)
         except Exception as exc:
             if self._valid_until is not None:
                 log.error("could not renew the leader lease (%s): stopping work", exc)
@@ -84,7 +84,7 @@ class Leadership:
     def release(self) -> None:
         self._valid_until = None
         try:
-            self.store.release_lease(LEASE_NAME, self.instance_id)
+            self.store.instances.release_lease(LEASE_NAME, self.instance_id)
         except Exception as exc:
             log.warning("could not release the leader lease (it expires by itself): %s", exc)
 
@@ -111,15 +111,15 @@ def claim_single_instance(leadership: Leadership) -> None:
     if leadership.tick():
         return
     store = leadership.store
-    holder = store.lease_holder(LEASE_NAME)
-    beats = {b.instance_id: b for b in store.heartbeats()}
+    holder = store.instances.lease_holder(LEASE_NAME)
+    beats = {b.instance_id: b for b in store.instances.list_heartbeats()}
     if holder is not None:
         holder_id, expires_at = holder
         beat = beats.get(holder_id)
         if beat is not None and _pid_gone(beat.host, beat.pid):
             log.warning("the previous daemon (pid %d) is gone; taking over its lease", beat.pid)
-            store.release_lease(LEASE_NAME, holder_id)
-            store.remove_heartbeat(holder_id)
+            store.instances.release_lease(LEASE_NAME, holder_id)
+            store.instances.remove_heartbeat(holder_id)
             if leadership.tick():
                 return
         now = datetime.now(UTC)

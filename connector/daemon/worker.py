@@ -189,7 +189,7 @@ class SyncWorker:
 
         def work() -> None:
             store = self.ctx.store
-            run_id = store.start_run("sync")
+            run_id = store.runs.start("sync")
             self.ctx.run_id = run_id
             reports: list[RunReport] = []
             error: str | None = None
@@ -223,7 +223,7 @@ class SyncWorker:
                         counts[status] = counts.get(status, 0) + n
                 status = "failed" if error else "partial" if interrupted else "succeeded"
                 note = error or ("stopped between pages (shutdown or lost lease)" if interrupted else None)
-                store.finish_run(run_id, counts, status, note)
+                store.runs.finish(run_id, counts, status, note)
             if error is None and not interrupted:
                 self.metrics.set("cpq2stripe_last_poll_success_timestamp_seconds", time.time())
             elif error is not None and required:
@@ -235,14 +235,14 @@ class SyncWorker:
         """Re-run the records whose retryable failure has come due."""
 
         def work() -> None:
-            due = self.ctx.store.due_failures(self.ctx.now())
+            due = self.ctx.store.failures.due(self.ctx.now())
             if not due:
                 return
             by_object: dict[str, list[str]] = {}
             for f in due:
                 by_object.setdefault(ACCOUNT if f.object_type == "customer" else ORDER, []).append(f.sf_id)
             log.info("retrying %d record(s) whose failures are due", len(due))
-            run_id = self.ctx.store.start_run("retry")
+            run_id = self.ctx.store.runs.start("retry")
             self.ctx.run_id = run_id
             report = RunReport("Retry")
             try:
@@ -250,7 +250,7 @@ class SyncWorker:
                     self._sync_batches(sobject, ids, report)
             finally:
                 self._finish(report, "retry")
-                self.ctx.store.finish_run(
+                self.ctx.store.runs.finish(
                     run_id, dict(report.counts()), "failed" if report.fatal else "succeeded", report.fatal
                 )
 

@@ -80,7 +80,7 @@ class AccountSync:
         ctx = self.ctx
         ids = [r["Id"] for r in rows]
         if links is None:
-            links = ctx.store.get_links(ctx.stripe_account, OBJECT_TYPE, ids)
+            links = ctx.store.links.get_many(ctx.stripe_account, OBJECT_TYPE, ids)
         id_field = self.mapping.write_back.stripe_id
         plans: list[tuple[Mapping[str, Any], Plan]] = []
         for row in rows:
@@ -102,7 +102,7 @@ class AccountSync:
             return
 
         # Unchanged records are most of a rerun: clear failures only where there are some.
-        failing = ctx.store.failing_ids(OBJECT_TYPE, ids)
+        failing = ctx.store.failures.failing_ids(OBJECT_TYPE, ids)
         creates = {
             plan.salesforce_id: self._create(plan) for _row, plan in plans if plan.action is Action.CREATE
         }
@@ -209,7 +209,7 @@ class AccountSync:
             )
         owner = (customer.to_dict().get("metadata") or {}).get(SALESFORCE_ID_KEY)
         if not owner or owner == sid:  # the state store knows too, even if the metadata was edited
-            others = store.find_by_stripe_id(plan.stripe_id, ctx.stripe_account)
+            others = store.links.find_by_stripe_id(plan.stripe_id, ctx.stripe_account)
             owner = next((x.sf_id for x in others if x.object_type == OBJECT_TYPE and x.sf_id != sid), owner)
         if owner and owner != sid:
             reason = (

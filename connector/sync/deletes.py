@@ -58,10 +58,10 @@ def _nothing_linked_before(ctx: SyncContext, kind: DeletedKind) -> datetime | No
     """The pass's start if no link of this kind predates it (a fresh store's first pass), else None."""
     if ctx.run_id is None:
         return None
-    run = ctx.store.last_run("sync")
+    run = ctx.store.runs.last("sync")
     if run is None or run.id != ctx.run_id:
         return None
-    oldest = ctx.store.list_links(stripe_account=ctx.stripe_account, object_type=kind.object_type, limit=1)
+    oldest = ctx.store.links.all(stripe_account=ctx.stripe_account, object_type=kind.object_type, limit=1)
     if oldest and oldest[0].created_at < run.started_at:
         return None
     return run.started_at
@@ -72,11 +72,11 @@ def handle_removed(ctx: SyncContext, kind: DeletedKind, report: RunReport) -> No
     from connector.sync.merges import record_merges
 
     store = ctx.store
-    cursor = store.get_cursor(kind.cursor_name)
+    cursor = store.cursors.get(kind.cursor_name)
     if cursor.modstamp is None and not report.dry_run:
         fresh_start = _nothing_linked_before(ctx, kind)
         if fresh_start is not None:
-            store.set_cursor(kind.cursor_name, fresh_start)
+            store.cursors.set(kind.cursor_name, fresh_start)
             return
     started = ctx.now()
     since = poll_window(cursor, timedelta(seconds=ctx.settings.cursor_overlap_seconds))
@@ -90,7 +90,7 @@ def handle_removed(ctx: SyncContext, kind: DeletedKind, report: RunReport) -> No
             report.add(o)
         if not report.dry_run:
             cursor = advance(cursor, page, started)
-            store.set_cursor(kind.cursor_name, cursor.modstamp, cursor.seen_ids)
+            store.cursors.set(kind.cursor_name, cursor.modstamp, cursor.seen_ids)
 
 
 def record_deletes(
@@ -100,7 +100,7 @@ def record_deletes(
     if not rows:
         return []
     store, account = ctx.store, ctx.stripe_account
-    links = store.get_links(account, kind.object_type, [r["Id"] for r in rows])
+    links = store.links.get_many(account, kind.object_type, [r["Id"] for r in rows])
     outcomes: list[Outcome] = []
     for row in rows:
         link = links.get(row["Id"])
@@ -127,19 +127,19 @@ def record_deletes(
         if dry_run:
             continue
         when = parse_modstamp(row["SystemModstamp"]).date().isoformat()
-        store.set_status(
+        store.links.set_status(
             account,
             kind.object_type,
             row["Id"],
             "deleted",
             note=f"deleted in Salesforce on {when}; {what} left as it is in Stripe",
         )
-        store.clear_failure(kind.object_type, row["Id"])
+        store.failures.clear(kind.object_type, row["Id"])
         log.warning(
             "%s %s deleted in Salesforce: %s left as it is in Stripe", kind.sf_object, row["Id"], what
         )
     if not dry_run:
-        store.log_action(
+        store.runs.log_action(
             LogEntry(
                 kind.object_type,
                 o.action,

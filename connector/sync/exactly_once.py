@@ -123,7 +123,7 @@ def record_intents(store: StateStore, stripe_account: str, creates: Sequence[Cre
     """A batch's intents in one transaction, before any of its creates is sent; by key id."""
     if not creates:
         return {}
-    rows = store.record_intents(stripe_account, [c.intent() for c in creates])
+    rows = store.links.record_intents(stripe_account, [c.intent() for c in creates])
     crash_point(creates[0].kind.after_intent)
     return {sf_id: link for (_type, sf_id), link in rows.items()}
 
@@ -140,12 +140,12 @@ def ensure(
     """One object on its own (an object several records share): linked, or recovered, or created,
     and linked before this returns. Callers serialise on the key (connector.sync.keyed_locks)."""
     if link is None:
-        link = store.get_link(stripe_account, create.kind.object_type, create.key_id)
+        link = store.links.get(stripe_account, create.kind.object_type, create.key_id)
     if link is not None and link.status == "linked" and link.stripe_id:
         return link.stripe_id
     recovering = link is not None
     if link is None:
-        link = store.record_intent(
+        link = store.links.record_intent(
             stripe_account, create.kind.object_type, create.sf_object, create.key_id, create.idempotency_key
         )
     obj = obtain(create, link, recovering=recovering, now=now)
@@ -163,10 +163,10 @@ def link_existing(
 ) -> None:
     """Link an object that exists already (created above, or named in Salesforce and verified)."""
     with store.transaction():
-        store.record_intent(
+        store.links.record_intent(
             stripe_account, create.kind.object_type, create.sf_object, create.key_id, create.idempotency_key
         )
-        store.mark_linked(
+        store.links.mark_linked(
             stripe_account,
             create.kind.object_type,
             create.key_id,

@@ -69,8 +69,8 @@ def record_merges(ctx: SyncContext, rows: Iterable[Mapping[str, Any]], *, dry_ru
     if not rows:
         return []
     store, account = ctx.store, ctx.stripe_account
-    losers = store.get_links(account, CUSTOMER_TYPE, [r["Id"] for r in rows])
-    survivors = store.get_links(account, CUSTOMER_TYPE, [r["MasterRecordId"] for r in rows])
+    losers = store.links.get_many(account, CUSTOMER_TYPE, [r["Id"] for r in rows])
+    survivors = store.links.get_many(account, CUSTOMER_TYPE, [r["MasterRecordId"] for r in rows])
     outcomes: list[Outcome] = []
     for row in rows:
         link = losers.get(row["Id"])
@@ -94,19 +94,19 @@ def record_merges(ctx: SyncContext, rows: Iterable[Mapping[str, Any]], *, dry_ru
         if dry_run:
             continue
         when = parse_modstamp(row["SystemModstamp"]).date().isoformat()
-        store.set_status(
+        store.links.set_status(
             account,
             CUSTOMER_TYPE,
             row["Id"],
             "merged_away",
             note=f"merged into Account {survivor_id} on {when}; {stripe_id} kept as it is",
         )
-        store.clear_failure(CUSTOMER_TYPE, row["Id"])
+        store.failures.clear(CUSTOMER_TYPE, row["Id"])
         log.warning(
             "Account %s merged into %s: %s left as it is in Stripe", row["Id"], survivor_id, stripe_id
         )
     if not dry_run:
-        store.log_action(
+        store.runs.log_action(
             LogEntry(
                 CUSTOMER_TYPE,
                 o.action,

@@ -240,7 +240,7 @@ class OrderSync:
         ctx = self.ctx
         ids = [r["Id"] for r in rows]
         if links is None:
-            links = ctx.store.get_links(ctx.stripe_account, OBJECT_TYPE, ids)
+            links = ctx.store.links.get_many(ctx.stripe_account, OBJECT_TYPE, ids)
         config = rules_config(self.mapping, ctx.now().date())
         work = [self._decide(self._normalise(row), links.get(row["Id"]), config) for row in rows]
 
@@ -257,7 +257,7 @@ class OrderSync:
             self._ensure_customers(work, report)
         if report.fatal:
             return
-        failing = ctx.store.failing_ids(OBJECT_TYPE, ids)
+        failing = ctx.store.failures.failing_ids(OBJECT_TYPE, ids)
         todo = [w for w in work if w.outcome is None]
         new = [w for w in todo if w.link is None and isinstance(w.task, CreateSubscription)]
         intents = record_intents(
@@ -406,7 +406,7 @@ class OrderSync:
         account_ids = sorted({str(w.row.get("AccountId")) for w in planned if w.row.get("AccountId")})
         if not account_ids:
             return
-        links = ctx.store.get_links(ctx.stripe_account, CUSTOMER.object_type, account_ids)
+        links = ctx.store.links.get_many(ctx.stripe_account, CUSTOMER.object_type, account_ids)
         missing = [a for a in account_ids if not (a in links and links[a].status == "linked")]
         account_report = RunReport("Accounts (for Orders)")
         if missing:
@@ -416,7 +416,7 @@ class OrderSync:
             if account_report.fatal:
                 report.fatal = account_report.fatal
                 return
-            links = ctx.store.get_links(ctx.stripe_account, CUSTOMER.object_type, account_ids)
+            links = ctx.store.links.get_many(ctx.stripe_account, CUSTOMER.object_type, account_ids)
         why = {o.sf_id: o.message for o in account_report.outcomes if o.object_type == CUSTOMER.object_type}
         for w in planned:
             assert isinstance(w.task, CreateSubscription)
@@ -426,7 +426,7 @@ class OrderSync:
                 w.task = replace(w.task, customer_id=link.stripe_id)
                 continue
             reason = why.get(account_id) or (link.status if link is not None else "not synced")
-            failure = ctx.store.get_failure(CUSTOMER.object_type, account_id)
+            failure = ctx.store.failures.get(CUSTOMER.object_type, account_id)
             if failure is not None and not why.get(account_id):
                 reason = failure.message
             name = (w.row.get("Account") or {}).get("Name")
@@ -568,7 +568,7 @@ class OrderSync:
     # ---- products, meters, prices --------------------------------------------------------------
 
     def _linked(self, object_type: str, key_id: str) -> Link | None:
-        return self.ctx.store.get_link(self.ctx.stripe_account, object_type, key_id)
+        return self.ctx.store.links.get(self.ctx.stripe_account, object_type, key_id)
 
     def _ensure(self, create: Create, link: Link | None = None) -> str:
         return ensure(self.ctx.store, self.ctx.stripe_account, create, self.ctx.now(), link=link)

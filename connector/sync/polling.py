@@ -47,20 +47,20 @@ def poll_query(sync: PolledSync, since: datetime | None) -> str:
 def poll(sync: PolledSync, report: RunReport) -> None:
     """Apply every record changed since the cursor (all of them on the first run)."""
     ctx, store = sync.ctx, sync.ctx.store
-    cursor = store.get_cursor(sync.cursor_name)
+    cursor = store.cursors.get(sync.cursor_name)
     started = ctx.now()
     since = poll_window(cursor, timedelta(seconds=ctx.settings.cursor_overlap_seconds))
     for page in ctx.sf.query_pages(poll_query(sync, since)):
         # Rows already applied are not skipped by their link: a run killed after linking but
         # before the write-back must still write the Stripe ID back. Re-checking costs no call.
         fresh = filter_new(page, cursor)
-        links = store.get_links(ctx.stripe_account, sync.object_type, [r["Id"] for r in fresh])
+        links = store.links.get_many(ctx.stripe_account, sync.object_type, [r["Id"] for r in fresh])
         sync.process(fresh, report, links=links)
         if report.fatal:
             return
         if not report.dry_run:
             cursor = advance(cursor, page, started)
-            store.set_cursor(sync.cursor_name, cursor.modstamp, cursor.seen_ids)
+            store.cursors.set(sync.cursor_name, cursor.modstamp, cursor.seen_ids)
     if not report.dry_run:
         retry_due(sync, report)
 
@@ -68,7 +68,7 @@ def poll(sync: PolledSync, report: RunReport) -> None:
 def retry_due(sync: PolledSync, report: RunReport) -> None:
     """Re-run records whose retryable failure has come due (rate limits, outages, write-backs)."""
     ctx = sync.ctx
-    due = [f.sf_id for f in ctx.store.due_failures(ctx.now()) if f.object_type == sync.object_type]
+    due = [f.sf_id for f in ctx.store.failures.due(ctx.now()) if f.object_type == sync.object_type]
     if due:
         log.info("retrying %d %s(s) whose failures are due", len(due), sync.noun)
         sync_ids(sync, due, report)
@@ -83,7 +83,7 @@ def sync_ids(sync: PolledSync, ids: Iterable[str], report: RunReport) -> None:
         rows = [r for page in sync.ctx.sf.query_pages(soql) for r in page]
         found = {r["Id"] for r in rows}
         for missing in (i for i in chunk if i not in found):
-            sync.ctx.store.clear_failure(sync.object_type, missing)
+            sync.ctx.store.failures.clear(sync.object_type, missing)
             report.add(
                 Outcome(sync.object_type, missing, "", "noop", "unchanged", message=sync.missing_reason)
             )

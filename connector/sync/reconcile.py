@@ -193,7 +193,7 @@ class CustomerReconciler:
         ctx, store = self.ctx, self.ctx.store
         links = {
             link.stripe_id: link
-            for link in store.list_links(
+            for link in store.links.all(
                 stripe_account=ctx.stripe_account, object_type=OBJECT_TYPE, status="linked"
             )
             if link.stripe_id
@@ -250,10 +250,10 @@ class CustomerReconciler:
                     )
                 )
             if changes or hashes != (link.field_hashes or {}):
-                store.update_hash(
+                store.links.update_hash(
                     ctx.stripe_account, OBJECT_TYPE, link.sf_id, payload_hash(hashes), field_hashes=hashes
                 )
-        store.log_action(entries)
+        store.runs.log_action(entries)
 
     def _put_back(self, stripe_id: str, changes: dict[str, Any], report: ReconcileReport) -> bool | None:
         """One update with only the drifted fields. False: this Customer failed; None: fatal."""
@@ -278,7 +278,7 @@ Echo = Callable[[str], None]
 def reconcile(ctx: SyncContext, *, dry_run: bool) -> ReconcileReport:
     report = ReconcileReport(dry_run=dry_run)
     outer_run = ctx.run_id  # a daemon's context is shared: give its run id back afterwards
-    ctx.run_id = None if dry_run else ctx.store.start_run("reconcile")
+    ctx.run_id = None if dry_run else ctx.store.runs.start("reconcile")
     try:
         CustomerReconciler(ctx).run(report)
     except Exception as exc:
@@ -288,7 +288,7 @@ def reconcile(ctx: SyncContext, *, dry_run: bool) -> ReconcileReport:
             counts = {"checked": report.checked, "drifted": len({d.stripe_id for d in report.drifts})}
             counts["updated"] = len(report.corrected)
             counts["failed"] = len(report.errors)
-            ctx.store.finish_run(ctx.run_id, counts, "failed" if report.fatal else "succeeded", report.fatal)
+            ctx.store.runs.finish(ctx.run_id, counts, "failed" if report.fatal else "succeeded", report.fatal)
         ctx.run_id = outer_run
     return report
 

@@ -48,7 +48,7 @@ def open_context(settings: Settings, mappings: Mappings) -> Iterator[SyncContext
 def run_pass(ctx: SyncContext, *, dry_run: bool, objects: list[str]) -> list[RunReport]:
     """One poll of every object kind, recorded as a run in the state store."""
     reports: list[RunReport] = []
-    run_id = None if dry_run else ctx.store.start_run("sync")
+    run_id = None if dry_run else ctx.store.runs.start("sync")
     ctx.run_id = run_id
     error: str | None = None
     try:
@@ -73,7 +73,7 @@ def run_pass(ctx: SyncContext, *, dry_run: bool, objects: list[str]) -> list[Run
             for r in reports:
                 for status, n in r.counts().items():
                     counts[status] = counts.get(status, 0) + n
-            ctx.store.finish_run(run_id, counts, "failed" if error else "succeeded", error)
+            ctx.store.runs.finish(run_id, counts, "failed" if error else "succeeded", error)
     return reports
 
 
@@ -125,19 +125,19 @@ def run_sync_once(
 def run_retry(settings: Settings, mappings: Mappings, *, record_id: str | None, out: Echo) -> int:
     """Re-run one failed record, or all of them, now."""
     with open_context(settings, mappings) as ctx:
-        failures = ctx.store.list_failures()
+        failures = ctx.store.failures.all()
         if record_id:
             failures = [f for f in failures if f.sf_id == record_id]
             if not failures:
                 out(f"No failure is recorded for {record_id}.")
                 return EXIT_RECORD_FAILURES
         report = RunReport("Retry", dry_run=False)
-        ctx.run_id = ctx.store.start_run("retry")
+        ctx.run_id = ctx.store.runs.start("retry")
         for stream in streams.STREAMS:
             ids = [f.sf_id for f in failures if f.object_type == stream.object_type]
             if ids and not report.fatal:
                 stream.build(ctx).sync_ids(ids, report)
-        ctx.store.finish_run(
+        ctx.store.runs.finish(
             ctx.run_id, dict(report.counts()), "failed" if report.fatal else "succeeded", report.fatal
         )
         for line in report.summary_lines():

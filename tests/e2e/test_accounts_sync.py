@@ -152,7 +152,7 @@ def test_invalid_country_fails_only_that_account_until_fixed(sandbox, run_sync, 
     assert len(customers(sandbox)) == 2
     store = StateStore.open(connector_settings.database_url)
     try:
-        assert store.list_failures() == []
+        assert store.failures.all() == []
     finally:
         store.close()
 
@@ -168,7 +168,7 @@ def test_dry_run_changes_nothing_anywhere(sandbox, run_sync, connector_settings)
     assert salesforce_writes(sandbox) == 0
     store = StateStore.open(connector_settings.database_url)
     try:
-        assert store.list_links() == [] and store.get_cursor("Account").modstamp is None
+        assert store.links.all() == [] and store.cursors.get("Account").modstamp is None
     finally:
         store.close()
 

@@ -19,7 +19,7 @@ def stripe_state(sandbox: Any) -> dict[str, list[dict[str, Any]]]:
 def links(settings: Any) -> dict[str, Any]:
     store = StateStore.open(settings.database_url)
     try:
-        return {link.sf_id: link for link in store.list_links()}
+        return {link.sf_id: link for link in store.links.all()}
     finally:
         store.close()
 
@@ -27,7 +27,7 @@ def links(settings: Any) -> dict[str, Any]:
 def logged(settings: Any, sf_id: str) -> list[Any]:
     store = StateStore.open(settings.database_url)
     try:
-        return store.list_log(sf_id=sf_id)
+        return store.runs.list_log(sf_id=sf_id)
     finally:
         store.close()
 

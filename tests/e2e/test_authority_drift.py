@@ -83,7 +83,9 @@ def test_mapped_edit_is_put_back_and_unmapped_edits_are_kept(sandbox, synced, co
     assert again.drifts == [] and again.corrected == []
     store = StateStore.open(connector_settings.database_url)
     try:
-        assert any(e.action == "reconcile" and cus == e.stripe_id for e in store.list_log(sf_id=account_id))
+        assert any(
+            e.action == "reconcile" and cus == e.stripe_id for e in store.runs.list_log(sf_id=account_id)
+        )
     finally:
         store.close()
 
@@ -127,7 +129,7 @@ def test_link_hashes_follow_what_stripe_holds(sandbox, run_sync, synced, connect
     assert customer(sandbox, cus)["description"] == "New terms"
     store = StateStore.open(connector_settings.database_url)
     try:
-        [link] = store.list_links(object_type="customer")
+        [link] = store.links.all(object_type="customer")
     finally:
         store.close()
     mapping = load_mappings(connector_settings.mappings_dir).customer

@@ -62,7 +62,7 @@ def row(sandbox: Any, account_id: str) -> dict[str, Any]:
 def log_for(settings: Any, sf_id: str) -> list[LogEntry]:
     store = StateStore.open(settings.database_url)
     try:
-        return store.list_log(sf_id=sf_id)
+        return store.runs.list_log(sf_id=sf_id)
     finally:
         store.close()
 
@@ -70,7 +70,7 @@ def log_for(settings: Any, sf_id: str) -> list[LogEntry]:
 def link_of(settings: Any, sf_id: str) -> Any:
     store = StateStore.open(settings.database_url)
     try:
-        [link] = [x for x in store.list_links(object_type="customer") if x.sf_id == sf_id]
+        [link] = [x for x in store.links.all(object_type="customer") if x.sf_id == sf_id]
         return link
     finally:
         store.close()

@@ -94,8 +94,8 @@ def test_dry_run_changes_nothing(sandbox, tmp_path):
     from connector.state.store import StateStore
 
     with StateStore.open(settings.database_url) as store:
-        assert store.list_cursors() == []
-        assert store.link_counts() == {}
+        assert store.cursors.all() == []
+        assert store.links.counts() == {}
 
 
 def test_rps_budget_is_never_exceeded(tmp_path):

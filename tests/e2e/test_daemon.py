@@ -133,15 +133,17 @@ def test_sigterm_exits_0_with_cursor_saved_heartbeat_removed_lease_released(
     store = store_for(sqlite_url)
     try:
         wait_for("5 customers", lambda: len(customers(sandbox)) == 5)
-        wait_for("the Account cursor", lambda: store.get_cursor("Account").modstamp is not None)
-        wait_for("a leader heartbeat", lambda: [b for b in store.heartbeats() if b.role == "leader"])
+        wait_for("the Account cursor", lambda: store.cursors.get("Account").modstamp is not None)
+        wait_for(
+            "a leader heartbeat", lambda: [b for b in store.instances.list_heartbeats() if b.role == "leader"]
+        )
 
         assert daemon.stop(signal.SIGTERM) == 0
 
-        assert store.get_cursor("Account").modstamp is not None
-        assert store.heartbeats() == []
-        assert store.lease_holder("daemon") is None
-        linked = {link.sf_id for link in store.list_links(object_type="customer", status="linked")}
+        assert store.cursors.get("Account").modstamp is not None
+        assert store.instances.list_heartbeats() == []
+        assert store.instances.lease_holder("daemon") is None
+        linked = {link.sf_id for link in store.links.all(object_type="customer", status="linked")}
         assert linked == set(ids)
         log = daemon.log()
         assert "SIGTERM received" in log and "stopped" in log
@@ -156,9 +158,11 @@ def test_sigint_also_stops_cleanly(sandbox, sqlite_url, daemon_env, start_daemon
     daemon = start_daemon(daemon_env(sqlite_url))
     store = store_for(sqlite_url)
     try:
-        wait_for("a leader heartbeat", lambda: [b for b in store.heartbeats() if b.role == "leader"])
+        wait_for(
+            "a leader heartbeat", lambda: [b for b in store.instances.list_heartbeats() if b.role == "leader"]
+        )
         assert daemon.stop(signal.SIGINT) == 0
-        assert store.heartbeats() == []
+        assert store.instances.list_heartbeats() == []
     finally:
         store.close()
 
@@ -219,7 +223,7 @@ def test_second_daemon_on_the_same_sqlite_database_refuses(sandbox, sqlite_url, 
     first = start_daemon(daemon_env(sqlite_url))
     store = store_for(sqlite_url)
     try:
-        wait_for("the first daemon's heartbeat", lambda: store.heartbeats())
+        wait_for("the first daemon's heartbeat", lambda: store.instances.list_heartbeats())
         result = subprocess.run(
             [sys.executable, "-m", "connector", "run"],
             env=daemon_env(sqlite_url),
@@ -298,7 +302,11 @@ def test_postgres_standby_takes_over_when_the_leader_is_killed_without_duplicate
     try:
         beats = wait_for(
             "one leader and one standby",
-            lambda: (b := store.heartbeats()) and sorted(x.role for x in b) == ["leader", "standby"] and b,
+            lambda: (
+                (b := store.instances.list_heartbeats())
+                and sorted(x.role for x in b) == ["leader", "standby"]
+                and b
+            ),
         )
         leader = next(b for b in beats if b.role == "leader")
         victim, survivor = (first, second) if leader.pid == first.proc.pid else (second, first)
@@ -308,14 +316,16 @@ def test_postgres_standby_takes_over_when_the_leader_is_killed_without_duplicate
 
         wait_for(
             "the standby to lead",
-            lambda: any(b.role == "leader" and b.pid == survivor.proc.pid for b in store.heartbeats()),
+            lambda: any(
+                b.role == "leader" and b.pid == survivor.proc.pid for b in store.instances.list_heartbeats()
+            ),
         )
         late = sandbox.sf_admin.create_record("Account", {**ACME, "Name": "After failover"})
         wait_for("every Account synced", lambda: len(customers(sandbox)) >= n + 1, timeout=180)
         wait_for(
             "the late Account linked",
-            lambda: store.get_link(
-                store.list_links(object_type="customer")[0].stripe_account, "customer", late
+            lambda: store.links.get(
+                store.links.all(object_type="customer")[0].stripe_account, "customer", late
             ),
         )
         found = customers(sandbox)
@@ -350,7 +360,7 @@ def test_an_event_syncs_a_change_long_before_the_next_poll(sandbox, sqlite_url, 
 def _connected(url: str) -> bool:
     store = store_for(url)
     try:
-        return any(b.info.get("listener_connected") for b in store.heartbeats())
+        return any(b.info.get("listener_connected") for b in store.instances.list_heartbeats())
     finally:
         store.close()
 
@@ -370,10 +380,10 @@ def test_sigterm_mid_poll_finishes_the_page_in_flight_and_a_restart_completes_wi
     try:
         done = len(customers(sandbox))
         assert done == 2000  # the page in flight was finished; the next one was never read
-        run = store.last_run("sync")
+        run = store.runs.last("sync")
         assert run.status == "partial" and "between pages" in (run.error or "")
-        assert store.get_cursor("Account").modstamp is not None
-        assert store.heartbeats() == [] and store.lease_holder("daemon") is None
+        assert store.cursors.get("Account").modstamp is not None
+        assert store.instances.list_heartbeats() == [] and store.instances.lease_holder("daemon") is None
     finally:
         store.close()
 

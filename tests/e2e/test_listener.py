@@ -94,7 +94,7 @@ def start(sandbox: Any, settings: Settings, store: StateStore) -> Iterator[Calla
         kwargs.setdefault("backoff_initial", 0.05)
         kwargs.setdefault("backoff_max", 0.5)
         kwargs.setdefault("catch_up", getattr(recorder, "catch_up", None))
-        listener = EventListener(settings, store, recorder, **kwargs)
+        listener = EventListener(settings, store.cursors, recorder, **kwargs)
         r = Running(listener)
         running.append(r)
         if wait:
@@ -147,7 +147,7 @@ def test_account_change_reaches_handle_ids_and_replay_id_is_stored(
     sandbox.sf_admin.patch_record("Account", account_id, {"Name": "Acme Corp"})
     wait_for(lambda: account_id in recorder.ids("Account"), what="the change event")
     assert recorder.calls[0] == ("Account", [account_id])
-    wait_for(lambda: store.get_replay_id(ACCOUNTS), what="the stored replay id")
+    wait_for(lambda: store.cursors.replay_id(ACCOUNTS), what="the stored replay id")
     running.stop()
     stats = running.listener.stats
     assert stats["ids_handled"] == 1 and stats["skipped_own"] == 0
@@ -212,7 +212,7 @@ def test_expired_replay_id_signals_a_catch_up_and_then_follows_latest(
     sandbox.sf_admin.patch_record("Account", account_id, {"Phone": "1"})
     wait_for(lambda: account_id in recorder.ids(), what="the first change")
     running.stop()
-    stale = store.get_replay_id(ACCOUNTS)
+    stale = store.cursors.replay_id(ACCOUNTS)
 
     missed = new_account(sandbox, "Changed while down")
     pubsub(sandbox, "expire")  # the listener stayed down past the retention window
@@ -223,7 +223,7 @@ def test_expired_replay_id_signals_a_catch_up_and_then_follows_latest(
     assert missed not in again.ids()  # events cannot bring it back: the caller's poll does
     after = new_account(sandbox, "After")
     wait_for(lambda: after in again.ids(), what="a change after the restart")
-    wait_for(lambda: store.get_replay_id(ACCOUNTS) not in (None, stale), what="a fresh replay id")
+    wait_for(lambda: store.cursors.replay_id(ACCOUNTS) not in (None, stale), what="a fresh replay id")
     assert restarted.listener.stats["replay_id_rejected"] == 1
 
 
@@ -247,7 +247,7 @@ def test_failed_handler_stores_nothing_and_gets_the_batch_again(
     wait_for(lambda: account_id in recorder.ids(), what="redelivery after the failure")
     assert recorder.ids() == [account_id]
     assert running.listener.stats["handler_failures"] == 1
-    wait_for(lambda: store.get_replay_id(ACCOUNTS), what="the replay id stored after the retry")
+    wait_for(lambda: store.cursors.replay_id(ACCOUNTS), what="the replay id stored after the retry")
 
 
 def test_server_closing_the_stream_reconnects_without_loss(
@@ -310,4 +310,4 @@ def test_stop_finishes_the_batch_in_flight_and_stores_its_replay_id(
     release.set()
     running.stop()
     assert recorder.ids() == [account_id]
-    assert store.get_replay_id(ACCOUNTS)  # stored before run() returned
+    assert store.cursors.replay_id(ACCOUNTS)  # stored before run() returned

@@ -466,9 +466,9 @@ def test_an_order_stripe_cannot_bill_is_refused_with_its_reason(
     for kind in ("product", "price", "subscription", "subscription_schedule"):
         assert stripe_objects(sandbox, kind) == [], kind
     with StateStore.open(connector_settings.database_url) as store:
-        failure = store.get_failure("subscription", order_id)
+        failure = store.failures.get("subscription", order_id)
         assert failure is not None and not failure.retryable
-        assert [e.status for e in store.list_log(sf_id=order_id)] == ["refused"]
+        assert [e.status for e in store.runs.list_log(sf_id=order_id)] == ["refused"]
 
 
 def test_an_order_of_an_account_that_is_not_a_billing_entity_is_refused(
@@ -490,7 +490,7 @@ def test_an_order_of_an_account_that_is_not_a_billing_entity_is_refused(
     # Making the Account a billing entity does not touch the Order: the retry picks it up.
     sandbox.sf_admin.patch_record("Account", account, {"Billing_Entity__c": True})
     with StateStore.open(connector_settings.database_url) as store:
-        failure = store.get_failure("subscription", order_id)
+        failure = store.failures.get("subscription", order_id)
         assert failure is not None and failure.retryable
     with open_context(connector_settings, load_mappings(connector_settings.mappings_dir)) as ctx:
         report = RunReport("retry")
@@ -650,9 +650,11 @@ def test_an_order_whose_salesforce_field_names_its_subscription_is_linked_not_re
     # A state store rebuilt with only the Customer links (the Accounts pipeline has its own tests).
     fresh = connector_settings.model_copy(update={"database_url": f"sqlite:///{tmp_path}/rebuilt.db"})
     with StateStore.open(connector_settings.database_url) as old, StateStore.open(fresh.database_url) as new:
-        for link in old.list_links(object_type="customer"):
-            new.record_intent(link.stripe_account, "customer", "Account", link.sf_id, link.idempotency_key)
-            new.mark_linked(
+        for link in old.links.all(object_type="customer"):
+            new.links.record_intent(
+                link.stripe_account, "customer", "Account", link.sf_id, link.idempotency_key
+            )
+            new.links.mark_linked(
                 link.stripe_account,
                 "customer",
                 link.sf_id,

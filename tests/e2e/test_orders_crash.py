@@ -60,7 +60,7 @@ def test_killed_mid_create_leaves_exactly_one_of_each(sandbox, store_url, point,
     assert record(sandbox, "OrderItem", setup)["Stripe_Price_ID__c"] is None
 
     with StateStore.open(store_url) as store:
-        links = store.list_links()
+        links = store.links.all()
         for object_type, n in (("product", 3), ("price", 3), ("subscription", 1)):
             mine = [link for link in links if link.object_type == object_type]
             assert len(mine) == n and all(link.status == "linked" for link in mine), mine

@@ -159,7 +159,7 @@ def snapshot(sandbox: Any, database_url: str) -> World:
     with org.lock:
         sf = {name: {r["Id"]: dict(r) for r in org.records(name)} for name in SF_OBJECTS}
     with StateStore.open(database_url) as store:
-        links = store.list_links()
+        links = store.links.all()
     return World(stripe, sf, links)
 
 

@@ -71,7 +71,7 @@ class TokenExpirer(threading.Thread):
 
 def _retryable(database_url: str) -> set[tuple[str, str, str]]:
     with StateStore.open(database_url) as store:
-        return {(f.sf_id, f.error_code, f.message) for f in store.list_failures(retryable=True)}
+        return {(f.sf_id, f.error_code, f.message) for f in store.failures.all(retryable=True)}
 
 
 def _seed(sandbox: Any, size: Any) -> list[str]:
@@ -188,7 +188,7 @@ def test_a_create_whose_answer_was_dropped_is_not_made_twice(sandbox, store_url,
         with open_context(settings, mappings) as ctx:
             run_pass(ctx, dry_run=False, objects=["accounts"])
         with StateStore.open(database_url) as store:
-            if store.list_failures(retryable=True):
+            if store.failures.all(retryable=True):
                 run_retry(settings, mappings, record_id=None, out=lambda _line: None)
     assert drops["done"] == 8
     customers = [c for c in sandbox.stripe_admin.objects("customer") if not c.get("deleted")]

@@ -77,7 +77,7 @@ def test_a_store_error_ends_leadership(clocked_store, clock, monkeypatch):
     def down(*_a, **_k):
         raise ConnectionError("database unreachable")
 
-    monkeypatch.setattr(clocked_store, "acquire_lease", down)
+    monkeypatch.setattr(clocked_store.instances, "acquire_lease", down)
     assert not a.tick()
     assert not a.is_leader()
 
@@ -87,7 +87,7 @@ def test_release_frees_the_lease_for_the_next_instance(clocked_store, clock):
     b = Leadership(clocked_store, "b", 15, clock=clock.monotonic)
     assert a.tick()
     a.release()
-    assert clocked_store.lease_holder(LEASE_NAME) is None
+    assert clocked_store.instances.lease_holder(LEASE_NAME) is None
     assert b.tick()
 
 
@@ -96,7 +96,7 @@ def test_sqlite_second_instance_is_refused_naming_the_live_one(sqlite_url):
     try:
         first = Leadership(store, "first", 15)
         claim_single_instance(first)
-        store.heartbeat("first", "leader", socket.gethostname(), os.getpid(), {})
+        store.instances.heartbeat("first", "leader", socket.gethostname(), os.getpid(), {})
         with pytest.raises(AlreadyRunning) as err:
             claim_single_instance(Leadership(store, "second", 15))
         message = str(err.value)
@@ -111,10 +111,10 @@ def test_sqlite_lease_of_a_dead_process_on_this_host_is_taken_over(sqlite_url):
     dead.wait()
     store = StateStore.open(sqlite_url)
     try:
-        assert store.acquire_lease(LEASE_NAME, "ghost", timedelta(seconds=60))
-        store.heartbeat("ghost", "leader", socket.gethostname(), dead.pid, {})
+        assert store.instances.acquire_lease(LEASE_NAME, "ghost", timedelta(seconds=60))
+        store.instances.heartbeat("ghost", "leader", socket.gethostname(), dead.pid, {})
         claim_single_instance(Leadership(store, "me", 15))
-        assert store.lease_holder(LEASE_NAME)[0] == "me"
-        assert [b.instance_id for b in store.heartbeats()] == []
+        assert store.instances.lease_holder(LEASE_NAME)[0] == "me"
+        assert [b.instance_id for b in store.instances.list_heartbeats()] == []
     finally:
         store.close()

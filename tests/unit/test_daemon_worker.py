@@ -111,7 +111,7 @@ def test_poll_records_a_run_counts_outcomes_and_uses_the_current_mapping(worker_
     state["mappings"] = "v2"
     assert worker.poll() is True
     assert FakeSync.calls == [("poll", "v2")]
-    run = ctx.store.last_run("sync")
+    run = ctx.store.runs.last("sync")
     assert run.status == "succeeded" and run.counts == {"created": 1}
     assert metrics.totals_by_status()["synced"] == 1
     assert metrics.get("cpq2stripe_last_poll_success_timestamp_seconds") > 0

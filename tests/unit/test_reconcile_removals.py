@@ -29,14 +29,14 @@ def test_removed_queries_read_the_recycle_bin_in_modstamp_order():
 def test_prune_keeps_90_days(store_url):
     store = StateStore.open(store_url)
     try:
-        store.log_action(
+        store.runs.log_action(
             [
                 LogEntry("customer", "create", "created", "001A", at=NOW - LOG_RETENTION - timedelta(days=1)),
                 LogEntry("customer", "update", "updated", "001A", at=NOW - timedelta(days=1)),
             ]
         )
         assert prune(store, NOW) == 1
-        assert [e.action for e in store.list_log()] == ["update"]
+        assert [e.action for e in store.runs.list_log()] == ["update"]
     finally:
         store.close()
 
@@ -46,8 +46,10 @@ def _ctx(store):
 
 
 def _linked(store, sf_id, stripe_id, object_type="customer", sf_object="Account"):
-    store.record_intent(ACCT, object_type, sf_object, sf_id, f"key-{sf_id}")
-    store.mark_linked(ACCT, object_type, sf_id, stripe_id=stripe_id, payload_hash=None, sf_modstamp=None)
+    store.links.record_intent(ACCT, object_type, sf_object, sf_id, f"key-{sf_id}")
+    store.links.mark_linked(
+        ACCT, object_type, sf_id, stripe_id=stripe_id, payload_hash=None, sf_modstamp=None
+    )
 
 
 def test_merge_and_delete_mark_links_once_and_clear_failures(store_url):
@@ -56,7 +58,7 @@ def test_merge_and_delete_mark_links_once_and_clear_failures(store_url):
         _linked(store, "001LOSER", "cus_L")
         _linked(store, "001SURV", "cus_S")
         _linked(store, "001GONE", "cus_G")
-        store.record_failure("customer", "Account", "001LOSER", "x", "old", retryable=False, now=NOW)
+        store.failures.record("customer", "Account", "001LOSER", "x", "old", retryable=False, now=NOW)
         merged = [
             {"Id": "001LOSER", "Name": "L", "MasterRecordId": "001SURV", "SystemModstamp": NOW.isoformat()}
         ]
@@ -67,12 +69,12 @@ def test_merge_and_delete_mark_links_once_and_clear_failures(store_url):
 
         assert m.action == "merge" and "cus_S" in m.message and "cus_L" in m.message
         assert d.action == "delete" and "cus_G" in d.message
-        links = {x.sf_id: x for x in store.list_links()}
+        links = {x.sf_id: x for x in store.links.all()}
         assert links["001LOSER"].status == "merged_away" and "001SURV" in links["001LOSER"].note
         assert links["001GONE"].status == "deleted"
         assert links["001SURV"].status == "linked"
-        assert store.get_failure("customer", "001LOSER") is None
-        assert {e.action for e in store.list_log()} == {"merge", "delete"}
+        assert store.failures.get("customer", "001LOSER") is None
+        assert {e.action for e in store.runs.list_log()} == {"merge", "delete"}
         # Seen again (cursor overlap): nothing new is reported.
         assert record_merges(_ctx(store), merged, dry_run=False) == []
         assert record_deletes(_ctx(store), ACCOUNTS, deleted, dry_run=False) == []

@@ -79,11 +79,11 @@ def test_sqlite_file_is_created_private_in_a_new_directory_with_wal(sqlite_url: 
 
 def test_open_twice_keeps_data_and_records_one_version_row(store_url: str) -> None:
     first = StateStore.open(store_url)
-    first.record_intent(ACCT, "customer", "Account", "001A", "k1")
+    first.links.record_intent(ACCT, "customer", "Account", "001A", "k1")
     first.close()
     second = StateStore.open(store_url)
     try:
-        assert second.get_link(ACCT, "customer", "001A") is not None
+        assert second.links.get(ACCT, "customer", "001A") is not None
         with second.engine.connect() as conn:
             versions = conn.execute(text("SELECT version FROM schema_version")).scalars().all()
         assert versions == list(range(1, LATEST_VERSION + 1))
@@ -129,16 +129,16 @@ def test_unsupported_database_is_refused() -> None:
 
 
 def test_record_intent_is_durable_and_returns_the_existing_row(store: StateStore, store_url: str) -> None:
-    first = store.record_intent(ACCT, "customer", "Account", "001A", "key-1", note="first try")
+    first = store.links.record_intent(ACCT, "customer", "Account", "001A", "key-1", note="first try")
     assert (first.status, first.stripe_id, first.idempotency_key) == ("pending", None, "key-1")
     assert first.created_at.tzinfo is UTC
     # Another process sees it immediately: the intent was committed before returning.
     other = StateStore.open(store_url)
     try:
-        assert other.get_link(ACCT, "customer", "001A") == first
+        assert other.links.get(ACCT, "customer", "001A") == first
     finally:
         other.close()
-    again = store.record_intent(ACCT, "customer", "Account", "001A", "key-2")
+    again = store.links.record_intent(ACCT, "customer", "Account", "001A", "key-2")
     assert again.idempotency_key == "key-1"
     assert again == first
 
@@ -152,7 +152,9 @@ def test_concurrent_intents_for_the_same_record_agree_on_one_key(store: StateSto
     def worker(n: int) -> None:
         barrier.wait()
         results[n] = {
-            sf_id: store.record_intent(ACCT, "customer", "Account", sf_id, f"key-{n}-{sf_id}").idempotency_key
+            sf_id: store.links.record_intent(
+                ACCT, "customer", "Account", sf_id, f"key-{n}-{sf_id}"
+            ).idempotency_key
             for sf_id in ids
         }
 
@@ -162,8 +164,8 @@ def test_concurrent_intents_for_the_same_record_agree_on_one_key(store: StateSto
     for t in threads:
         t.join()
     assert len(results) == 4
-    assert len(store.list_links()) == len(ids)
-    stored = {link.sf_id: link.idempotency_key for link in store.list_links()}
+    assert len(store.links.all()) == len(ids)
+    stored = {link.sf_id: link.idempotency_key for link in store.links.all()}
     assert all(r == stored for r in results.values())
 
 
@@ -171,43 +173,47 @@ def test_plain_postgresql_urls_use_psycopg(postgres_schema_url: str) -> None:
     store = StateStore.open(postgres_schema_url.replace("postgresql+psycopg://", "postgresql://", 1))
     try:
         assert store.engine.dialect.driver == "psycopg"
-        store.set_cursor("Account", at(0))
+        store.cursors.set("Account", at(0))
     finally:
         store.close()
 
 
 def test_links_are_unique_per_account_and_type(store: StateStore) -> None:
-    store.record_intent(ACCT, "customer", "Account", "001A", "k1")
-    store.record_intent("acct_2", "customer", "Account", "001A", "k2")
-    store.record_intent(ACCT, "subscription", "Order", "001A", "k3")
-    assert len(store.list_links()) == 3
-    assert [link.idempotency_key for link in store.list_links(stripe_account=ACCT)] == ["k1", "k3"]
+    store.links.record_intent(ACCT, "customer", "Account", "001A", "k1")
+    store.links.record_intent("acct_2", "customer", "Account", "001A", "k2")
+    store.links.record_intent(ACCT, "subscription", "Order", "001A", "k3")
+    assert len(store.links.all()) == 3
+    assert [link.idempotency_key for link in store.links.all(stripe_account=ACCT)] == ["k1", "k3"]
 
 
 def test_mark_linked_sets_id_hash_and_modstamp(store: StateStore) -> None:
-    store.record_intent(ACCT, "customer", "Account", "001A", "k1")
+    store.links.record_intent(ACCT, "customer", "Account", "001A", "k1")
     stamp = datetime(2026, 1, 5, 14, 0, 0, 123000, tzinfo=timezone(timedelta(hours=2)))
-    link = store.mark_linked(
+    link = store.links.mark_linked(
         ACCT, "customer", "001A", stripe_id="cus_1", payload_hash="h1", sf_modstamp=stamp
     )
     assert (link.status, link.stripe_id, link.payload_hash) == ("linked", "cus_1", "h1")
-    fetched = store.get_link(ACCT, "customer", "001A")
+    fetched = store.links.get(ACCT, "customer", "001A")
     assert fetched is not None
     assert fetched.sf_modstamp == stamp
     assert fetched.sf_modstamp.tzinfo is UTC
     assert fetched.sf_modstamp.hour == 12
     # Marking again with the same object is harmless (recovery after a crash before the commit).
-    store.mark_linked(ACCT, "customer", "001A", stripe_id="cus_1", payload_hash="h2", sf_modstamp=stamp)
+    store.links.mark_linked(ACCT, "customer", "001A", stripe_id="cus_1", payload_hash="h2", sf_modstamp=stamp)
 
 
 def test_mark_linked_needs_an_intent_and_never_repoints(store: StateStore) -> None:
     with pytest.raises(LinkNotFound):
-        store.mark_linked(ACCT, "customer", "001X", stripe_id="cus_1", payload_hash=None, sf_modstamp=None)
-    store.record_intent(ACCT, "customer", "Account", "001A", "k1")
-    store.mark_linked(ACCT, "customer", "001A", stripe_id="cus_1", payload_hash=None, sf_modstamp=None)
+        store.links.mark_linked(
+            ACCT, "customer", "001X", stripe_id="cus_1", payload_hash=None, sf_modstamp=None
+        )
+    store.links.record_intent(ACCT, "customer", "Account", "001A", "k1")
+    store.links.mark_linked(ACCT, "customer", "001A", stripe_id="cus_1", payload_hash=None, sf_modstamp=None)
     with pytest.raises(LinkConflict, match="cus_1"):
-        store.mark_linked(ACCT, "customer", "001A", stripe_id="cus_2", payload_hash=None, sf_modstamp=None)
-    link = store.get_link(ACCT, "customer", "001A")
+        store.links.mark_linked(
+            ACCT, "customer", "001A", stripe_id="cus_2", payload_hash=None, sf_modstamp=None
+        )
+    link = store.links.get(ACCT, "customer", "001A")
     assert link is not None
     assert link.stripe_id == "cus_1"
 
@@ -216,14 +222,14 @@ def test_a_page_of_2000_is_one_select_and_one_update(store: StateStore) -> None:
     ids = [f"001{i:015d}" for i in range(2000)]
     with store.transaction():
         for sf_id in ids:
-            store.record_intent(ACCT, "customer", "Account", sf_id, f"key-{sf_id}")
+            store.links.record_intent(ACCT, "customer", "Account", sf_id, f"key-{sf_id}")
     updates = [LinkUpdate(sf_id, f"cus_{i}", f"h{i}", at(i)) for i, sf_id in enumerate(ids)]
     with statements(store) as seen:
-        store.mark_linked_many(ACCT, "customer", updates)
+        store.links.mark_linked_many(ACCT, "customer", updates)
     assert [s for s in seen if s[0] == "UPDATE"] == [("UPDATE", True)]
     assert len([s for s in seen if s[0] == "SELECT"]) == 1
     with statements(store) as seen:
-        links = store.get_links(ACCT, "customer", [*ids, "001missing"])
+        links = store.links.get_many(ACCT, "customer", [*ids, "001missing"])
     assert [s for s, _ in seen if s == "SELECT"] == ["SELECT"]
     assert len(links) == 2000
     assert links[ids[1999]].stripe_id == "cus_1999"
@@ -232,52 +238,52 @@ def test_a_page_of_2000_is_one_select_and_one_update(store: StateStore) -> None:
 
 
 def test_mark_linked_many_is_all_or_nothing(store: StateStore) -> None:
-    store.record_intent(ACCT, "customer", "Account", "001A", "k1")
-    store.record_intent(ACCT, "customer", "Account", "001B", "k2")
-    store.mark_linked(ACCT, "customer", "001B", stripe_id="cus_B", payload_hash=None, sf_modstamp=None)
+    store.links.record_intent(ACCT, "customer", "Account", "001A", "k1")
+    store.links.record_intent(ACCT, "customer", "Account", "001B", "k2")
+    store.links.mark_linked(ACCT, "customer", "001B", stripe_id="cus_B", payload_hash=None, sf_modstamp=None)
     with pytest.raises(LinkNotFound, match="001C"):
-        store.mark_linked_many(
+        store.links.mark_linked_many(
             ACCT,
             "customer",
             [LinkUpdate("001A", "cus_A", None, None), LinkUpdate("001C", "cus_C", None, None)],
         )
     with pytest.raises(LinkConflict):
-        store.mark_linked_many(
+        store.links.mark_linked_many(
             ACCT,
             "customer",
             [LinkUpdate("001A", "cus_A", None, None), LinkUpdate("001B", "cus_X", None, None)],
         )
     with pytest.raises(ValueError, match="twice"):
-        store.mark_linked_many(
+        store.links.mark_linked_many(
             ACCT,
             "customer",
             [LinkUpdate("001A", "cus_A", None, None), LinkUpdate("001A", "cus_A", None, None)],
         )
-    link = store.get_link(ACCT, "customer", "001A")
+    link = store.links.get(ACCT, "customer", "001A")
     assert link is not None
     assert (link.status, link.stripe_id) == ("pending", None)
 
 
 def test_a_batch_records_its_intents_in_one_statement_and_keeps_existing_keys(store: StateStore) -> None:
-    store.record_intent(ACCT, "customer", "Account", "001OLD", "key-old")
+    store.links.record_intent(ACCT, "customer", "Account", "001OLD", "key-old")
     intents = [Intent("customer", "Account", f"001{i:015d}", f"key-{i}") for i in range(500)]
     intents.append(Intent("customer", "Account", "001OLD", "key-new"))
     with statements(store) as seen:
-        links = store.record_intents(ACCT, intents)
+        links = store.links.record_intents(ACCT, intents)
     assert [s for s in seen if s[0] == "INSERT"] == [("INSERT", True)]
     assert len(links) == 501
     assert links[("customer", "001OLD")].idempotency_key == "key-old"  # a recovery reuses its key
     assert {link.status for link in links.values()} == {"pending"}
     # durable when it returns: another connection sees the rows
     other = StateStore(store.engine)
-    assert other.get_link(ACCT, "customer", f"001{499:015d}") is not None
+    assert other.links.get(ACCT, "customer", f"001{499:015d}") is not None
 
 
 def test_a_batch_ends_in_one_transaction_all_or_nothing(store: StateStore) -> None:
-    store.record_intents(ACCT, [Intent("customer", "Account", "001A", "kA")])
-    store.record_intent(ACCT, "customer", "Account", "001U", "kU")
-    store.mark_linked(ACCT, "customer", "001U", stripe_id="cus_U", payload_hash="h0", sf_modstamp=at(0))
-    store.record_failure("customer", "Account", "001U", "stripe_error", "old", retryable=True, now=at(0))
+    store.links.record_intents(ACCT, [Intent("customer", "Account", "001A", "kA")])
+    store.links.record_intent(ACCT, "customer", "Account", "001U", "kU")
+    store.links.mark_linked(ACCT, "customer", "001U", stripe_id="cus_U", payload_hash="h0", sf_modstamp=at(0))
+    store.failures.record("customer", "Account", "001U", "stripe_error", "old", retryable=True, now=at(0))
     writes = BatchWrites(
         intents=[Intent("customer", "Account", "001ADOPT", "kD")],
         linked={
@@ -292,14 +298,14 @@ def test_a_batch_ends_in_one_transaction_all_or_nothing(store: StateStore) -> No
         log=[LogEntry("customer", "create", "created", "001A", "Account", "cus_A")],
     )
     store.write_batch(ACCT, writes, at(4))
-    links = store.get_links(ACCT, "customer", ["001A", "001ADOPT", "001U"])
+    links = store.links.get_many(ACCT, "customer", ["001A", "001ADOPT", "001U"])
     assert (links["001A"].stripe_id, links["001A"].field_hashes) == ("cus_A", {"name": "x"})
     assert (links["001ADOPT"].status, links["001ADOPT"].stripe_id) == ("linked", "cus_D")
     assert (links["001U"].payload_hash, links["001U"].sf_modstamp) == ("h1", at(3))
-    assert store.get_failure("customer", "001U") is None
-    failure = store.get_failure("customer", "001BAD")
+    assert store.failures.get("customer", "001U") is None
+    failure = store.failures.get("customer", "001BAD")
     assert failure is not None and not failure.retryable
-    assert [e.sf_id for e in store.list_log()] == ["001A"]
+    assert [e.sf_id for e in store.runs.list_log()] == ["001A"]
 
     # a re-point anywhere in the batch writes nothing of it
     bad = BatchWrites(
@@ -308,93 +314,93 @@ def test_a_batch_ends_in_one_transaction_all_or_nothing(store: StateStore) -> No
     )
     with pytest.raises(LinkConflict):
         store.write_batch(ACCT, bad, at(5))
-    assert store.get_failure("customer", "001NEW") is None
+    assert store.failures.get("customer", "001NEW") is None
 
 
 def test_find_by_stripe_id_update_hash_set_status_and_filters(store: StateStore) -> None:
-    store.record_intent(ACCT, "price", "PricebookEntry", "01uA", "k1")
-    store.record_intent(ACCT, "price", "OrderItem", "802A", "k2")
-    store.record_intent(ACCT, "customer", "Account", "001A", "k3")
-    store.mark_linked(ACCT, "price", "01uA", stripe_id="price_1", payload_hash="h", sf_modstamp=None)
-    store.mark_linked(ACCT, "price", "802A", stripe_id="price_1", payload_hash="h", sf_modstamp=None)
-    assert [link.sf_id for link in store.find_by_stripe_id("price_1")] == ["01uA", "802A"]
-    assert store.find_by_stripe_id("price_1", stripe_account="other") == []
-    assert store.find_by_stripe_id("price_none") == []
+    store.links.record_intent(ACCT, "price", "PricebookEntry", "01uA", "k1")
+    store.links.record_intent(ACCT, "price", "OrderItem", "802A", "k2")
+    store.links.record_intent(ACCT, "customer", "Account", "001A", "k3")
+    store.links.mark_linked(ACCT, "price", "01uA", stripe_id="price_1", payload_hash="h", sf_modstamp=None)
+    store.links.mark_linked(ACCT, "price", "802A", stripe_id="price_1", payload_hash="h", sf_modstamp=None)
+    assert [link.sf_id for link in store.links.find_by_stripe_id("price_1")] == ["01uA", "802A"]
+    assert store.links.find_by_stripe_id("price_1", stripe_account="other") == []
+    assert store.links.find_by_stripe_id("price_none") == []
 
-    updated = store.update_hash(ACCT, "price", "01uA", "h2", at(5))
+    updated = store.links.update_hash(ACCT, "price", "01uA", "h2", at(5))
     assert (updated.payload_hash, updated.sf_modstamp) == ("h2", at(5))
-    assert store.update_hash(ACCT, "price", "01uA", "h3").sf_modstamp == at(5)
+    assert store.links.update_hash(ACCT, "price", "01uA", "h3").sf_modstamp == at(5)
 
-    merged = store.set_status(ACCT, "customer", "001A", "merged_away", note="merged into 001B")
+    merged = store.links.set_status(ACCT, "customer", "001A", "merged_away", note="merged into 001B")
     assert (merged.status, merged.note) == ("merged_away", "merged into 001B")
     with pytest.raises(ValueError, match="unknown link status"):
-        store.set_status(ACCT, "customer", "001A", "gone")
+        store.links.set_status(ACCT, "customer", "001A", "gone")
     with pytest.raises(LinkNotFound):
-        store.set_status(ACCT, "customer", "001Z", "deleted")
+        store.links.set_status(ACCT, "customer", "001Z", "deleted")
     with pytest.raises(LinkNotFound):
-        store.update_hash(ACCT, "customer", "001Z", "h")
+        store.links.update_hash(ACCT, "customer", "001Z", "h")
 
-    assert [link.sf_id for link in store.list_links(object_type="price", sf_object="OrderItem")] == ["802A"]
-    assert [link.sf_id for link in store.list_links(status="merged_away")] == ["001A"]
-    assert len(store.list_links(limit=2)) == 2
-    assert [link.sf_id for link in store.list_links(offset=2)] == ["001A"]
+    assert [link.sf_id for link in store.links.all(object_type="price", sf_object="OrderItem")] == ["802A"]
+    assert [link.sf_id for link in store.links.all(status="merged_away")] == ["001A"]
+    assert len(store.links.all(limit=2)) == 2
+    assert [link.sf_id for link in store.links.all(offset=2)] == ["001A"]
 
 
 def test_transaction_groups_calls_and_rolls_back_on_error(store: StateStore) -> None:
     with pytest.raises(RuntimeError), store.transaction():
-        store.record_intent(ACCT, "customer", "Account", "001A", "k1")
-        store.set_cursor("Account", at(1), {"001A"})
+        store.links.record_intent(ACCT, "customer", "Account", "001A", "k1")
+        store.cursors.set("Account", at(1), {"001A"})
         with store.transaction():  # nested joins the outer one
-            store.record_intent(ACCT, "customer", "Account", "001B", "k2")
+            store.links.record_intent(ACCT, "customer", "Account", "001B", "k2")
         raise RuntimeError("boom")
-    assert store.list_links() == []
-    assert store.get_cursor("Account") == Cursor()
+    assert store.links.all() == []
+    assert store.cursors.get("Account") == Cursor()
     with store.transaction():
-        store.record_intent(ACCT, "customer", "Account", "001A", "k1")
-        store.set_cursor("Account", at(1), {"001A"})
-    assert store.get_link(ACCT, "customer", "001A") is not None
-    assert store.get_cursor("Account") == Cursor(at(1), frozenset({"001A"}))
+        store.links.record_intent(ACCT, "customer", "Account", "001A", "k1")
+        store.cursors.set("Account", at(1), {"001A"})
+    assert store.links.get(ACCT, "customer", "001A") is not None
+    assert store.cursors.get("Account") == Cursor(at(1), frozenset({"001A"}))
 
 
 def test_reads_inside_a_transaction_see_bulk_writes(store: StateStore) -> None:
     with store.transaction():
-        store.record_intent(ACCT, "customer", "Account", "001A", "k1")
-        assert store.get_links(ACCT, "customer", ["001A"])["001A"].status == "pending"
-        store.mark_linked_many(ACCT, "customer", [LinkUpdate("001A", "cus_A", "h", at(1))])
-        assert store.get_links(ACCT, "customer", ["001A"])["001A"].stripe_id == "cus_A"
-        assert store.get_link(ACCT, "customer", "001A").status == "linked"  # type: ignore[union-attr]
-        store.set_cursor("Account", at(1), {"001A"})
-        assert store.get_cursor("Account").modstamp == at(1)
-        store.set_cursor("Account", at(2), {"001B"})
-        assert store.get_cursor("Account") == Cursor(at(2), frozenset({"001B"}))
-        store.record_failure("customer", "Account", "001A", "E", "m", True, at(0))
-        assert store.get_failure("customer", "001A").attempts == 1  # type: ignore[union-attr]
-        store.record_failure("customer", "Account", "001A", "E", "m", True, at(0))
-        assert store.get_failure("customer", "001A").attempts == 2  # type: ignore[union-attr]
+        store.links.record_intent(ACCT, "customer", "Account", "001A", "k1")
+        assert store.links.get_many(ACCT, "customer", ["001A"])["001A"].status == "pending"
+        store.links.mark_linked_many(ACCT, "customer", [LinkUpdate("001A", "cus_A", "h", at(1))])
+        assert store.links.get_many(ACCT, "customer", ["001A"])["001A"].stripe_id == "cus_A"
+        assert store.links.get(ACCT, "customer", "001A").status == "linked"  # type: ignore[union-attr]
+        store.cursors.set("Account", at(1), {"001A"})
+        assert store.cursors.get("Account").modstamp == at(1)
+        store.cursors.set("Account", at(2), {"001B"})
+        assert store.cursors.get("Account") == Cursor(at(2), frozenset({"001B"}))
+        store.failures.record("customer", "Account", "001A", "E", "m", True, at(0))
+        assert store.failures.get("customer", "001A").attempts == 1  # type: ignore[union-attr]
+        store.failures.record("customer", "Account", "001A", "E", "m", True, at(0))
+        assert store.failures.get("customer", "001A").attempts == 2  # type: ignore[union-attr]
 
 
 def test_naive_datetimes_are_refused(store: StateStore) -> None:
-    store.record_intent(ACCT, "customer", "Account", "001A", "k1")
+    store.links.record_intent(ACCT, "customer", "Account", "001A", "k1")
     with pytest.raises(Exception, match="naive"):
-        store.update_hash(ACCT, "customer", "001A", "h", datetime(2026, 1, 1))
+        store.links.update_hash(ACCT, "customer", "001A", "h", datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="timezone-aware"):
-        store.record_failure("customer", "Account", "001A", "E", "m", True, datetime(2026, 1, 1))
+        store.failures.record("customer", "Account", "001A", "E", "m", True, datetime(2026, 1, 1))
     with pytest.raises(ValueError):
-        store.set_cursor("Account", datetime(2026, 1, 1), ())
+        store.cursors.set("Account", datetime(2026, 1, 1), ())
 
 
 # ---- cursors in the store ----------------------------------------------------------------------
 
 
 def test_cursor_round_trip(store: StateStore) -> None:
-    assert store.get_cursor("Account") == Cursor(None, frozenset())
+    assert store.cursors.get("Account") == Cursor(None, frozenset())
     stamp = datetime(2026, 1, 5, 12, 0, 0, 1000, tzinfo=UTC)
-    store.set_cursor("Account", stamp, ["001B", "001A"])
-    store.set_cursor("Order", at(9))
-    assert store.get_cursor("Account") == Cursor(stamp, frozenset({"001A", "001B"}))
-    store.set_cursor("Account", at(10), {"001C"})
-    assert store.get_cursor("Account") == Cursor(at(10), frozenset({"001C"}))
-    assert store.get_cursor("Order") == Cursor(at(9), frozenset())
+    store.cursors.set("Account", stamp, ["001B", "001A"])
+    store.cursors.set("Order", at(9))
+    assert store.cursors.get("Account") == Cursor(stamp, frozenset({"001A", "001B"}))
+    store.cursors.set("Account", at(10), {"001C"})
+    assert store.cursors.get("Account") == Cursor(at(10), frozenset({"001C"}))
+    assert store.cursors.get("Order") == Cursor(at(9), frozenset())
 
 
 # ---- failures ----------------------------------------------------------------------------------
@@ -410,48 +416,48 @@ def test_backoff_doubles_from_a_minute_up_to_six_hours() -> None:
 
 
 def test_record_failure_upserts_one_row_with_backoff(store: StateStore) -> None:
-    first = store.record_failure("customer", "Account", "001A", "rate_limit", "429", True, at(0))
+    first = store.failures.record("customer", "Account", "001A", "rate_limit", "429", True, at(0))
     assert (first.attempts, first.next_retry_at, first.first_failed_at) == (1, at(60), at(0))
-    second = store.record_failure("customer", "Account", "001A", "api_error", "500", True, at(100))
+    second = store.failures.record("customer", "Account", "001A", "api_error", "500", True, at(100))
     assert (second.attempts, second.next_retry_at) == (2, at(100 + 120))
     assert (second.first_failed_at, second.last_failed_at, second.error_code) == (at(0), at(100), "api_error")
-    assert len(store.list_failures()) == 1
-    assert store.get_failure("customer", "001A") == second
-    assert store.get_failure("customer", "001Z") is None
+    assert len(store.failures.all()) == 1
+    assert store.failures.get("customer", "001A") == second
+    assert store.failures.get("customer", "001Z") is None
 
-    fatal = store.record_failure("customer", "Account", "001A", "invalid", "bad email", False, at(200))
+    fatal = store.failures.record("customer", "Account", "001A", "invalid", "bad email", False, at(200))
     assert (fatal.attempts, fatal.next_retry_at, fatal.retryable) == (3, None, False)
-    assert store.due_failures(at(10**6)) == []
+    assert store.failures.due(at(10**6)) == []
 
-    assert store.clear_failure("customer", "001A") is True
-    assert store.clear_failure("customer", "001A") is False
-    again = store.record_failure("customer", "Account", "001A", "rate_limit", "429", True, at(300))
+    assert store.failures.clear("customer", "001A") is True
+    assert store.failures.clear("customer", "001A") is False
+    again = store.failures.record("customer", "Account", "001A", "rate_limit", "429", True, at(300))
     assert again.attempts == 1
 
 
 def test_due_failures_orders_and_limits(store: StateStore) -> None:
-    store.record_failure("customer", "Account", "001A", "E", "m", True, at(30))  # due at 90
-    store.record_failure("customer", "Account", "001B", "E", "m", True, at(0))  # due at 60
-    store.record_failure("subscription", "Order", "801A", "E", "m", True, at(500))  # due at 560
-    store.record_failure("customer", "Account", "001C", "E", "m", False, at(0))  # never
-    assert store.due_failures(at(59)) == []
-    assert [f.sf_id for f in store.due_failures(at(90))] == ["001B", "001A"]
-    assert [f.sf_id for f in store.due_failures(at(1000), limit=1)] == ["001B"]
-    assert [f.sf_id for f in store.list_failures(object_type="subscription")] == ["801A"]
-    assert [f.sf_id for f in store.list_failures(retryable=False)] == ["001C"]
+    store.failures.record("customer", "Account", "001A", "E", "m", True, at(30))  # due at 90
+    store.failures.record("customer", "Account", "001B", "E", "m", True, at(0))  # due at 60
+    store.failures.record("subscription", "Order", "801A", "E", "m", True, at(500))  # due at 560
+    store.failures.record("customer", "Account", "001C", "E", "m", False, at(0))  # never
+    assert store.failures.due(at(59)) == []
+    assert [f.sf_id for f in store.failures.due(at(90))] == ["001B", "001A"]
+    assert [f.sf_id for f in store.failures.due(at(1000), limit=1)] == ["001B"]
+    assert [f.sf_id for f in store.failures.all(object_type="subscription")] == ["801A"]
+    assert [f.sf_id for f in store.failures.all(retryable=False)] == ["001C"]
 
 
 def test_failing_ids_names_the_records_of_one_kind_with_a_failure(store: StateStore) -> None:
-    store.record_failure("customer", "Account", "001A", "E", "m", True, at(0))
-    store.record_failure("customer", "Account", "001C", "E", "m", False, at(0))
-    store.record_failure("subscription", "Order", "001B", "E", "m", True, at(0))  # another kind
+    store.failures.record("customer", "Account", "001A", "E", "m", True, at(0))
+    store.failures.record("customer", "Account", "001C", "E", "m", False, at(0))
+    store.failures.record("subscription", "Order", "001B", "E", "m", True, at(0))  # another kind
     ids = [f"001{n:04d}" for n in range(12_000)] + ["001A", "001B", "001C"]
-    assert store.failing_ids("customer", ids) == {"001A", "001C"}
-    assert store.failing_ids("customer", []) == set()
+    assert store.failures.failing_ids("customer", ids) == {"001A", "001C"}
+    assert store.failures.failing_ids("customer", []) == set()
 
 
 def test_failure_messages_are_truncated(store: StateStore) -> None:
-    failure = store.record_failure("customer", "Account", "001A", "E", "x" * 10_000, True, at(0))
+    failure = store.failures.record("customer", "Account", "001A", "E", "x" * 10_000, True, at(0))
     assert len(failure.message) == 4_000
 
 
@@ -459,29 +465,29 @@ def test_failure_messages_are_truncated(store: StateStore) -> None:
 
 
 def test_runs(store: StateStore) -> None:
-    assert store.last_run("poll") is None
-    first = store.start_run("poll")
-    store.finish_run(first, {"created": 3, "failed": 1}, "partial", "1 record failed")
-    second = store.start_run("poll")
-    other = store.start_run("backfill")
-    last = store.last_run("poll")
+    assert store.runs.last("poll") is None
+    first = store.runs.start("poll")
+    store.runs.finish(first, {"created": 3, "failed": 1}, "partial", "1 record failed")
+    second = store.runs.start("poll")
+    other = store.runs.start("backfill")
+    last = store.runs.last("poll")
     assert last is not None
     assert (last.id, last.status, last.finished_at) == (second, "running", None)
-    done = store.finish_run(second, {"created": 1}, "succeeded")
+    done = store.runs.finish(second, {"created": 1}, "succeeded")
     assert done.counts == {"created": 1}
     assert done.finished_at is not None and done.finished_at >= done.started_at
-    partial = store.last_run("poll", status="partial")
+    partial = store.runs.last("poll", status="partial")
     assert partial is not None
     assert (partial.id, partial.counts, partial.error) == (
         first,
         {"created": 3, "failed": 1},
         "1 record failed",
     )
-    assert store.last_run("backfill").id == other  # type: ignore[union-attr]
+    assert store.runs.last("backfill").id == other  # type: ignore[union-attr]
     with pytest.raises(ValueError):
-        store.finish_run(other, {}, "running")
+        store.runs.finish(other, {}, "running")
     with pytest.raises(LookupError):
-        store.finish_run(10**6, {}, "failed")
+        store.runs.finish(10**6, {}, "failed")
 
 
 def test_sync_log_bulk_insert_filters_and_prune(store: StateStore) -> None:
@@ -495,22 +501,22 @@ def test_sync_log_bulk_insert_filters_and_prune(store: StateStore) -> None:
         LogEntry("customer", "refuse", "error", sf_id="001M", message="merged after sync", at=at(5000))
     )
     with statements(store) as seen:
-        assert store.log_action(entries) == 2001
+        assert store.runs.log_action(entries) == 2001
     assert len([s for s in seen if s[0] == "INSERT"]) <= 2  # one executemany (batched by the driver)
-    assert store.log_action([]) == 0
-    newest = store.list_log(limit=2)
+    assert store.runs.log_action([]) == 0
+    newest = store.runs.list_log(limit=2)
     assert [e.sf_id for e in newest] == ["001M", "0011999"]
     assert newest[0].at == at(5000)
-    assert [e.message for e in store.list_log(status="error")] == ["merged after sync"]
-    assert [e.stripe_id for e in store.list_log(sf_id="0017")] == ["cus_7"]
-    assert [e.sf_id for e in store.list_log(stripe_id="cus_3", action="create")] == ["0013"]
-    assert len(store.list_log(since=at(1990), limit=1000)) == 11
-    run = store.start_run("poll")
-    store.log_action([LogEntry("customer", "update", "ok", sf_id="001A", run_id=run)])
-    stamped = store.list_log(run_id=run)
+    assert [e.message for e in store.runs.list_log(status="error")] == ["merged after sync"]
+    assert [e.stripe_id for e in store.runs.list_log(sf_id="0017")] == ["cus_7"]
+    assert [e.sf_id for e in store.runs.list_log(stripe_id="cus_3", action="create")] == ["0013"]
+    assert len(store.runs.list_log(since=at(1990), limit=1000)) == 11
+    run = store.runs.start("poll")
+    store.runs.log_action([LogEntry("customer", "update", "ok", sf_id="001A", run_id=run)])
+    stamped = store.runs.list_log(run_id=run)
     assert len(stamped) == 1 and stamped[0].at is not None and stamped[0].at.tzinfo is UTC
-    assert store.prune_log(at(1000)) == 1000
-    assert store.count_log() == 1002
+    assert store.runs.prune_log(at(1000)) == 1000
+    assert store.runs.count_log() == 1002
 
 
 # ---- pure cursor helpers -----------------------------------------------------------------------
@@ -658,14 +664,14 @@ def test_equal_timestamps_split_across_pages_need_only_the_cursor(scenario: dict
 
 
 def test_replay_ids_are_saved_per_topic_and_can_be_forgotten(store: StateStore) -> None:
-    assert store.get_replay_id("/data/AccountChangeEvent") is None
-    store.set_replay_id("/data/AccountChangeEvent", "AAAB")
-    store.set_replay_id("/data/AccountChangeEvent", "AAAC")
-    store.set_replay_id("/data/OrderChangeEvent", "ZZZ")
-    assert store.get_replay_id("/data/AccountChangeEvent") == "AAAC"
-    store.set_replay_id("/data/AccountChangeEvent", None)
-    assert store.get_replay_id("/data/AccountChangeEvent") is None
-    assert store.get_replay_id("/data/OrderChangeEvent") == "ZZZ"
+    assert store.cursors.replay_id("/data/AccountChangeEvent") is None
+    store.cursors.set_replay_id("/data/AccountChangeEvent", "AAAB")
+    store.cursors.set_replay_id("/data/AccountChangeEvent", "AAAC")
+    store.cursors.set_replay_id("/data/OrderChangeEvent", "ZZZ")
+    assert store.cursors.replay_id("/data/AccountChangeEvent") == "AAAC"
+    store.cursors.set_replay_id("/data/AccountChangeEvent", None)
+    assert store.cursors.replay_id("/data/AccountChangeEvent") is None
+    assert store.cursors.replay_id("/data/OrderChangeEvent") == "ZZZ"
 
 
 def test_a_lease_has_one_holder_until_it_expires_or_is_released(store_url: str) -> None:
@@ -673,28 +679,28 @@ def test_a_lease_has_one_holder_until_it_expires_or_is_released(store_url: str) 
     a = StateStore.open(store_url, clock=lambda: now[0])
     b = StateStore.open(store_url, clock=lambda: now[0])
     try:
-        assert a.acquire_lease("leader", "a", timedelta(seconds=10))
-        assert not b.acquire_lease("leader", "b", timedelta(seconds=10))
+        assert a.instances.acquire_lease("leader", "a", timedelta(seconds=10))
+        assert not b.instances.acquire_lease("leader", "b", timedelta(seconds=10))
         now[0] += timedelta(seconds=5)
-        assert a.acquire_lease("leader", "a", timedelta(seconds=10))  # renewal
+        assert a.instances.acquire_lease("leader", "a", timedelta(seconds=10))  # renewal
         now[0] += timedelta(seconds=9)
-        assert not b.acquire_lease("leader", "b", timedelta(seconds=10))
+        assert not b.instances.acquire_lease("leader", "b", timedelta(seconds=10))
         now[0] += timedelta(seconds=2)  # a's renewal has expired
-        assert b.acquire_lease("leader", "b", timedelta(seconds=10))
-        assert not a.acquire_lease("leader", "a", timedelta(seconds=10))
-        b.release_lease("leader", "b")
-        assert a.acquire_lease("leader", "a", timedelta(seconds=10))
-        assert a.lease_holder("leader")[0] == "a"
+        assert b.instances.acquire_lease("leader", "b", timedelta(seconds=10))
+        assert not a.instances.acquire_lease("leader", "a", timedelta(seconds=10))
+        b.instances.release_lease("leader", "b")
+        assert a.instances.acquire_lease("leader", "a", timedelta(seconds=10))
+        assert a.instances.lease_holder("leader")[0] == "a"
     finally:
         a.close()
         b.close()
 
 
 def test_heartbeats_are_upserted_and_removed(store: StateStore) -> None:
-    store.heartbeat("host-1:42", "leader", "host-1", 42, {"synced": 3})
-    store.heartbeat("host-1:42", "leader", "host-1", 42, {"synced": 5})
-    store.heartbeat("host-2:7", "standby", "host-2", 7, {})
-    beats = {h.instance_id: h for h in store.heartbeats()}
+    store.instances.heartbeat("host-1:42", "leader", "host-1", 42, {"synced": 3})
+    store.instances.heartbeat("host-1:42", "leader", "host-1", 42, {"synced": 5})
+    store.instances.heartbeat("host-2:7", "standby", "host-2", 7, {})
+    beats = {h.instance_id: h for h in store.instances.list_heartbeats()}
     assert beats["host-1:42"].info == {"synced": 5} and beats["host-2:7"].role == "standby"
-    store.remove_heartbeat("host-2:7")
-    assert [h.instance_id for h in store.heartbeats()] == ["host-1:42"]
+    store.instances.remove_heartbeat("host-2:7")
+    assert [h.instance_id for h in store.instances.list_heartbeats()] == ["host-1:42"]

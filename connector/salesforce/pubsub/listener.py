@@ -3,10 +3,10 @@
 One worker thread per topic keeps a Subscribe stream open. Events carry ids only; `handle_ids`
 (the caller) fetches the records in batches and syncs them like the poller does. The guarantees:
 
-* **At least once, resumable.** The replay id is stored (`store.set_replay_id`) only after
-  `handle_ids` returned for every event of a FetchResponse; a restart resumes after it (CUSTOM).
-  A failing `handle_ids` is retried in place with backoff; nothing is stored until it succeeds
-  (a stop in between stores nothing, so a restart gets the batch again).
+* **At least once, resumable.** The replay id is stored (`ReplayStore.set_replay_id`: the state
+  store's cursors) only after `handle_ids` returned for every event of a FetchResponse; a restart
+  resumes after it (CUSTOM). A failing `handle_ids` is retried in place with backoff; nothing is
+  stored until it succeeds (a stop in between stores nothing, so a restart gets the batch again).
 * **Never EARLIEST.** A stored replay id Salesforce refuses (past the 72 h retention, invalid)
   makes the listener subscribe from LATEST, call `catch_up(sobject)` (the caller polls from its
   cursor), and only then forget the old id — a crash in between just repeats the catch-up.
@@ -54,7 +54,7 @@ DEFAULT_STALL_TIMEOUT = 330.0  # Salesforce sends a keepalive at least every 270
 
 
 class ReplayStore(Protocol):
-    def get_replay_id(self, topic: str) -> str | None: ...
+    def replay_id(self, topic: str) -> str | None: ...
     def set_replay_id(self, topic: str, replay_id: str | None) -> None: ...
 
 
@@ -298,7 +298,7 @@ class EventListener:
     def _subscribe_once(self, worker: _Worker, stop: threading.Event) -> None:
         spec = worker.spec
         first = pb.FetchRequest(topic_name=spec.name, num_requested=self.batch_size)
-        stored = None if worker.force_latest else self.store.get_replay_id(spec.name)
+        stored = None if worker.force_latest else self.store.replay_id(spec.name)
         if stored:
             raw = decode_replay_id(stored)
             if raw is None:  # unreadable: as good as refused

@@ -1,0 +1,65 @@
+"""Where each poll and each event topic got to: SystemModstamp cursors and Pub/Sub replay ids."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import delete, select
+
+from connector.state.cursor import Cursor
+from connector.state.db import Database
+from connector.state.models import CursorRow, ReplayIdRow
+
+
+class Cursors:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def get(self, name: str) -> Cursor:
+        """The cursor for ``name`` (e.g. ``Account``); an empty one before the first sync."""
+        with self._db.session() as s:
+            row = s.get(CursorRow, name, populate_existing=True)
+            if row is None:
+                return Cursor()
+            return Cursor(row.modstamp, frozenset(row.seen_ids))
+
+    def all(self) -> list[tuple[str, Cursor]]:
+        with self._db.session() as s:
+            rows = s.scalars(select(CursorRow).order_by(CursorRow.name)).all()
+            return [(r.name, Cursor(r.modstamp, frozenset(r.seen_ids))) for r in rows]
+
+    def set(self, name: str, modstamp: datetime | None, seen_ids: Iterable[str] = ()) -> Cursor:
+        cursor = Cursor(modstamp, frozenset(seen_ids))
+        values = {
+            "modstamp": cursor.modstamp,
+            "seen_ids": sorted(cursor.seen_ids),
+            "updated_at": self._db.clock(),
+        }
+        stmt = (
+            self._db.insert(CursorRow)
+            .values(name=name, **values)
+            .on_conflict_do_update(index_elements=["name"], set_=values)
+        )
+        with self._db.session() as s:
+            s.execute(stmt)
+        return cursor
+
+    def replay_id(self, topic: str) -> str | None:
+        """The replay id (base64) after which the topic's events are still to be processed."""
+        with self._db.session() as s:
+            row = s.get(ReplayIdRow, topic)
+            return row.replay_id if row else None
+
+    def set_replay_id(self, topic: str, replay_id: str | None) -> None:
+        """Save only after the event's records are processed; None forgets it (poll instead)."""
+        with self._db.session() as s:
+            if replay_id is None:
+                s.execute(delete(ReplayIdRow).where(ReplayIdRow.topic == topic))
+                return
+            values = {"replay_id": replay_id, "updated_at": self._db.clock()}
+            s.execute(
+                self._db.insert(ReplayIdRow)
+                .values(topic=topic, **values)
+                .on_conflict_do_update(index_elements=["topic"], set_=values)
+            )
