@@ -6,9 +6,11 @@ Exit codes: 0 success, 1 some records failed, 2 configuration problem (settings 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -63,13 +65,12 @@ def _main(
 
 @app.command()
 def sync(
-    once: Annotated[bool, typer.Option("--once", help="Run one sync pass and exit.")] = True,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; change nothing anywhere.")
     ] = False,
     objects: Annotated[str, typer.Option(help="Comma-separated: accounts,orders")] = "accounts,orders",
 ) -> None:
-    """Poll Salesforce for changed records and apply them to Stripe (one pass)."""
+    """One pass: poll Salesforce for changed records, apply them to Stripe, exit (`run` keeps going)."""
     from connector.sync.runner import run_sync_once
 
     settings = _settings()
@@ -101,6 +102,35 @@ def status(
 
     settings = _settings()
     print_status(settings, failed_only=failed, out=typer.echo)
+
+
+@app.command("log")
+def log_(
+    record: Annotated[
+        str | None, typer.Option("--record", help="A Salesforce id (001…, 801…) or a Stripe id (cus_…).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="30m, 2h, 3d, 1w, or an ISO date or time.")
+    ] = None,
+    object_: Annotated[
+        str | None,
+        typer.Option("--object", help="accounts, orders, or a Stripe kind: customer, product, price, …"),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Newest entries shown.")] = 50,
+) -> None:
+    """What the connector did, record by record: the sync log (kept 90 days), from the state store."""
+    from connector.state.store import StateStore
+    from connector.sync.streams import STREAMS
+    from connector.synclog import parse_since, print_log
+
+    settings = _settings()
+    try:
+        since_at = parse_since(since, datetime.now(UTC)) if since else None
+    except ValueError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+    object_type = next((s.object_type for s in STREAMS if s.key == object_), object_)
+    with StateStore.open(settings.database_url) as store:
+        print_log(store, record=record, since=since_at, object_type=object_type, limit=limit, out=typer.echo)
 
 
 @app.command()
@@ -198,9 +228,24 @@ def backfill(
     raise typer.Exit(run_backfill(settings, mappings, options, out=typer.echo))
 
 
+SANDBOX_PACKAGES = ("trustme",)  # the [sandbox] extra: what the fakes need beyond the connector
+
+
+def _require_sandbox() -> None:
+    """The fakes' own dependencies are an extra, left out of a production install."""
+    missing = [name for name in SANDBOX_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise _fail(
+            f"The bundled sandbox needs {', '.join(missing)}, which a production install leaves out. "
+            "Install it with: pip install 'cpq2stripe[sandbox]' (or run ./scripts/demo, which does).",
+            EXIT_CONFIG,
+        )
+
+
 @app.command()
 def demo() -> None:
     """Start the bundled sandbox, sync it twice, print what happened, stop."""
+    _require_sandbox()
     from connector.demo import run_demo
 
     raise typer.Exit(run_demo(out=typer.echo))
@@ -211,6 +256,7 @@ def demo() -> None:
 )
 def sandbox(ctx: typer.Context) -> None:
     """Run the local fake Salesforce org and fake Stripe (see `cpq2stripe sandbox --help`)."""
+    _require_sandbox()
     from connector.sandbox.runner import main as sandbox_main
 
     raise typer.Exit(sandbox_main(list(ctx.args)))

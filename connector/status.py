@@ -21,7 +21,7 @@ def print_status(settings: Settings, *, failed_only: bool, out: Callable[[str], 
             out("Links (Salesforce record ↔ Stripe object):")
             counts = store.links.counts()
             if not counts:
-                out("  none yet — run `cpq2stripe sync --once`")
+                out("  none yet — run `cpq2stripe sync`")
             for (object_type, status), n in sorted(counts.items()):
                 out(f"  {object_type:22} {status:12} {n}")
             removed = [

@@ -24,9 +24,7 @@ import logging
 import math
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
@@ -37,7 +35,10 @@ from connector.backfill.progress import Progress
 from connector.backfill.report import BackfillReport, FailureCsv, ObjectTotals
 from connector.errors import classify
 from connector.salesforce.soql import datetime_literal, id_literal, is_record_id
+from connector.sync import streams
+from connector.sync.lanes import Lanes
 from connector.sync.report import RunReport
+from connector.sync.streams import Pipeline, Stream
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class BackfillOptions:
     dry_run: bool = False
     limit: int | None = None  # at most this many records of each object in this run
     since: datetime | None = None  # only records modified at or after this instant
-    objects: list[str] = field(default_factory=lambda: ["accounts", "orders"])
+    objects: list[str] = field(default_factory=lambda: list(streams.KEYS))
     failures_csv: Path | None = Path("backfill-failures.csv")
     bulk_threshold: int = 10_000  # above this many records, read with a Bulk API 2.0 query job
     # Bulk result set size (Sforce-Locator pages): small enough that a page in memory does not grow
@@ -64,21 +65,6 @@ class BackfillOptions:
     progress_stream: TextIO | None = None
     progress_tty: bool | None = None
     progress_interval: float | None = None
-
-
-@dataclass(frozen=True)
-class _Spec:
-    key: str  # accounts | orders
-    title: str
-    sobject: str
-    object_type: str
-    bulk_ok: bool  # Bulk 2.0 cannot run the Orders query (it has an OrderItems subquery)
-
-
-SPECS = {
-    "accounts": _Spec("accounts", "Accounts → Customers", "Account", "customer", True),
-    "orders": _Spec("orders", "Orders → Subscriptions", "Order", "subscription", False),
-}
 
 
 def parse_since(text: str) -> datetime:
@@ -98,8 +84,8 @@ def first_page_size(bulk_threshold: int) -> int:
     return max(200, min(2000, bulk_threshold))
 
 
-def cursor_name(spec: _Spec, since: datetime | None) -> str:
-    return f"backfill:{spec.sobject}" + (f"@{since.isoformat()}" if since else "")
+def cursor_name(spec: Stream, since: datetime | None) -> str:
+    return f"backfill:{spec.sf_object}" + (f"@{since.isoformat()}" if since else "")
 
 
 def _chunks(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -114,15 +100,6 @@ class Backfill:
         self.report = report
 
     # ---- one object ---------------------------------------------------------------------------
-
-    def _sync_for(self, spec: _Spec) -> Any:
-        if spec.key == "accounts":
-            from connector.sync.accounts import AccountSync
-
-            return AccountSync(self.ctx)
-        from connector.sync.orders import OrderSync
-
-        return OrderSync(self.ctx)
 
     def _pages(
         self,
@@ -145,11 +122,11 @@ class Backfill:
             soql += f" LIMIT {total - len(first)}"
         yield from BulkQuery(self.ctx.sf, max_records=self.options.max_records).pages(soql)
 
-    def run_object(self, spec: _Spec) -> ObjectTotals:
+    def run_object(self, spec: Stream) -> ObjectTotals:
         ctx, opts = self.ctx, self.options
-        totals = ObjectTotals(spec.title, spec.sobject)
+        totals = ObjectTotals(spec.title, spec.sf_object)
         self.report.objects.append(totals)
-        sync = self._sync_for(spec)
+        sync = spec.build(ctx)
         name = cursor_name(spec, opts.since)
         saved = ctx.store.cursors.get(name)
         last_id: str | None = None
@@ -195,51 +172,47 @@ class Backfill:
         pages = self._pages(sync, first, rest, clauses, total) if use_bulk else chain([first], rest)
         done = 0
         finished = False
-        # Two batches in flight: the next one is read, planned and its intents recorded while this
-        # one's last creates and write-back finish, so the Stripe workers never wait on a drain.
-        # Results are taken in order, and the cursor moves past a batch only once it and every
-        # batch before it are done.
-        in_flight: deque[tuple[Future[_BatchResult], list[dict[str, Any]]]] = deque()
+        # Two batches in flight (connector.sync.lanes): the next one is read, planned and its intents
+        # recorded while this one's last creates and write-back finish. The cursor moves past a
+        # batch only once it and every batch before it are done.
+        lanes: Lanes[list[dict[str, Any]], _BatchResult] = Lanes(lambda b: self._run_batch(spec, sync, b))
         settled_writes = ctx.gateway.write_calls
         if spec.key == "accounts":
             progress.peek = lambda: min(
-                sum(len(b) for _f, b in in_flight) - 1, ctx.gateway.write_calls - settled_writes
+                sum(len(b) for b in lanes.in_flight) - 1, ctx.gateway.write_calls - settled_writes
             )
 
-        def settle() -> bool:
-            """Take the oldest batch's result; False once a fatal error stops the object."""
+        def settle(batch: list[dict[str, Any]], result: _BatchResult) -> None:
             nonlocal done, settled_writes
-            future, batch = in_flight.popleft()
-            result = future.result()
             self.report.add_outcomes(totals, result.report.outcomes, result.codes)
             settled_writes = ctx.gateway.write_calls
             progress.advance(len(batch))
             done += len(batch)
             if result.report.fatal:
-                totals.fatal = result.report.fatal
-                return False
-            if not opts.dry_run:
+                totals.fatal = totals.fatal or result.report.fatal
+            elif not opts.dry_run and not totals.fatal:
                 ctx.store.cursors.set(name, started, [f"after:{batch[-1]['Id']}"])
-            return True
 
-        with progress, ThreadPoolExecutor(max_workers=2, thread_name_prefix="batch") as lanes:
+        with progress, lanes:
             try:
                 queued = 0
                 for page in pages:
                     for batch in _chunks(page, opts.batch_size):
-                        if opts.limit is not None and queued >= opts.limit:
+                        if totals.fatal or (opts.limit is not None and queued >= opts.limit):
                             break
                         if opts.limit is not None:
                             batch = batch[: opts.limit - queued]
                         queued += len(batch)
-                        in_flight.append((lanes.submit(self._run_batch, spec, sync, batch), batch))
-                        if len(in_flight) == 2 and not settle():
-                            return self._abandon(in_flight, totals)
-                    if opts.limit is not None and queued >= opts.limit:
+                        for settled in lanes.submit(batch):
+                            settle(*settled)
+                    if totals.fatal or (opts.limit is not None and queued >= opts.limit):
                         break  # no further page is read
-                while in_flight:
-                    if not settle():
-                        return self._abandon(in_flight, totals)
+                # A batch still running after a fatal error finishes and is reported, but the
+                # cursor stays before it: a rerun starts there.
+                for settled in lanes.drain():
+                    settle(*settled)
+                if totals.fatal:
+                    return totals
                 finished = opts.limit is None or done < opts.limit or done >= count
             finally:
                 progress.peek = None
@@ -248,23 +221,12 @@ class Backfill:
                     close()  # an abandoned Bulk job is aborted
         if finished and not opts.dry_run:
             ctx.store.cursors.set(name, started, [DONE])
-            if opts.since is None and ctx.store.cursors.get(spec.sobject).modstamp is None:
+            if opts.since is None and ctx.store.cursors.get(spec.sf_object).modstamp is None:
                 # The poll cursor starts where this pass started: later changes are polled.
-                ctx.store.cursors.set(spec.sobject, started, [])
+                ctx.store.cursors.set(spec.sf_object, started, [])
         return totals
 
-    def _abandon(
-        self, in_flight: deque[tuple[Future[_BatchResult], list[dict[str, Any]]]], totals: ObjectTotals
-    ) -> ObjectTotals:
-        """After a fatal error: the batch still running finishes (its records are linked and
-        written back) and is reported, but the cursor stays before it: a rerun starts there."""
-        for future, _batch in in_flight:
-            result = future.result()
-            self.report.add_outcomes(totals, result.report.outcomes, result.codes)
-        in_flight.clear()
-        return totals
-
-    def _run_batch(self, spec: _Spec, sync: Any, batch: list[dict[str, Any]]) -> _BatchResult:
+    def _run_batch(self, spec: Stream, sync: Pipeline, batch: list[dict[str, Any]]) -> _BatchResult:
         batch_report = RunReport(spec.title, dry_run=self.options.dry_run)
         try:
             sync.process(batch, batch_report)
@@ -305,9 +267,10 @@ def run_backfill(
     rps = settings.effective_stripe_rps
     workers = options.workers or workers_for(rps, settings.stripe_workers)
     settings = settings.model_copy(update={"stripe_workers": workers})
-    unknown = [o for o in options.objects if o not in SPECS]
-    if unknown:
-        out(f"Unknown object(s) {', '.join(unknown)}; choose from accounts, orders.")
+    try:
+        chosen = streams.selected(options.objects)
+    except ValueError as exc:
+        out(f"Unknown object(s): {exc}.")
         return 2
     report = BackfillReport(options.dry_run, FailureCsv(None if options.dry_run else options.failures_csv))
     started = time.monotonic()
@@ -318,14 +281,8 @@ def run_backfill(
             error: str | None = None
             try:
                 runner = Backfill(ctx, options, report)
-                for key in ["accounts", "orders"]:
-                    if key not in options.objects:
-                        continue
-                    try:
-                        totals = runner.run_object(SPECS[key])
-                    except ImportError as exc:
-                        out(f"{SPECS[key].title}: not available ({exc})")
-                        continue
+                for spec in chosen:
+                    totals = runner.run_object(spec)
                     if totals.fatal:
                         error = totals.fatal
                         break

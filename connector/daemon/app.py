@@ -23,12 +23,13 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from connector.mapping import MappingError, load_mappings
+from connector.salesforce.pubsub.listener import EventListener
 from connector.settings import Settings
 
+from .jobs import JOBS
 from .leader import AlreadyRunning, Leadership, claim_single_instance, new_instance_id
-from .listener import ListenerRunner, default_factory
+from .listener import ListenerRunner
 from .metrics import Metrics, MetricsServer, Sample
-from .optional import find_job
 from .reload import MappingWatcher
 from .worker import SyncWorker
 
@@ -52,7 +53,7 @@ class Daemon:
         self.settings = settings
         self.out = out
         self.metrics_port = metrics_port if metrics_port is not None else settings.metrics_port
-        self.listener_factory = default_factory() if listener_factory == "default" else listener_factory
+        self.listener_factory = EventListener if listener_factory == "default" else listener_factory
         self.instance_id = instance_id or new_instance_id()
         self.stop = threading.Event()
         self.metrics = Metrics()
@@ -130,11 +131,7 @@ class Daemon:
             ("reconcile", settings.reconcile_interval_seconds),
             ("merges", settings.merge_interval_seconds),
         ):
-            fn = find_job(job)
-            if fn is None:
-                log.info("%s: not available in this build; not scheduled", job)
-                continue
-            scheduler.add_job(worker.run_optional, "interval", args=(job, fn), seconds=seconds, id=job)
+            scheduler.add_job(worker.run_job, "interval", args=(job, JOBS[job]), seconds=seconds, id=job)
         scheduler.add_job(reload_mappings, "interval", seconds=MAPPING_CHECK_SECONDS, id="mappings")
         self.scheduler = scheduler
 

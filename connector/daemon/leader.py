@@ -78,9 +78,6 @@ class Leadership:
             self._valid_until = None
         return held
 
-    def step_down(self) -> None:
-        self._valid_until = None
-
     def release(self) -> None:
         self._valid_until = None
         try:

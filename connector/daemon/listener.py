@@ -16,17 +16,6 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-HandleIds = Callable[[str, list[str]], None]
-
-
-def default_factory() -> Callable[..., Any] | None:
-    """The listener class if the package provides one, else None (the daemon polls only)."""
-    try:
-        from connector.salesforce.pubsub.listener import EventListener  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    return EventListener
-
 
 class ListenerRunner:
     def __init__(

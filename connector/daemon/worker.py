@@ -1,4 +1,4 @@
-"""The one place sync work happens: poll, retries, event batches and optional jobs take one lock.
+"""The one place sync work happens: poll, retries, event batches and periodic jobs take one lock.
 
 Every trigger (scheduler jobs, the event listener) goes through `SyncWorker`, so two jobs never
 work on the same record at once. Work starts only while this instance may work (leader lease held,
@@ -18,15 +18,13 @@ from typing import Any
 
 from connector.errors import classify
 from connector.mapping import Mappings
+from connector.sync import streams
 from connector.sync.context import SyncContext
 from connector.sync.report import RunReport
 
 from .metrics import Metrics, Sample
 
 log = logging.getLogger(__name__)
-
-BATCH = 200
-ACCOUNT, ORDER = "Account", "Order"
 
 
 class ShutdownRequested(Exception):
@@ -74,20 +72,6 @@ class InterruptibleSalesforce:
             close = getattr(pages, "close", None)
             if close is not None:
                 close()
-
-
-def _sync_class(sobject: str) -> Any | None:
-    if sobject == ACCOUNT:
-        from connector.sync.accounts import AccountSync
-
-        return AccountSync
-    if sobject == ORDER:
-        try:
-            from connector.sync.orders import OrderSync
-        except ImportError:
-            return None
-        return OrderSync
-    return None
 
 
 def log_outcomes(report: RunReport, trigger: str) -> None:
@@ -183,7 +167,12 @@ class SyncWorker:
 
     # ---- jobs ----------------------------------------------------------------------------------
 
-    def poll(self, objects: tuple[str, ...] = (ACCOUNT, ORDER), *, required: bool = False) -> bool:
+    def poll(
+        self,
+        objects: tuple[str, ...] = tuple(s.sf_object for s in streams.STREAMS),
+        *,
+        required: bool = False,
+    ) -> bool:
         """Poll Accounts, then Orders, each from its cursor; a run row per poll. `required` (a
         catch-up the listener waits for) raises instead of returning False when not done."""
 
@@ -195,17 +184,14 @@ class SyncWorker:
             error: str | None = None
             interrupted = False
             try:
-                for sobject, title in ((ACCOUNT, "Accounts → Customers"), (ORDER, "Orders → Subscriptions")):
-                    if sobject not in objects:
+                for stream in streams.STREAMS:
+                    if stream.sf_object not in objects:
                         continue
-                    cls = _sync_class(sobject)
-                    if cls is None:
-                        continue
-                    report = RunReport(title)
+                    report = RunReport(stream.title)
                     reports.append(report)
                     try:
                         self.sf.arm()
-                        cls(self.ctx).poll(report)
+                        stream.build(self.ctx).poll(report)
                     except ShutdownRequested:
                         interrupted = True
                         raise
@@ -240,7 +226,9 @@ class SyncWorker:
                 return
             by_object: dict[str, list[str]] = {}
             for f in due:
-                by_object.setdefault(ACCOUNT if f.object_type == "customer" else ORDER, []).append(f.sf_id)
+                stream = streams.by_object_type(f.object_type)
+                if stream is not None:
+                    by_object.setdefault(stream.sf_object, []).append(f.sf_id)
             log.info("retrying %d record(s) whose failures are due", len(due))
             run_id = self.ctx.store.runs.start("retry")
             self.ctx.run_id = run_id
@@ -259,7 +247,7 @@ class SyncWorker:
     def sync_ids(self, sobject: str, ids: list[str], *, received_at: float | None = None) -> None:
         """Apply records named by events now. Raises (NotWorking, ShutdownRequested, a fatal
         error) when they were not all applied, so the listener must not advance its replay id."""
-        if _sync_class(sobject) is None:
+        if streams.by_sf_object(sobject) is None:
             log.warning("events for %s are not synced by this connector; ignored", sobject)
             return
         self.metrics.inc("cpq2stripe_event_ids_total", {"object": sobject}, len(ids))
@@ -278,20 +266,17 @@ class SyncWorker:
             self.metrics.set("cpq2stripe_event_handle_seconds", max(0.0, time.time() - received_at))
 
     def _sync_batches(self, sobject: str, ids: list[str], report: RunReport) -> None:
-        cls = _sync_class(sobject)
-        if cls is None:
+        """The records, 200 a query with two batches in flight; a stop request is honoured
+        between batches (ShutdownRequested: the caller must not record progress)."""
+        stream = streams.by_sf_object(sobject)
+        if stream is None:
             return
-        sync = cls(self.ctx)
-        ids = list(dict.fromkeys(ids))
-        for start in range(0, len(ids), BATCH):
-            if start and self.should_stop():
-                raise ShutdownRequested("stopped between batches")
-            sync.sync_ids(ids[start : start + BATCH], report)
-            if report.fatal:
-                return
+        complete = stream.build(self.ctx).sync_ids(ids, report, should_stop=self.should_stop)
+        if not complete and not report.fatal:
+            raise ShutdownRequested("stopped between batches")
 
-    def run_optional(self, job: str, fn: Callable[[SyncContext, RunReport], Any]) -> bool:
-        """Reconcile, merge detection: whatever the other modules provide, under the same lock."""
+    def run_job(self, job: str, fn: Callable[[SyncContext, RunReport], Any]) -> bool:
+        """A periodic job (reconcile, merge detection) under the same lock as the sync work."""
 
         def work() -> None:
             report = RunReport(job.capitalize())

@@ -141,11 +141,6 @@ class SalesforceSession(requests.Session):
         with self._lock:
             return {kind.value: self._calls.get(kind.value, 0) for kind in RequestKind}
 
-    def reset_calls(self) -> None:
-        with self._lock:
-            self._calls.clear()
-            self.retries = 0
-
     def merge_environment_settings(
         self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any
     ) -> dict[str, Any]:

@@ -9,7 +9,7 @@ after (connector.sync.pipeline.finish), one write-back flush per 200 records. Th
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -67,8 +67,10 @@ class AccountSync:
     def retry_due(self, report: RunReport) -> None:
         polling.retry_due(self, report)
 
-    def sync_ids(self, ids: Iterable[str], report: RunReport) -> None:
-        polling.sync_ids(self, ids, report)
+    def sync_ids(
+        self, ids: Iterable[str], report: RunReport, *, should_stop: Callable[[], bool] | None = None
+    ) -> bool:
+        return polling.sync_ids(self, ids, report, should_stop=should_stop)
 
     # ---- one batch ------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -227,8 +227,10 @@ class OrderSync:
     def retry_due(self, report: RunReport) -> None:
         polling.retry_due(self, report)
 
-    def sync_ids(self, ids: Iterable[str], report: RunReport) -> None:
-        polling.sync_ids(self, ids, report)
+    def sync_ids(
+        self, ids: Iterable[str], report: RunReport, *, should_stop: Callable[[], bool] | None = None
+    ) -> bool:
+        return polling.sync_ids(self, ids, report, should_stop=should_stop)
 
     # ---- one batch ------------------------------------------------------------------------------
 

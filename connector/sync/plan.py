@@ -49,10 +49,6 @@ class Plan:
     def payload_hash(self) -> str:
         return payload_hash(self.hashes)
 
-    @property
-    def writes_stripe(self) -> bool:
-        return self.action in (Action.CREATE, Action.RECOVER, Action.ADOPT, Action.UPDATE)
-
 
 def plan_record(
     salesforce_id: str,

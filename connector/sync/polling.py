@@ -9,13 +9,14 @@ after a page is fully handled.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from connector.salesforce.soql import datetime_literal, id_list
 from connector.state.cursor import advance, filter_new, poll_window
 from connector.sync.context import SyncContext
+from connector.sync.lanes import Lanes
 from connector.sync.report import Outcome, RunReport
 
 log = logging.getLogger(__name__)
@@ -74,19 +75,43 @@ def retry_due(sync: PolledSync, report: RunReport) -> None:
         sync_ids(sync, due, report)
 
 
-def sync_ids(sync: PolledSync, ids: Iterable[str], report: RunReport) -> None:
-    """Apply the given records now, whatever the cursor says (retries, events)."""
+def sync_ids(
+    sync: PolledSync,
+    ids: Iterable[str],
+    report: RunReport,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+) -> bool:
+    """Apply the given records now, whatever the cursor says (retries, events): one query per 200
+    ids, two such batches in flight (connector.sync.lanes), so a burst of ids keeps the Stripe
+    workers busy. False when a fatal error or `should_stop` ended it before every id was applied."""
     ids = list(dict.fromkeys(ids))
-    for start in range(0, len(ids), ID_BATCH):
-        chunk = ids[start : start + ID_BATCH]
-        soql = f"{sync._select()}{sync._where(f'Id IN {id_list(chunk)}')}"
-        rows = [r for page in sync.ctx.sf.query_pages(soql) for r in page]
-        found = {r["Id"] for r in rows}
-        for missing in (i for i in chunk if i not in found):
-            sync.ctx.store.failures.clear(sync.object_type, missing)
-            report.add(
-                Outcome(sync.object_type, missing, "", "noop", "unchanged", message=sync.missing_reason)
-            )
-        sync.process(rows, report)
-        if report.fatal:
-            return
+    chunks = [ids[start : start + ID_BATCH] for start in range(0, len(ids), ID_BATCH)]
+    complete = True
+    with Lanes(lambda chunk: _sync_chunk(sync, chunk)) as lanes:
+        for chunk in chunks:
+            if report.fatal or (should_stop is not None and should_stop()):
+                complete = False
+                break
+            for _chunk, outcomes in lanes.submit(chunk):
+                report.outcomes.extend(outcomes.outcomes)
+                report.fatal = report.fatal or outcomes.fatal
+        for _chunk, outcomes in lanes.drain():
+            report.outcomes.extend(outcomes.outcomes)
+            report.fatal = report.fatal or outcomes.fatal
+    return complete and not report.fatal
+
+
+def _sync_chunk(sync: PolledSync, chunk: list[str]) -> RunReport:
+    """One batch of ids: one query, then the pipeline; its own report (batches overlap)."""
+    report = RunReport(sync.noun)
+    soql = f"{sync._select()}{sync._where(f'Id IN {id_list(chunk)}')}"
+    rows = [r for page in sync.ctx.sf.query_pages(soql) for r in page]
+    found = {r["Id"] for r in rows}
+    missing = [i for i in chunk if i not in found]
+    if missing:
+        sync.ctx.store.failures.clear_many(sync.object_type, missing)
+    for record_id in missing:
+        report.add(Outcome(sync.object_type, record_id, "", "noop", "unchanged", message=sync.missing_reason))
+    sync.process(rows, report)
+    return report

@@ -27,7 +27,9 @@ class Pipeline(PolledSync, Protocol):
 
     def retry_due(self, report: RunReport) -> None: ...
 
-    def sync_ids(self, ids: Iterable[str], report: RunReport) -> None: ...
+    def sync_ids(
+        self, ids: Iterable[str], report: RunReport, *, should_stop: Callable[[], bool] | None = None
+    ) -> bool: ...
 
 
 @dataclass(frozen=True)

@@ -180,16 +180,16 @@ _cli = run_cli
 def test_killed_mid_create_leaves_exactly_one_customer(sandbox, store_url, point):
     account_id = sandbox.sf_admin.create_record("Account", ACME)
 
-    crashed = _cli(sandbox, store_url, "sync", "--once", crash_at=point)
+    crashed = _cli(sandbox, store_url, "sync", crash_at=point)
     assert crashed.returncode == CRASH_EXIT, crashed.stderr
-    finished = _cli(sandbox, store_url, "sync", "--once")
+    finished = _cli(sandbox, store_url, "sync")
     assert finished.returncode == 0, finished.stdout + finished.stderr
 
     [customer] = customers(sandbox)
     row = sandbox.sf_admin.get_record("Account", account_id)
     assert row["Stripe_Customer_ID__c"] == customer["id"]
     assert row["Stripe_Sync_Status__c"] == "Synced"
-    again = _cli(sandbox, store_url, "sync", "--once")
+    again = _cli(sandbox, store_url, "sync")
     assert again.returncode == 0
     assert len(customers(sandbox)) == 1
 
@@ -220,7 +220,7 @@ def test_settings_problems_exit_2_listing_every_problem_without_secrets(tmp_path
     env = {k: v for k, v in os.environ.items() if not k.startswith("CPQ2STRIPE_")}
     env.update(CPQ2STRIPE_STRIPE_SECRET_KEY="pk_live_TOPSECRET", CPQ2STRIPE_SALESFORCE_API_VERSION="latest")
     done = subprocess.run(
-        [sys.executable, "-m", "connector", "sync", "--once"],
+        [sys.executable, "-m", "connector", "sync"],
         env=env,
         cwd=tmp_path,
         capture_output=True,

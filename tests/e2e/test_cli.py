@@ -81,7 +81,7 @@ def test_status_and_retry_show_and_clear_a_failure(sandbox, tmp_path):
         "Account", {"Name": "Nowhere Inc", "BillingCountry": "Atlantis", "Billing_Entity__c": True}
     )
 
-    first = cli("sync", "--once", env=env)
+    first = cli("sync", env=env)
     assert first.returncode == 1, first.stderr
     assert "1 failed" in first.stdout
 
@@ -106,8 +106,50 @@ def test_dry_run_prints_the_plan_per_record(sandbox, tmp_path):
         "Account", {"Name": "Plan Co", "BillingCountry": "FR", "Billing_Entity__c": True}
     )
 
-    done = cli("sync", "--once", "--dry-run", env=env)
+    done = cli("sync", "--dry-run", env=env)
 
     assert done.returncode == 0, done.stderr
     assert "create" in done.stdout and "Plan Co" in done.stdout and "dry run, nothing changed" in done.stdout
     assert sandbox.stripe_admin.objects("customer") == []
+
+
+def test_log_tells_what_happened_to_a_record(sandbox, tmp_path):
+    env = sandbox_env(sandbox, f"sqlite:///{tmp_path}/state.db")
+    bad = sandbox.sf_admin.create_record(
+        "Account", {"Name": "Logged Inc", "BillingCountry": "Atlantis", "Billing_Entity__c": True}
+    )
+    other = sandbox.sf_admin.create_record(
+        "Account", {"Name": "Quiet Co", "BillingCountry": "FR", "Billing_Entity__c": True}
+    )
+    assert cli("sync", env=env).returncode == 1
+    sandbox.sf_admin.patch_record("Account", bad, {"BillingCountry": "Portugal"})
+    assert cli("retry", bad, env=env).returncode == 0
+
+    shown = cli("log", "--record", bad, env=env)
+
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert len(lines) == 2, shown.stdout
+    assert "failed" in lines[0] and "Atlantis" in lines[0]  # oldest first
+    assert "created" in lines[1] and "cus_" in lines[1]
+    assert other not in shown.stdout
+    customer = next(word for word in lines[1].split() if word.startswith("cus_"))
+    by_stripe_id = cli("log", "--record", customer, env=env)
+    assert by_stripe_id.stdout.splitlines() == lines[1:]
+
+    recent = cli("log", "--since", "1h", "--object", "accounts", env=env)
+    assert bad in recent.stdout and other in recent.stdout
+    assert cli("log", "--since", "2099-01-01", env=env).stdout.startswith("No sync log entries match.")
+    newest = cli("log", "--limit", "1", env=env)
+    assert "--limit N shows more" in newest.stdout
+
+    wrong = cli("log", "--since", "yesterday", env=env)
+    assert wrong.returncode == 2 and "'yesterday'" in wrong.stderr and "2h" in wrong.stderr
+
+
+def test_sync_is_one_pass_and_once_is_gone(sandbox, tmp_path):
+    env = sandbox_env(sandbox, f"sqlite:///{tmp_path}/state.db")
+
+    old = cli("sync", "--once", env=env)
+
+    assert old.returncode == 2 and "--once" in old.stderr

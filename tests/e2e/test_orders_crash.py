@@ -31,11 +31,11 @@ def test_killed_mid_create_leaves_exactly_one_of_each(sandbox, store_url, point,
         start=start,
     )
 
-    crashed = cli(sandbox, store_url, "sync", "--once", crash_at=point)
+    crashed = cli(sandbox, store_url, "sync", crash_at=point)
     assert crashed.returncode == CRASH_EXIT, crashed.stdout + crashed.stderr
-    finished = cli(sandbox, store_url, "sync", "--once")
+    finished = cli(sandbox, store_url, "sync")
     assert finished.returncode == 0, finished.stdout + finished.stderr
-    again = cli(sandbox, store_url, "sync", "--once")
+    again = cli(sandbox, store_url, "sync")
     assert again.returncode == 0, again.stdout + again.stderr
 
     products = stripe_objects(sandbox, "product")

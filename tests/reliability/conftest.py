@@ -99,12 +99,10 @@ def changed_anything(stdout: str) -> bool:
 
 
 def sync_until_done(sandbox: Any, database_url: str, max_passes: int = 8, **extra: str) -> list[int]:
-    """`sync --once` until a pass exits 0 or 1 and creates or updates nothing."""
+    """`sync` until a pass exits 0 or 1 and creates or updates nothing."""
     codes = []
     for _ in range(max_passes):
-        done = run_cli(
-            sandbox, database_url, "sync", "--once", env=connector_env(sandbox, database_url, **extra)
-        )
+        done = run_cli(sandbox, database_url, "sync", env=connector_env(sandbox, database_url, **extra))
         codes.append(done.returncode)
         assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
         assert "Traceback" not in done.stderr, done.stderr[-3000:]

@@ -105,7 +105,7 @@ def test_sigkill_at_random_points_then_finish(sandbox, store_url, size, tmp_path
         if attempts % 2 and live_points:
             # while the seeded Orders are unsynced, aim at them first; then anywhere
             point = order_points.pop(0) if order_points else rng.choice(live_points)
-            proc = spawn(sandbox, store_url, "sync", "--once", crash_at=point, output=out)
+            proc = spawn(sandbox, store_url, "sync", crash_at=point, output=out)
             code = proc.wait(timeout=300)
             out.close()
             if code == CRASH_EXIT:
@@ -116,7 +116,7 @@ def test_sigkill_at_random_points_then_finish(sandbox, store_url, size, tmp_path
             finished.add(f"crash point {point} not reached")
         else:
             delay = rng.uniform(0.15, 2.0)
-            proc = spawn(sandbox, store_url, "sync", "--once", output=out)
+            proc = spawn(sandbox, store_url, "sync", output=out)
             try:
                 code = proc.wait(timeout=delay)
             except subprocess.TimeoutExpired:

@@ -40,7 +40,7 @@ def test_broken_mapping_exits_2_with_file_line_and_fix(sandbox, tmp_path: Path, 
     database_url = f"sqlite:///{tmp_path / 'state' / 'connector.db'}"
     env = connector_env(sandbox, database_url, CPQ2STRIPE_MAPPINGS_DIR=str(directory))
     check = ["mappings", "check", "--dir", str(directory)] + (["--against-org"] if case.against_org else [])
-    for args in (check, ["sync", "--once"]):
+    for args in (check, ["sync"]):
         done = run_cli(sandbox, database_url, *args, env=env)
         output = done.stdout + done.stderr
         assert "Traceback" not in output, output[-2000:]
@@ -104,7 +104,7 @@ def test_bad_settings_refused_clearly_before_anything(sandbox, tmp_path: Path, n
             full.pop(key, None)
         else:
             full[key] = value
-    done = run_cli(sandbox, database_url, "sync", "--once", env=full, cwd=tmp_path)  # no .env file here
+    done = run_cli(sandbox, database_url, "sync", env=full, cwd=tmp_path)  # no .env file here
     output = done.stdout + done.stderr
     assert done.returncode == code, output[-2000:]
     assert "Traceback" not in output, output[-2000:]
@@ -119,7 +119,7 @@ def test_hostile_data_fails_only_its_own_record(sandbox, sqlite_url):
         for case in DATA_CASES
     }
     good = sandbox.sf_admin.create_record("Account", {**GOOD_ACCOUNT, "Name": "Plain Good Co"})
-    done = run_cli(sandbox, sqlite_url, "sync", "--once", "--objects", "accounts")
+    done = run_cli(sandbox, sqlite_url, "sync", "--objects", "accounts")
     output = done.stdout + done.stderr
     assert done.returncode in (0, 1) and "Traceback" not in output, output[-3000:]
     customers = {c["metadata"]["salesforce_account_id"]: c for c in sandbox.stripe_admin.objects("customer")}

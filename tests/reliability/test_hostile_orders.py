@@ -35,7 +35,7 @@ def test_hostile_orders_are_refused_alone_and_a_good_order_syncs(sandbox, sqlite
         ids[case.name] = org.order(account, [_line(case.line)], start=start, end=end, **order_fields)
     good, _ = org.order(account, [{"product": "Good Plan", "price": 49.0}])
 
-    done = run_cli(sandbox, sqlite_url, "sync", "--once")
+    done = run_cli(sandbox, sqlite_url, "sync")
     output = done.stdout + done.stderr
     assert done.returncode in (0, 1) and "Traceback" not in output, output[-3000:]
 

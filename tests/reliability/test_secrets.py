@@ -62,22 +62,22 @@ def test_no_secret_appears_anywhere(sandbox, tmp_path: Path):
     jwt_env.pop("CPQ2STRIPE_SALESFORCE_CONSUMER_SECRET")
 
     runs = [
-        ("sync 1", env, ["--json-logs", "-v", "sync", "--once"], (0, 1)),
-        ("sync 2", env, ["--json-logs", "-v", "sync", "--once"], (0, 1)),
+        ("sync 1", env, ["--json-logs", "-v", "sync"], (0, 1)),
+        ("sync 2", env, ["--json-logs", "-v", "sync"], (0, 1)),
         ("status", env, ["-v", "status"], (0,)),
         ("retry --all", env, ["--json-logs", "-v", "retry", "--all"], (0, 1)),
-        ("sync text logs", env, ["-v", "sync", "--once"], (0, 1)),
-        ("sync jwt_bearer", jwt_env, ["--json-logs", "-v", "sync", "--once"], (0, 1)),
+        ("sync text logs", env, ["-v", "sync"], (0, 1)),
+        ("sync jwt_bearer", jwt_env, ["--json-logs", "-v", "sync"], (0, 1)),
         (
             "wrong Salesforce secret",
             {**env, "CPQ2STRIPE_SALESFORCE_CONSUMER_SECRET": WRONG_SF_SECRET},
-            ["--json-logs", "-v", "sync", "--once"],
+            ["--json-logs", "-v", "sync"],
             (3,),
         ),
         (
             "refused Stripe key",
             {**env, "CPQ2STRIPE_STRIPE_SECRET_KEY": WRONG_STRIPE_KEY},
-            ["--json-logs", "-v", "sync", "--once"],
+            ["--json-logs", "-v", "sync"],
             (2,),
         ),
     ]

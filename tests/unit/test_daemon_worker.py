@@ -9,10 +9,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from connector.daemon import worker as worker_mod
 from connector.daemon.metrics import Metrics
 from connector.daemon.worker import InterruptibleSalesforce, NotWorking, ShutdownRequested, SyncWorker
 from connector.state import StateStore
+from connector.sync import streams
+from connector.sync.exactly_once import CUSTOMER
 from connector.sync.report import Outcome
 
 
@@ -67,10 +68,11 @@ class FakeSync:
             FakeSync.gate.wait(30)
         report.add(Outcome("customer", "001A", "Acme", "create", "created", "cus_1"))
 
-    def sync_ids(self, ids, report) -> None:
+    def sync_ids(self, ids, report, *, should_stop=None) -> bool:
         FakeSync.calls.append(("sync_ids", list(ids)))
         for i in ids:
             report.add(Outcome("customer", i, "", "update", "updated", "cus_" + i))
+        return not (should_stop is not None and should_stop())
 
 
 @pytest.fixture
@@ -78,7 +80,8 @@ def worker_parts(sqlite_url, monkeypatch):
     FakeSync.calls = []
     FakeSync.gate = None
     FakeSync.entered = None
-    monkeypatch.setattr(worker_mod, "_sync_class", lambda sobject: FakeSync if sobject == "Account" else None)
+    fake = streams.Stream("accounts", "Accounts → Customers", "Account", CUSTOMER, True, FakeSync)
+    monkeypatch.setattr(streams, "STREAMS", (fake,))
     store = StateStore.open(sqlite_url)
     ctx = SimpleNamespace(
         sf=FakeSalesforce([]),
@@ -118,11 +121,11 @@ def test_poll_records_a_run_counts_outcomes_and_uses_the_current_mapping(worker_
     assert 'service="stripe"' in metrics.render()
 
 
-def test_event_ids_are_synced_in_batches_of_200(worker_parts):
+def test_event_ids_go_to_their_objects_pipeline_and_are_counted(worker_parts):
     worker, _ctx, _state, metrics = worker_parts
     ids = [f"001{i:04d}" for i in range(450)]
     worker.sync_ids("Account", ids, received_at=0.0)
-    assert [len(c[1]) for c in FakeSync.calls] == [200, 200, 50]
+    assert [len(c[1]) for c in FakeSync.calls] == [450]
     assert metrics.get("cpq2stripe_event_ids_total", {"object": "Account"}) == 450
     assert metrics.get("cpq2stripe_event_handle_seconds") > 0
 
@@ -137,11 +140,11 @@ def test_a_stop_between_event_batches_raises_so_the_replay_id_is_not_saved(worke
     worker, *_ = worker_parts
     original = FakeSync.sync_ids
 
-    def stop_after_first(self, ids, report):
-        original(self, ids, report)
-        worker.stopping.set()
+    def stop_during(self, ids, report, *, should_stop=None):
+        worker.stopping.set()  # a signal arrives while the ids are applied
+        return original(self, ids, report, should_stop=should_stop)
 
-    FakeSync.sync_ids = stop_after_first  # type: ignore[method-assign]
+    FakeSync.sync_ids = stop_during  # type: ignore[method-assign]
     try:
         with pytest.raises(ShutdownRequested):
             worker.sync_ids("Account", [f"001{i:04d}" for i in range(300)])
@@ -177,6 +180,6 @@ def test_a_failing_job_is_logged_counted_and_the_worker_carries_on(worker_parts,
     def boom(ctx, report):
         raise RuntimeError("reconcile exploded")
 
-    assert worker.run_optional("reconcile", boom) is False
+    assert worker.run_job("reconcile", boom) is False
     assert "reconcile failed" in caplog.text
     assert worker.poll() is True
