@@ -235,3 +235,17 @@ def postgres_url() -> str:
     if not url:
         pytest.skip("CPQ2STRIPE_TEST_POSTGRES_URL is not set (point it at a scratch PostgreSQL database)")
     return url
+
+
+# The full suite is the CI command; `./scripts/test --fast` leaves out what is marked slow here:
+# the reliability suites (kills, faults, hostile input) and the e2e files that spawn daemons or
+# kill processes. Their behaviour is covered again, at smaller scale, by the fast e2e tests.
+SLOW_PATHS = ("tests/reliability/", "tests/e2e/test_daemon.py", "tests/e2e/test_orders_crash.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        where = Path(str(item.path)).relative_to(root).as_posix()
+        if where.startswith(SLOW_PATHS):
+            item.add_marker(pytest.mark.slow)
