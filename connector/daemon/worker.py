@@ -191,7 +191,7 @@ class SyncWorker:
                     reports.append(report)
                     try:
                         self.sf.arm()
-                        stream.build(self.ctx).poll(report)
+                        stream.poll(self.ctx, report)
                     except ShutdownRequested:
                         interrupted = True
                         raise
@@ -271,7 +271,7 @@ class SyncWorker:
         stream = streams.by_sf_object(sobject)
         if stream is None:
             return
-        complete = stream.build(self.ctx).sync_ids(ids, report, should_stop=self.should_stop)
+        complete = stream.sync_ids(self.ctx, ids, report, should_stop=self.should_stop)
         if not complete and not report.fatal:
             raise ShutdownRequested("stopped between batches")
 

@@ -9,7 +9,7 @@ after (connector.sync.pipeline.finish), one write-back flush per 200 records. Th
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -58,19 +58,6 @@ class AccountSync:
 
     def poll_query(self, since: datetime | None) -> str:
         return polling.poll_query(self, since)
-
-    # ---- entry points (the loop itself is shared: connector/sync/polling.py) ---------------------
-
-    def poll(self, report: RunReport) -> None:
-        polling.poll(self, report)
-
-    def retry_due(self, report: RunReport) -> None:
-        polling.retry_due(self, report)
-
-    def sync_ids(
-        self, ids: Iterable[str], report: RunReport, *, should_stop: Callable[[], bool] | None = None
-    ) -> bool:
-        return polling.sync_ids(self, ids, report, should_stop=should_stop)
 
     # ---- one batch ------------------------------------------------------------------------------
 

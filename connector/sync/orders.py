@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -219,19 +219,6 @@ class OrderSync:
     def poll_query(self, since: datetime | None) -> str:
         return polling.poll_query(self, since)
 
-    # ---- entry points (the loop itself is shared: connector/sync/polling.py) ---------------------
-
-    def poll(self, report: RunReport) -> None:
-        polling.poll(self, report)
-
-    def retry_due(self, report: RunReport) -> None:
-        polling.retry_due(self, report)
-
-    def sync_ids(
-        self, ids: Iterable[str], report: RunReport, *, should_stop: Callable[[], bool] | None = None
-    ) -> bool:
-        return polling.sync_ids(self, ids, report, should_stop=should_stop)
-
     # ---- one batch ------------------------------------------------------------------------------
 
     def process(
@@ -412,7 +399,7 @@ class OrderSync:
         missing = [a for a in account_ids if not (a in links and links[a].status == "linked")]
         account_report = RunReport("Accounts (for Orders)")
         if missing:
-            AccountSync(ctx).sync_ids(missing, account_report)
+            polling.sync_ids(AccountSync(ctx), missing, account_report)
             for o in account_report.outcomes:
                 report.add(o)
             if account_report.fatal:

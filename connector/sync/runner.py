@@ -57,7 +57,7 @@ def run_pass(ctx: SyncContext, *, dry_run: bool, objects: list[str]) -> list[Run
             report = RunReport(title, dry_run=dry_run)
             reports.append(report)
             try:
-                stream.build(ctx).poll(report)
+                stream.poll(ctx, report)
             except Exception as exc:  # a fatal error outside one record: auth, query, state
                 verdict = classify(exc)
                 report.fatal = verdict.message
@@ -136,7 +136,7 @@ def run_retry(settings: Settings, mappings: Mappings, *, record_id: str | None, 
         for stream in streams.STREAMS:
             ids = [f.sf_id for f in failures if f.object_type == stream.object_type]
             if ids and not report.fatal:
-                stream.build(ctx).sync_ids(ids, report)
+                stream.sync_ids(ctx, ids, report)
         ctx.store.runs.finish(
             ctx.run_id, dict(report.counts()), "failed" if report.fatal else "succeeded", report.fatal
         )

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from connector.sync import polling
 from connector.sync.accounts import AccountSync
 from connector.sync.context import SyncContext
 from connector.sync.exactly_once import CUSTOMER, SUBSCRIPTION, Kind
@@ -21,15 +22,8 @@ from connector.sync.report import RunReport
 
 
 class Pipeline(PolledSync, Protocol):
-    """What one object's pipeline offers the runner, the daemon and the backfill."""
-
-    def poll(self, report: RunReport) -> None: ...
-
-    def retry_due(self, report: RunReport) -> None: ...
-
-    def sync_ids(
-        self, ids: Iterable[str], report: RunReport, *, should_stop: Callable[[], bool] | None = None
-    ) -> bool: ...
+    """What one object's pipeline offers: its query and `process(rows, report)`; the loops around
+    it (poll from the cursor, retries, ids named by events) are shared, in connector.sync.polling."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +38,21 @@ class Stream:
     @property
     def object_type(self) -> str:
         return self.kind.object_type
+
+    def poll(self, ctx: SyncContext, report: RunReport) -> None:
+        """Changed records from the cursor, then failures that are due."""
+        polling.poll(self.build(ctx), report)
+
+    def sync_ids(
+        self,
+        ctx: SyncContext,
+        ids: Iterable[str],
+        report: RunReport,
+        *,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> bool:
+        """These records now (retries, events); False when stopped or failed before the last."""
+        return polling.sync_ids(self.build(ctx), ids, report, should_stop=should_stop)
 
 
 # In dependency order: an Order's Customer comes from its Account.

@@ -12,6 +12,7 @@ import stripe
 
 from connector.mapping import load_mappings
 from connector.state import StateStore
+from connector.sync import polling
 from connector.sync.order_rules import add_months
 from connector.sync.orders import OrderSync
 from connector.sync.report import RunReport
@@ -494,7 +495,7 @@ def test_an_order_of_an_account_that_is_not_a_billing_entity_is_refused(
         assert failure is not None and failure.retryable
     with open_context(connector_settings, load_mappings(connector_settings.mappings_dir)) as ctx:
         report = RunReport("retry")
-        OrderSync(ctx).sync_ids([order_id], report)
+        polling.sync_ids(OrderSync(ctx), [order_id], report)
     assert next(o for o in report.outcomes if o.sf_id == order_id).status == "created"
     assert record(sandbox, "Order", order_id)["Stripe_Sync_Status__c"] == "Synced"
 
@@ -593,7 +594,7 @@ def test_product_and_price_ids_lost_from_salesforce_are_written_back_again(
 
     with open_context(connector_settings, load_mappings(connector_settings.mappings_dir)) as ctx:
         report = RunReport("retry")
-        OrderSync(ctx).sync_ids([order_id], report)
+        polling.sync_ids(OrderSync(ctx), [order_id], report)
 
     assert next(o for o in report.outcomes if o.sf_id == order_id).status == "unchanged"
     assert record(sandbox, "Product2", product_id)["Stripe_Product_ID__c"] == product

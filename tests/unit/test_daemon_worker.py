@@ -13,7 +13,6 @@ from connector.daemon.metrics import Metrics
 from connector.daemon.worker import InterruptibleSalesforce, NotWorking, ShutdownRequested, SyncWorker
 from connector.state import StateStore
 from connector.sync import streams
-from connector.sync.exactly_once import CUSTOMER
 from connector.sync.report import Outcome
 
 
@@ -51,24 +50,22 @@ def test_unarmed_queries_run_to_completion():
 
 
 class FakeSync:
-    """Stands in for AccountSync/OrderSync: records calls, can block to test the lock."""
+    """Stands in for the Accounts stream: records calls, can block to test the lock."""
 
     calls: ClassVar[list[tuple[str, Any]]] = []
     gate: threading.Event | None = None
     entered: threading.Event | None = None
+    key, title, sf_object, object_type = "accounts", "Accounts → Customers", "Account", "customer"
 
-    def __init__(self, ctx: Any) -> None:
-        self.ctx = ctx
-
-    def poll(self, report) -> None:
-        FakeSync.calls.append(("poll", self.ctx.mappings))
+    def poll(self, ctx, report) -> None:
+        FakeSync.calls.append(("poll", ctx.mappings))
         if FakeSync.entered is not None:
             FakeSync.entered.set()
         if FakeSync.gate is not None:
             FakeSync.gate.wait(30)
         report.add(Outcome("customer", "001A", "Acme", "create", "created", "cus_1"))
 
-    def sync_ids(self, ids, report, *, should_stop=None) -> bool:
+    def sync_ids(self, ctx, ids, report, *, should_stop=None) -> bool:
         FakeSync.calls.append(("sync_ids", list(ids)))
         for i in ids:
             report.add(Outcome("customer", i, "", "update", "updated", "cus_" + i))
@@ -80,8 +77,7 @@ def worker_parts(sqlite_url, monkeypatch):
     FakeSync.calls = []
     FakeSync.gate = None
     FakeSync.entered = None
-    fake = streams.Stream("accounts", "Accounts → Customers", "Account", CUSTOMER, True, FakeSync)
-    monkeypatch.setattr(streams, "STREAMS", (fake,))
+    monkeypatch.setattr(streams, "STREAMS", (FakeSync(),))
     store = StateStore.open(sqlite_url)
     ctx = SimpleNamespace(
         sf=FakeSalesforce([]),
@@ -140,9 +136,9 @@ def test_a_stop_between_event_batches_raises_so_the_replay_id_is_not_saved(worke
     worker, *_ = worker_parts
     original = FakeSync.sync_ids
 
-    def stop_during(self, ids, report, *, should_stop=None):
+    def stop_during(self, ctx, ids, report, *, should_stop=None):
         worker.stopping.set()  # a signal arrives while the ids are applied
-        return original(self, ids, report, should_stop=should_stop)
+        return original(self, ctx, ids, report, should_stop=should_stop)
 
     FakeSync.sync_ids = stop_during  # type: ignore[method-assign]
     try:
