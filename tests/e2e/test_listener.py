@@ -311,3 +311,71 @@ def test_stop_finishes_the_batch_in_flight_and_stores_its_replay_id(
     running.stop()
     assert recorder.ids() == [account_id]
     assert store.cursors.replay_id(ACCOUNTS)  # stored before run() returned
+
+
+class Gate:
+    """handle_ids that records every call and holds the first one until released."""
+
+    def __init__(self) -> None:
+        self.recorder = Recorder()
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, sobject: str, ids: list[str]) -> None:
+        self.recorder(sobject, ids)
+        if not self.entered.is_set():
+            self.entered.set()
+            self.release.wait(30)
+
+
+def test_events_arriving_while_a_batch_is_applied_are_coalesced_into_one_next_batch(
+    sandbox: Any, start: Callable[..., Running], store: StateStore
+) -> None:
+    gate = Gate()
+    running = start(gate, topics=[ACCOUNTS, ORDERS], batch_size=3)
+    first = new_account(sandbox, "First")
+    assert gate.entered.wait(20)
+    # While the first batch is held, a burst across two topics arrives in several FetchResponses
+    # (at most 3 events each) and the listener keeps reading them.
+    burst = [new_account(sandbox, f"Burst {i}") for i in range(8)]
+    for account_id in burst[:3]:  # edited again: named twice, applied once
+        sandbox.sf_admin.patch_record("Account", account_id, {"Description": "again"})
+    order_id = sandbox.sf_admin.create_record(
+        "Order",
+        {"AccountId": burst[0], "EffectiveDate": "2026-12-01", "Status": "Draft"},
+    )
+    wait_for(lambda: running.listener.stats["events"] >= 1 + 8 + 3 + 1, what="the burst read ahead")
+    assert store.cursors.replay_id(ACCOUNTS) is None  # nothing stored while the first batch runs
+
+    gate.release.set()
+    wait_for(lambda: order_id in gate.recorder.ids("Order"), what="the coalesced batch")
+
+    calls = gate.recorder.calls
+    assert calls[0] == ("Account", [first])
+    assert calls[1] == ("Account", burst)  # 11 events in 4+ responses: one call, each id once
+    assert calls[2] == ("Order", [order_id])
+    assert len(calls) == 3
+    wait_for(lambda: store.cursors.replay_id(ORDERS), what="the Order topic's replay id")
+    assert running.listener.stats["handler_batches"] == 2
+
+
+def test_a_failure_in_a_coalesced_batch_stores_no_replay_id_and_the_restart_gets_every_event(
+    sandbox: Any, start: Callable[..., Running], store: StateStore
+) -> None:
+    gate = Gate()
+    running = start(gate, topics=[ACCOUNTS], batch_size=2)
+    first = new_account(sandbox, "First")
+    assert gate.entered.wait(20)
+    burst = [new_account(sandbox, f"Burst {i}") for i in range(5)]
+    wait_for(lambda: running.listener.stats["events"] >= 6, what="the burst read ahead")
+    gate.recorder.fail_next = 10**6  # the burst's batch fails until the stop
+    gate.release.set()
+    wait_for(lambda: running.listener.stats["handler_failures"] >= 1, what="the failing batch")
+    stored = store.cursors.replay_id(ACCOUNTS)
+    assert stored  # the first batch's position
+    running.stop()
+    assert store.cursors.replay_id(ACCOUNTS) == stored
+
+    again = Recorder()
+    start(again, topics=[ACCOUNTS])
+    wait_for(lambda: set(burst) <= set(again.ids()), what="the burst delivered again after a restart")
+    assert first not in again.ids()

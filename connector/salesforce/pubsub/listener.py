@@ -3,15 +3,23 @@
 One worker thread per topic keeps a Subscribe stream open. Events carry ids only; `handle_ids`
 (the caller) fetches the records in batches and syncs them like the poller does. The guarantees:
 
-* **At least once, resumable.** The replay id is stored (`ReplayStore.set_replay_id`: the state
-  store's cursors) only after `handle_ids` returned for every event of a FetchResponse; a restart
+* **Coalesced.** Topic threads only read and decode: each FetchResponse becomes a delivery (ids
+  per object, gaps, its last replay id) on a bounded queue, and the thread goes on reading. One
+  handler thread takes every delivery queued meanwhile, across topics and objects, de-duplicates
+  the ids and calls `handle_ids` once per object: a burst is applied as a few large batches, side
+  by side on the Stripe workers, instead of a string of small serial ones. A full queue blocks the
+  topic threads, so the server holds the rest (flow control).
+* **At least once, resumable.** A topic's replay id is stored (`ReplayStore.set_replay_id`: the
+  state store's cursors) only after `handle_ids` returned for every event up to it; a restart
   resumes after it (CUSTOM). A failing `handle_ids` is retried in place with backoff; nothing is
-  stored until it succeeds (a stop in between stores nothing, so a restart gets the batch again).
+  stored until it succeeds (a stop in between stores nothing, so a restart gets the events again;
+  deliveries still queued at a stop are dropped unstored, so they come again too).
 * **Never EARLIEST.** A stored replay id Salesforce refuses (past the 72 h retention, invalid)
   makes the listener subscribe from LATEST, call `catch_up(sobject)` (the caller polls from its
   cursor), and only then forget the old id — a crash in between just repeats the catch-up.
 * **Flow control.** `batch_size` events are requested; once all arrived, the next batch is asked
-  for at once, so the server always has a pending request and never closes the stream as idle.
+  for at once (while the handler still applies the last ones), so the server always has a pending
+  request and never closes the stream as idle.
 * **Resilience.** UNAUTHENTICATED re-authenticates and reconnects; other failures reconnect with
   exponential backoff; a watchdog cancels a stream that said nothing (not even a keepalive) for
   `stall_timeout` seconds, and it is reopened from the stored replay id.
@@ -19,7 +27,7 @@ One worker thread per topic keeps a Subscribe stream open. Events carry ids only
   changeOrigin carrying `client=cpq2stripe` from our Sforce-Call-Options) are skipped; their
   replay ids are still stored.
 
-`handle_ids` calls are serialised across topics, so the caller need not be thread-safe.
+`handle_ids` and `catch_up` calls are serialised, so the caller need not be thread-safe.
 """
 
 from __future__ import annotations
@@ -51,6 +59,8 @@ log = logging.getLogger(__name__)
 
 OWN_CLIENT_ID = "cpq2stripe"  # what the connector sends in Sforce-Call-Options (client=...)
 DEFAULT_STALL_TIMEOUT = 330.0  # Salesforce sends a keepalive at least every 270 s
+QUEUE_DEPTH = 50  # deliveries (FetchResponses, up to 100 events each) read ahead of the handler
+MAX_BATCH_IDS = 2000  # ids one handler batch gathers before it applies them
 
 
 class ReplayStore(Protocol):
@@ -109,6 +119,20 @@ class HandlerFailed(Exception):
 
 
 @dataclass
+class _Delivery:
+    """One FetchResponse, decoded: what to apply before its topic's replay id may be stored."""
+
+    topic: str
+    replay_id: str | None  # encoded; None: nothing to store
+    ids: dict[str, dict[str, None]] = field(default_factory=dict)  # object -> ids, in order
+    gaps: set[str] = field(default_factory=set)  # objects with an overflow gap: poll them
+
+    @property
+    def size(self) -> int:
+        return sum(len(ids) for ids in self.ids.values())
+
+
+@dataclass
 class _Worker:
     spec: TopicSpec
     call: Any = None
@@ -161,6 +185,7 @@ class EventListener:
             )
         self._workers = {spec.name: _Worker(spec) for spec in self.topics}
         self._handle_lock = threading.Lock()
+        self._deliveries: queue.Queue[_Delivery] = queue.Queue(maxsize=QUEUE_DEPTH)
         self._stop = threading.Event()
         self._stats_lock = threading.Lock()
         self._stats: dict[str, Any] = {
@@ -168,6 +193,7 @@ class EventListener:
             "skipped_own": 0,
             "ids_handled": 0,
             "handler_calls": 0,
+            "handler_batches": 0,
             "handler_failures": 0,
             "connects": 0,
             "reconnects": 0,
@@ -187,6 +213,7 @@ class EventListener:
         with self._stats_lock:
             snapshot = dict(self._stats)
         snapshot["connected"] = sorted(w.spec.name for w in self._workers.values() if w.connected)
+        snapshot["queued_deliveries"] = self._deliveries.qsize()
         return snapshot
 
     def run(self, stop: threading.Event) -> None:
@@ -198,6 +225,7 @@ class EventListener:
             )
             for w in self._workers.values()
         ]
+        threads.append(threading.Thread(target=self._drain, args=(stop,), name="pubsub handler", daemon=True))
         for t in threads:
             t.start()
         try:
@@ -337,15 +365,11 @@ class EventListener:
             for response in call:
                 worker.last_activity = time.monotonic()
                 if response.events:
-                    worker.busy = True
-                    try:
-                        self._process(spec, response.events)
-                    finally:
-                        worker.busy = False
-                        worker.last_activity = time.monotonic()
+                    self._enqueue(worker, self._decode(spec, response.events), stop)
                 elif response.latest_replay_id:
-                    # keepalive: everything up to here is handled; don't resume from far behind
-                    self.store.set_replay_id(spec.name, encode_replay_id(response.latest_replay_id))
+                    # keepalive: once what came before is handled, resume from here, not far behind
+                    keepalive = _Delivery(spec.name, encode_replay_id(response.latest_replay_id))
+                    self._enqueue(worker, keepalive, stop)
                 pending = response.pending_num_requested
                 if pending <= 0:
                     requests.put(pb.FetchRequest(topic_name=spec.name, num_requested=self.batch_size))
@@ -353,36 +377,99 @@ class EventListener:
         finally:
             done.set()
 
-    def _catch_up(self, spec: TopicSpec) -> None:
-        self._count("catch_ups")
-        if self.catch_up is None:
-            log.warning("pubsub %s: events may have been missed; the next poll catches up", spec.name)
-            return
+    def _enqueue(self, worker: _Worker, delivery: _Delivery, stop: threading.Event) -> None:
+        """Hand a delivery to the handler; waits while the queue is full (the server holds the rest)."""
+        worker.busy = True  # a full queue is not a silent stream: no watchdog meanwhile
         try:
-            with self._handle_lock:
-                self.catch_up(spec.sobject)
+            while not stop.is_set():
+                try:
+                    self._deliveries.put(delivery, timeout=0.25)
+                    return
+                except queue.Full:
+                    continue
+        finally:
+            worker.busy = False
+            worker.last_activity = time.monotonic()
+
+    def _drain(self, stop: threading.Event) -> None:
+        """The handler thread: everything queued since the last batch, applied as one batch."""
+        while not stop.is_set():
+            try:
+                batch = [self._deliveries.get(timeout=0.25)]
+            except queue.Empty:
+                continue
+            size = batch[0].size
+            while size < MAX_BATCH_IDS:
+                try:
+                    batch.append(self._deliveries.get_nowait())
+                except queue.Empty:
+                    break
+                size += batch[-1].size
+            try:
+                self._apply(batch)
+            except HandlerFailed as exc:  # only while stopping: nothing after it is stored
+                self._failed("handler", exc.__cause__ or exc)
+                return
+
+    def _apply(self, batch: list[_Delivery]) -> None:
+        """Each object's ids once, then the gaps' catch-up polls, then each topic's last replay id."""
+        ids: dict[str, dict[str, None]] = {}
+        gaps: set[str] = set()
+        last: dict[str, str | None] = {}
+        for delivery in batch:
+            for sobject, named in delivery.ids.items():
+                ids.setdefault(sobject, {}).update(named)
+            gaps |= delivery.gaps
+            if delivery.replay_id:
+                last[delivery.topic] = delivery.replay_id
+        self._count("handler_batches")
+        for sobject, named in ids.items():
+            if named:
+                self._handle(sobject, list(named))
+        for sobject in sorted(gaps):  # an overflow gap names no records: poll that object
+            self._until_done(f"catch_up({sobject})", lambda o=sobject: self._call_catch_up(o))
+        for topic, replay_id in last.items():
+            self.store.set_replay_id(topic, replay_id)
+
+    def _catch_up(self, spec: TopicSpec) -> None:
+        """A refused replay id, on the topic's thread: poll the object before following LATEST."""
+        try:
+            self._call_catch_up(spec.sobject)
         except Exception as exc:
             raise HandlerFailed(f"catch_up({spec.sobject}) failed") from exc
 
-    def _handle(self, spec: TopicSpec, sobject: str, ids: list[str]) -> None:
-        """handle_ids, retried in place with backoff: reopening the stream could not bring the batch
-        back when no replay id was stored yet (a LATEST stream has no position before its first event)."""
+    def _call_catch_up(self, sobject: str) -> None:
+        self._count("catch_ups")
+        if self.catch_up is None:
+            log.warning("pubsub: events for %s may have been missed; the next poll catches up", sobject)
+            return
+        with self._handle_lock:
+            self.catch_up(sobject)
+
+    def _handle(self, sobject: str, ids: list[str]) -> None:
+        def call() -> None:
+            with self._handle_lock:
+                self.handle_ids(sobject, ids)
+
+        self._until_done(f"handle_ids({sobject}, {len(ids)} ids)", call)
+        self._count("handler_calls")
+        self._count("ids_handled", len(ids))
+
+    def _until_done(self, what: str, call: Callable[[], None]) -> None:
+        """Retried in place with backoff: reopening the stream could not bring the events back when
+        no replay id was stored yet (a LATEST stream has no position before its first event)."""
         attempt = 0
         while True:
             try:
-                with self._handle_lock:
-                    self.handle_ids(sobject, ids)
+                call()
+                return
             except Exception as exc:
                 self._count("handler_failures")
-                self._failed(spec.name, exc)
+                self._failed("handler", exc)
                 if self._stop.is_set():
-                    raise HandlerFailed(f"handle_ids({sobject}, {len(ids)} ids) failed") from exc
+                    raise HandlerFailed(f"{what} failed") from exc
                 self._stop.wait(self._backoff(attempt))
                 attempt += 1
-                continue
-            self._count("handler_calls")
-            self._count("ids_handled", len(ids))
-            return
 
     def _is_own(self, header: dict[str, Any]) -> bool:
         origin = str(header.get("changeOrigin") or "")
@@ -391,9 +478,10 @@ class EventListener:
         user = self.client.user_id
         return bool(user) and header.get("commitUser") == user
 
-    def _process(self, spec: TopicSpec, events: Sequence[Any]) -> None:
-        groups: dict[str, dict[str, None]] = {}
-        gaps: set[str] = set()
+    def _decode(self, spec: TopicSpec, events: Sequence[Any]) -> _Delivery:
+        """The ids the events name, per object (the connector's own changes left out)."""
+        delivery = _Delivery(spec.name, encode_replay_id(events[-1].replay_id))
+        groups, gaps = delivery.ids, delivery.gaps
         now = time.time()
         for consumer_event in events:
             record = self.client.decode(consumer_event.event)
@@ -424,9 +512,4 @@ class EventListener:
             bucket = groups.setdefault(sobject, {})
             for record_id in ids:
                 bucket[record_id] = None
-        for sobject, ids in groups.items():
-            if ids:
-                self._handle(spec, sobject, list(ids))
-        for sobject in sorted(gaps):  # an overflow gap names no records: poll that object
-            self._catch_up(TopicSpec(spec.name, sobject))
-        self.store.set_replay_id(spec.name, encode_replay_id(events[-1].replay_id))
+        return delivery
