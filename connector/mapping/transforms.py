@@ -16,7 +16,7 @@ transform cannot handle raises `TransformError`, which the engine turns into a r
 | phone           | calling code, "1" | -> `+<digits>` (E.164); numbers without + get the given code  |
 | truncate        | length (optional) | cut to the length, or to the Stripe target's limit            |
 | email           |                   | reject malformed addresses ('.a@x.com', 'a..b@x.com')          |
-| payment_term    |                   | 'Net 30' -> 30, 'Due on Receipt' -> 0, 45 -> 45               |
+| payment_term    |                   | 'Net 30 days', 'Net30', '30 days' -> 30; 'Due on Receipt' -> 0 |
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connector.mapping.countries import country_code
+from connector.mapping.payment_terms import PaymentTermError, parse_payment_term
 
 
 class TransformError(ValueError):
@@ -154,33 +155,11 @@ def _email(value: Any, _arg: Any, _limit: int | None) -> Any:
     return text
 
 
-_NET = re.compile(r"(?i)^\s*net\s*(\d{1,3})(\s*days?)?\s*$")
-_DUE_NOW = re.compile(r"(?i)^\s*due\s+(on|upon)\s+receipt\s*$")
-
-
 def _payment_term(value: Any, _arg: Any, _limit: int | None) -> Any:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, bool):
-        raise TransformError(f"payment term {value!r} is not a number of days", "map a payment-term field")
-    if isinstance(value, int):
-        days = value
-    elif isinstance(value, float) and value.is_integer():
-        days = int(value)
-    elif isinstance(value, str) and value.strip().isdigit():
-        days = int(value.strip())
-    elif isinstance(value, str) and (m := _NET.match(value)):
-        days = int(m.group(1))
-    elif isinstance(value, str) and _DUE_NOW.match(value):
-        days = 0
-    else:
-        raise TransformError(
-            f"unknown payment term '{value}'",
-            "use 'Due on Receipt', 'Net <days>' (e.g. 'Net 30') or a whole number of days",
-        )
-    if not 0 <= days <= 730:
-        raise TransformError(f"payment term of {days} days is out of range", "Stripe allows 0 to 730 days")
-    return days
+    try:
+        return parse_payment_term(value)
+    except PaymentTermError as exc:
+        raise TransformError(exc.problem, exc.fix) from None
 
 
 TRANSFORMS: dict[str, TransformDef] = {
@@ -192,7 +171,7 @@ TRANSFORMS: dict[str, TransformDef] = {
     "phone": TransformDef(_phone, "optional_str", "phone -> +E.164; arg: default calling code"),
     "truncate": TransformDef(_truncate, "optional_int", "cut to the target's Stripe limit or to N"),
     "email": TransformDef(_email, "none", "reject addresses Stripe would refuse"),
-    "payment_term": TransformDef(_payment_term, "none", "'Net 30' -> 30 days"),
+    "payment_term": TransformDef(_payment_term, "none", "'Net 30 days' -> 30, 'Due on Receipt' -> 0"),
 }
 
 

@@ -22,13 +22,13 @@ from __future__ import annotations
 import calendar
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
+from connector.mapping.payment_terms import PaymentTermError, parse_payment_term
 from connector.sync.money import MoneyError, normalize_currency, to_decimal, to_minor_units
 
 # --------------------------------------------------------------------------------------------------
@@ -335,7 +335,6 @@ UNSUPPORTED_FREQUENCIES = {
     "Invoice Plan": "Stripe cannot bill a CPQ invoice plan (irregular invoice dates)",
     "Usage": "a 'Usage' billing frequency has no billing interval for Stripe",
 }
-_NET_TERM = re.compile(r"^\s*net\s*(\d{1,3})\s*$", re.IGNORECASE)
 
 
 def midnight_utc(day: date) -> int:
@@ -348,23 +347,6 @@ def add_months(day: date, months: int) -> date:
     index = day.month - 1 + months
     year, month = day.year + index // 12, index % 12 + 1
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
-
-
-def parse_payment_term(value: Any) -> int | None:
-    """'Net 30' -> 30, 'Due on Receipt' -> 0, '45' / 45 -> 45; None when unrecognised."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int) and value >= 0:
-        return value
-    text = str(value).strip()
-    if text.lower() in {"due on receipt", "due upon receipt", "immediate", "immediately"}:
-        return 0
-    match = _NET_TERM.match(text)
-    if match:
-        return int(match.group(1))
-    if text.isdigit():
-        return int(text)
-    return None
 
 
 def _records(order: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -533,19 +515,12 @@ def _collection(
     if config.collection_method == "charge_automatically":
         return Collection("charge_automatically", None, None)
     term = order.get(config.payment_term_field)
-    if term is None or term == "":
-        return Collection("send_invoice", config.days_until_due, None)
-    days = parse_payment_term(term)
-    if days is None:
-        out.order(
-            "payment_term",
-            config.payment_term_field,
-            term,
-            "the connector cannot turn this payment term into days until the invoice is due",
-            "use 'Due on Receipt', 'Net N' or a whole number of days",
-        )
+    try:
+        days = parse_payment_term(term)  # the mapping's `payment_term` transform reads it the same way
+    except PaymentTermError as exc:
+        out.order("payment_term", config.payment_term_field, term, exc.problem, exc.fix)
         return None
-    return Collection("send_invoice", days, None)
+    return Collection("send_invoice", config.days_until_due if days is None else days, None)
 
 
 def _check_line(

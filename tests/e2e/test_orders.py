@@ -286,7 +286,8 @@ def test_jpy_amounts_have_no_minor_unit(sandbox, run_sync):
 
 
 @pytest.mark.parametrize(
-    ("term", "days"), [("Net 15", 15), ("Net 60", 60), ("Due on Receipt", 0), (None, 30)]
+    ("term", "days"),
+    [("Net 15", 15), ("Net 30 days", 30), ("30 days", 30), ("Net 60", 60), ("Due on Receipt", 0), (None, 30)],
 )
 def test_payment_term_sets_days_until_due(sandbox, run_sync, term, days):
     org = Org(sandbox)
