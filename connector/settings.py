@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     stripe_max_network_retries: int = Field(default=3, ge=0, le=10)
     stripe_rps: float | None = Field(default=None, gt=0, le=1000)
     stripe_timeout_seconds: float = Field(default=80.0, gt=0)
-    stripe_workers: int = Field(default=8, ge=1, le=64)
+    stripe_workers: int | None = Field(default=None, ge=1, le=64)  # None: from the rps budget
 
     # State and behaviour
     database_url: str = "sqlite:///state/connector.db"

@@ -21,7 +21,6 @@ Stripe call), and seeds the poll cursor when it is empty, so the daemon starts f
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -71,11 +70,6 @@ def parse_since(text: str) -> datetime:
     """An ISO 8601 date or instant; a date or a naive time is taken as UTC."""
     value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def workers_for(rps: float, configured: int) -> int:
-    """Enough concurrent requests to fill `rps` at ~250 ms per Stripe call plus our own work."""
-    return max(configured, min(64, math.ceil(rps * 0.5)))
 
 
 def first_page_size(bulk_threshold: int) -> int:
@@ -264,9 +258,8 @@ def run_backfill(
     """The `backfill` command: run, print the report, return the exit code."""
     from connector.sync.runner import open_context
 
-    rps = settings.effective_stripe_rps
-    workers = options.workers or workers_for(rps, settings.stripe_workers)
-    settings = settings.model_copy(update={"stripe_workers": workers})
+    if options.workers:
+        settings = settings.model_copy(update={"stripe_workers": options.workers})
     try:
         chosen = streams.selected(options.objects)
     except ValueError as exc:

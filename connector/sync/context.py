@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -13,6 +14,12 @@ from connector.mapping import Mappings
 from connector.settings import Settings
 from connector.state.store import StateStore
 from connector.stripe_sink.gateway import StripeGateway
+
+
+def workers_for(rps: float) -> int:
+    """Enough concurrent Stripe requests to fill `rps` at ~250 ms a call plus our own work (the
+    gateway's limiter keeps them within the budget): 45 at the live 90 rps, 13 at test mode's 25."""
+    return max(4, min(64, math.ceil(rps * 0.5)))
 
 
 def utcnow() -> datetime:
@@ -38,7 +45,8 @@ class SyncContext:
     def stripe_workers(self) -> ThreadPoolExecutor:
         """The run's one pool of Stripe workers. Batches queue their records on it in order, so a
         batch planned while another is applied starts the moment the other's last record does."""
-        return ThreadPoolExecutor(max_workers=self.settings.stripe_workers, thread_name_prefix="stripe")
+        count = self.settings.stripe_workers or workers_for(self.settings.effective_stripe_rps)
+        return ThreadPoolExecutor(max_workers=count, thread_name_prefix="stripe")
 
     def close(self) -> None:
         if "stripe_workers" in self.__dict__:

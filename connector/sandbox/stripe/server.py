@@ -209,9 +209,11 @@ class StripeApp:
             state.knobs.reset_counts()
             return Response.json({"ok": True})
 
-        def requests(_req: Request) -> Response:
+        def requests(req: Request) -> Response:
+            """The request log; `?since=<epoch seconds>` keeps the requests started at or after it."""
+            since = float(req.query_dict().get("since") or 0)
             with state.log_lock:
-                return Response.json(list(state.requests))
+                return Response.json([r for r in state.requests if r["time"] >= since])
 
         def config(req: Request) -> Response:
             body = req.json() or {}
