@@ -57,6 +57,7 @@ from connector.sync.order_rules import (
     order_fingerprint,
     plan_order,
 )
+from connector.sync.order_rules.fields import LINE_FIELDS, ORDER_FIELDS
 from connector.sync.pipeline import Batch
 from connector.sync.report import Outcome, RunReport
 
@@ -72,32 +73,6 @@ CHANGED_MESSAGE = (
     "changed after activation: not re-billed; amend in Stripe by hand "
     "(the connector does not apply changes to a synced Order; {stripe_id} still bills the version "
     "synced first)"
-)
-_LINE_FIELDS = (
-    "Id",
-    "OrderItemNumber",
-    "Product2Id",
-    "PricebookEntryId",
-    "ServiceDate",
-    "EndDate",
-    "SBQQ__ChargeType__c",
-    "SBQQ__BillingType__c",
-    "SBQQ__BillingFrequency__c",
-    "SBQQ__SubscriptionTerm__c",
-    "SBQQ__SubscriptionType__c",
-    "Product2.Name",
-    "Product2.Description",
-    "PricebookEntry.UnitPrice",
-    "PricebookEntry.CurrencyIsoCode",
-)
-_ORDER_FIELDS = (
-    "OrderNumber",
-    "AccountId",
-    "EffectiveDate",
-    "EndDate",
-    "CurrencyIsoCode",
-    "Type",
-    "Account.Name",
 )
 
 
@@ -191,7 +166,7 @@ class OrderSync:
 
     def _line_fields(self) -> list[str]:
         lines = self.mapping.lines
-        fields = set(_LINE_FIELDS) | set(soql_fields(lines))
+        fields = set(LINE_FIELDS) | set(soql_fields(lines))
         fields |= {lines.write_back.stripe_price_id}
         fields |= {f"Product2.{lines.product_write_back.stripe_id}"}
         fields |= {f"PricebookEntry.{lines.price_book_entry_write_back.stripe_id}"}
@@ -199,7 +174,7 @@ class OrderSync:
         return ["Id", *sorted(fields - {"Id"})]
 
     def _select(self) -> str:
-        fields = set(soql_fields(self.mapping)) | set(_ORDER_FIELDS)
+        fields = set(soql_fields(self.mapping)) | set(ORDER_FIELDS)
         fields.add(f"Account.{self.ctx.mappings.customer.write_back.stripe_id}")
         due = next((f for f in self.mapping.fields if f.target == "days_until_due"), None)
         if due is not None and due.source:

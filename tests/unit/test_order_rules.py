@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import calendar
+import re
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connector.mapping import load_mappings
 from connector.sync.money import (
     MAX_UNIT_AMOUNT,
     THREE_DECIMAL_CURRENCIES,
@@ -31,7 +35,10 @@ from connector.sync.order_rules import (
     order_fingerprint,
     plan_order,
 )
+from connector.sync.order_rules.fields import BILLED_LINE_FIELDS, BILLED_ORDER_FIELDS
+from connector.sync.orders import OrderSync, rules_config
 
+REPO = Path(__file__).resolve().parents[2]
 TODAY = date(2026, 3, 10)
 CONFIG = OrderRulesConfig(today=TODAY)
 
@@ -710,3 +717,32 @@ def test_fingerprint_changes_with_billing_content(change):
     before = order_fingerprint(o)
     change(o)
     assert order_fingerprint(o) != before
+
+
+@pytest.mark.parametrize("field_name", [*BILLED_ORDER_FIELDS, "Payment_Term__c"])
+def test_fingerprint_changes_with_every_billed_order_field(field_name):
+    o = order(line(1))
+    before = order_fingerprint(o, CONFIG)
+    o[field_name] = "changed"
+    assert order_fingerprint(o, CONFIG) != before
+
+
+@pytest.mark.parametrize("field_name", [*BILLED_LINE_FIELDS, "Quantity", "UnitPrice"])
+def test_fingerprint_changes_with_every_billed_line_field(field_name):
+    o = order(line(1), line(2))
+    before = order_fingerprint(o, CONFIG)
+    o["OrderItems"]["records"][1][field_name] = "changed"
+    assert order_fingerprint(o, CONFIG) != before
+
+
+def test_the_orders_query_reads_every_field_the_fingerprint_hashes():
+    """One declaration: what the fingerprint hashes is what the shipped mapping's SELECT reads."""
+    mappings = load_mappings(REPO / "mappings")
+    sync = OrderSync(SimpleNamespace(mappings=mappings, gateway=None))  # type: ignore[arg-type]
+    select = sync._select()
+    order_part, _, line_part = select.partition("(SELECT ")
+    config = rules_config(mappings.subscription, TODAY)
+    for name in (*BILLED_ORDER_FIELDS, config.payment_term_field):
+        assert re.search(rf"\b{re.escape(name)}\b", order_part), name
+    for name in (*BILLED_LINE_FIELDS, config.quantity_field, config.unit_price_field):
+        assert re.search(rf"\b{re.escape(name)}\b", line_part), name

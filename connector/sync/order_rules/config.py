@@ -1,0 +1,28 @@
+"""The options a subscription mapping sets for the Order rules (`today` injected: planning is
+deterministic)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class OrderRulesConfig:
+    """Options a mapping can set; `today` is injected so planning is deterministic."""
+
+    today: date
+    collection_method: Literal["send_invoice", "charge_automatically"] = "send_invoice"
+    days_until_due: int = 30  # when the Order has no payment term
+    unit_price_field: str = "UnitPrice"  # OrderItem field holding the price per billing period
+    quantity_field: str = "Quantity"
+    payment_term_field: str = "Payment_Term__c"
+    # Account field with a saved Stripe PaymentMethod id; when filled -> charge_automatically.
+    payment_method_field: str | None = "Stripe_Payment_Method_ID__c"
+    bill_backdated_period: bool = True
+    refused_order_types: frozenset[str] = frozenset({"Amendment"})
+    require_line_dates_match: bool = True
+    extra_currencies: frozenset[str] = frozenset()
+    max_subscription_items: int = 20  # Stripe: "a list of up to 20 subscription items"
+    max_invoice_items: int = 20  # Stripe: add_invoice_items "You may pass up to 20 items"

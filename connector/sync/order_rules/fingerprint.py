@@ -1,0 +1,50 @@
+"""The Order's billing content as one hash: an Order edited after it was synced is detected and
+reported instead of billed again."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from connector.sync.money import to_decimal
+from connector.sync.order_rules.config import OrderRulesConfig
+from connector.sync.order_rules.fields import BILLED_LINE_FIELDS, BILLED_ORDER_FIELDS, order_lines
+
+
+def _canonical(value: Any) -> Any:
+    """Numbers compare by value (10 == 10.0 == "10.00"); everything else as text."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int | float | Decimal):
+        return format(to_decimal(value).normalize(), "f")
+    return str(value)
+
+
+def order_fingerprint(order: Mapping[str, Any], config: OrderRulesConfig | None = None) -> str:
+    """sha256 of the billing-relevant content (dates, currency, lines, quantities, prices), so an
+    Order edited after it was synced is detected and reported instead of billed again. Fields the
+    connector writes (Stripe ids, sync status) and Status are left out."""
+    price_field = config.unit_price_field if config else "UnitPrice"
+    quantity_field = config.quantity_field if config else "Quantity"
+    term_field = config.payment_term_field if config else "Payment_Term__c"
+    fields = (*BILLED_ORDER_FIELDS, term_field)
+    content = {
+        "order": {f: _canonical(order.get(f)) for f in fields},
+        "lines": sorted(
+            (
+                {
+                    "Id": str(rec.get("Id")),
+                    **{f: _canonical(rec.get(f)) for f in BILLED_LINE_FIELDS},
+                    "quantity": _canonical(rec.get(quantity_field)),
+                    "unit_price": _canonical(rec.get(price_field)),
+                }
+                for rec in order_lines(order)
+            ),
+            key=lambda line: line["Id"],
+        ),
+    }
+    blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()

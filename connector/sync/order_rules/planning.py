@@ -1,0 +1,288 @@
+"""`plan_order`: validate the whole Order, then shape the Stripe objects it needs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, timedelta
+from typing import Any
+
+from connector.sync.money import MoneyError, normalize_currency, to_minor_units
+from connector.sync.order_rules.config import OrderRulesConfig
+from connector.sync.order_rules.dates import add_months, midnight_utc, parse_date
+from connector.sync.order_rules.fields import order_lines
+from connector.sync.order_rules.fingerprint import order_fingerprint
+from connector.sync.order_rules.refusals import OrderRefusal
+from connector.sync.order_rules.specs import (
+    Collection,
+    ItemSpec,
+    LinePrice,
+    OrderPlan,
+    PriceSpec,
+    ProductSpec,
+    ScheduleSpec,
+    SubscriptionSpec,
+)
+from connector.sync.order_rules.validation import (
+    Collector,
+    Line,
+    check_intervals,
+    check_line,
+    read_collection,
+)
+
+
+def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan | OrderRefusal:
+    """Validate the whole Order (collecting every reason) and, only if nothing is wrong, plan it."""
+    order_id = order.get("Id")
+    out = Collector(order_id, order.get("OrderNumber"))
+    account = order.get("Account") or {}
+
+    if order.get("Type") in config.refused_order_types:
+        out.order(
+            "order_type",
+            "Type",
+            order.get("Type"),
+            "the connector does not apply amendments yet; a second subscription would bill twice",
+            "change the existing Stripe subscription by hand, or leave this Order out of the sync",
+        )
+
+    currency: str | None = None
+    try:
+        currency = normalize_currency(order.get("CurrencyIsoCode"), config.extra_currencies)
+    except MoneyError as err:
+        out.order(err.code, "CurrencyIsoCode", order.get("CurrencyIsoCode"), err.problem, err.fix)
+
+    start = parse_date(order.get("EffectiveDate"))
+    if start is None:
+        out.order(
+            "start_date",
+            "EffectiveDate",
+            order.get("EffectiveDate"),
+            "the Order has no valid start date",
+            "set the Order Start Date",
+        )
+    end_raw = order.get("EndDate")
+    end = parse_date(end_raw)
+    if end_raw not in (None, "") and end is None:
+        out.order("end_date", "EndDate", end_raw, "not a valid date", "set a valid Order End Date")
+
+    collection = read_collection(order, account, config, out)
+
+    records = order_lines(order)
+    if not records:
+        out.order(
+            "no_lines",
+            None,
+            None,
+            "the Order has no lines (OrderItems), so there is nothing to bill",
+            "add products to the Order before activating it",
+        )
+
+    lines = [check_line(rec, order, currency, start, end, config, out) for rec in records]
+    recurring = [ln for ln in lines if ln.kind == "recurring"]
+    one_time = [ln for ln in lines if ln.kind == "one_time"]
+
+    if records and not recurring:
+        out.order(
+            "no_recurring_lines",
+            None,
+            None,
+            "the Order has only one-time lines; a Stripe subscription needs at least one recurring line",
+            "add a recurring product, or bill the one-time charges with a Stripe invoice",
+        )
+    check_intervals(recurring, out)
+    if len(recurring) > config.max_subscription_items:
+        out.order(
+            "too_many_items",
+            None,
+            None,
+            f"the Order has {len(recurring)} recurring lines; a Stripe subscription takes at most "
+            f"{config.max_subscription_items} items",
+            "split the Order, or combine lines of the same product",
+        )
+    if len(one_time) > config.max_invoice_items:
+        out.order(
+            "too_many_invoice_items",
+            None,
+            None,
+            f"the Order has {len(one_time)} one-time lines; Stripe adds at most "
+            f"{config.max_invoice_items} invoice items to a new subscription",
+            "split the Order, or combine one-time lines",
+        )
+
+    end_exclusive = subscription_end(order, start, end, recurring, config, out)
+
+    if out.reasons:
+        return OrderRefusal(order_id, order.get("OrderNumber"), tuple(out.reasons))
+
+    assert currency is not None and start is not None and collection is not None
+    products = plan_products(lines)
+    prices = plan_prices(lines, currency)
+    metadata = {
+        "salesforce_order_id": str(order_id),
+        "salesforce_account_id": str(order.get("AccountId") or ""),
+        "salesforce_order_number": str(order.get("OrderNumber") or ""),
+    }
+    items = tuple(ItemSpec(ln.id, ln.quantity) for ln in recurring)
+    invoice_items = tuple(ItemSpec(ln.id, ln.quantity) for ln in one_time)
+    shape = shape_plan(start, end_exclusive, recurring, items, invoice_items, collection, metadata, config)
+    return OrderPlan(
+        order_id=str(order_id),
+        order_number=order.get("OrderNumber"),
+        account_id=order.get("AccountId"),
+        customer_id=account.get("Stripe_Customer_ID__c") or None,
+        currency=currency.lower(),
+        products=products,
+        prices=prices,
+        subscription=shape,
+        fingerprint=order_fingerprint(order, config),
+    )
+
+
+def subscription_end(
+    order: Mapping[str, Any],
+    start: date | None,
+    end: date | None,
+    recurring: list[Line],
+    config: OrderRulesConfig,
+    out: Collector,
+) -> date | None:
+    """Exclusive end date of the subscription (EndDate + 1 day), or None for evergreen."""
+    if not recurring or start is None:
+        return None
+    evergreen = [ln for ln in recurring if ln.evergreen]
+    if evergreen and len(evergreen) != len(recurring):
+        out.order(
+            "mixed_evergreen",
+            "SBQQ__SubscriptionType__c",
+            None,
+            "some recurring lines are Evergreen and others are not; one subscription either ends or doesn't",
+            "make all recurring lines Evergreen, or none, or split the Order",
+        )
+        return None
+    if evergreen:
+        if end is not None:
+            out.order(
+                "evergreen_with_end",
+                "EndDate",
+                end.isoformat(),
+                "all recurring lines are Evergreen but the Order has an end date",
+                "clear the Order End Date, or make the lines Renewable",
+            )
+        return None
+    if end is not None:
+        exclusive = end + timedelta(days=1)
+    else:
+        terms = {ln.term for ln in recurring if ln.term is not None}
+        if len(terms) != 1 or any(ln.term is None for ln in recurring):
+            out.order(
+                "missing_end_date",
+                "EndDate",
+                None,
+                "the Order is termed (not Evergreen) but has no end date and no common subscription term",
+                "set the Order End Date, or mark the lines Evergreen",
+            )
+            return None
+        term = terms.pop()
+        if term != term.to_integral_value() or term <= 0:
+            out.order(
+                "missing_end_date",
+                "EndDate",
+                None,
+                f"the Order has no end date and its subscription term ({term}) is not a whole number"
+                " of months",
+                "set the Order End Date",
+            )
+            return None
+        exclusive = add_months(start, int(term))
+    if exclusive <= start:
+        out.order(
+            "end_before_start",
+            "EndDate",
+            (exclusive - timedelta(days=1)).isoformat(),
+            f"the Order ends before it starts ({start.isoformat()})",
+            "correct the Order Start or End Date",
+        )
+        return None
+    if exclusive <= config.today:
+        out.order(
+            "ended",
+            "EndDate",
+            (exclusive - timedelta(days=1)).isoformat(),
+            "the Order ended before it was synced; Stripe cannot create a subscription that is already over",
+            "correct the End Date, or bill the past period with a Stripe invoice",
+        )
+        return None
+    return exclusive
+
+
+def plan_products(lines: list[Line]) -> tuple[ProductSpec, ...]:
+    products: dict[str, ProductSpec] = {}
+    for ln in lines:
+        product = ln.record.get("Product2") or {}
+        sf_id = str(ln.record.get("Product2Id"))
+        if sf_id not in products:
+            products[sf_id] = ProductSpec(
+                sf_id=sf_id,
+                name=str(product.get("Name")),
+                description=product.get("Description") or None,
+                stripe_id=product.get("Stripe_Product_ID__c") or None,
+            )
+    return tuple(products.values())
+
+
+def plan_prices(lines: list[Line], currency: str) -> tuple[LinePrice, ...]:
+    """Reuse the PricebookEntry's price when the line bills exactly the entry's price, else a price
+    for the line. Two lines of one PricebookEntry needing different specs (e.g. Monthly and Annual)
+    cannot share the entry's single price id: the first claims it, the others get line prices."""
+    claimed: dict[str, PriceSpec] = {}
+    prices = []
+    for ln in lines:
+        assert ln.unit is not None
+        spec = PriceSpec(str(ln.record.get("Product2Id")), currency.lower(), *ln.unit, ln.recurrence)
+        pbe = ln.record.get("PricebookEntry") or {}
+        pbe_id = ln.record.get("PricebookEntryId")
+        pbe_spec = None
+        if pbe_id and pbe.get("UnitPrice") not in (None, ""):
+            try:
+                pbe_unit = to_minor_units(pbe["UnitPrice"], pbe.get("CurrencyIsoCode") or currency)
+                pbe_currency = str(pbe.get("CurrencyIsoCode") or currency).lower()
+                pbe_spec = PriceSpec(spec.product_sf_id, pbe_currency, *pbe_unit, ln.recurrence)
+            except MoneyError:
+                pbe_spec = None
+        own = ln.record.get("Stripe_Price_ID__c") or None
+        if pbe_spec == spec and claimed.setdefault(str(pbe_id), spec) == spec:
+            existing = own or pbe.get("Stripe_Price_ID__c") or None
+            prices.append(LinePrice(ln.id, spec, existing, "PricebookEntry", str(pbe_id)))
+        else:
+            prices.append(LinePrice(ln.id, spec, own, "OrderItem", ln.id))
+    return tuple(prices)
+
+
+def shape_plan(
+    start: date,
+    end_exclusive: date | None,
+    recurring: list[Line],
+    items: tuple[ItemSpec, ...],
+    invoice_items: tuple[ItemSpec, ...],
+    collection: Collection,
+    metadata: dict[str, str],
+    config: OrderRulesConfig,
+) -> SubscriptionSpec | ScheduleSpec:
+    end_ts = midnight_utc(end_exclusive) if end_exclusive else None
+    if start > config.today:
+        return ScheduleSpec(items, invoice_items, collection, midnight_utc(start), end_ts, metadata)
+    backdate = anchor = proration = None
+    if start < config.today:
+        backdate = midnight_utc(start)
+        recurrence = recurring[0].recurrence
+        assert recurrence is not None
+        months = recurrence.interval_count * (12 if recurrence.interval == "year" else 1)
+        k = 1
+        while add_months(start, k * months) <= config.today:
+            k += 1
+        boundary = add_months(start, k * months)
+        if end_exclusive is None or boundary < end_exclusive:
+            anchor = midnight_utc(boundary)
+        proration = "create_prorations" if config.bill_backdated_period else "none"
+    return SubscriptionSpec(items, invoice_items, collection, backdate, anchor, proration, end_ts, metadata)

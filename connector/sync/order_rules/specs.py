@@ -1,0 +1,231 @@
+"""What a planned Order becomes in Stripe: products, prices, items, the subscription or its
+schedule, as frozen values the sink turns into API params."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from connector.sync.money import to_decimal
+
+
+@dataclass(frozen=True)
+class Recurrence:
+    interval: Literal["month", "year"]
+    interval_count: int
+    usage_type: Literal["licensed", "metered"] = "licensed"
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "interval": self.interval,
+            "interval_count": self.interval_count,
+            "usage_type": self.usage_type,
+        }
+
+
+@dataclass(frozen=True)
+class PriceSpec:
+    """A Stripe Price as the Order needs it. Two lines that need the same price have equal specs."""
+
+    product_sf_id: str
+    currency: str  # lower-case ISO code, as Stripe returns it
+    unit_amount: int | None
+    unit_amount_decimal: str | None
+    recurring: Recurrence | None
+
+    def params(self, product_stripe_id: str) -> dict[str, Any]:
+        """Create params for POST /v1/prices."""
+        params: dict[str, Any] = {"product": product_stripe_id, "currency": self.currency}
+        if self.unit_amount is not None:
+            params["unit_amount"] = self.unit_amount
+        else:
+            params["unit_amount_decimal"] = self.unit_amount_decimal
+        if self.recurring is not None:
+            params["recurring"] = self.recurring.params()
+        params["metadata"] = {"salesforce_product_id": self.product_sf_id, "cpq2stripe_price_key": self.key()}
+        return params
+
+    def key(self) -> str:
+        """Deterministic, short, idempotency-key-safe identity of this spec."""
+        rec = (
+            "once"
+            if self.recurring is None
+            else f"{self.recurring.interval}x{self.recurring.interval_count}-{self.recurring.usage_type}"
+        )
+        amount = str(self.unit_amount) if self.unit_amount is not None else f"d{self.unit_amount_decimal}"
+        return f"{self.product_sf_id}-{self.currency}-{amount}-{rec}"
+
+    def matches_stripe_price(self, price: Mapping[str, Any]) -> bool:
+        """Whether an existing Stripe Price object bills exactly this (the pipeline checks a
+        PricebookEntry's linked price with this before reusing it)."""
+        if not price.get("active", True) or str(price.get("currency", "")).lower() != self.currency:
+            return False
+        if self.unit_amount is not None:
+            if price.get("unit_amount") != self.unit_amount:
+                return False
+        else:
+            theirs = price.get("unit_amount_decimal")
+            if theirs is None or to_decimal(str(theirs)) != to_decimal(self.unit_amount_decimal or "0"):
+                return False
+        recurring = price.get("recurring")
+        if self.recurring is None:
+            return not recurring
+        if not recurring:
+            return False
+        return (
+            recurring.get("interval") == self.recurring.interval
+            and int(recurring.get("interval_count") or 1) == self.recurring.interval_count
+            and (recurring.get("usage_type") or "licensed") == self.recurring.usage_type
+        )
+
+
+@dataclass(frozen=True)
+class ProductSpec:
+    sf_id: str
+    name: str
+    description: str | None
+    stripe_id: str | None  # Product2.Stripe_Product_ID__c when already synced
+
+    def params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"name": self.name, "metadata": {"salesforce_product_id": self.sf_id}}
+        if self.description:
+            params["description"] = self.description
+        return params
+
+
+@dataclass(frozen=True)
+class LinePrice:
+    """The price one OrderItem bills with.
+
+    `existing_price_id`: a Stripe price already linked (the OrderItem's own from an earlier run,
+    else the PricebookEntry's when `write_back_object == "PricebookEntry"`); the pipeline confirms
+    it with `spec.matches_stripe_price` before reuse and otherwise creates a price for the line.
+    `write_back_object/_id`: where a newly created price's id is written.
+    """
+
+    order_item_id: str
+    spec: PriceSpec
+    existing_price_id: str | None
+    write_back_object: Literal["PricebookEntry", "OrderItem"]
+    write_back_id: str
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    order_item_id: str
+    quantity: int | None  # None for metered prices (Stripe rejects a quantity there)
+
+    def params(self, price_id: str) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "price": price_id,
+            "metadata": {"salesforce_order_item_id": self.order_item_id},
+        }
+        if self.quantity is not None:
+            item["quantity"] = self.quantity
+        return item
+
+
+@dataclass(frozen=True)
+class Collection:
+    method: Literal["send_invoice", "charge_automatically"]
+    days_until_due: int | None
+    default_payment_method: str | None
+
+
+def _items(items: tuple[ItemSpec, ...], price_ids: Mapping[str, str]) -> list[dict[str, Any]]:
+    return [item.params(price_ids[item.order_item_id]) for item in items]
+
+
+@dataclass(frozen=True)
+class SubscriptionSpec:
+    """POST /v1/subscriptions for an Order starting today or in the past."""
+
+    items: tuple[ItemSpec, ...]
+    invoice_items: tuple[ItemSpec, ...]
+    collection: Collection
+    backdate_start_date: int | None
+    billing_cycle_anchor: int | None
+    proration_behavior: Literal["create_prorations", "none"] | None
+    cancel_at: int | None  # None = evergreen
+    metadata: dict[str, str]
+
+    def params(self, customer_id: str, price_ids: Mapping[str, str]) -> dict[str, Any]:
+        """`price_ids` maps OrderItem id -> Stripe price id."""
+        params: dict[str, Any] = {"customer": customer_id, "items": _items(self.items, price_ids)}
+        if self.invoice_items:
+            params["add_invoice_items"] = _items(self.invoice_items, price_ids)
+        params["collection_method"] = self.collection.method
+        if self.collection.method == "send_invoice":
+            params["days_until_due"] = self.collection.days_until_due
+        else:
+            if self.collection.default_payment_method:
+                params["default_payment_method"] = self.collection.default_payment_method
+            params["off_session"] = True
+        if self.backdate_start_date is not None:
+            params["backdate_start_date"] = self.backdate_start_date
+        if self.billing_cycle_anchor is not None:
+            params["billing_cycle_anchor"] = self.billing_cycle_anchor
+        if self.proration_behavior is not None:
+            params["proration_behavior"] = self.proration_behavior
+        if self.cancel_at is not None:
+            params["cancel_at"] = self.cancel_at
+        params["metadata"] = dict(self.metadata)
+        return params
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """POST /v1/subscription_schedules for an Order starting in the future (a Subscription cannot)."""
+
+    items: tuple[ItemSpec, ...]
+    invoice_items: tuple[ItemSpec, ...]
+    collection: Collection
+    start_date: int
+    end_date: int | None  # None = evergreen
+    metadata: dict[str, str]
+
+    @property
+    def end_behavior(self) -> Literal["cancel", "release"]:
+        return "release" if self.end_date is None else "cancel"
+
+    def params(self, customer_id: str, price_ids: Mapping[str, str]) -> dict[str, Any]:
+        phase: dict[str, Any] = {"items": _items(self.items, price_ids)}
+        if self.invoice_items:
+            phase["add_invoice_items"] = _items(self.invoice_items, price_ids)
+        if self.end_date is not None:
+            phase["end_date"] = self.end_date
+        phase["collection_method"] = self.collection.method
+        if self.collection.method == "send_invoice":
+            phase["invoice_settings"] = {"days_until_due": self.collection.days_until_due}
+        elif self.collection.default_payment_method:
+            phase["default_payment_method"] = self.collection.default_payment_method
+        # Phase metadata is what reaches the subscription the schedule creates.
+        phase["metadata"] = dict(self.metadata)
+        return {
+            "customer": customer_id,
+            "start_date": self.start_date,
+            "end_behavior": self.end_behavior,
+            "phases": [phase],
+            "metadata": dict(self.metadata),
+        }
+
+
+@dataclass(frozen=True)
+class OrderPlan:
+    order_id: str
+    order_number: str | None
+    account_id: str | None
+    customer_id: str | None  # Account.Stripe_Customer_ID__c if already synced
+    currency: str  # lower-case
+    products: tuple[ProductSpec, ...]
+    prices: tuple[LinePrice, ...]
+    subscription: SubscriptionSpec | ScheduleSpec
+    fingerprint: str
+
+    @property
+    def is_schedule(self) -> bool:
+        return isinstance(self.subscription, ScheduleSpec)
+
+    def price_for(self, order_item_id: str) -> LinePrice:
+        return next(p for p in self.prices if p.order_item_id == order_item_id)
