@@ -12,9 +12,13 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from connector.mapping import Mappings
+    from connector.settings import Settings
 
 app = typer.Typer(
     help="Keeps Stripe Billing in step with Salesforce CPQ.",
@@ -35,7 +39,7 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _settings():
+def _settings() -> Settings:
     from connector.settings import SettingsError, load_settings
 
     try:
@@ -44,7 +48,7 @@ def _settings():
         raise _fail(str(exc), EXIT_CONFIG) from None
 
 
-def _mappings(directory: Path):
+def _mappings(directory: Path) -> Mappings:
     from connector.mapping import MappingError, load_mappings
 
     try:

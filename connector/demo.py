@@ -13,6 +13,8 @@ from pathlib import Path
 
 from connector.mapping import load_mappings
 from connector.settings import load_settings
+from connector.sync.context import SyncContext
+from connector.sync.report import RunReport
 from connector.sync.runner import open_context, run_pass
 
 DEMO_ACCOUNTS = 40
@@ -71,7 +73,7 @@ def run_demo(out: Callable[[str], None], *, accounts: int = DEMO_ACCOUNTS, order
         return code
 
 
-def _show_written_back(ctx, out: Callable[[str], None]) -> None:
+def _show_written_back(ctx: SyncContext, out: Callable[[str], None]) -> None:
     wb = ctx.mappings.customer.write_back
     fields = ", ".join(f for f in (wb.stripe_id, wb.status) if f)
     rows = ctx.sf.query_all(f"SELECT Name, {fields} FROM Account ORDER BY Name LIMIT 5")
@@ -80,7 +82,7 @@ def _show_written_back(ctx, out: Callable[[str], None]) -> None:
         out(f"  {row['Name'][:40]:40} {row.get(wb.stripe_id) or '—':22} {row.get(wb.status) or ''}")
 
 
-def _show_orders(ctx, reports, out: Callable[[str], None]) -> None:
+def _show_orders(ctx: SyncContext, reports: list[RunReport], out: Callable[[str], None]) -> None:
     calls = ctx.gateway.calls
     made = {
         "products": calls.get("products.create", 0),

@@ -7,8 +7,10 @@ every validation problem into one readable `SettingsError` listing all of them a
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -140,7 +142,7 @@ class SettingsError(Exception):
         super().__init__("Invalid settings:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def _describe(error: dict) -> list[str]:
+def _describe(error: Mapping[str, Any]) -> list[str]:
     loc = [str(part) for part in error.get("loc", ()) if part != "__root__"]
     name = ENV_PREFIX + loc[0].upper() if loc else ""
     if error["type"] == "missing":

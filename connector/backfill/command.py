@@ -141,7 +141,7 @@ class Backfill:
         stream = ctx.sf.query_stream(
             f"{sync._select()}{where} ORDER BY Id ASC", batch_size=first_page_size(opts.bulk_threshold)
         )
-        first = next(stream.pages, [])
+        first: list[dict[str, Any]] = next(stream.pages, [])
         count = totals.selected = stream.total_size
         total = min(count, opts.limit) if opts.limit is not None else count
         # More to read than the first page held (within --limit), and enough of it for Bulk to pay.
@@ -156,11 +156,8 @@ class Backfill:
             total,
             stream=opts.progress_stream or sys.stderr,
             tty=opts.progress_tty,
-            **(
-                {"interval": opts.progress_interval, "line_interval": opts.progress_interval}
-                if opts.progress_interval
-                else {}
-            ),
+            interval=opts.progress_interval or 0.5,
+            line_interval=opts.progress_interval or 30.0,
         )
         rest = stream.pages
         pages = self._pages(sync, first, rest, clauses, total) if use_bulk else chain([first], rest)

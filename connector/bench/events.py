@@ -246,12 +246,12 @@ def main(argv: list[str] | None = None) -> int:
         f"cpq2stripe event-path benchmark{' (quick)' if args.quick else ''}: Stripe 250 ms/request, "
         f"Salesforce 100 ms/call, Stripe limit {args.rps:g} rps, poll interval 1 h"
     )
-    single = results[0]
-    worst = max(single.latencies, default=float("nan"))
+    lone = results[0]
+    worst = max(lone.latencies, default=float("nan"))
     print(
-        f"  single edits ({single.edits}): p50 {_pct(single.latencies, 50):.2f} s, "
-        f"p95 {_pct(single.latencies, 95):.2f} s, max {worst:.2f} s, "
-        f"CPU {1000 * single.cpu_s / max(1, single.edits):.1f} ms/edit"
+        f"  single edits ({lone.edits}): p50 {_pct(lone.latencies, 50):.2f} s, "
+        f"p95 {_pct(lone.latencies, 95):.2f} s, max {worst:.2f} s, "
+        f"CPU {1000 * lone.cpu_s / max(1, lone.edits):.1f} ms/edit"
     )
     for burst in results[1:]:
         print(burst.row(args.rps))

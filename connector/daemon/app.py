@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -53,7 +53,11 @@ class Daemon:
         self.settings = settings
         self.out = out
         self.metrics_port = metrics_port if metrics_port is not None else settings.metrics_port
-        self.listener_factory = EventListener if listener_factory == "default" else listener_factory
+        self.listener_factory: Callable[..., Any] | None = (
+            EventListener
+            if listener_factory == "default"
+            else cast("Callable[..., Any] | None", listener_factory)
+        )
         self.instance_id = instance_id or new_instance_id()
         self.stop = threading.Event()
         self.metrics = Metrics()

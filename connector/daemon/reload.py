@@ -18,8 +18,8 @@ from connector.mapping.loader import FILES
 log = logging.getLogger(__name__)
 
 
-def _stat(directory: Path) -> tuple:
-    out = []
+def _stat(directory: Path) -> tuple[tuple[str, int | None, int | None, int | None], ...]:
+    out: list[tuple[str, int | None, int | None, int | None]] = []
     for kind in FILES:
         path = directory / f"{kind}.yaml"
         try:

@@ -169,12 +169,14 @@ class SyncWorker:
 
     def poll(
         self,
-        objects: tuple[str, ...] = tuple(s.sf_object for s in streams.STREAMS),
+        objects: tuple[str, ...] | None = None,
         *,
         required: bool = False,
     ) -> bool:
-        """Poll Accounts, then Orders, each from its cursor; a run row per poll. `required` (a
+        """Poll each object (all by default) from its cursor; a run row per poll. `required` (a
         catch-up the listener waits for) raises instead of returning False when not done."""
+        if objects is None:
+            objects = tuple(stream.sf_object for stream in streams.STREAMS)
 
         def work() -> None:
             store = self.ctx.store

@@ -83,7 +83,9 @@ class _Checker:
         file, line, column = self.mappings.position(kind, path)
         self.problems.append(Problem(file, line, column, message, fix))
 
-    def source(self, kind: str, path: tuple, obj: str, src: ValueSource, spec: tg.TargetSpec | None) -> None:
+    def source(
+        self, kind: str, path: tuple[str | int, ...], obj: str, src: ValueSource, spec: tg.TargetSpec | None
+    ) -> None:
         if not src.source:
             return
         field, why = self.org.resolve(obj, src.source)
@@ -124,7 +126,7 @@ class _Checker:
             )
 
     def write_back(
-        self, kind: str, path: tuple, obj: str, name: str, allowed: frozenset[str], role: str
+        self, kind: str, path: tuple[str | int, ...], obj: str, name: str, allowed: frozenset[str], role: str
     ) -> None:
         field, why = self.org.resolve(obj, name)
         if field is None:
@@ -205,7 +207,7 @@ def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[st
     return checker.problems
 
 
-def _write_back_block(checker: _Checker, kind: str, path: tuple, obj: str, wb: Any) -> None:
+def _write_back_block(checker: _Checker, kind: str, path: tuple[str | int, ...], obj: str, wb: Any) -> None:
     roles = (
         ("stripe_id", _ID_TYPES, "Stripe id"),
         ("status", _STATUS_TYPES, "sync status"),

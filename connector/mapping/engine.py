@@ -171,8 +171,8 @@ def map_record(mapping: ObjectMapping, record: dict[str, Any]) -> MappedRecord:
         return result
 
     for entry in mapping.fields:
-        spec = tg.resolve_target(mapping.stripe_object, entry.target)
-        if spec is None:  # the loader refuses these; a hand-built model may still carry one
+        target_spec = tg.resolve_target(mapping.stripe_object, entry.target)
+        if target_spec is None:  # the loader refuses these; a hand-built model may still carry one
             result.errors.append(
                 FieldError(
                     result.record_id,
@@ -184,7 +184,7 @@ def map_record(mapping: ObjectMapping, record: dict[str, Any]) -> MappedRecord:
                 )
             )
             continue
-        value = _resolve_into(result, entry, record, spec, entry.target)
+        value = _resolve_into(result, entry, record, target_spec, entry.target)
         if value is not None:
             _put(result.params, entry.target, value)
 
@@ -196,7 +196,7 @@ def map_record(mapping: ObjectMapping, record: dict[str, Any]) -> MappedRecord:
 
 
 def _resolve_into(
-    result: MappedRecord, src: ValueSource, record: dict, spec: tg.TargetSpec, target: str
+    result: MappedRecord, src: ValueSource, record: dict[str, Any], spec: tg.TargetSpec, target: str
 ) -> Any:
     try:
         return resolve_value(src, record, spec)
@@ -228,7 +228,7 @@ def _finish_customer(result: MappedRecord) -> None:
         )
 
 
-def _finish_subscription(mapping: SubscriptionMapping, record: dict, result: MappedRecord) -> None:
+def _finish_subscription(mapping: SubscriptionMapping, record: dict[str, Any], result: MappedRecord) -> None:
     if mapping.default_payment_method is None:
         pm = None
     else:

@@ -149,7 +149,7 @@ def parse_mapping(text: str, file: str, kind: str) -> CustomerMapping | Subscrip
     model, problems, _ = _parse(text, file, kind)
     if problems:
         raise MappingError(problems)
-    assert model is not None
+    assert isinstance(model, CustomerMapping | SubscriptionMapping)
     return model
 
 

@@ -150,7 +150,7 @@ def authenticate(settings: Settings, session: requests.Session) -> Token:
         body = None
 
     if response.status_code >= 500:
-        raise SalesforceGeneralError(url, response.status_code, "oauth2/token", "token endpoint unavailable")
+        raise SalesforceGeneralError(url, response.status_code, "oauth2/token", b"token endpoint unavailable")
     if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
         if isinstance(body, dict) and body.get("error"):
             detail = str(body["error"])

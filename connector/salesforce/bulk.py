@@ -159,7 +159,8 @@ class BulkQuery:
     def create(self, soql: str, *, include_deleted: bool = False) -> dict[str, Any]:
         body = {"operation": "queryAll" if include_deleted else "query", "query": soql}
         self.jobs += 1
-        return self._request("POST", "jobs/query", json=body).json()
+        job: dict[str, Any] = self._request("POST", "jobs/query", json=body).json()
+        return job
 
     def wait(self, job_id: str) -> dict[str, Any]:
         """Poll until the job is JobComplete; raise BulkQueryError when it failed or was aborted."""
@@ -167,7 +168,7 @@ class BulkQuery:
         deadline = time.monotonic() + self.timeout
         while True:
             self.polls += 1
-            info = self._request("GET", f"jobs/query/{job_id}").json()
+            info: dict[str, Any] = self._request("GET", f"jobs/query/{job_id}").json()
             state = info.get("state")
             if state == "JobComplete":
                 return info

@@ -15,9 +15,10 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
-from simple_salesforce import Salesforce
+from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceExpiredSession
 
 from connector.errors import FatalError, salesforce_response_retryable
@@ -198,9 +199,7 @@ class SalesforceClient:
             next_url = result.get("nextRecordsUrl")
             if result.get("done", True) or not next_url:
                 return
-            result = self._call(
-                lambda sf, url=next_url: sf.query_more(url, identifier_is_url=True, headers=headers)
-            )
+            result = self._call(partial(_query_more, url=next_url, headers=headers))
 
     def query_all(self, soql: str, include_deleted: bool = False) -> list[dict[str, Any]]:
         """Every record of the query in one list (use `query_pages` for large result sets)."""
@@ -245,9 +244,7 @@ class SalesforceClient:
                     "allOrNone": False,
                     "records": [{"attributes": {"type": name}, **records[i]} for i in chunk],
                 }
-                body = self._call(
-                    lambda sf, p=payload: sf.restful("composite/sobjects", method=method, json=p)
-                )
+                body = self._call(partial(_restful, path="composite/sobjects", method=method, json=payload))
                 items = body if isinstance(body, list) else []
                 for pos, index in enumerate(chunk):
                     item = items[pos] if pos < len(items) else None
@@ -263,3 +260,11 @@ class SalesforceClient:
             )
             self.session.pause(round_no + 1)
         return [r for r in results if r is not None]
+
+
+def _query_more(sf: Salesforce, *, url: str, headers: dict[str, str] | None) -> Any:
+    return sf.query_more(url, identifier_is_url=True, headers=headers)
+
+
+def _restful(sf: Salesforce, *, path: str, method: str, json: Any) -> Any:
+    return sf.restful(path, method=method, json=json)

@@ -141,15 +141,13 @@ class SalesforceSession(requests.Session):
         with self._lock:
             return {kind.value: self._calls.get(kind.value, 0) for kind in RequestKind}
 
-    def merge_environment_settings(
-        self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
         # requests lets REQUESTS_CA_BUNDLE override session.verify; the configured bundle must win.
         if self.ca_bundle and (verify is None or verify is True):
             verify = self.ca_bundle
         return super().merge_environment_settings(url, proxies, stream, verify, cert)
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         method_s = (method.decode() if isinstance(method, bytes) else method).upper()
         url_s = url.decode() if isinstance(url, bytes) else url
         kwargs.setdefault("timeout", self.timeout)

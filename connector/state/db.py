@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import CursorResult, Engine, create_engine, event, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -36,6 +36,11 @@ def aware(value: datetime, what: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"{what} must be timezone-aware, got {value!r}")
     return value.astimezone(UTC)
+
+
+def rowcount(result: Any) -> int:
+    """Rows a DELETE or UPDATE touched (a CursorResult's count; Session.execute is typed Result)."""
+    return int(cast(CursorResult[Any], result).rowcount or 0)
 
 
 def refreshing(model: Any) -> Any:
@@ -67,7 +72,7 @@ def _sqlite_engine(parsed: URL) -> Engine:
     if in_memory:
         engine = create_engine(parsed, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
-        path = Path(database)
+        path = Path(str(database))
         path.parent.mkdir(parents=True, exist_ok=True)
         # Created 0600 before SQLite opens it: the file holds which customer is which.
         os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
@@ -165,7 +170,9 @@ class Database:
     def insert(self, model: Any) -> Any:
         """The dialect's INSERT, for ON CONFLICT upserts."""
         if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return insert(model)
+            from sqlalchemy.dialects import postgresql
+
+            return postgresql.insert(model)
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(model)

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete
 
-from connector.state.db import Database, aware, chunks, refreshing
-from connector.state.models import Failure, FailureRow
+from connector.state.db import Database, aware, chunks, refreshing, rowcount
+from connector.state.models import Failure, FailureRow, table_of
 
 BACKOFF_BASE = timedelta(minutes=1)
 BACKOFF_CAP = timedelta(hours=6)
@@ -19,7 +19,8 @@ def backoff(attempts: int) -> timedelta:
     """Delay before retry number ``attempts``: 1 min, 2 min, 4 min, … capped at 6 h."""
     if attempts < 1:
         raise ValueError("attempts starts at 1")
-    return min(BACKOFF_BASE * (2 ** min(attempts - 1, 30)), BACKOFF_CAP)
+    delay: timedelta = BACKOFF_BASE * (2 ** min(attempts - 1, 30))
+    return min(delay, BACKOFF_CAP)
 
 
 class Failures:
@@ -39,7 +40,7 @@ class Failures:
         """Upsert the record's failure: attempts + 1, retry after :func:`backoff` (never if not retryable)."""
         now = aware(now, "now")
         message = message[:MESSAGE_MAX]
-        table = FailureRow.__table__
+        table = table_of(FailureRow)
         stmt = (
             self._db.insert(FailureRow)
             .values(
@@ -81,7 +82,7 @@ class Failures:
             result = s.execute(
                 delete(FailureRow).where(FailureRow.object_type == object_type, FailureRow.sf_id == sf_id)
             )
-            return bool(result.rowcount)
+            return rowcount(result) > 0
 
     def clear_many(self, object_type: str, sf_ids: Iterable[str]) -> None:
         """Forget the failures of records that synced, in one DELETE per 5,000 ids."""

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from connector.state.db import Database
-from connector.state.models import Heartbeat, HeartbeatRow, LeaseRow
+from connector.state.models import Heartbeat, HeartbeatRow, LeaseRow, table_of
 
 
 class Instances:
@@ -23,7 +23,7 @@ class Instances:
         two daemons racing for it cannot both win.
         """
         now = self._db.clock()
-        table = LeaseRow.__table__
+        table = table_of(LeaseRow)
         stmt = (
             self._db.insert(LeaseRow)
             .values(name=name, holder=holder, expires_at=now + ttl, acquired_at=now)

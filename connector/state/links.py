@@ -11,7 +11,15 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from connector.state.db import Database, chunks, refreshing
-from connector.state.models import LINK_STATUSES, HashUpdate, Intent, Link, LinkRow, LinkUpdate
+from connector.state.models import (
+    LINK_STATUSES,
+    HashUpdate,
+    Intent,
+    Link,
+    LinkRow,
+    LinkUpdate,
+    table_of,
+)
 
 
 class LinkNotFound(LookupError):
@@ -40,7 +48,7 @@ class Links:
         self, s: Session, stripe_account: str, object_type: str, sf_ids: Iterable[str]
     ) -> dict[str, Link]:
         # Core rows, not ORM objects: a page of 2,000 links costs no identity-map bookkeeping.
-        table = LinkRow.__table__
+        table = table_of(LinkRow)
         out: dict[str, Link] = {}
         for chunk in chunks(sorted(set(sf_ids))):
             rows = s.execute(
@@ -245,7 +253,7 @@ class Links:
         """One executemany UPDATE of the links named by `rows[*]["sf_id"]`: each column in
         `columns` from the row's key of that name (a value not among the keys is set as given),
         and the field hashes and record version always."""
-        table = LinkRow.__table__
+        table = table_of(LinkRow)
         values: dict[str, Any] = {
             column: bindparam(f"b_{key}") if key in rows[0] else key for column, key in columns.items()
         }
@@ -332,7 +340,9 @@ class Links:
         with self._db.session() as s:
             return {(t, st): int(n) for t, st, n in s.execute(query).tuples()}
 
-    def _link_query(self, stripe_account: str, object_type: str, sf_id: str, *, for_update: bool = False):
+    def _link_query(
+        self, stripe_account: str, object_type: str, sf_id: str, *, for_update: bool = False
+    ) -> Any:
         query = refreshing(LinkRow).where(
             LinkRow.stripe_account == stripe_account,
             LinkRow.object_type == object_type,
@@ -341,7 +351,7 @@ class Links:
         return query.with_for_update() if for_update and self._db.dialect == "postgresql" else query
 
     def _existing(self, s: Session, stripe_account: str, object_type: str, sf_id: str) -> LinkRow:
-        row = s.scalar(self._link_query(stripe_account, object_type, sf_id, for_update=True))
+        row: LinkRow | None = s.scalar(self._link_query(stripe_account, object_type, sf_id, for_update=True))
         if row is None:
             raise LinkNotFound(f"no link for {object_type} {sf_id} on {stripe_account}")
         return row

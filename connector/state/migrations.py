@@ -33,7 +33,7 @@ from sqlalchemy import (
     text,
 )
 
-from connector.state.models import SchemaVersionRow, UTCDateTime
+from connector.state.models import SchemaVersionRow, UTCDateTime, table_of
 
 
 class SchemaTooNew(RuntimeError):
@@ -162,7 +162,7 @@ def migrate(conn: Connection) -> int:
         # Serialises concurrent starts; released at commit. SQLite is already serialised by
         # the store's BEGIN IMMEDIATE.
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('cpq2stripe.schema'))"))
-    SchemaVersionRow.__table__.create(conn, checkfirst=True)
+    table_of(SchemaVersionRow).create(conn, checkfirst=True)
     version = current_version(conn)
     if version > LATEST_VERSION:
         raise SchemaTooNew(
@@ -171,5 +171,5 @@ def migrate(conn: Connection) -> int:
         )
     for number in range(version + 1, LATEST_VERSION + 1):
         MIGRATIONS[number - 1](conn)
-        conn.execute(SchemaVersionRow.__table__.insert().values(version=number, applied_at=datetime.now(UTC)))
+        conn.execute(table_of(SchemaVersionRow).insert().values(version=number, applied_at=datetime.now(UTC)))
     return LATEST_VERSION

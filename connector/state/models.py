@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.engine import Dialect
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect, Row
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -19,6 +19,11 @@ LinkStatus = Literal["pending", "linked", "merged_away", "deleted"]
 LINK_STATUSES: frozenset[str] = frozenset({"pending", "linked", "merged_away", "deleted"})
 RunStatus = Literal["running", "succeeded", "failed", "partial"]
 RUN_STATUSES: frozenset[str] = frozenset({"running", "succeeded", "failed", "partial"})
+
+
+def table_of(model: Any) -> Table:
+    """A mapped class's Table (declarative typing says only FromClause)."""
+    return cast(Table, model.__table__)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -188,7 +193,7 @@ class Link:
     field_hashes: dict[str, str] | None = None
 
     @classmethod
-    def of(cls, row: LinkRow) -> Link:
+    def of(cls, row: LinkRow | Row[Any]) -> Link:
         return cls(
             row.stripe_account,
             row.object_type,

@@ -8,9 +8,9 @@ from datetime import datetime
 
 from sqlalchemy import delete, func, select
 
-from connector.state.db import Database, aware, refreshing
+from connector.state.db import Database, aware, refreshing, rowcount
 from connector.state.failures import MESSAGE_MAX
-from connector.state.models import RUN_STATUSES, LogEntry, Run, RunRow, SyncLogRow
+from connector.state.models import RUN_STATUSES, LogEntry, Run, RunRow, SyncLogRow, table_of
 
 
 class Runs:
@@ -66,7 +66,7 @@ class Runs:
         ]
         if rows:
             with self._db.session() as s:
-                s.execute(SyncLogRow.__table__.insert(), rows)
+                s.execute(table_of(SyncLogRow).insert(), rows)
         return len(rows)
 
     def list_log(
@@ -103,7 +103,7 @@ class Runs:
         """Delete log entries before ``older_than``; returns how many."""
         with self._db.session() as s:
             result = s.execute(delete(SyncLogRow).where(SyncLogRow.at < aware(older_than, "older_than")))
-            return int(result.rowcount or 0)
+            return rowcount(result)
 
     def count_log(self) -> int:
         with self._db.session() as s:

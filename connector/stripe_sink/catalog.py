@@ -8,7 +8,8 @@ keeps one meter per Salesforce product, created like any other object.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import stripe
 
@@ -21,6 +22,9 @@ PRODUCT_ID_KEY = "salesforce_product_id"
 def meter_event_name(product_sf_id: str) -> str:
     """The event name usage is reported under for one Salesforce product (stable, ≤100 chars)."""
     return "cpq2stripe_" + re.sub(r"[^0-9A-Za-z_]", "_", product_sf_id)
+
+
+T = TypeVar("T")
 
 
 class CatalogSink:
@@ -68,7 +72,7 @@ class CatalogSink:
             options={"idempotency_key": idempotency_key},
         )
 
-    def _retrieve(self, operation: str, fn: Any, object_id: str) -> Any:
+    def _retrieve(self, operation: str, fn: Callable[[str], T], object_id: str) -> T | None:
         try:
             obj = self.gateway.call(operation, fn, object_id)
         except stripe.InvalidRequestError as exc:

@@ -7,6 +7,7 @@ write, unlike search) and matches `metadata.salesforce_order_id`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import stripe
@@ -57,6 +58,7 @@ class SubscriptionSink:
     def retrieve(self, stripe_id: str) -> Any | None:
         """A subscription (`sub_…`) or schedule (`sub_sched_…`), None if Stripe does not know it."""
         client = self.gateway.client.v1
+        fn: Callable[..., Any]
         if stripe_id.startswith("sub_sched_"):
             op, fn = "subscription_schedules.retrieve", client.subscription_schedules.retrieve
         else:
@@ -71,34 +73,18 @@ class SubscriptionSink:
     def find_for_order(self, customer_id: str, order_id: str, *, schedule: bool) -> Any | None:
         """The oldest subscription (or schedule) of the Customer made for this Order, if any."""
         client = self.gateway.client.v1
+        lister: Callable[..., Any]
+        params: dict[str, Any] = {"customer": customer_id, "limit": 100}
         if schedule:
-            page = self.gateway.call(
-                "subscription_schedules.list",
-                client.subscription_schedules.list,
-                params={"customer": customer_id, "limit": 100},
-            )
+            op, lister = "subscription_schedules.list", client.subscription_schedules.list
         else:
-            page = self.gateway.call(
-                "subscriptions.list",
-                client.subscriptions.list,
-                params={"customer": customer_id, "status": "all", "limit": 100},
-            )
-        found = []
+            op, lister = "subscriptions.list", client.subscriptions.list
+            params["status"] = "all"
+        found: list[Any] = []
+        page: Any = self.gateway.call(op, lister, params=params)
         while True:
             found.extend(o for o in page.data if metadata_of(o).get(ORDER_ID_KEY) == order_id)
             if not page.has_more or not page.data:
                 break
-            last = page.data[-1].id
-            if schedule:
-                page = self.gateway.call(
-                    "subscription_schedules.list",
-                    client.subscription_schedules.list,
-                    params={"customer": customer_id, "limit": 100, "starting_after": last},
-                )
-            else:
-                page = self.gateway.call(
-                    "subscriptions.list",
-                    client.subscriptions.list,
-                    params={"customer": customer_id, "status": "all", "limit": 100, "starting_after": last},
-                )
+            page = self.gateway.call(op, lister, params={**params, "starting_after": page.data[-1].id})
         return min(found, key=lambda o: o.created) if found else None

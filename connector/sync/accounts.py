@@ -9,7 +9,7 @@ after (connector.sync.pipeline.finish), one write-back flush per 200 records. Th
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -62,7 +62,7 @@ class AccountSync:
     # ---- one batch ------------------------------------------------------------------------------
 
     def process(
-        self, rows: list[Mapping[str, Any]], report: RunReport, links: dict[str, Link] | None = None
+        self, rows: Sequence[Mapping[str, Any]], report: RunReport, links: dict[str, Link] | None = None
     ) -> None:
         if not rows:
             return

@@ -135,7 +135,8 @@ def to_minor_units(
         )
     if whole:
         return int(minor), None
-    places = -minor.normalize().as_tuple().exponent
+    exponent = minor.normalize().as_tuple().exponent
+    places = -exponent if isinstance(exponent, int) else 0  # finite here: to_decimal refused NaN
     if places > MAX_DECIMAL_PLACES:
         raise MoneyError(
             f"{value} {code} needs {places} decimal places of the minor unit;"

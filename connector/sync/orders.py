@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -197,7 +197,7 @@ class OrderSync:
     # ---- one batch ------------------------------------------------------------------------------
 
     def process(
-        self, rows: list[Mapping[str, Any]], report: RunReport, links: dict[str, Link] | None = None
+        self, rows: Sequence[Mapping[str, Any]], report: RunReport, links: dict[str, Link] | None = None
     ) -> None:
         if not rows:
             return

@@ -9,7 +9,7 @@ after a page is fully handled.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -36,7 +36,7 @@ class PolledSync(Protocol):
     def _where(self, *clauses: str) -> str: ...
 
     def process(
-        self, rows: list[Mapping[str, Any]], report: RunReport, links: dict[str, Any] | None = None
+        self, rows: Sequence[Mapping[str, Any]], report: RunReport, links: dict[str, Any] | None = None
     ) -> None: ...
 
 
@@ -88,7 +88,8 @@ def sync_ids(
     ids = list(dict.fromkeys(ids))
     chunks = [ids[start : start + ID_BATCH] for start in range(0, len(ids), ID_BATCH)]
     complete = True
-    with Lanes(lambda chunk: _sync_chunk(sync, chunk)) as lanes:
+    lanes: Lanes[list[str], RunReport] = Lanes(lambda chunk: _sync_chunk(sync, chunk))
+    with lanes:
         for chunk in chunks:
             if report.fatal or (should_stop is not None and should_stop()):
                 complete = False

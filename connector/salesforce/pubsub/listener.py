@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import grpc
@@ -265,7 +266,7 @@ class EventListener:
                 self._cancel(w)
 
     def _backoff(self, attempt: int) -> float:
-        delay = min(self.backoff_max, self.backoff_initial * (2 ** min(attempt, 16)))
+        delay: float = min(self.backoff_max, self.backoff_initial * (2 ** min(attempt, 16)))
         return delay * random.uniform(0.5, 1.0)
 
     def _run_topic(self, worker: _Worker, stop: threading.Event) -> None:
@@ -427,7 +428,7 @@ class EventListener:
             if named:
                 self._handle(sobject, list(named))
         for sobject in sorted(gaps):  # an overflow gap names no records: poll that object
-            self._until_done(f"catch_up({sobject})", lambda o=sobject: self._call_catch_up(o))
+            self._until_done(f"catch_up({sobject})", partial(self._call_catch_up, sobject))
         for topic, replay_id in last.items():
             self.store.set_replay_id(topic, replay_id)
 

@@ -28,10 +28,11 @@ import io
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from connector.sandbox.http import Request, Response, Router
 from connector.sandbox.salesforce.ids import make_id
+from connector.sandbox.salesforce.soql import FieldPath
 
 MAX_RECORDS_DEFAULT = 50_000  # the real default is "as many as fit in ~1 GB"; this is plenty
 JOB_PREFIX = "750"
@@ -162,7 +163,7 @@ class BulkQueryJobs:
             result = self.app.org.query(soql, include_deleted=operation == "queryAll", base_url_path=base)
         except SoqlError as exc:
             return _error(400, exc.error_code, exc.message)
-        columns = [item.parts for item in parsed.select]
+        columns = [cast(FieldPath, item).parts for item in parsed.select]  # Bulk refused the others
         header = _csv_line([".".join(parts) for parts in columns])
         lines = [_csv_line([_csv_value(_lookup(row, parts)) for parts in columns]) for row in result.records]
         with self._lock:

@@ -549,7 +549,7 @@ class Org:
             user_id,
             cause,
         )
-        return row["Id"]
+        return str(row["Id"])
 
     def _set_deleted(
         self,
@@ -640,13 +640,13 @@ class Org:
         prepared: list[tuple[ObjectDef | None, dict[str, Any] | None, SalesforceError | None]] = []
         for sobject, values in records:
             try:
-                obj = self._object(sobject)
+                known = self._object(sobject)
                 target = values.get("Id", values.get("id"))
                 body = {k: v for k, v in values.items() if k not in ("Id", "id")}
-                coerced = self.coerce(obj.name, body, insert=create)
+                stored = self.coerce(known.name, body, insert=create)
                 if not create or target is not None:
-                    coerced["Id"] = target
-                prepared.append((obj, coerced, None))
+                    stored["Id"] = target
+                prepared.append((known, stored, None))
             except JsonParserError:
                 raise
             except SalesforceError as exc:

@@ -116,7 +116,7 @@ def _stored_date_key(v: Any) -> str | None:
         return v.date().isoformat()
     if isinstance(v, dt.date):
         return v.isoformat()
-    return v
+    return None if v is None else str(v)
 
 
 def _string_key(v: Any) -> str | None:
@@ -128,7 +128,7 @@ def _string_key(v: Any) -> str | None:
 def _id_key(v: Any) -> str | None:
     if not v:
         return None
-    return v[:15]
+    return str(v)[:15]
 
 
 def _key_function(category: str) -> Callable[[Any], Any]:
@@ -539,7 +539,7 @@ def _render(ctx: _Context, node: _Node, row: Row) -> dict[str, Any]:
         else:
             children = entry.plan.rows(
                 ctx.source.children(
-                    entry.plan.obj.name, entry.child_field, row.get("Id"), ctx.include_deleted
+                    entry.plan.obj.name, entry.child_field, str(row.get("Id")), ctx.include_deleted
                 )
             )
             records = [_render(ctx, entry.plan.node, c) for c in children]
@@ -578,7 +578,7 @@ class _Plan:
 
             def sort_key(
                 row: Row, get: Getter = get, keyfn: Callable[[Any], Any] = keyfn, nr: int = null_rank
-            ):
+            ) -> tuple[int, Any]:
                 v = keyfn(get(row))
                 return (nr, 0) if v is None else (1 - nr, v)
 

@@ -380,7 +380,7 @@ def _catalog(
 ) -> tuple[list[Record], dict[tuple[str, str], dict[str, Any]], dict[str, dict[str, Any]]]:
     """The standard price book, the products and one entry per product per currency."""
     records: list[Record] = []
-    pricebook = {
+    pricebook: dict[str, Any] = {
         "Id": ids(KEY_PREFIX["Pricebook2"]),
         "Name": "Standard Price Book",
         "IsActive": True,
@@ -439,7 +439,7 @@ def _order_lines(rng: random.Random, kind: str) -> tuple[list[ProductSpec], bool
     evergreen = kind == "normal" and rng.random() < 0.15
     sub_type = "Evergreen" if evergreen else "Renewable"
     frequencies = sorted({s.frequency for s in CATALOG if s.recurring and s.subscription_type == sub_type
-                          and s.frequency != "Invoice Plan"})  # fmt: skip
+                          and s.frequency is not None and s.frequency != "Invoice Plan"})  # fmt: skip
     frequency = rng.choice(frequencies)
     pool = [
         s for s in CATALOG if s.recurring and s.subscription_type == sub_type and s.frequency == frequency

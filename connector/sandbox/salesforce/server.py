@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -689,7 +690,7 @@ class SalesforceApp:
         return self._collection(req, create=False)
 
     # ------------------------------------------------------------------ admin API
-    def _admin(self, fn: Any) -> Response:
+    def _admin(self, fn: Callable[[], Response]) -> Response:
         try:
             return fn()
         except SalesforceError as exc:

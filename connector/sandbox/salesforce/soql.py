@@ -8,9 +8,11 @@ Name resolution and type checks happen in `query_engine`, which knows the schema
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Literal as TypingLiteral
+from typing import cast
 
 __all__ = [
     "And",
@@ -176,7 +178,7 @@ class CountItem:
     """`COUNT()` (field None) or `COUNT(field)`."""
 
     field: FieldPath | None
-    pos: int = field(default=0, compare=False)
+    pos: int = dataclasses.field(default=0, compare=False)  # `field` is the attribute above
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,7 @@ class Comparison:
     field: FieldPath
     op: CompareOp  # `<>` is normalised to `!=`
     value: Literal | tuple[Literal, ...]  # tuple for IN / NOT IN
-    pos: int = field(default=0, compare=False)
+    pos: int = dataclasses.field(default=0, compare=False)  # `field` is the attribute above
 
 
 @dataclass(frozen=True)
@@ -726,7 +728,7 @@ class _Parser:
         t = self.tok
         if t.kind == "STRING":
             self.advance()
-            value, chars = t.value  # type: ignore[misc]
+            value, chars = cast(tuple[str, tuple[tuple[str, bool], ...]], t.value)
             return StringLit(value, chars, t.pos)
         if t.kind == "NUMBER":
             self.advance()

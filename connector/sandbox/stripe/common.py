@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,7 +79,7 @@ class Ctx:
 class Endpoint:
     method: str
     pattern: str
-    spec: dict[str, Spec]
+    spec: Mapping[str, Spec]
     fn: Callable[[Ctx, dict[str, Any]], dict[str, Any]]
 
 

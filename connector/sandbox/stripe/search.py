@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from .common import Ctx
 from .errors import invalid
@@ -101,7 +101,7 @@ def _matches(obj: dict[str, Any], c: Clause) -> bool:
         ok = actual is not None and str(c.value).lower() in str(actual).lower()
     else:
         try:
-            a, b = float(actual), float(c.value)
+            a, b = float(cast(Any, actual)), float(cast(Any, c.value))  # None: TypeError below
         except (TypeError, ValueError):
             return False
         ok = {">": a > b, "<": a < b, ">=": a >= b, "<=": a <= b}[c.op]

@@ -10,6 +10,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +61,8 @@ class StripeState:
 
     def objects(self, kind: str) -> list[dict[str, Any]]:
         with self.store.lock:
-            return json.loads(json.dumps(self.store.all(kind)))
+            copied: list[dict[str, Any]] = json.loads(json.dumps(self.store.all(kind)))
+            return copied
 
     def reset(self) -> None:
         self.store.reset()
@@ -91,7 +93,7 @@ class StripeApp:
         self._admin()
 
     # API requests ---------------------------------------------------------------------------
-    def _wrap(self, ep: Endpoint):
+    def _wrap(self, ep: Endpoint) -> Callable[[Request], Response]:
         def handler(req: Request) -> Response:
             return self._handle(ep, req)
 

@@ -7,6 +7,7 @@ with parameter_invalid_empty."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,7 +144,7 @@ class Ts(Spec):
 
 @dataclass
 class Obj(Spec):
-    fields: dict[str, Spec] = field(default_factory=dict)
+    fields: Mapping[str, Spec] = field(default_factory=dict)
 
     def convert(self, value: Any, path: str) -> Any:
         if not isinstance(value, dict):
@@ -251,9 +252,10 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def validate(fields: dict[str, Spec], params: dict[str, Any]) -> dict[str, Any]:
+def validate(fields: Mapping[str, Spec], params: dict[str, Any]) -> dict[str, Any]:
     """Top-level parameters of one endpoint."""
-    return Obj(fields=fields).convert(params, "")
+    converted: dict[str, Any] = Obj(fields=fields).convert(params, "")
+    return converted
 
 
 # Shared building blocks.

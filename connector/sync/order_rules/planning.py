@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from connector.sync.money import MoneyError, normalize_currency, to_minor_units
 from connector.sync.order_rules.config import OrderRulesConfig
@@ -272,7 +272,8 @@ def shape_plan(
     end_ts = midnight_utc(end_exclusive) if end_exclusive else None
     if start > config.today:
         return ScheduleSpec(items, invoice_items, collection, midnight_utc(start), end_ts, metadata)
-    backdate = anchor = proration = None
+    backdate = anchor = None
+    proration: Literal["create_prorations", "none"] | None = None
     if start < config.today:
         backdate = midnight_utc(start)
         recurrence = recurring[0].recurrence

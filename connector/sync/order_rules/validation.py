@@ -142,7 +142,7 @@ def check_line(
             line.recurrence = Recurrence(interval, count, "metered" if metered else "licensed")
         line.evergreen = rec.get("SBQQ__SubscriptionType__c") == "Evergreen"
         term = rec.get("SBQQ__SubscriptionTerm__c")
-        if term not in (None, ""):
+        if term is not None and term != "":
             try:
                 line.term = to_decimal(term)
             except MoneyError:

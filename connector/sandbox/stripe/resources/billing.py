@@ -277,7 +277,7 @@ def open_invoice(
     ctx: Ctx,
     sub: dict[str, Any],
     customer: dict[str, Any],
-    extra: list[tuple[dict, int]],
+    extra: list[tuple[dict[str, Any], int]],
     reason: str,
     trialing: bool,
 ) -> dict[str, Any]:
@@ -392,7 +392,16 @@ def open_invoice(
     return invoice
 
 
-def _line(store, invoice_id, sub, price, qty, amount, span, parent) -> dict[str, Any]:
+def _line(
+    store: Any,
+    invoice_id: str,
+    sub: dict[str, Any],
+    price: dict[str, Any],
+    qty: int,
+    amount: int,
+    span: Any,
+    parent: Any,
+) -> dict[str, Any]:
     return {
         "id": store.new_id("il", 24),
         "object": "line_item",
@@ -891,8 +900,8 @@ def create_schedule(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     phases_in = p.get("phases") or []
     if not phases_in:
         raise missing_param("phases")
-    start = p.get("start_date")
-    start = now if start in (None, "now") else start
+    requested = p.get("start_date")
+    start: int = now if requested is None or requested == "now" else int(requested)
     defaults = p.get("default_settings") or {}
     check_pm(
         ctx,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ..common import Ctx, Endpoint, paginate
@@ -251,8 +252,8 @@ def new_price(ctx: Ctx, p: dict[str, Any], param_prefix: str = "", *, active: bo
         raise exclusive(name("unit_amount"), name("unit_amount_decimal"))
     if p.get("product") and p.get("product_data"):
         raise exclusive(name("product"), name("product_data"))
-    recurring = p.get("recurring")
-    metered = bool(recurring and recurring.get("usage_type") == "metered")
+    recurring: dict[str, Any] = p.get("recurring") or {}
+    metered = recurring.get("usage_type") == "metered"
     if (
         p.get("unit_amount") is None
         and p.get("unit_amount_decimal") is None
@@ -449,7 +450,7 @@ def create_coupon(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     return coupon
 
 
-def retrieve(kind: str):
+def retrieve(kind: str) -> Callable[[Ctx, dict[str, Any]], dict[str, Any]]:
     def fn(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
         return ctx.store.get(kind, ctx.path["id"])
 
