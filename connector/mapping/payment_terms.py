@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 MAX_DAYS = 730
+_HUGE = 10**6  # days beyond any payment term, shown as "more than 730"
 ACCEPTED = "'Due on Receipt', 'Net 30', 'Net30', 'Net 30 days', '30 days' or a whole number of days"
 
 _NET = re.compile(r"(?i)^net(?:\s*|-)(\d+)(?:\s*days?)?$")
@@ -43,11 +44,15 @@ def parse_payment_term(value: Any) -> int | None:
         if _NOW.match(text):
             days = 0
         elif match := _NET.match(text) or _DAYS.match(text):
-            days = int(match.group(1))
+            digits = match.group(1).lstrip("0") or "0"
+            # int() refuses strings of over 4,300 digits; over 6 is out of range anyway.
+            days = int(digits) if len(digits) <= 6 else _HUGE
     if days is None:
         raise PaymentTermError(f"unknown payment term {value!r}", f"use {ACCEPTED}")
     if not 0 <= days <= MAX_DAYS:
+        # str() of an int of over 4,300 digits raises too.
+        shown = str(days) if abs(days) < _HUGE else f"more than {MAX_DAYS}" if days > 0 else "fewer than 0"
         raise PaymentTermError(
-            f"payment term of {days} days is out of range", f"Stripe allows 0 to {MAX_DAYS} days"
+            f"payment term of {shown} days is out of range", f"Stripe allows 0 to {MAX_DAYS} days"
         )
     return days

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import re
 from datetime import date
 from decimal import Decimal
@@ -364,6 +365,29 @@ def test_days_until_due_from_payment_term(term, days):
 def test_default_days_until_due_is_configurable():
     config = OrderRulesConfig(today=TODAY, days_until_due=14)
     assert plan(order(line(1), Payment_Term__c=None), config).subscription.collection.days_until_due == 14
+
+
+@pytest.mark.parametrize(
+    ("term", "days"),
+    [
+        *((spelling, 30) for spelling in ["Net 30 days", "Net 30", "Net30", "NET 30", "net-30"]),
+        *((spelling, 30) for spelling in ["30 days", "30 Days", "30", 30, 30.0]),
+        *((spelling, 0) for spelling in ["Due on Receipt", "Due upon receipt", "Upon receipt"]),
+    ],
+)
+@pytest.mark.parametrize(("start", "end"), [("2026-03-10", "2027-03-09"), ("2026-04-01", "2027-03-31")])
+def test_the_payment_term_reaches_the_stripe_params(term, days, start, end):
+    """What the connector sends: the shipped mapping's options, a subscription starting today and a
+    schedule starting later; the default is 14 here so the days can only come from the term."""
+    shipped = rules_config(load_mappings(REPO / "mappings").subscription, TODAY)
+    config = dataclasses.replace(shipped, days_until_due=14)
+    o = order(line(1), EffectiveDate=start, EndDate=end, **{config.payment_term_field: term})
+    p = plan(o, config)
+    params = p.subscription.params("cus_1", {"802000000000000001": "price_A"})
+    sent = params["phases"][0] if p.is_schedule else params
+    assert sent["collection_method"] == "send_invoice"
+    due = sent["invoice_settings"]["days_until_due"] if p.is_schedule else sent["days_until_due"]
+    assert due == days
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from connector.mapping.transforms import TransformError, apply
         ("Upon receipt", 0),
         ("Immediately", 0),
         ("Net 730", 730),
+        ("Net 0000030", 30),
         (None, None),
         ("", None),
         ("   ", None),
@@ -66,3 +67,15 @@ def test_the_mapping_transform_and_the_rules_agree(value):
         assert exc.problem in str(err.value)
     else:
         assert apply("payment_term", None, value, None) == expected
+
+
+@pytest.mark.parametrize(
+    "term",
+    ["9" * 5000, "Net " + "9" * 5000, 10**5000, -(10**5000), 1e300],
+    ids=["digits", "net-digits", "int", "negative-int", "float"],
+)
+def test_huge_numbers_are_out_of_range_not_a_crash(term):
+    """int() and str() refuse numbers of over 4,300 digits; the parser must still answer."""
+    with pytest.raises(PaymentTermError) as err:
+        parse_payment_term(term)
+    assert "out of range" in err.value.problem and err.value.fix == "Stripe allows 0 to 730 days"
