@@ -12,9 +12,9 @@ import base64
 import io
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 import grpc
@@ -36,9 +36,15 @@ AUTH_ERROR_CODES = frozenset({"sfdc.platform.eventbus.grpc.service.auth.error"})
 MAX_NUM_REQUESTED = 100
 
 
+# A failed call's trailing metadata as grpc hands it over at run time: (key, value) pairs (its
+# _Metadatum is a namedtuple), or None before the call has ended. types-grpcio declares a tuple of a
+# non-iterable _Metadatum class instead.
+_Trailers = Iterable[tuple[str, str | bytes]] | None
+
+
 def error_code(exc: grpc.RpcError) -> str:
     trailers = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
-    for key, value in trailers or ():
+    for key, value in cast(_Trailers, trailers) or ():
         if key.lower() == "error-code":
             return str(value)
     return ""
