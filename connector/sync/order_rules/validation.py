@@ -226,28 +226,21 @@ def check_line_dates(
 ) -> None:
     """Every item of one Stripe subscription shares its period; a line with its own dates would be
     billed for the wrong time."""
-    service = parse_date(rec.get("ServiceDate"))
-    if service and start and service != start:
-        out.line(
-            line,
-            "line_start_differs",
-            "ServiceDate",
-            service.isoformat(),
-            f"the line starts on a different day than the Order ({start.isoformat()}); "
-            "one subscription has one start date",
-            "align the line's Start Date with the Order, or put the line on its own Order",
-        )
-    line_end = parse_date(rec.get("EndDate"))
-    if line_end and end and line_end != end:
-        out.line(
-            line,
-            "line_end_differs",
-            "EndDate",
-            line_end.isoformat(),
-            f"the line ends on a different day than the Order ({end.isoformat()}); "
-            "one subscription has one end date",
-            "align the line's End Date with the Order, or put the line on its own Order",
-        )
+    for fld, label, bound, verb, word in (
+        ("ServiceDate", "Start Date", start, "starts", "start"),
+        ("EndDate", "End Date", end, "ends", "end"),
+    ):
+        own = parse_date(rec.get(fld))
+        if own and bound and own != bound:
+            out.line(
+                line,
+                f"line_{word}_differs",
+                fld,
+                own.isoformat(),
+                f"the line {verb} on a different day than the Order ({bound.isoformat()}); "
+                f"one subscription has one {word} date",
+                f"align the line's {label} with the Order, or put the line on its own Order",
+            )
 
 
 def check_intervals(recurring: list[Line], out: Collector) -> None:
