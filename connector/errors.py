@@ -99,7 +99,16 @@ def classify(exc: BaseException) -> Classified:
         return Classified(
             Disposition.RETRY, "stripe_connection", "could not reach Stripe (connection failed)"
         )
-    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+    if isinstance(exc, stripe.PermissionError):
+        return Classified(
+            Disposition.FATAL,
+            "stripe_permission",
+            "the Stripe key lacks a permission: "
+            + _stripe_message(exc)
+            + " Grant it on the restricted key (Dashboard → Developers → API keys); docs/PRODUCTION.md "
+            "lists every permission the connector needs.",
+        )
+    if isinstance(exc, stripe.AuthenticationError):
         return Classified(
             Disposition.FATAL, "stripe_auth", "Stripe rejected the API key: " + _stripe_message(exc)
         )

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # Stripe
     stripe_secret_key: SecretStr
     stripe_api_base: AnyHttpUrl = AnyHttpUrl("https://api.stripe.com")
+    # The account the key belongs to. Needed with a restricted key (rk_…): Stripe lets no
+    # restricted key read GET /v1/account. With a secret key it is checked against the key's account.
+    stripe_account_id: str | None = Field(default=None, pattern=r"^acct_[A-Za-z0-9]+$")
     stripe_max_network_retries: int = Field(default=3, ge=0, le=10)
     stripe_rps: float | None = Field(default=None, gt=0, le=1000)
     stripe_timeout_seconds: float = Field(default=80.0, gt=0)

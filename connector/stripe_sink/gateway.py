@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import textwrap
 import threading
 import time
@@ -35,6 +36,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
+from connector.errors import FatalError
 from connector.settings import Settings
 from connector.stripe_sink.ratelimit import PacedLimiter
 
@@ -159,6 +161,8 @@ class StripeGateway:
         limiter: PacedLimiter,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        account_id: str | None = None,
+        restricted_key: bool = False,
     ) -> None:
         self.client = client
         self.limiter = limiter
@@ -167,6 +171,8 @@ class StripeGateway:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._account_id: str | None = None
+        self._configured_account = account_id
+        self._restricted_key = restricted_key
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StripeGateway:
@@ -176,7 +182,12 @@ class StripeGateway:
             max_network_retries=settings.stripe_max_network_retries,
             http_client=http_client_for(settings),
         )
-        return cls(client, PacedLimiter(settings.effective_stripe_rps))
+        return cls(
+            client,
+            PacedLimiter(settings.effective_stripe_rps),
+            account_id=settings.stripe_account_id,
+            restricted_key=settings.stripe_secret_key.get_secret_value().startswith("rk_"),
+        )
 
     def call(self, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one Stripe request under the budget; back off and retry on 429."""
@@ -209,8 +220,35 @@ class StripeGateway:
             return sum(n for op, n in self.calls.items() if op.rsplit(".", 1)[-1] in WRITE_OPERATIONS)
 
     def account_id(self) -> str:
-        """The Stripe account the key belongs to; links are kept per account."""
+        """The Stripe account the key belongs to; links, intents and cursors are kept per account."""
         if self._account_id is None:
-            account = self.call("account.retrieve", self.client.v1.accounts.retrieve_current)
-            self._account_id = str(account.id)
+            self._account_id = self._resolve_account()
         return self._account_id
+
+    def _resolve_account(self) -> str:
+        """`CPQ2STRIPE_STRIPE_ACCOUNT_ID` for a restricted key (Stripe grants no restricted key
+        `GET /v1/account`, so asking would only cost a refused call); otherwise the key's own
+        account, checked against the setting when both exist."""
+        configured = self._configured_account
+        if configured and self._restricted_key:
+            return configured
+        try:
+            account = self.call("account.retrieve", self.client.v1.accounts.retrieve_current)
+        except stripe.PermissionError as exc:
+            if configured:
+                return configured
+            named = re.search(r"on account '(acct_[A-Za-z0-9]+)'", exc.user_message or "")
+            hint = "CPQ2STRIPE_STRIPE_ACCOUNT_ID=" + (named.group(1) if named else "acct_…")
+            raise FatalError(
+                "stripe_account_unreadable",
+                "the Stripe key may not read its account (GET /v1/account answered 403, as it does for "
+                f"every restricted key): set {hint} (Dashboard → Settings → Business → Account details)",
+            ) from None
+        actual = str(account.id)
+        if configured and configured != actual:
+            raise FatalError(
+                "stripe_account_mismatch",
+                f"CPQ2STRIPE_STRIPE_ACCOUNT_ID is {configured} but the Stripe key belongs to {actual}: "
+                "fix the setting or use that account's key",
+            )
+        return actual

@@ -46,7 +46,43 @@ def http() -> requests.Session:
 # auth ----------------------------------------------------------------------------------------
 def test_test_and_restricted_keys_are_accepted(sb):
     assert client_for(sb, "sk_test_abc").v1.accounts.retrieve_current().id.startswith("acct_")
+    sb.configure(restricted_keys={"rk_test_abc": ["rak_customer_read"]})
     assert client_for(sb, "rk_test_abc").v1.customers.list().object == "list"
+
+
+def test_a_restricted_key_the_account_never_created_is_invalid(sb):
+    with pytest.raises(stripe.AuthenticationError) as info:
+        client_for(sb, "rk_test_neverMade1234").v1.customers.list()
+    assert info.value.http_status == 401
+    assert info.value.user_message == "Invalid API Key provided: rk_test_*********1234"
+
+
+def test_a_restricted_key_is_refused_what_it_was_not_granted_and_told_which_permission(sb):
+    sb.configure(restricted_keys={"rk_test_readonly9876": ["rak_customer_read", "rak_product_write"]})
+    client = client_for(sb, "rk_test_readonly9876")
+    assert client.v1.customers.list().object == "list"
+    assert client.v1.products.create(params={"name": "P"}).name == "P"
+    assert client.v1.products.retrieve(client.v1.products.list().data[0].id).name == "P"  # write grants read
+    with pytest.raises(stripe.PermissionError) as info:
+        client.v1.customers.create(params={"name": "C"})
+    account = sb.state.store.account_id
+    assert info.value.http_status == 403
+    assert info.value.user_message == (
+        f"The provided key 'rk_test_********9876' does not have the required permissions for this "
+        f"endpoint on account '{account}'. Having the 'rak_customer_write' permission would allow this "
+        "request to continue."
+    )
+    with pytest.raises(stripe.PermissionError, match="rak_plan_write"):
+        client.v1.prices.create(params={"currency": "usd", "unit_amount": 100, "product_data": {"name": "x"}})
+    assert not [c for c in sb.state.objects("customer") if c.get("name") == "C"]
+
+
+def test_no_restricted_key_may_read_the_account(sb):
+    everything = [f"rak_{r}_write" for r in ("customer", "product", "plan", "subscription", "event")]
+    sb.configure(restricted_keys={"rk_test_everything42": everything})
+    with pytest.raises(stripe.PermissionError) as info:
+        client_for(sb, "rk_test_everything42").v1.accounts.retrieve_current()
+    assert "not available for use by restricted keys" in (info.value.user_message or "")
 
 
 @pytest.mark.parametrize("key", ["sk_live_abcdef123456", "sk_test_", "pk_test_abcdef1234", "nonsense-key"])

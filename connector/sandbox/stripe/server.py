@@ -21,6 +21,7 @@ from .errors import StripeError
 from .forms import decode_body, decode_pairs
 from .idempotency import IdempotencyStore
 from .limits import FAULT_KINDS, Faults, TokenBucket
+from .permissions import denial_message, granted, required
 from .store import API_VERSION, Store
 from .validation import validate
 
@@ -57,6 +58,9 @@ class StripeState:
     faults: Faults
     idempotency: IdempotencyStore = field(default_factory=IdempotencyStore)
     requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100_000))
+    # Restricted keys (`rk_test_…`) that exist, with the permissions each holds; any other rk_ key
+    # is unknown to the account, as a deleted or mistyped key is.
+    restricted_keys: dict[str, frozenset[str]] = field(default_factory=dict)
     log_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def objects(self, kind: str) -> list[dict[str, Any]]:
@@ -137,6 +141,14 @@ class StripeApp:
             return error(StripeError(_NO_KEY, status=401))
         if not (key.startswith("sk_test_") or key.startswith("rk_test_")) or len(key) <= 8:
             return error(StripeError(f"Invalid API Key provided: {mask_key(key)}", status=401))
+        if key.startswith("rk_"):
+            held = state.restricted_keys.get(key)
+            if held is None:
+                return error(StripeError(f"Invalid API Key provided: {mask_key(key)}", status=401))
+            needed = required(req.method, ep.pattern)
+            if not granted(needed, held):
+                message = denial_message(mask_key(key), store.account_id, needed)
+                return error(StripeError(message, status=403))
         if not state.bucket.take():
             return error(StripeError(_RATE_LIMIT, status=429, code="rate_limit"))
         fault = state.faults.pick()
@@ -227,6 +239,7 @@ class StripeApp:
                 "search_lag_seconds",
                 "seed",
                 "slow_seconds",
+                "restricted_keys",
             }
             if unknown:
                 return Response.json({"error": f"unknown config keys: {sorted(unknown)}"}, 400)
@@ -247,6 +260,8 @@ class StripeApp:
                 state.faults.reseed(body["seed"])
             if "search_lag_seconds" in body:
                 state.store.set_search_lag(float(body["search_lag_seconds"]))
+            if "restricted_keys" in body:
+                _set_restricted_keys(state, body["restricted_keys"])
             return Response.json(current_config(state))
 
         def get_config(_req: Request) -> Response:
@@ -264,6 +279,14 @@ class StripeApp:
         r.add("GET", "/_sandbox/objects/{type}", objects)
 
 
+def _set_restricted_keys(state: StripeState, keys: dict[str, list[str]]) -> None:
+    """Create restricted keys (`{"rk_test_x": ["rak_customer_write", ...]}`), as the Dashboard does."""
+    for key, perms in keys.items():
+        if not key.startswith("rk_test_") or len(key) <= 8:
+            raise ValueError(f"a restricted test key starts with rk_test_: {key[:8]}…")
+        state.restricted_keys[key] = frozenset(perms)
+
+
 def current_config(state: StripeState) -> dict[str, Any]:
     return {
         "rps": state.bucket.rate,
@@ -273,6 +296,7 @@ def current_config(state: StripeState) -> dict[str, Any]:
         "slow_seconds": state.faults.slow_seconds,
         "search_lag_seconds": state.store.search_lag_seconds,
         "seed": state.faults.seed,
+        "restricted_keys": {mask_key(k): sorted(v) for k, v in state.restricted_keys.items()},
     }
 
 
@@ -324,6 +348,8 @@ class StripeSandbox:
             state.faults.reseed(knobs["seed"])
         if "search_lag_seconds" in knobs:
             state.store.set_search_lag(float(knobs["search_lag_seconds"]))
+        if "restricted_keys" in knobs:
+            _set_restricted_keys(state, knobs["restricted_keys"])
         return current_config(state)
 
     def stop(self) -> None:
