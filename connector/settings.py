@@ -16,6 +16,8 @@ from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "CPQ2STRIPE_"
+# Salesforce's shared login hosts: no org's My Domain, so no client credentials flow there.
+GENERIC_LOGIN_HOSTS = frozenset({"login.salesforce.com", "test.salesforce.com"})
 
 
 class AuthFlow(StrEnum):
@@ -36,6 +38,9 @@ class Settings(BaseSettings):
     salesforce_consumer_secret: SecretStr | None = None
     salesforce_username: str | None = None
     salesforce_private_key_file: Path | None = None
+    # The JWT bearer assertion's `aud`. Unset: https://login.salesforce.com for production hosts,
+    # https://test.salesforce.com for sandbox hosts, else the login URL (an Experience Cloud site).
+    salesforce_jwt_audience: AnyHttpUrl | None = None
     salesforce_ca_bundle: Path | None = None
     salesforce_timeout_seconds: float = Field(default=60.0, gt=0)
     # Pub/Sub API (events): host:port of the gRPC endpoint, the channels to subscribe to
@@ -114,6 +119,14 @@ class Settings(BaseSettings):
                 "sandbox, or the real Stripe API with a live key"
             )
         host = (self.salesforce_login_url.host or "").lower()
+        if self.salesforce_auth_flow is AuthFlow.CLIENT_CREDENTIALS and host in GENERIC_LOGIN_HOSTS:
+            problems.append(
+                f"CPQ2STRIPE_SALESFORCE_LOGIN_URL is {host}, where Salesforce refuses the client_credentials "
+                "flow ('request not supported on this domain'): set it to your org's My Domain URL "
+                "(https://MYDOMAIN.my.salesforce.com, or https://MYDOMAIN--SANDBOX.sandbox.my.salesforce.com "
+                "for a sandbox; Setup → My Domain shows it), or use "
+                "CPQ2STRIPE_SALESFORCE_AUTH_FLOW=jwt_bearer"
+            )
         if self.stripe_live_mode and (host == "test.salesforce.com" or ".sandbox." in host):
             problems.append(
                 f"CPQ2STRIPE_STRIPE_SECRET_KEY is a live key but CPQ2STRIPE_SALESFORCE_LOGIN_URL ({host}) "

@@ -84,6 +84,11 @@ class SalesforceAdmin:
     def latency(self, ms: float) -> Any:
         return self._admin("POST", "latency", {"ms": ms})
 
+    def profile(self, **settings: Any) -> Any:
+        """How the org differs from the default (login_host, jwt_audiences, edit_activated_orders,
+        single_currency); `reset()` restores the default."""
+        return self._admin("POST", "profile", settings)
+
     def changes(self, after: int = 0) -> Any:
         return self._admin("GET", "changes", after=after)
 

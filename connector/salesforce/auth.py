@@ -55,10 +55,20 @@ def token_url(settings: Settings) -> str:
     return login_base(settings) + TOKEN_PATH
 
 
-def jwt_audience(login_url: str) -> str:
-    """The `aud` claim: the exact Salesforce login host value, else the configured login URL."""
+def jwt_audience(login_url: str, configured: object = None) -> str:
+    """The `aud` claim: the configured audience; else what Salesforce documents for the host —
+    https://login.salesforce.com for production (its own host or a My Domain), https://test.salesforce.com
+    for a sandbox, and the login URL itself for any other host (an Experience Cloud site)."""
+    if configured:
+        return str(configured).rstrip("/")
     host = (urlsplit(login_url).hostname or "").lower()
-    return _WELL_KNOWN_AUDIENCES.get(host, login_url.rstrip("/"))
+    if host in _WELL_KNOWN_AUDIENCES:
+        return _WELL_KNOWN_AUDIENCES[host]
+    if host.endswith(".sandbox.my.salesforce.com"):
+        return _WELL_KNOWN_AUDIENCES["test.salesforce.com"]
+    if host.endswith(".my.salesforce.com"):
+        return _WELL_KNOWN_AUDIENCES["login.salesforce.com"]
+    return login_url.rstrip("/")
 
 
 def build_jwt_assertion(
@@ -100,7 +110,7 @@ def _token_request_body(settings: Settings) -> tuple[dict[str, str], list[str]]:
             assertion = build_jwt_assertion(
                 consumer_key=settings.salesforce_consumer_key,
                 username=settings.salesforce_username,
-                audience=jwt_audience(login_base(settings)),
+                audience=jwt_audience(login_base(settings), settings.salesforce_jwt_audience),
                 private_key_pem=key,
             )
         except (ValueError, TypeError, jwt.PyJWTError) as exc:

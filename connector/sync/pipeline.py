@@ -17,10 +17,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from connector.errors import Disposition, classify
+from connector.errors import Disposition, FatalError, classify
 from connector.faults import crash_point
 from connector.mapping.schema import WriteBack as WriteBackFields
-from connector.salesforce.writeback import WriteBack
+from connector.salesforce.writeback import WriteBack, WriteFailure
 from connector.state.models import BatchWrites, FailureUpdate, HashUpdate, Intent, LinkUpdate, LogEntry
 from connector.sync.context import SyncContext
 from connector.sync.exactly_once import Kind
@@ -211,4 +211,22 @@ def flush_writeback(ctx: SyncContext, batch: Batch) -> None:
                 ]
             ),
             ctx.now(),
+        )
+    _stop_on_locked_orders(failures)
+
+
+def _stop_on_locked_orders(failures: Iterable[WriteFailure]) -> None:
+    """Salesforce locks activated Orders and their products against users without the Edit
+    Activated Orders permission. That is the integration user's configuration, not each record's
+    problem: the run stops with the fix (the failures above are kept due, so the first run after
+    the fix writes every id back)."""
+    locked = [f for f in failures if f.code == "ENTITY_IS_LOCKED" and f.sobject in ("Order", "OrderItem")]
+    if locked:
+        raise FatalError(
+            "salesforce_edit_activated_orders",
+            f"Salesforce refused to write the sync result to {len(locked)} activated "
+            f"{locked[0].sobject} record(s) ({locked[0].record_id}: ENTITY_IS_LOCKED {locked[0].message}): "
+            "give the integration user the Edit Activated Orders permission (the shipped permission "
+            "set Cpq2Stripe_Integration has it). What was created in Stripe is kept; the next run "
+            "after the fix writes the ids back.",
         )

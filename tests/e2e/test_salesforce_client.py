@@ -22,7 +22,7 @@ from connector.salesforce.client import RecordErrorDetail, RecordResult, Salesfo
 from connector.salesforce.session import CALL_OPTIONS_HEADER, SalesforceSession, session_from_settings
 from connector.salesforce.soql import id_list, quote
 from connector.salesforce.writeback import WriteBack, redact, truncate
-from connector.settings import Settings, load_settings
+from connector.settings import Settings, SettingsError, load_settings
 
 INTEGRATION_USERNAME = "integration@sandbox.example"
 WRONG_SECRET = "wrong-secret-Zx81"
@@ -177,7 +177,49 @@ def test_jwt_assertion_claims(org_server: Any) -> None:
     assert jwt.get_unverified_header(assertion)["alg"] == "RS256"
     assert jwt_audience("https://login.salesforce.com/") == "https://login.salesforce.com"
     assert jwt_audience("https://TEST.salesforce.com") == "https://test.salesforce.com"
-    assert jwt_audience("https://acme.my.salesforce.com/") == "https://acme.my.salesforce.com"
+    # Salesforce's documented audiences: login for production (a My Domain too), test for a sandbox,
+    # the site's own URL for anything else; a configured audience wins.
+    assert jwt_audience("https://acme.my.salesforce.com/") == "https://login.salesforce.com"
+    assert jwt_audience("https://acme--uat.sandbox.my.salesforce.com") == "https://test.salesforce.com"
+    assert jwt_audience("https://acme.my.site.com/partners") == "https://acme.my.site.com/partners"
+    assert jwt_audience("https://acme.my.salesforce.com", "https://acme.my.salesforce.com/") == (
+        "https://acme.my.salesforce.com"
+    )
+
+
+def _jwt_settings(org_server: Any, **overrides: Any) -> Any:
+    return make_settings(
+        org_server,
+        salesforce_auth_flow="jwt_bearer",
+        salesforce_consumer_secret=None,
+        salesforce_username=INTEGRATION_USERNAME,
+        salesforce_private_key_file=org_server.jwt_private_key_file,
+        **overrides,
+    )
+
+
+def test_an_org_that_accepts_only_its_documented_audience_needs_the_audience_setting(
+    org_server: Any, admin: OrgAdmin
+) -> None:
+    admin.call("POST", "profile", {"jwt_audiences": ["https://test.salesforce.com"]})  # a sandbox org
+    with pytest.raises(FatalError, match="audience is invalid"):
+        make_client(_jwt_settings(org_server)).connect()
+    client = make_client(_jwt_settings(org_server, salesforce_jwt_audience="https://test.salesforce.com"))
+    assert client.user_id == integration_user_id()
+
+
+def test_the_generic_login_host_refuses_client_credentials_and_settings_refuse_it_first(
+    org_server: Any, admin: OrgAdmin
+) -> None:
+    admin.call("POST", "profile", {"login_host": "generic"})
+    with pytest.raises(FatalError, match="request not supported on this domain"):
+        make_client(make_settings(org_server)).connect()
+    assert make_client(_jwt_settings(org_server)).user_id == integration_user_id()  # JWT still works
+    for host in ("https://login.salesforce.com", "https://TEST.salesforce.com/"):
+        with pytest.raises(SettingsError) as caught:
+            make_settings(org_server, salesforce_login_url=host)
+        text = str(caught.value)
+        assert "CPQ2STRIPE_SALESFORCE_LOGIN_URL" in text and "My Domain" in text and "jwt_bearer" in text
 
 
 def test_configured_ca_bundle_wins_over_requests_ca_bundle(

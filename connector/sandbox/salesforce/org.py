@@ -34,6 +34,9 @@ SYSTEM_FIELDS = (
 ORG_ID = make_id("00D", 1)
 INTEGRATION_USER_ID = make_id("005", 1)
 ADMIN_USER_ID = make_id("005", 2)
+# Order Status values and their status category (StatusCode). Admins add values to either
+# category; "Provisioned" is such an added value in the Activated category.
+ORDER_STATUS_CATEGORY = {"Draft": "Draft", "Activated": "Activated", "Provisioned": "Activated"}
 DEFAULT_USERS = (
     (INTEGRATION_USER_ID, "integration@sandbox.example", "Integration User"),
     (ADMIN_USER_ID, "admin@sandbox.example", "Admin User"),
@@ -159,6 +162,9 @@ class Org:
                     self._children_of[target].append((obj.name, f.name))
         self._prefixes = {obj.key_prefix: obj.name for obj in self.schema.objects.values()}
         self.users: dict[str, str] = {}  # username -> user id
+        # Users without the Edit Activated Orders permission: their updates of an activated Order
+        # or of its Order Products are refused.
+        self._no_edit_activated: set[str] = set()
         self._clear()
 
     # ----------------------------------------------------------------- store plumbing
@@ -185,6 +191,22 @@ class Org:
             )
             self._put("User", row)
             self.users[username] = user_id
+
+    def set_edit_activated_orders(self, user_id: str, allowed: bool) -> None:
+        with self.lock:
+            (self._no_edit_activated.discard if allowed else self._no_edit_activated.add)(user_id)
+
+    def _check_edit_activated(self, obj: ObjectDef, row: dict[str, Any], user_id: str) -> None:
+        """Salesforce locks an activated Order and its Order Products for users without Edit
+        Activated Orders."""
+        if user_id not in self._no_edit_activated or obj.name not in ("Order", "OrderItem"):
+            return
+        order = row if obj.name == "Order" else self._tables["Order"].get(row.get("OrderId") or "")
+        if order is not None and ORDER_STATUS_CATEGORY.get(order.get("Status") or "") == "Activated":
+            raise SalesforceError(
+                "ENTITY_IS_LOCKED",
+                "Unable to modify activated or superseded Order",
+            )
 
     def reset(self) -> None:
         """Delete every record and the change log; users stay."""
@@ -529,6 +551,8 @@ class Org:
         cause: str = "",
     ) -> str:
         row = self._live_row(obj, record_id)
+        if not system:
+            self._check_edit_activated(obj, row, user_id)
         checked = self._validate(obj, values, insert=False, system=system)
         new = dict(row)
         for name, value in checked.items():

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -155,6 +156,23 @@ def _parse_json(req: Request) -> Any:
         ) from None
 
 
+@dataclass
+class OrgProfile:
+    """How this org differs from the default one, set through `POST /_sandbox/profile` and undone
+    by `/_sandbox/reset`.
+
+    `login_host`: "my_domain" (the server is the org's My Domain, the default) or "generic" (it
+    stands for login.salesforce.com / test.salesforce.com, where Salesforce refuses the client
+    credentials flow). `jwt_audiences`: the `aud` values the org accepts in a JWT bearer
+    assertion (None: its own URL and both Salesforce login hosts). `edit_activated_orders`:
+    whether the integration user holds the Edit Activated Orders permission.
+    """
+
+    login_host: str = "my_domain"
+    jwt_audiences: tuple[str, ...] | None = None
+    edit_activated_orders: bool = True
+
+
 class SalesforceApp:
     """Routes and state of one fake org server (tokens, cursors, faults, API usage)."""
 
@@ -169,6 +187,7 @@ class SalesforceApp:
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self._faults = _Faults()
         self.api_usage = 0
+        self.profile = OrgProfile()
         self._describe_cache: dict[str, dict[str, Any]] = {}
         self.on_reset: list[Any] = []  # callables run by /_sandbox/reset (the Pub/Sub event bus)
         self.router = Router()
@@ -219,6 +238,7 @@ class SalesforceApp:
         r.add("POST", admin + "/faults", self.admin_faults)
         r.add("POST", admin + "/expire-tokens", self.admin_expire_tokens)
         r.add("POST", admin + "/latency", self.admin_latency)
+        r.add("POST", admin + "/profile", self.admin_profile)
         r.add("GET", admin + "/changes", self.admin_changes)
         r.add("POST", admin + "/records/{sobject}", self.admin_create)
         r.add("PATCH", admin + "/records/{sobject}/{record_id}", self.admin_update)
@@ -329,6 +349,8 @@ class SalesforceApp:
         form.update({k: v for k, v in req.query if k not in form})
         grant = form.get("grant_type")
         if grant == "client_credentials":
+            if self.profile.login_host == "generic":
+                return _oauth_error("invalid_grant", "request not supported on this domain")
             client_id, secret = form.get("client_id"), form.get("client_secret")
             basic = req.header("authorization") or ""
             if basic.lower().startswith("basic ") and not client_id:
@@ -371,7 +393,10 @@ class SalesforceApp:
             return _oauth_error("invalid_grant", "invalid assertion")
         audience = claims.get("aud")
         audiences = audience if isinstance(audience, list) else [audience]
-        allowed = {self.url, self.url + "/", *JWT_AUDIENCES, *(a + "/" for a in JWT_AUDIENCES)}
+        accepted = self.profile.jwt_audiences
+        if accepted is None:
+            accepted = (self.url, *JWT_AUDIENCES)
+        allowed = {*accepted, *(a + "/" for a in accepted)}
         if not any(isinstance(a, str) and a in allowed for a in audiences):
             return _oauth_error("invalid_grant", "audience is invalid")
         exp = claims.get("exp")
@@ -699,6 +724,7 @@ class SalesforceApp:
             return Response.json({"error": f"bad admin request: {exc}"}, 400)
 
     def admin_reset(self, req: Request) -> Response:
+        self._apply_profile(OrgProfile())
         self.org.reset()
         self.bulk.reset()
         self.knobs.reset_counts()
@@ -765,6 +791,34 @@ class SalesforceApp:
             return Response.json({"ok": True, "rate": rate, "kinds": kinds})
 
         return self._admin(run)
+
+    def admin_profile(self, req: Request) -> Response:
+        def run() -> Response:
+            body = _parse_json(req) or {}
+            unknown = set(body) - {"login_host", "jwt_audiences", "edit_activated_orders"}
+            if unknown:
+                raise ValueError(f"unknown profile keys {sorted(unknown)}")
+            profile = OrgProfile(
+                login_host=str(body.get("login_host", self.profile.login_host)),
+                jwt_audiences=(
+                    tuple(str(a) for a in body["jwt_audiences"])
+                    if body.get("jwt_audiences") is not None
+                    else self.profile.jwt_audiences
+                ),
+                edit_activated_orders=bool(
+                    body.get("edit_activated_orders", self.profile.edit_activated_orders)
+                ),
+            )
+            if profile.login_host not in ("my_domain", "generic"):
+                raise ValueError("login_host is my_domain or generic")
+            self._apply_profile(profile)
+            return Response.json({"ok": True, **dataclasses.asdict(profile)})
+
+        return self._admin(run)
+
+    def _apply_profile(self, profile: OrgProfile) -> None:
+        self.profile = profile
+        self.org.set_edit_activated_orders(INTEGRATION_USER_ID, profile.edit_activated_orders)
 
     def admin_expire_tokens(self, req: Request) -> Response:
         with self._lock:
