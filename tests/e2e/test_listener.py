@@ -227,6 +227,20 @@ def test_expired_replay_id_signals_a_catch_up_and_then_follows_latest(
     assert restarted.listener.stats["replay_id_rejected"] == 1
 
 
+def test_a_wildcard_change_event_polls_the_object_and_moves_on(
+    sandbox: Any, start: Callable[..., Running], store: StateStore
+) -> None:
+    recorder = Recorder()
+    running = start(recorder, topics=[ACCOUNTS])
+    pubsub(sandbox, "wildcard", {"object": "Account"})  # recordIds ["001*"]
+    wait_for(lambda: recorder.catch_ups == ["Account"], what="the poll the wildcard asks for")
+    wait_for(lambda: store.cursors.replay_id(ACCOUNTS), what="the wildcard event's replay id")
+    assert not [i for i in recorder.ids() if "*" in i]  # never handed on as a record id
+    after = new_account(sandbox, "After the wildcard")
+    wait_for(lambda: after in recorder.ids(), what="the next change")
+    assert running.listener.stats["wildcards"] == 1
+
+
 def test_auth_expiry_mid_stream_recovers(sandbox: Any, start: Callable[..., Running]) -> None:
     recorder = Recorder()
     running = start(recorder, topics=[ACCOUNTS])

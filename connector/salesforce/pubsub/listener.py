@@ -202,6 +202,7 @@ class EventListener:
             "auth_refreshes": 0,
             "replay_id_rejected": 0,
             "catch_ups": 0,
+            "wildcards": 0,
             "errors": 0,
             "last_event_lag_seconds": None,
             "last_error": None,
@@ -499,6 +500,12 @@ class EventListener:
                 if str(header.get("changeType", "")).startswith("GAP_") and not header.get("recordIds"):
                     gaps.add(sobject)
                 ids = [str(i) for i in header.get("recordIds") or () if i]
+                if any(i.endswith("*") for i in ids):
+                    # "001*": every record of the object may have changed (Salesforce sends this
+                    # after some schema changes). No id to fetch: poll the object, like a gap.
+                    self._count("wildcards")
+                    gaps.add(sobject)
+                    ids = [i for i in ids if not i.endswith("*")]
             else:
                 created = record.get("CreatedDate")
                 if isinstance(created, int):

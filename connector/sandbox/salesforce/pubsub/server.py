@@ -222,6 +222,36 @@ class EventBus:
         }
         return topic, {"ChangeEventHeader": header, **values}
 
+    def publish_wildcard(self, sobject: str, user_id: str) -> int:
+        """A change event whose recordIds is the object's key prefix and `*` ("001*"), as Salesforce
+        sends after some schema changes: every record of the object may have changed."""
+        topic = next((t for t in self.topics.values() if t.is_change_event and t.sobject == sobject), None)
+        if topic is None:
+            raise KeyError(f"no change event channel for {sobject}")
+        self.ingest()
+        with self.org.lock:
+            stamp = self.org._stamp()
+        prefix = self.org.schema.objects[sobject].key_prefix
+        header = {
+            "entityName": sobject,
+            "recordIds": [prefix + "*"],
+            "changeType": "UPDATE",
+            "changeOrigin": "",
+            "transactionKey": uuid.uuid5(uuid.NAMESPACE_OID, f"{self.org_id}/{stamp}").hex,
+            "sequenceNumber": 1,
+            "commitTimestamp": _millis(stamp),
+            "commitNumber": 0,
+            "commitUser": user_id,
+            "nulledFields": [],
+            "diffFields": [],
+            "changedFields": [],
+        }
+        payload = topic.encode({"ChangeEventHeader": header})
+        with self.cond:
+            replay = self._append(topic, payload)
+            self.cond.notify_all()
+        return replay
+
     def publish(self, topic_name: str, fields: dict[str, Any], user_id: str) -> int:
         """Publish one platform event with these custom field values; returns its replay number."""
         topic = self.topics.get(topic_name)
@@ -571,6 +601,14 @@ def add_admin_routes(router: Router, bus: EventBus, default_user_id: str) -> Non
 
         return _admin(run)
 
+    def wildcard(req: Request) -> Response:
+        def run() -> Response:
+            body = req.json() or {}
+            replay = bus.publish_wildcard(str(body["object"]), str(body.get("user_id") or default_user_id))
+            return Response.json({"ok": True, "replay_id": encode_replay_id(replay).hex()})
+
+        return _admin(run)
+
     def config(req: Request) -> Response:
         def run() -> Response:
             body = req.json() or {}
@@ -603,6 +641,7 @@ def add_admin_routes(router: Router, bus: EventBus, default_user_id: str) -> Non
         return Response.json(sorted(bus.topics))
 
     router.add("POST", base + "/publish", publish)
+    router.add("POST", base + "/wildcard", wildcard)
     router.add("POST", base + "/config", config)
     router.add("POST", base + "/expire", expire)
     router.add("POST", base + "/close-streams", close)
