@@ -21,6 +21,7 @@ Stripe call), and seeds the poll cursor when it is empty, so the daemon starts f
 from __future__ import annotations
 
 import logging
+from collections import deque
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -103,7 +104,11 @@ class Backfill:
         clauses: list[str],
         total: int,
     ) -> Iterator[list[dict[str, Any]]]:
-        """The first REST page, then one Bulk API 2.0 job for the records after it."""
+        """The first REST page, then one Bulk API 2.0 job for the records after it.
+
+        The Bulk query has no ORDER BY: sorting turns off Salesforce's PK chunking, and on a large
+        org such a job times out. Its rows come in no particular order, so the resume cursor stops
+        moving once they start (see `run_object`)."""
         from connector.salesforce.bulk import BulkQuery
 
         yield first
@@ -111,7 +116,7 @@ class Backfill:
         if close is not None:
             close()  # the REST query's further pages are not needed
         where = sync._where(*clauses, f"Id > {id_literal(first[-1]['Id'])}")
-        soql = f"{sync._select()}{where} ORDER BY Id ASC"
+        soql = f"{sync._select()}{where}"
         if self.options.limit is not None:
             soql += f" LIMIT {total - len(first)}"
         yield from BulkQuery(self.ctx.sf, max_records=self.options.max_records).pages(soql)
@@ -161,6 +166,11 @@ class Backfill:
         )
         rest = stream.pages
         pages = self._pages(sync, first, rest, clauses, total) if use_bulk else chain([first], rest)
+        # Whether each queued batch came in Id order (REST pages) or not (Bulk results). The
+        # cursor (`after:<Id>`) moves only past ordered batches: a run stopped during the Bulk part
+        # resumes after the REST part and meets the records it already synced as unchanged (no
+        # Stripe writes; intents and links keep every create exactly once).
+        in_id_order: deque[bool] = deque()
         done = 0
         finished = False
         # Two batches in flight (connector.sync.lanes): the next one is read, planned and its intents
@@ -175,25 +185,27 @@ class Backfill:
 
         def settle(batch: list[dict[str, Any]], result: _BatchResult) -> None:
             nonlocal done, settled_writes
+            ordered = in_id_order.popleft()
             self.report.add_outcomes(totals, result.report.outcomes, result.codes)
             settled_writes = ctx.gateway.write_calls
             progress.advance(len(batch))
             done += len(batch)
             if result.report.fatal:
                 totals.fatal = totals.fatal or result.report.fatal
-            elif not opts.dry_run and not totals.fatal:
+            elif ordered and not opts.dry_run and not totals.fatal:
                 ctx.store.cursors.set(name, started, [f"after:{batch[-1]['Id']}"])
 
         with progress, lanes:
             try:
                 queued = 0
-                for page in pages:
+                for number, page in enumerate(pages):
                     for batch in _chunks(page, opts.batch_size):
                         if totals.fatal or (opts.limit is not None and queued >= opts.limit):
                             break
                         if opts.limit is not None:
                             batch = batch[: opts.limit - queued]
                         queued += len(batch)
+                        in_id_order.append(number == 0 or not use_bulk)
                         for settled in lanes.submit(batch):
                             settle(*settled)
                     if totals.fatal or (opts.limit is not None and queued >= opts.limit):

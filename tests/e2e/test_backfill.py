@@ -233,3 +233,28 @@ def test_backfill_runs_orders_after_accounts(sandbox, tmp_path, objects):
     posts = len([r for r in sandbox.stripe_admin.requests() if r["method"] == "POST"])
     _backfill(settings, tmp_path, objects=objects)
     assert len([r for r in sandbox.stripe_admin.requests() if r["method"] == "POST"]) == posts
+
+
+def test_bulk_reads_without_order_by_so_a_large_org_does_not_time_out_and_a_rerun_stays_exact(
+    sandbox, tmp_path
+):
+    # An org where a sorted Bulk job over Account times out, and chunks come last range first.
+    sandbox.sf_admin.profile(bulk_sorted_limit_rows=100, bulk_chunk_rows=70)
+    sandbox.sf_admin.seed(accounts=300, orders=0, seed=3)
+    settings = settings_for(sandbox, f"sqlite:///{tmp_path / 'state.db'}")
+
+    code, lines, report = _backfill(settings, tmp_path, bulk_threshold=50, max_records=40)
+
+    totals = report.objects[0]
+    assert totals.fatal is None, totals.fatal
+    assert totals.source == "REST query, then Bulk API 2.0"
+    customers = _customers_by_account(sandbox)
+    failed = {f.record_id for f in totals.failures}
+    selected = sandbox.sf_admin.query(SELECTED)
+    assert {r["Id"] for r in selected} - failed == set(customers)
+    assert max(customers.values()) == 1
+    # The Bulk rows came out of Id order: the resume cursor stayed at the end of the REST page.
+    creates = len(sandbox.stripe_admin.objects("customer"))
+    again_code, _, again = _backfill(settings, tmp_path, bulk_threshold=50, max_records=40)
+    assert again.objects[0].counts.get("created", 0) == 0
+    assert len(sandbox.stripe_admin.objects("customer")) == creates

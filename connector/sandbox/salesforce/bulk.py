@@ -15,6 +15,12 @@ What the real API does, and so does this:
   and `COUNT()`. Syntax and field errors are refused with the REST error codes.
 * `PATCH .../jobs/query/{id}` `{"state": "Aborted"}` aborts; `DELETE` removes a finished job (204).
 
+Sorting: with ORDER BY, Salesforce cannot split the job into primary-key chunks and a sort over a
+large object times out; such a job ends `Failed` here when the object holds more than
+`sorted_limit_rows` records. Without ORDER BY the results come chunk by chunk
+(`chunk_rows` records of Id range each, 100,000 by default as in Salesforce) in no guaranteed
+order; here the chunks come last range first, so a client that assumes Id order is caught.
+
 The query runs once, when the job is created (a snapshot, as a real job sees the data when it
 runs); results are kept as CSV lines, not as rows, so a big job costs little memory here either.
 `completion_polls` (default 1) is how many state requests see `InProgress` before `JobComplete`,
@@ -34,7 +40,13 @@ from connector.sandbox.http import Request, Response, Router
 from connector.sandbox.salesforce.ids import make_id
 from connector.sandbox.salesforce.soql import FieldPath
 
-MAX_RECORDS_DEFAULT = 50_000  # the real default is "as many as fit in ~1 GB"; this is plenty
+MAX_RECORDS_DEFAULT = 50_000
+PK_CHUNK_ROWS = 100_000  # Salesforce's default PK chunk size
+SORTED_LIMIT_ROWS = 1_000_000  # above this, a sorted job times out here
+SORTED_TIMEOUT = (
+    "QUERY_TIMEOUT: Your query request was running for too long. ORDER BY stops the query from being "
+    "split into primary-key chunks; remove it."
+)  # the real default is "as many as fit in ~1 GB"; this is plenty
 JOB_PREFIX = "750"
 TERMINAL = ("JobComplete", "Failed", "Aborted")
 
@@ -113,6 +125,8 @@ class BulkQueryJobs:
     def __init__(self, app: Any, *, completion_polls: int = 1) -> None:
         self.app = app
         self.completion_polls = completion_polls
+        self.chunk_rows = PK_CHUNK_ROWS
+        self.sorted_limit_rows = SORTED_LIMIT_ROWS
         self._jobs: dict[str, QueryJob] = {}
         self._lock = threading.Lock()
         self._serial = 0
@@ -163,22 +177,34 @@ class BulkQueryJobs:
             result = self.app.org.query(soql, include_deleted=operation == "queryAll", base_url_path=base)
         except SoqlError as exc:
             return _error(400, exc.error_code, exc.message)
+        error = None
+        records = list(result.records)
+        sobject = self.app.org.schema.object(parsed.sobject).name
+        if parsed.order_by:
+            if self.app.org.count(sobject) > self.sorted_limit_rows:
+                error, records = SORTED_TIMEOUT, []
+        else:
+            records.sort(key=lambda r: str(r.get("Id") or ""))
+            size = max(1, self.chunk_rows)
+            chunks = [records[i : i + size] for i in range(0, len(records), size)]
+            records = [row for chunk in reversed(chunks) for row in chunk]
         columns = [cast(FieldPath, item).parts for item in parsed.select]  # Bulk refused the others
         header = _csv_line([".".join(parts) for parts in columns])
-        lines = [_csv_line([_csv_value(_lookup(row, parts)) for parts in columns]) for row in result.records]
+        lines = [_csv_line([_csv_value(_lookup(row, parts)) for parts in columns]) for row in records]
         with self._lock:
             self._serial += 1
             job_id = make_id(JOB_PREFIX, self._serial + 10_000_000)
             job = QueryJob(
                 id=job_id,
                 operation=operation,
-                sobject=self.app.org.schema.object(parsed.sobject).name,
+                sobject=sobject,
                 created_by=req.params["_user"],
                 created=_now(),
                 api_version=float(req.params["version"][1:]),
                 header=header,
                 lines=lines,
                 polls_left=self.completion_polls,
+                error=error,
             )
             self._jobs[job_id] = job
         return Response.json(job.info())
@@ -202,7 +228,7 @@ class BulkQueryJobs:
                     job.polls_left -= 1
                     job.state = "InProgress"
                 else:
-                    job.state = "JobComplete"
+                    job.state = "Failed" if job.error else "JobComplete"
             body = job.info()
             body.update(
                 numberRecordsProcessed=len(job.lines) if job.state == "JobComplete" else 0,

@@ -165,12 +165,16 @@ class OrgProfile:
     stands for login.salesforce.com / test.salesforce.com, where Salesforce refuses the client
     credentials flow). `jwt_audiences`: the `aud` values the org accepts in a JWT bearer
     assertion (None: its own URL and both Salesforce login hosts). `edit_activated_orders`:
-    whether the integration user holds the Edit Activated Orders permission.
+    whether the integration user holds the Edit Activated Orders permission. `bulk_chunk_rows`,
+    `bulk_sorted_limit_rows`: Bulk API 2.0's primary-key chunk size, and the object size above
+    which a sorted Bulk query times out (small values let a test see both).
     """
 
     login_host: str = "my_domain"
     jwt_audiences: tuple[str, ...] | None = None
     edit_activated_orders: bool = True
+    bulk_chunk_rows: int = 100_000
+    bulk_sorted_limit_rows: int = 1_000_000
 
 
 class SalesforceApp:
@@ -795,7 +799,7 @@ class SalesforceApp:
     def admin_profile(self, req: Request) -> Response:
         def run() -> Response:
             body = _parse_json(req) or {}
-            unknown = set(body) - {"login_host", "jwt_audiences", "edit_activated_orders"}
+            unknown = set(body) - {f.name for f in dataclasses.fields(OrgProfile)}
             if unknown:
                 raise ValueError(f"unknown profile keys {sorted(unknown)}")
             profile = OrgProfile(
@@ -808,6 +812,10 @@ class SalesforceApp:
                 edit_activated_orders=bool(
                     body.get("edit_activated_orders", self.profile.edit_activated_orders)
                 ),
+                bulk_chunk_rows=int(body.get("bulk_chunk_rows", self.profile.bulk_chunk_rows)),
+                bulk_sorted_limit_rows=int(
+                    body.get("bulk_sorted_limit_rows", self.profile.bulk_sorted_limit_rows)
+                ),
             )
             if profile.login_host not in ("my_domain", "generic"):
                 raise ValueError("login_host is my_domain or generic")
@@ -819,6 +827,8 @@ class SalesforceApp:
     def _apply_profile(self, profile: OrgProfile) -> None:
         self.profile = profile
         self.org.set_edit_activated_orders(INTEGRATION_USER_ID, profile.edit_activated_orders)
+        self.bulk.chunk_rows = profile.bulk_chunk_rows
+        self.bulk.sorted_limit_rows = profile.bulk_sorted_limit_rows
 
     def admin_expire_tokens(self, req: Request) -> Response:
         with self._lock:
