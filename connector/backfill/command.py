@@ -21,9 +21,9 @@ Stripe call), and seeds the poll cursor when it is empty, so the daemon starts f
 from __future__ import annotations
 
 import logging
-from collections import deque
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime

@@ -243,7 +243,7 @@ def test_bulk_reads_without_order_by_so_a_large_org_does_not_time_out_and_a_reru
     sandbox.sf_admin.seed(accounts=300, orders=0, seed=3)
     settings = settings_for(sandbox, f"sqlite:///{tmp_path / 'state.db'}")
 
-    code, lines, report = _backfill(settings, tmp_path, bulk_threshold=50, max_records=40)
+    _, _, report = _backfill(settings, tmp_path, bulk_threshold=50, max_records=40)
 
     totals = report.objects[0]
     assert totals.fatal is None, totals.fatal
@@ -255,6 +255,6 @@ def test_bulk_reads_without_order_by_so_a_large_org_does_not_time_out_and_a_reru
     assert max(customers.values()) == 1
     # The Bulk rows came out of Id order: the resume cursor stayed at the end of the REST page.
     creates = len(sandbox.stripe_admin.objects("customer"))
-    again_code, _, again = _backfill(settings, tmp_path, bulk_threshold=50, max_records=40)
+    _, _, again = _backfill(settings, tmp_path, bulk_threshold=50, max_records=40)
     assert again.objects[0].counts.get("created", 0) == 0
     assert len(sandbox.stripe_admin.objects("customer")) == creates
