@@ -94,7 +94,7 @@ def _show_orders(ctx: SyncContext, reports: list[RunReport], out: Callable[[str]
     out("Created in Stripe for the Orders: " + ", ".join(f"{n} {what}" for what, n in made.items()))
     rows = ctx.sf.query_all(
         "SELECT OrderNumber, Stripe_Subscription_ID__c, Stripe_Sync_Status__c FROM Order "
-        "WHERE Status = 'Activated' ORDER BY OrderNumber LIMIT 8"
+        "WHERE StatusCode = 'Activated' ORDER BY OrderNumber LIMIT 8"
     )
     out("Written back to Salesforce (first 8 activated Orders):")
     for row in rows:

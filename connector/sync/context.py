@@ -42,6 +42,17 @@ class SyncContext:
         return self.gateway.account_id()
 
     @cached_property
+    def single_currency(self) -> str | None:
+        """None in a multi-currency org; otherwise the org's one currency. Salesforce has no
+        CurrencyIsoCode field on any object until multi-currency is turned on, so a query naming
+        it fails there; Organization.DefaultCurrencyIsoCode is then every amount's currency."""
+        fields = {f["name"] for f in self.sf.describe("Order")["fields"]}
+        if "CurrencyIsoCode" in fields:
+            return None
+        rows = self.sf.query_all("SELECT DefaultCurrencyIsoCode FROM Organization")
+        return str(rows[0]["DefaultCurrencyIsoCode"]) if rows else None
+
+    @cached_property
     def stripe_workers(self) -> ThreadPoolExecutor:
         """The run's one pool of Stripe workers. Batches queue their records on it in order, so a
         batch planned while another is applied starts the moment the other's last record does."""

@@ -171,11 +171,15 @@ class OrderSync:
         fields |= {f"Product2.{lines.product_write_back.stripe_id}"}
         fields |= {f"PricebookEntry.{lines.price_book_entry_write_back.stripe_id}"}
         fields -= {"OrderId", "SystemModstamp"}
+        if self.ctx.single_currency:
+            fields -= {"PricebookEntry.CurrencyIsoCode"}
         return ["Id", *sorted(fields - {"Id"})]
 
     def _select(self) -> str:
         fields = set(soql_fields(self.mapping)) | set(ORDER_FIELDS)
         fields.add(f"Account.{self.ctx.mappings.customer.write_back.stripe_id}")
+        if self.ctx.single_currency:
+            fields -= {"CurrencyIsoCode"}
         due = next((f for f in self.mapping.fields if f.target == "days_until_due"), None)
         if due is not None and due.source:
             fields.add(due.source)
@@ -185,7 +189,8 @@ class OrderSync:
         return f"SELECT {', '.join(ordered)}, {sub} FROM {SF_OBJECT}"
 
     def _where(self, *clauses: str) -> str:
-        parts = ["Status = 'Activated'"]
+        # The status category: admins add their own Status values to the Activated category.
+        parts = ["StatusCode = 'Activated'"]
         if self.mapping.condition:
             parts.append(f"({self.mapping.condition})")
         parts.extend(c for c in clauses if c)
@@ -251,6 +256,9 @@ class OrderSync:
         under the names the rules use, and the saved payment method the mapping resolves."""
         lines = self.mapping.lines
         out = dict(row)
+        currency = self.ctx.single_currency
+        if currency:
+            out["CurrencyIsoCode"] = currency
         account = dict(row.get("Account") or {})
         account["Stripe_Customer_ID__c"] = account.get(self.ctx.mappings.customer.write_back.stripe_id)
         out["Account"] = account
@@ -268,6 +276,8 @@ class OrderSync:
             rec["Product2"] = product
             pbe = dict(rec.get("PricebookEntry") or {})
             pbe["Stripe_Price_ID__c"] = pbe.get(lines.price_book_entry_write_back.stripe_id)
+            if currency:
+                pbe["CurrencyIsoCode"] = currency
             rec["PricebookEntry"] = pbe
             norm.append(rec)
         out["OrderItems"] = {"records": norm}

@@ -46,16 +46,28 @@ class Org:
 
     sandbox: Any
     pricebook: str = ""
+    single_currency: str | None = None  # the org's one currency when multi-currency is off
     products: dict[str, str] = field(default_factory=dict)
     entries: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.single_currency = self.sandbox.sf_admin.profile()["single_currency"]
         self.pricebook = self.sandbox.sf_admin.create_record(
             "Pricebook2", {"Name": "Standard", "IsActive": True}
         )
 
     def account(self, **fields: Any) -> str:
-        return self.sandbox.sf_admin.create_record("Account", {**BILLING_ACCOUNT, **fields})
+        return self.sandbox.sf_admin.create_record("Account", self._currency({**BILLING_ACCOUNT, **fields}))
+
+    def _currency(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A single-currency org has no CurrencyIsoCode field, and only its own currency."""
+        if self.single_currency is None or "CurrencyIsoCode" not in record:
+            return record
+        if record["CurrencyIsoCode"] != self.single_currency:
+            pytest.skip(
+                f"needs {record['CurrencyIsoCode']}: a single-currency org has only {self.single_currency}"
+            )
+        return {k: v for k, v in record.items() if k != "CurrencyIsoCode"}
 
     def product(self, name: str) -> str:
         if name not in self.products:
@@ -69,13 +81,15 @@ class Org:
         if key not in self.entries:
             self.entries[key] = self.sandbox.sf_admin.create_record(
                 "PricebookEntry",
-                {
-                    "Pricebook2Id": self.pricebook,
-                    "Product2Id": self.product(name),
-                    "UnitPrice": price,
-                    "CurrencyIsoCode": currency,
-                    "IsActive": True,
-                },
+                self._currency(
+                    {
+                        "Pricebook2Id": self.pricebook,
+                        "Product2Id": self.product(name),
+                        "UnitPrice": price,
+                        "CurrencyIsoCode": currency,
+                        "IsActive": True,
+                    }
+                ),
             )
         return self.entries[key]
 
@@ -95,17 +109,19 @@ class Org:
         end_date = one_year(start) if end == "term" else end
         order_id = self.sandbox.sf_admin.create_record(
             "Order",
-            {
-                "AccountId": account_id,
-                "Pricebook2Id": self.pricebook,
-                "Status": "Draft",
-                "EffectiveDate": start.isoformat(),
-                "EndDate": end_date.isoformat() if isinstance(end_date, date) else None,
-                "CurrencyIsoCode": currency,
-                "Type": "New",
-                "Payment_Term__c": "Net 30",
-                **fields,
-            },
+            self._currency(
+                {
+                    "AccountId": account_id,
+                    "Pricebook2Id": self.pricebook,
+                    "Status": "Draft",
+                    "EffectiveDate": start.isoformat(),
+                    "EndDate": end_date.isoformat() if isinstance(end_date, date) else None,
+                    "CurrencyIsoCode": currency,
+                    "Type": "New",
+                    "Payment_Term__c": "Net 30",
+                    **fields,
+                }
+            ),
         )
         item_ids = []
         for line in lines:
@@ -129,8 +145,8 @@ class Org:
                 **line,
             }
             item_ids.append(self.sandbox.sf_admin.create_record("OrderItem", record))
-        if status == "Activated":
-            self.sandbox.sf_admin.patch_record("Order", order_id, {"Status": "Activated"})
+        if status in ("Activated", "Provisioned"):  # Provisioned: an added Activated-category value
+            self.sandbox.sf_admin.patch_record("Order", order_id, {"Status": status})
         return order_id, item_ids
 
 
@@ -151,6 +167,16 @@ cli = run_cli
 
 # --------------------------------------------------------------------------------------------------
 # Tests
+
+
+@pytest.fixture(autouse=True, params=["multi-currency", "single-currency"])
+def currency_mode(request: pytest.FixtureRequest, sandbox: Any) -> str:
+    """Every Order test runs on a multi-currency org and on one without multi-currency (no
+    CurrencyIsoCode field anywhere; USD is the org's currency). Tests needing another currency skip."""
+    if request.param == "single-currency":
+        sandbox.sf_admin.profile(single_currency="USD")
+    return str(request.param)
+
 
 SYNC_ALL = ("accounts", "orders")
 DAY = 86400
@@ -679,7 +705,7 @@ def test_the_seeded_org_syncs_every_valid_order_and_refuses_the_others(sandbox, 
     assert not any(r.fatal for r in result.reports), [r.fatal for r in result.reports]
     activated = sandbox.sf_admin.query(
         "SELECT Id, Stripe_Subscription_ID__c, Stripe_Sync_Status__c, Stripe_Sync_Message__c "
-        "FROM Order WHERE Status = 'Activated'"
+        "FROM Order WHERE StatusCode = 'Activated'"
     )
     assert activated
     subs = {s["id"] for s in stripe_objects(sandbox, "subscription")}

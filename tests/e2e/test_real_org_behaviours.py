@@ -27,3 +27,30 @@ def test_without_edit_activated_orders_the_run_stops_with_the_fix_and_a_later_ru
     assert stripe_objects(sandbox, "subscription") == [sub]  # nothing billed twice
     order = record(sandbox, "Order", order_id)
     assert order["Stripe_Subscription_ID__c"] == sub["id"] and order["Stripe_Sync_Status__c"] == "Synced"
+
+
+def test_a_single_currency_org_bills_in_the_orgs_currency_without_naming_currencyisocode(sandbox, run_sync):
+    sandbox.sf_admin.profile(single_currency="EUR")  # no CurrencyIsoCode field on any object
+    org = Org(sandbox)
+    order_id, _ = org.order(org.account(), [{"product": "Platform", "price": 49.0}], currency="EUR")
+
+    result = run_sync(SYNC_ALL)
+
+    assert result.outcome(order_id).status == "created", result.outcome(order_id).message
+    [price] = stripe_objects(sandbox, "price")
+    assert (price["currency"], price["unit_amount"]) == ("eur", 4900)
+    assert record(sandbox, "Order", order_id)["Stripe_Sync_Status__c"] == "Synced"
+
+
+def test_an_order_in_an_added_activated_status_is_billed_and_a_draft_one_is_not(sandbox, run_sync):
+    org = Org(sandbox)
+    account = org.account()
+    provisioned, _ = org.order(account, [{"product": "Platform", "price": 49.0}], status="Provisioned")
+    draft, _ = org.order(account, [{"product": "Platform", "price": 49.0}], status="Draft")
+
+    result = run_sync(SYNC_ALL)
+
+    assert result.outcome(provisioned).status == "created", result.outcome(provisioned).message
+    assert record(sandbox, "Order", provisioned)["StatusCode"] == "Activated"
+    assert not [o for r in result.reports for o in r.outcomes if o.sf_id == draft]
+    assert len(stripe_objects(sandbox, "subscription")) == 1

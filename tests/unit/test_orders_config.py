@@ -16,7 +16,7 @@ TODAY = date(2026, 3, 10)
 
 
 def _sync() -> OrderSync:
-    ctx = SimpleNamespace(mappings=load_mappings(MAPPINGS), gateway=None)
+    ctx = SimpleNamespace(mappings=load_mappings(MAPPINGS), gateway=None, single_currency=None)
     return OrderSync(ctx)  # type: ignore[arg-type]
 
 
@@ -32,7 +32,7 @@ def test_shipped_mapping_gives_the_documented_defaults():
 
 def test_poll_query_selects_activated_orders_with_their_lines_in_one_soql():
     soql = _sync().poll_query(None)
-    assert "FROM Order WHERE Status = 'Activated'" in soql
+    assert "FROM Order WHERE StatusCode = 'Activated'" in soql
     assert soql.endswith("ORDER BY SystemModstamp ASC, Id ASC")
     sub = soql[soql.index("(SELECT") : soql.index("FROM OrderItems")]
     for field in ("Product2.Name", "Product2.Stripe_Product_ID__c", "PricebookEntry.UnitPrice",

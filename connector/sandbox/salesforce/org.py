@@ -14,7 +14,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -142,7 +142,9 @@ class Org:
     """The in-memory org. Thread-safe; all public methods take the one lock."""
 
     def __init__(self, schema: Schema | None = None) -> None:
-        self.schema = schema or default_schema()
+        self.multi_currency_schema = schema or default_schema()
+        self.schema = self.multi_currency_schema
+        self.currency = "USD"  # the org's default currency (Organization.DefaultCurrencyIsoCode)
         self.lock = threading.RLock()
         self._tables: dict[str, dict[str, dict[str, Any]]] = {}
         self._types: dict[str, str] = {}  # id -> object name
@@ -170,6 +172,15 @@ class Org:
     # ----------------------------------------------------------------- store plumbing
     def _clear(self) -> None:
         self._tables = {name: {} for name in self.schema.objects}
+        self._tables["Organization"] = {
+            ORG_ID: {
+                **self._blank_row(self.schema.objects["Organization"]),
+                "Id": ORG_ID,
+                "Name": "cpq2stripe sandbox",
+                "DefaultCurrencyIsoCode": self.currency,
+                "IsDeleted": False,
+            }
+        }
         self._types = {}
         self._index = {(obj, f.name): {} for obj, fields in self._ref_fields.items() for f in fields}
         self._autonumbers = {}
@@ -191,6 +202,18 @@ class Org:
             )
             self._put("User", row)
             self.users[username] = user_id
+
+    def set_currency_mode(self, single: str | None) -> None:
+        """Multi-currency (None, the default) or a single-currency org whose only currency is
+        `single`: Salesforce then has no CurrencyIsoCode field on any object. Clears the records."""
+        with self.lock:
+            self.currency = single or "USD"
+            self.schema = (
+                without_currency_fields(self.multi_currency_schema)
+                if single
+                else (self.multi_currency_schema)
+            )
+            self._clear()
 
     def set_edit_activated_orders(self, user_id: str, allowed: bool) -> None:
         with self.lock:
@@ -467,7 +490,10 @@ class Org:
             )
 
     def _derive(self, obj: ObjectDef, row: dict[str, Any]) -> None:
-        """Values Salesforce computes: PricebookEntry.Name from its product."""
+        """Values Salesforce computes: PricebookEntry.Name from its product, Order.StatusCode (the
+        status category) from Status."""
+        if obj.name == "Order":
+            row["StatusCode"] = ORDER_STATUS_CATEGORY.get(row.get("Status") or "")
         if obj.name == "PricebookEntry" and row.get("Product2Id"):
             product = self._tables["Product2"].get(row["Product2Id"])
             row["Name"] = product["Name"] if product else row.get("Name")
@@ -972,3 +998,16 @@ def _parse_datetime(text: str) -> str | None:
     except ValueError:
         return None
     return format_datetime(moment)
+
+
+def without_currency_fields(schema: Schema) -> Schema:
+    """The schema of the same org without multi-currency: no CurrencyIsoCode anywhere."""
+    objects: dict[str, ObjectDef] = {}
+    for name, obj in schema.objects.items():
+        fields = {n: f for n, f in obj.fields.items() if n != "CurrencyIsoCode"}
+        objects[name] = replace(
+            obj,
+            fields=fields,
+            _lower_fields={n.lower(): n for n in fields},
+        )
+    return Schema(objects=objects, currencies=schema.currencies)

@@ -167,7 +167,9 @@ class OrgProfile:
     assertion (None: its own URL and both Salesforce login hosts). `edit_activated_orders`:
     whether the integration user holds the Edit Activated Orders permission. `bulk_chunk_rows`,
     `bulk_sorted_limit_rows`: Bulk API 2.0's primary-key chunk size, and the object size above
-    which a sorted Bulk query times out (small values let a test see both).
+    which a sorted Bulk query times out (small values let a test see both). `single_currency`:
+    None for a multi-currency org, else the one currency of an org without multi-currency (no
+    CurrencyIsoCode field anywhere; changing it clears the records).
     """
 
     login_host: str = "my_domain"
@@ -175,6 +177,7 @@ class OrgProfile:
     edit_activated_orders: bool = True
     bulk_chunk_rows: int = 100_000
     bulk_sorted_limit_rows: int = 1_000_000
+    single_currency: str | None = None
 
 
 class SalesforceApp:
@@ -748,6 +751,9 @@ class SalesforceApp:
             records = seed.generate(
                 int(body.get("accounts", 0)), int(body.get("orders", 0)), int(body.get("seed", 0))
             )
+            if self.profile.single_currency:  # no CurrencyIsoCode field: the org's one currency
+                records = [(name, {k: v for k, v in values.items() if k != "CurrencyIsoCode"})
+                           for name, values in records]  # fmt: skip
             loaded = self.org.load(records)
             counts: dict[str, int] = {}
             for name, _ in records:
@@ -816,7 +822,14 @@ class SalesforceApp:
                 bulk_sorted_limit_rows=int(
                     body.get("bulk_sorted_limit_rows", self.profile.bulk_sorted_limit_rows)
                 ),
+                single_currency=(
+                    str(body["single_currency"]).upper() if body.get("single_currency") else None
+                )
+                if "single_currency" in body
+                else self.profile.single_currency,
             )
+            if profile.single_currency and profile.single_currency not in self.org.schema.currencies:
+                raise ValueError(f"single_currency must be one of {list(self.org.schema.currencies)}")
             if profile.login_host not in ("my_domain", "generic"):
                 raise ValueError("login_host is my_domain or generic")
             self._apply_profile(profile)
@@ -825,6 +838,9 @@ class SalesforceApp:
         return self._admin(run)
 
     def _apply_profile(self, profile: OrgProfile) -> None:
+        if profile.single_currency != self.profile.single_currency:
+            self.org.set_currency_mode(profile.single_currency)
+            self._describe_cache.clear()
         self.profile = profile
         self.org.set_edit_activated_orders(INTEGRATION_USER_ID, profile.edit_activated_orders)
         self.bulk.chunk_rows = profile.bulk_chunk_rows
