@@ -133,7 +133,26 @@ class RestoreWriteBack:
     stripe_id: str
 
 
-Task = CreateSubscription | AdoptSubscription | RestoreWriteBack
+@dataclass(frozen=True)
+class CheckPayment:
+    """Linked, but Salesforce shows the Order Incomplete or Failed: ask Stripe whether the
+    subscription's first payment came in (active), is still awaited, or never came (expired)."""
+
+    stripe_id: str
+
+
+Task = CreateSubscription | AdoptSubscription | RestoreWriteBack | CheckPayment
+INCOMPLETE_MESSAGE = (
+    "Stripe created subscription {stripe_id}, but its first payment failed, so it is incomplete and "
+    "bills nothing: Stripe ends it (incomplete_expired) unless its first invoice is paid within 23 "
+    "hours. Fix: have the customer pay that invoice or update their payment method in Stripe; the "
+    "connector checks it again until it is active or expired."
+)
+EXPIRED_MESSAGE = (
+    "Stripe ended subscription {stripe_id} (incomplete_expired): its first payment was not made "
+    "within 23 hours, so nothing is billed for this Order. Fix: collect a working payment method, "
+    "then bill the customer with a new Order."
+)
 
 
 @dataclass
@@ -308,6 +327,9 @@ class OrderSync:
                     "changed_after_activation",
                     link.stripe_id,
                 )
+            if link.stripe_id and wb.status and row.get(wb.status) in ("Incomplete", "Failed"):
+                w.task = CheckPayment(link.stripe_id)
+                return w
             result = plan_order(row, config) if not in_salesforce else None
             if isinstance(result, OrderPlan) and link.stripe_id:
                 w.task = RestoreWriteBack(result, link.stripe_id)
@@ -357,6 +379,10 @@ class OrderSync:
         if isinstance(task, RestoreWriteBack):
             return Outcome(
                 OBJECT_TYPE, sid, label, "recover", "planned", task.stripe_id, "write the IDs back"
+            )
+        if isinstance(task, CheckPayment):
+            return Outcome(
+                OBJECT_TYPE, sid, label, "check", "planned", task.stripe_id, "check the first payment"
             )
         assert isinstance(task, CreateSubscription)
         plan = task.plan
@@ -427,6 +453,8 @@ class OrderSync:
         task, sid, label = w.task, w.row["Id"], self._label(w.row)
         if isinstance(task, AdoptSubscription):
             return self._adopt(w, task, batch)
+        if isinstance(task, CheckPayment):
+            return self._check_payment(sid, label, task.stripe_id)
         if isinstance(task, RestoreWriteBack):
             self._catalog(task.plan, w.row, batch)
             message = self._success_message(task.plan, task.stripe_id)
@@ -447,6 +475,8 @@ class OrderSync:
         create = self._subscription(sid, params, task.customer_id, plan.is_schedule)
         created = obtain(create, link, recovering=recovering, now=self.ctx.now())
         batch.linked(sid, created.id, plan.fingerprint, parse_modstamp(w.row["SystemModstamp"]))
+        if getattr(created, "status", None) == "incomplete":
+            return self._incomplete(sid, label, created.id, "recover" if recovering else "create")
         return Outcome(
             OBJECT_TYPE,
             sid,
@@ -455,6 +485,30 @@ class OrderSync:
             "created",
             created.id,
             self._success_message(plan, created.id),
+        )
+
+    def _incomplete(self, sid: str, label: str, stripe_id: str, action: str) -> Outcome:
+        """Created, first payment failed: kept due (retryable) so the retry job checks it again."""
+        message = INCOMPLETE_MESSAGE.format(stripe_id=stripe_id)
+        return Outcome(
+            OBJECT_TYPE, sid, label, action, "incomplete", stripe_id, message, "subscription_incomplete", True
+        )
+
+    def _check_payment(self, sid: str, label: str, stripe_id: str) -> Outcome:
+        found = self.subscriptions.retrieve(stripe_id)
+        status = getattr(found, "status", None) if found is not None else None
+        if status == "incomplete":
+            return self._incomplete(sid, label, stripe_id, "noop")
+        if status == "incomplete_expired":
+            message = EXPIRED_MESSAGE.format(stripe_id=stripe_id)
+            return Outcome(
+                OBJECT_TYPE, sid, label, "error", "failed", stripe_id, message, "incomplete_expired"
+            )
+        if found is None:
+            message = f"Stripe no longer has {stripe_id}; the connector never re-creates billing on its own."
+            return Outcome(OBJECT_TYPE, sid, label, "error", "failed", stripe_id, message, "stripe_missing")
+        return Outcome(
+            OBJECT_TYPE, sid, label, "recover", "updated", stripe_id, f"Subscription {stripe_id} is {status}"
         )
 
     def _subscription(self, sid: str, params: dict[str, Any], customer_id: str, schedule: bool) -> Create:

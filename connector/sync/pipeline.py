@@ -122,16 +122,21 @@ def writeback_fields(
     or ``Failed`` with the reason otherwise; the message whenever something happened or the status
     changes (so a fixed record loses its old error); the time only when Stripe was written."""
     ok = outcome.status in OK_STATUSES
+    incomplete = outcome.status == "incomplete"  # billed object made, first payment awaited
     desired: dict[str, Any] = {}
-    if ok and outcome.stripe_id:
+    if (ok or incomplete) and outcome.stripe_id:
         desired[wb.stripe_id] = outcome.stripe_id
-    status = "Synced" if ok else ("Refused" if outcome.status == "refused" else "Failed")
+    status = (
+        "Synced"
+        if ok
+        else ("Incomplete" if incomplete else "Refused" if outcome.status == "refused" else "Failed")
+    )
     if wb.status:
         desired[wb.status] = status
     if wb.message and (outcome.status != "unchanged" or not wb.status or row.get(wb.status) != status):
         desired[wb.message] = outcome.message or None
     changed = {k: v for k, v in desired.items() if row.get(k) != v}
-    if changed and wb.synced_at and outcome.status in ("created", "updated"):
+    if changed and wb.synced_at and outcome.status in ("created", "updated", "incomplete"):
         changed[wb.synced_at] = now
     return changed
 

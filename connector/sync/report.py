@@ -47,11 +47,14 @@ class RunReport:
             return [f"{self.kind} (dry run, nothing changed): {head}"]
         order = ["created", "updated", "unchanged", "failed", "refused"]
         head = ", ".join(f"{counts.get(k, 0)} {k}" for k in order)
+        if counts.get("incomplete"):
+            head += f", {counts['incomplete']} incomplete (first payment failed)"
         lines = [f"{self.kind}: {head}"]
-        for o in self.failed[:limit_failures]:
+        shown = [o for o in self.outcomes if o.status in ("failed", "refused", "incomplete")]
+        for o in shown[:limit_failures]:
             lines.append(f"  {o.status.upper():8} {o.sf_id} {o.label!r}: {o.message}")
-        if len(self.failed) > limit_failures:
-            lines.append(f"  … and {len(self.failed) - limit_failures} more (cpq2stripe status --failed)")
+        if len(shown) > limit_failures:
+            lines.append(f"  … and {len(shown) - limit_failures} more (cpq2stripe status --failed)")
         if self.fatal:
             lines.append(f"  STOPPED: {self.fatal}")
         return lines

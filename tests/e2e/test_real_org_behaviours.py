@@ -54,3 +54,67 @@ def test_an_order_in_an_added_activated_status_is_billed_and_a_draft_one_is_not(
     assert record(sandbox, "Order", provisioned)["StatusCode"] == "Activated"
     assert not [o for r in result.reports for o in r.outcomes if o.sf_id == draft]
     assert len(stripe_objects(sandbox, "subscription")) == 1
+
+
+def _card_on_file(sandbox, run_sync, org, token):
+    """An Account whose Customer has a saved card made from a Stripe test token."""
+    import stripe
+
+    account = org.account()
+    run_sync(("accounts",))
+    [customer] = [
+        c for c in stripe_objects(sandbox, "customer") if c["metadata"]["salesforce_account_id"] == account
+    ]
+    client = stripe.StripeClient("sk_test_cards", base_addresses={"api": sandbox.stripe_url})
+    pm = client.v1.payment_methods.create(params={"type": "card", "card": {"token": token}})
+    client.v1.payment_methods.attach(pm.id, params={"customer": customer["id"]})
+    sandbox.sf_admin.patch_record("Account", account, {"Stripe_Payment_Method_ID__c": pm.id})
+    return account
+
+
+def test_a_first_payment_that_fails_is_incomplete_then_active_once_paid(sandbox, run_sync):
+    org = Org(sandbox)
+    account = _card_on_file(sandbox, run_sync, org, "tok_chargeCustomerFail")  # attaches, charges fail
+    order_id, _ = org.order(account, [{"product": "Suite", "price": 100.0}])
+
+    first = run_sync(SYNC_ALL)
+
+    outcome = first.outcome(order_id)
+    [sub] = stripe_objects(sandbox, "subscription")
+    assert (outcome.status, sub["status"]) == ("incomplete", "incomplete")
+    order = record(sandbox, "Order", order_id)
+    assert order["Stripe_Sync_Status__c"] == "Incomplete" and order["Stripe_Subscription_ID__c"] == sub["id"]
+    assert "first payment failed" in order["Stripe_Sync_Message__c"]
+
+    # The customer pays the open invoice: Stripe makes the subscription active.
+    store = sandbox.servers.stripe.state.store
+    with store.lock:
+        store.get("subscription", sub["id"])["status"] = "active"
+    again = run_sync(("orders",))
+
+    assert again.outcome(order_id).status == "updated"
+    assert record(sandbox, "Order", order_id)["Stripe_Sync_Status__c"] == "Synced"
+    assert len(stripe_objects(sandbox, "subscription")) == 1
+
+
+def test_an_incomplete_subscription_left_unpaid_expires_and_the_order_says_so(sandbox, run_sync):
+    org = Org(sandbox)
+    account = _card_on_file(sandbox, run_sync, org, "tok_chargeCustomerFail")
+    order_id, _ = org.order(account, [{"product": "Suite", "price": 100.0}])
+    run_sync(SYNC_ALL)
+    store = sandbox.servers.stripe.state.store
+    real_clock = store.clock
+    store.clock = lambda: real_clock() + 24 * 3600  # a day later: past Stripe's 23 hours
+    try:
+        later = run_sync(("orders",))
+    finally:
+        store.clock = real_clock
+
+    assert later.outcome(order_id).status == "failed"
+    order = record(sandbox, "Order", order_id)
+    assert (
+        order["Stripe_Sync_Status__c"] == "Failed" and "incomplete_expired" in order["Stripe_Sync_Message__c"]
+    )
+    # Still expired on the next look; never reported Synced.
+    assert run_sync(("orders",)).outcome(order_id).status == "failed"
+    assert record(sandbox, "Order", order_id)["Stripe_Sync_Status__c"] == "Failed"

@@ -50,6 +50,7 @@ class Store:
         )
         self.search_lag_seconds = 0.0
         self.declining: set[str] = set()  # payment methods made from decline test tokens
+        self.charge_fails: set[str] = set()  # attach fine, every charge declined
         self.rng = random.Random(seed)
         self.account_id = "acct_" + self._rand(16)
         self.clock: Callable[[], float] = time.time
@@ -60,6 +61,7 @@ class Store:
             self.tombstones.clear()
             self.search_versions.clear()
             self.declining.clear()
+            self.charge_fails.clear()
 
     # ids and time -------------------------------------------------------------------------
     def _rand(self, n: int) -> str:

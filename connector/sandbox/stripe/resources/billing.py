@@ -330,7 +330,9 @@ def open_invoice(
         )
     total = sum(line["amount"] for line in lines)
     send = sub["collection_method"] == "send_invoice"
-    paid = not send and (total == 0 or _payment_method_for(ctx, sub, customer) is not None)
+    pm = _payment_method_for(ctx, sub, customer)
+    declined = not send and total > 0 and pm in store.charge_fails
+    paid = not send and not declined and (total == 0 or pm is not None)
     number = f"{customer['invoice_prefix']}-{customer['next_invoice_sequence']:04d}"
     customer["next_invoice_sequence"] += 1
     invoice = {
@@ -340,8 +342,8 @@ def open_invoice(
         "amount_due": total,
         "amount_paid": total if paid else 0,
         "amount_remaining": 0 if paid else total,
-        "attempt_count": 1 if paid and total else 0,
-        "attempted": paid,
+        "attempt_count": 1 if (paid or declined) and total else 0,
+        "attempted": paid or declined,
         "auto_advance": not paid,
         "billing_reason": reason,
         "collection_method": sub["collection_method"],
@@ -389,7 +391,29 @@ def open_invoice(
     ctx.emit("invoice.finalized", invoice)
     if paid:
         ctx.emit("invoice.paid", invoice)
+    if declined:
+        ctx.emit("invoice.payment_failed", invoice)
     return invoice
+
+
+INCOMPLETE_EXPIRES_SECONDS = 23 * 3600
+
+
+def expire_if_due(ctx: Ctx, sub: dict[str, Any]) -> dict[str, Any]:
+    """An `incomplete` subscription whose first invoice is still unpaid 23 hours after it was
+    created becomes `incomplete_expired` (and its invoice void), as Stripe documents."""
+    store = ctx.store
+    if sub.get("status") != "incomplete" or store.now() < sub["created"] + INCOMPLETE_EXPIRES_SECONDS:
+        return sub
+    sub["status"], sub["ended_at"] = "incomplete_expired", sub["created"] + INCOMPLETE_EXPIRES_SECONDS
+    invoice = store.find("invoice", sub["latest_invoice"]) if sub.get("latest_invoice") else None
+    if invoice is not None:
+        invoice["status"] = "void"
+        invoice["status_transitions"]["voided_at"] = sub["ended_at"]
+        store.put(invoice)
+    store.put(sub)
+    ctx.emit("customer.subscription.updated", sub)
+    return sub
 
 
 def _line(
@@ -575,6 +599,19 @@ def build_subscription(
                 "https://docs.stripe.com/billing/subscriptions/payment-methods-setting#payment-method-priority.",
                 code="resource_missing",
             )
+    pm = _payment_method_for(ctx, sub, customer)
+    if method == "charge_automatically" and not trial_end and first_total > 0 and pm in store.charge_fails:
+        # The first invoice's charge is declined: Stripe still answers 200, with the subscription
+        # `incomplete` (its invoice open) for 23 hours, unless told to fail instead.
+        if (p.get("payment_behavior") or "allow_incomplete") == "error_if_incomplete":
+            raise StripeError(
+                "Your card was declined.",
+                status=402,
+                type="card_error",
+                code="card_declined",
+                extra={"decline_code": "generic_decline"},
+            )
+        sub["status"] = "incomplete"
     customer["currency"] = currency
     store.put(sub)
     ctx.emit("customer.subscription.created", sub)
@@ -589,7 +626,7 @@ def create_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def retrieve_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
-    return ctx.store.get("subscription", ctx.path["id"])
+    return expire_if_due(ctx, ctx.store.get("subscription", ctx.path["id"]))
 
 
 def update_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
@@ -725,7 +762,7 @@ def delete_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_subscriptions(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
-    rows = list(ctx.store.newest_first("subscription"))
+    rows = [expire_if_due(ctx, s) for s in ctx.store.newest_first("subscription")]
     if p.get("customer"):
         rows = [s for s in rows if s["customer"] == p["customer"]]
     if p.get("price"):

@@ -9,8 +9,11 @@ from ..common import Ctx, Endpoint, paginate
 from ..errors import StripeError, invalid, missing_param
 from ..validation import ADDRESS, EXPAND, LIST, METADATA, RETRIEVE, Bool, Int, Obj, Str, merge_metadata
 
-# Test tokens: brand, last4, funding, and whether attaching declines.
+# Test tokens: brand, last4, funding, and whether attaching declines. tok_chargeCustomerFail
+# (card 4000 0000 0000 0341) attaches to a Customer but every charge of it is declined.
+CHARGE_FAILS = frozenset({"tok_chargeCustomerFail"})
 TOKENS = {
+    "tok_chargeCustomerFail": ("visa", "0341", "credit", False),
     "tok_visa": ("visa", "4242", "credit", False),
     "tok_visa_debit": ("visa", "5556", "debit", False),
     "tok_mastercard": ("mastercard", "4444", "credit", False),
@@ -115,6 +118,8 @@ def create_pm(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
         }
         if declines:
             store.declining.add(pm["id"])
+        if token in CHARGE_FAILS:
+            store.charge_fails.add(pm["id"])
     else:
         bank = p.get("us_bank_account")
         if not bank:
