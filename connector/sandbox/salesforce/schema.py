@@ -1,8 +1,10 @@
-"""The fake org's object and field definitions, loaded from schema.yaml.
+"""The fake org's object and field definitions, loaded from schema.yaml and the metadata project.
 
-One readable data file declares the org; this module only turns it into typed objects and
-answers lookups (fields, parent relationships, child relationships) case-insensitively, as
-Salesforce does.
+schema.yaml declares the standard objects and fields (and the CPQ package's); the connector's own
+custom fields come from the Salesforce metadata project an admin deploys
+(connector/salesforce/metadata_project), so the fake has exactly the fields a real org gets. This
+module turns both into typed objects and answers lookups (fields, parent relationships, child
+relationships) case-insensitively, as Salesforce does.
 """
 
 from __future__ import annotations
@@ -14,10 +16,28 @@ from typing import Any
 
 import yaml
 
+from connector.salesforce.metadata import CustomFieldDef, MetadataProject, default_project, load_project
+
 SCHEMA_FILE = Path(__file__).with_name("schema.yaml")
 
 STRING_TYPES = {"id", "string", "textarea", "email", "phone", "url", "picklist", "multipicklist", "reference"}
 NUMBER_TYPES = {"double", "currency", "percent", "int"}
+# Metadata API field type (the metadata project's files) -> describe `type` (what the fake serves).
+METADATA_TYPES = {
+    "Text": "string",
+    "TextArea": "textarea",
+    "LongTextArea": "textarea",
+    "Email": "email",
+    "Phone": "phone",
+    "Url": "url",
+    "Checkbox": "boolean",
+    "Date": "date",
+    "DateTime": "datetime",
+    "Number": "double",
+    "Currency": "currency",
+    "Percent": "percent",
+    "Picklist": "picklist",
+}
 
 
 @dataclass(frozen=True)
@@ -126,8 +146,50 @@ def _field(name: str, spec: dict[str, Any], currencies: list[str]) -> FieldDef:
     )
 
 
-def load_schema(path: Path = SCHEMA_FILE) -> Schema:
+def field_from_metadata(spec: CustomFieldDef) -> FieldDef:
+    """A metadata project field as the fake org describes it (a checkbox is never null)."""
+    kind = METADATA_TYPES.get(spec.type)
+    if kind is None:
+        raise ValueError(f"{spec.object_name}.{spec.name}: the fake org has no type for {spec.type!r}")
+    number = kind in NUMBER_TYPES
+    return FieldDef(
+        name=spec.name,
+        label=spec.label,
+        type=kind,
+        length=0 if number or kind in ("boolean", "date", "datetime") else spec.length,
+        precision=spec.precision if number else 0,
+        scale=spec.scale if number else 0,
+        nillable=kind != "boolean",
+        values=spec.picklist_values,
+        restricted=spec.restricted,
+        default=spec.default,
+        external_id=spec.external_id,
+    )
+
+
+def _custom_specs(project: MetadataProject, objects: dict[str, Any]) -> dict[str, dict[str, FieldDef]]:
+    """The project's fields by object; an object the fake lacks or a field declared twice is an error."""
+    out: dict[str, dict[str, FieldDef]] = {}
+    for spec in project.fields:
+        obj_spec = objects.get(spec.object_name)
+        if obj_spec is None:
+            raise ValueError(
+                f"metadata project field {spec.qualified_name}: schema.yaml has no {spec.object_name}"
+            )
+        if spec.name in (obj_spec.get("fields") or {}):
+            raise ValueError(
+                f"{spec.qualified_name} is declared in both schema.yaml and the metadata project; "
+                "keep it in the metadata project only"
+            )
+        out.setdefault(spec.object_name, {})[spec.name] = field_from_metadata(spec)
+    return out
+
+
+def load_schema(path: Path = SCHEMA_FILE, metadata_dir: Path | None = None) -> Schema:
+    """schema.yaml plus the metadata project's custom fields (the shipped one unless `metadata_dir`)."""
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    project = default_project() if metadata_dir is None else load_project(metadata_dir)
+    custom = _custom_specs(project, raw["objects"])
     currencies = list(raw.get("currencies", []))
     objects: dict[str, ObjectDef] = {}
     for obj_name, obj_spec in raw["objects"].items():
@@ -152,6 +214,7 @@ def load_schema(path: Path = SCHEMA_FILE) -> Schema:
         specs.update(obj_spec.get("fields", {}))
         for fname, fspec in specs.items():
             obj.fields[fname] = _field(fname, fspec, currencies)
+        obj.fields.update(custom.get(obj_name, {}))
         obj._lower_fields = {n.lower(): n for n in obj.fields}
         obj._lower_rels = {
             f.relationship_name.lower(): f.name for f in obj.fields.values() if f.relationship_name
