@@ -490,7 +490,10 @@ def test_flow_publishes_the_event_when_an_order_is_activated():
     assert _child(start, "recordTriggerType") in ("Update", "CreateAndUpdate")
     assert _child(start, "doesRequireRecordChangedToMeetCriteria") == "true"
     (condition,) = start.findall(f"{NS}filters")
-    assert (_child(condition, "field"), _child(condition, "operator")) == ("Status", "EqualTo")
+    assert (_child(condition, "field"), _child(condition, "operator")) == (
+        "StatusCode",
+        "EqualTo",
+    )  # the status category: added Activated values too
     assert _child(condition, "value/" + NS + "stringValue") == "Activated"
     creates = root.findall(f"{NS}recordCreates")
     assert len(creates) == 1

@@ -143,26 +143,25 @@ def test_load_mappings_reports_both_files(tmp_path):
 
 
 def _describe_from_schema():
-    import yaml
+    """The fake org's describe: schema.yaml's standard fields plus the metadata project's."""
+    from connector.sandbox.salesforce.schema import load_schema
 
-    schema = yaml.safe_load(SCHEMA.read_text())
-    system = schema["system_fields"]
+    schema = load_schema(SCHEMA)
 
     def describe(name):
-        obj = schema["objects"][name]
-        fields = []
-        for field_name, spec in {**system, **obj["fields"]}.items():
-            fields.append(
-                {
-                    "name": field_name,
-                    "type": spec["type"],
-                    "length": spec.get("length", 0),
-                    "updateable": spec.get("updateable", True),
-                    "referenceTo": spec.get("reference_to", []),
-                    "relationshipName": spec.get("relationship_name"),
-                    "picklistValues": [{"value": v, "active": True} for v in spec.get("values", [])],
-                }
-            )
+        obj = schema.objects[name]
+        fields = [
+            {
+                "name": f.name,
+                "type": f.type,
+                "length": f.length,
+                "updateable": f.updateable,
+                "referenceTo": list(f.reference_to),
+                "relationshipName": f.relationship_name,
+                "picklistValues": [{"value": v, "active": True} for v in f.values],
+            }
+            for f in obj.fields.values()
+        ]
         return {"name": name, "fields": fields}
 
     return describe
