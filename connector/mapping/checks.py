@@ -19,8 +19,10 @@ from typing import Any
 
 from connector.mapping import targets as tg
 from connector.mapping.schema import Mappings, Problem, ValueSource
+from connector.salesforce import metadata
 
 STATUS_VALUES = ("Pending", "Synced", "Failed", "Refused")
+ORDER_ONLY_STATUS_VALUES = ("Incomplete",)  # a subscription whose first payment failed
 _ID_TYPES = frozenset({"string", "textarea", "url"})
 _MESSAGE_TYPES = frozenset({"string", "textarea"})
 _DATETIME_TYPES = frozenset({"datetime"})
@@ -129,13 +131,18 @@ class _Checker:
         self, kind: str, path: tuple[str | int, ...], obj: str, name: str, allowed: frozenset[str], role: str
     ) -> None:
         field, why = self.org.resolve(obj, name)
+        shipped = metadata.default_project().custom_field(obj, name) is not None
         if field is None:
-            self.add(kind, path, f"write-back field '{name}' on {obj}: {why}", f"create the field on {obj}")
+            fix = f"create the field on {obj}"
+            if shipped:
+                fix = f"deploy the connector's metadata project, which holds it: {metadata.DEPLOY_COMMAND}"
+            self.add(kind, path, f"write-back field '{name}' on {obj}: {why}", fix)
             return
         if not field.get("updateable", True):
-            self.add(
-                kind, path, f"write-back field {obj}.{name} is not updateable", "check field-level security"
-            )
+            fix = "grant the integration user edit access to the field"
+            if shipped:
+                fix = f"assign the integration user the shipped permission set: {metadata.ASSIGN_COMMAND}"
+            self.add(kind, path, f"write-back field {obj}.{name} is not updateable", fix)
         if field.get("type") not in allowed:
             self.add(
                 kind,
@@ -146,7 +153,8 @@ class _Checker:
             )
         elif role == "sync status" and field.get("type") == "picklist" and field.get("picklistValues"):
             values = {v.get("value") for v in field["picklistValues"] if v.get("active", True)}
-            missing = [v for v in STATUS_VALUES if v not in values]
+            wanted = [*STATUS_VALUES, *(ORDER_ONLY_STATUS_VALUES if obj == "Order" else ())]
+            missing = [v for v in wanted if v not in values]
             if missing:
                 self.add(
                     kind, path, f"picklist {obj}.{name} lacks the values {', '.join(missing)}", "add them"

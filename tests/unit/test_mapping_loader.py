@@ -209,3 +209,31 @@ def test_describe_flags_read_only_write_back(tmp_path):
     )
     found = check_against_describe(load_mappings(tmp_path), _describe_from_schema())
     assert any(p.line == 1 and "not updateable" in p.message for p in found)
+
+
+def test_missing_or_locked_connector_fields_point_at_the_metadata_project():
+    base = _describe_from_schema()
+
+    def describe(name):
+        found = base(name)
+        fields = []
+        for f in found["fields"]:
+            if name == "Account" and f["name"] == "Stripe_Customer_ID__c":
+                continue  # never deployed
+            if name == "Order" and f["name"] == "Stripe_Subscription_ID__c":
+                f = {**f, "updateable": False}  # no edit access for the integration user
+            if name == "Order" and f["name"] == "Stripe_Sync_Status__c":
+                f = {**f, "picklistValues": [v for v in f["picklistValues"] if v["value"] != "Incomplete"]}
+            fields.append(f)
+        return {**found, "fields": fields}
+
+    problems = check_against_describe(load_mappings(MAPPINGS), describe)
+    text = {p.message: p.fix for p in problems}
+    missing = next(fix for msg, fix in text.items() if "Stripe_Customer_ID__c" in msg)
+    assert "sf project deploy start" in missing
+    locked = next(
+        fix for msg, fix in text.items() if "Order.Stripe_Subscription_ID__c is not updateable" in msg
+    )
+    assert "Cpq2Stripe_Integration" in locked
+    assert any("Order.Stripe_Sync_Status__c lacks the values Incomplete" in msg for msg in text)
+    assert not any("Account.Stripe_Sync_Status__c lacks" in msg for msg in text)
