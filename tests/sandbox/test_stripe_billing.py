@@ -466,6 +466,75 @@ def test_subscription_trial_backdate_anchor(client, catalog):
     assert back["items"].data[0].current_period_end == now + 10 * 86400
 
 
+def _fixed_clock(sb, ts: int) -> None:
+    sb.state.store.clock = lambda: ts
+
+
+NOW = 1_780_000_000  # 2026-05-28 20:26:40 UTC
+MAY_1, JUNE_1 = 1_777_593_600, 1_780_272_000  # 2026-05-01, 2026-06-01 (UTC midnights)
+FEB_1 = 1_769_904_000  # 2026-02-01
+
+
+def test_a_backdated_subscription_bills_every_elapsed_period_one_line_each(sb, client, catalog):
+    """Flexible billing mode (the API version's default): Feb 1 -> June 1 anchor is four monthly
+    periods, so the first invoice has four full lines for the item, 4 x 15.00."""
+    _fixed_clock(sb, NOW)
+    cus, _ = _customer_with_card(client)
+    sub = client.v1.subscriptions.create(
+        params={"customer": cus.id, "items": [{"price": catalog["monthly"].id, "quantity": 2}],
+                "backdate_start_date": FEB_1, "billing_cycle_anchor": JUNE_1}
+    )  # fmt: skip
+    invoice = client.v1.invoices.retrieve(sub.latest_invoice)
+    periods = [(line.period.start, line.period.end) for line in invoice.lines.data]
+    assert len(periods) == 4 and periods[0][0] == FEB_1 and periods[-1] == (MAY_1, JUNE_1)
+    assert [line.amount for line in invoice.lines.data] == [3000] * 4 and invoice.total == 12000
+    assert sub["items"].data[0].current_period_start == MAY_1
+    assert sub["items"].data[0].current_period_end == JUNE_1
+
+
+def test_a_backdated_start_inside_a_period_prorates_that_period(sb, client, catalog):
+    _fixed_clock(sb, NOW)
+    cus, _ = _customer_with_card(client)
+    mid_april = MAY_1 - 15 * 86400  # April 16: 15 of April's 30 days
+    sub = client.v1.subscriptions.create(
+        params={"customer": cus.id, "items": [{"price": catalog["monthly"].id}],
+                "backdate_start_date": mid_april, "billing_cycle_anchor": JUNE_1}
+    )  # fmt: skip
+    lines = client.v1.invoices.retrieve(sub.latest_invoice).lines.data
+    assert [line.amount for line in lines] == [750, 1500]
+    assert lines[0].parent.subscription_item_details.proration is True
+
+
+def test_proration_behavior_none_bills_nothing_before_the_anchor(sb, client, catalog):
+    _fixed_clock(sb, NOW)
+    cus, _ = _customer_with_card(client)
+    sub = client.v1.subscriptions.create(
+        params={"customer": cus.id, "items": [{"price": catalog["monthly"].id}],
+                "backdate_start_date": FEB_1, "billing_cycle_anchor": JUNE_1, "proration_behavior": "none"}
+    )  # fmt: skip
+    invoice = client.v1.invoices.retrieve(sub.latest_invoice)
+    assert invoice.total == 0 and len(invoice.lines.data) == 1
+    assert sub.status == "active" and sub.start_date == FEB_1
+
+
+def test_backdating_past_250_invoice_lines_is_refused(sb, client, catalog):
+    """Two items over 11 years of monthly periods is 264 lines: Stripe refuses, nothing is created."""
+    _fixed_clock(sb, NOW)
+    cus, _ = _customer_with_card(client)
+    other = client.v1.prices.create(
+        params={"currency": "usd", "unit_amount": 100, "product": catalog["monthly"].product,
+                "recurring": {"interval": "month"}}
+    )  # fmt: skip
+    params = {"customer": cus.id, "items": [{"price": catalog["monthly"].id}, {"price": other.id}],
+              "backdate_start_date": JUNE_1 - 11 * 365 * 86400, "billing_cycle_anchor": JUNE_1}  # fmt: skip
+    err = _invalid(client.v1.subscriptions.create, params=params)
+    assert err.param == "backdate_start_date" and "250 line items" in str(err.user_message)
+    assert client.v1.subscriptions.list(params={"customer": cus.id}).data == []
+    params["items"] = params["items"][:1]  # 132 lines: accepted
+    assert len(client.v1.invoices.retrieve(client.v1.subscriptions.create(params=params).latest_invoice)
+               .lines.data) == 132  # fmt: skip
+
+
 def test_subscription_update_cancel_and_list(client, catalog):
     cus, _ = _customer_with_card(client)
     sub = client.v1.subscriptions.create(

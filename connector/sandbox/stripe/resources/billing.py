@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import calendar
 import copy
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN
 from decimal import Decimal as D
@@ -163,6 +164,54 @@ def period(anchor: int, start: int, now: int, interval: str, count: int) -> tupl
     return add_interval(anchor, interval, count * n), add_interval(anchor, interval, count * (n + 1))
 
 
+# Stripe: "Backdating isn't supported when an invoice has more than 250 line items, which is the
+# default limit."
+MAX_INVOICE_LINES = 250
+
+
+@dataclass(frozen=True)
+class Span:
+    """One line of a subscription's first invoice for one item: the time billed and the natural
+    billing period (aligned to the anchor) it falls in; a part of a period is prorated."""
+
+    start: int
+    end: int
+    natural_start: int
+    natural_end: int
+
+    @property
+    def proration(self) -> bool:
+        return (self.start, self.end) != (self.natural_start, self.natural_end)
+
+    def amount(self, full: int) -> int:
+        if not self.proration:
+            return full
+        share = D(self.end - self.start) / D(self.natural_end - self.natural_start)
+        return int((full * share).quantize(D(1), rounding=ROUND_HALF_EVEN))
+
+
+def first_spans(anchor: int, since: int, now: int, interval: str, count: int, limit: int) -> list[Span]:
+    """The natural periods (aligned to `anchor`) from `since` to the end of the period holding `now`
+    (or to a future anchor), clipped to `since`, oldest first; at most `limit` + 1 (the caller
+    refuses more). Flexible billing mode bills one line per such period."""
+    j = 0
+    if anchor > since:
+        while add_interval(anchor, interval, count * j) > since:
+            j -= 1
+    else:
+        while add_interval(anchor, interval, count * (j + 1)) <= since:
+            j += 1
+    until = anchor if anchor > now else period(anchor, now, now, interval, count)[1]
+    spans: list[Span] = []
+    while len(spans) <= limit:
+        lo, hi = add_interval(anchor, interval, count * j), add_interval(anchor, interval, count * (j + 1))
+        if lo >= until:
+            break
+        spans.append(Span(max(lo, since), min(hi, until), lo, hi))
+        j += 1
+    return spans
+
+
 # items ---------------------------------------------------------------------------------------
 def resolve_price(ctx: Ctx, item: dict[str, Any], param: str, *, recurring: bool) -> dict[str, Any]:
     store = ctx.store
@@ -279,35 +328,39 @@ def open_invoice(
     customer: dict[str, Any],
     extra: list[tuple[dict[str, Any], int]],
     reason: str,
-    trialing: bool,
+    spans: dict[str, list[Span]],
 ) -> dict[str, Any]:
-    """The invoice a subscription creates (first period plus `add_invoice_items`)."""
+    """The invoice a subscription creates: a line per item per billed span (see `first_spans`;
+    an item without spans gets one zero line for its current period) plus `add_invoice_items`."""
     store = ctx.store
     now = store.now()
     ident = store.new_id("in", 24)
     lines = []
     for item in sub["items"]["data"]:
-        amount = 0 if trialing else _unit_total(item["price"], item["quantity"])
-        lines.append(
-            _line(
-                store,
-                ident,
-                sub,
-                item["price"],
-                item["quantity"],
-                amount,
-                (item["current_period_start"], item["current_period_end"]),
-                {
-                    "type": "subscription_item_details",
-                    "subscription_item_details": {
-                        "subscription": sub["id"],
-                        "subscription_item": item["id"],
-                        "proration": False,
-                        "invoice_item": None,
+        full = _unit_total(item["price"], item["quantity"])
+        current = (item["current_period_start"], item["current_period_end"])
+        billed = [(sp.amount(full), (sp.start, sp.end), sp.proration) for sp in spans.get(item["id"], [])]
+        for amount, span, proration in billed or [(0, current, False)]:
+            lines.append(
+                _line(
+                    store,
+                    ident,
+                    sub,
+                    item["price"],
+                    item["quantity"],
+                    amount,
+                    span,
+                    {
+                        "type": "subscription_item_details",
+                        "subscription_item_details": {
+                            "subscription": sub["id"],
+                            "subscription_item": item["id"],
+                            "proration": proration,
+                            "invoice_item": None,
+                        },
                     },
-                },
+                )
             )
-        )
     for price, qty in extra:
         lines.append(
             _line(
@@ -452,6 +505,45 @@ def _line(
 
 
 # subscriptions -------------------------------------------------------------------------------
+def _first_invoice_spans(
+    items: list[dict[str, Any]],
+    anchor: int,
+    since: int,
+    now: int,
+    billing_mode: str,
+    trial_end: int | None,
+    p: dict[str, Any],
+    extra_lines: int,
+) -> dict[str, list[Span]]:
+    """What the first invoice bills per item (none while trialing, none for metered prices, which
+    bill in arrears). Flexible mode bills every natural period from a backdated start, one line
+    each (classic mode's single prorated line is not modelled: it bills the period holding now).
+    `proration_behavior=none` bills nothing that starts before the anchor (or now): that time is
+    free. An invoice past Stripe's line limit is refused."""
+    if trial_end:
+        return {}
+    free_from = max(anchor, now) if p.get("proration_behavior") == "none" else None
+    out: dict[str, list[Span]] = {}
+    total = extra_lines
+    for item in items:
+        rec = item["price"]["recurring"]
+        if rec["usage_type"] == "metered":
+            continue
+        frm = since if billing_mode == "flexible" else now
+        spans = first_spans(anchor, frm, now, rec["interval"], rec["interval_count"], MAX_INVOICE_LINES)
+        out[item["id"]] = [sp for sp in spans if free_from is None or sp.start >= free_from]
+        total += len(spans)
+        if total > MAX_INVOICE_LINES:
+            raise invalid(
+                f"This subscription's first invoice would have more than {MAX_INVOICE_LINES} line items "
+                "(one for each item in each billing period since backdate_start_date), and backdating "
+                f"isn't supported past {MAX_INVOICE_LINES} line items. Use a later backdate_start_date, "
+                "fewer items, or proration_behavior=none.",
+                "backdate_start_date",
+            )
+    return out
+
+
 def build_subscription(
     ctx: Ctx, p: dict[str, Any], *, schedule_id: str | None = None, start: int | None = None
 ) -> dict[str, Any]:
@@ -501,9 +593,11 @@ def build_subscription(
         trial_end = now + 86400 * p["trial_period_days"]
     if trial_end is not None and trial_end <= now:
         raise invalid("Invalid timestamp: must be an integer Unix timestamp in the future.", "trial_end")
-    anchor = p.get("billing_cycle_anchor") or trial_end or now
+    backdate = p.get("backdate_start_date") if start is None else None
+    anchor = p.get("billing_cycle_anchor") or trial_end or backdate or now
     if p.get("billing_cycle_anchor") and trial_end and p["billing_cycle_anchor"] < trial_end:
         raise invalid("billing_cycle_anchor cannot be earlier than the trial end.", "billing_cycle_anchor")
+    spans = _first_invoice_spans(items, anchor, backdate or now, now, billing_mode, trial_end, p, len(extra))
     for item in items:
         rec = item["price"]["recurring"]
         if trial_end:
@@ -512,6 +606,8 @@ def build_subscription(
             item["current_period_start"], item["current_period_end"] = period(
                 anchor, now, now, rec["interval"], rec["interval_count"]
             )
+            if anchor > now:
+                item["current_period_start"] = spans[item["id"]][-1].start if spans.get(item["id"]) else now
     cancel_at = p.get("cancel_at")
     if cancel_at in ("min_period_end", "max_period_end"):
         ends = [i["current_period_end"] for i in items]
@@ -578,9 +674,9 @@ def build_subscription(
         "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
         "trial_start": now if trial_end else None,
     }
-    first_total = sum(_unit_total(i["price"], i["quantity"]) for i in items) + sum(
-        _unit_total(pr, q) for pr, q in extra
-    )
+    first_total = sum(
+        sp.amount(_unit_total(i["price"], i["quantity"])) for i in items for sp in spans.get(i["id"], [])
+    ) + sum(_unit_total(pr, q) for pr, q in extra)
     if (
         method == "charge_automatically"
         and not trial_end
@@ -615,7 +711,7 @@ def build_subscription(
     customer["currency"] = currency
     store.put(sub)
     ctx.emit("customer.subscription.created", sub)
-    invoice = open_invoice(ctx, sub, customer, extra, "subscription_create", bool(trial_end))
+    invoice = open_invoice(ctx, sub, customer, extra, "subscription_create", spans)
     sub["latest_invoice"] = invoice["id"]
     store.put(sub)
     return sub
