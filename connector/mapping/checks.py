@@ -185,6 +185,11 @@ def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[st
         checker.source(
             "subscription", ("default_payment_method",), order.object, order.default_payment_method, spec
         )
+    if order.skip_elapsed_periods is not None:
+        checker.source(
+            "subscription", ("skip_elapsed_periods",), order.object, order.skip_elapsed_periods,
+            tg.SKIP_ELAPSED_PERIODS,
+        )  # fmt: skip
     lines = order.lines
     for slot, src in lines.slots().items():
         checker.source("subscription", ("lines", slot), lines.object, src, tg.LINE_SLOTS[slot])

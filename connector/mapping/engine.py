@@ -6,7 +6,8 @@ map_record(mapping, record) -> MappedRecord
     and the shipping block is left out entirely when it has no address values. Every value
     that cannot be sent becomes a FieldError in `errors` (the record should then not sync).
     For a SubscriptionMapping: a non-empty default_payment_method switches collection_method to
-    charge_automatically and drops days_until_due. For a LineMapping: params has the slots
+    charge_automatically and drops days_until_due, and `skip_elapsed_periods` (a bool, not a Stripe
+    param) says whether a backdated Order skips its elapsed periods. For a LineMapping: params has the slots
     unit_price (Decimal), quantity (int), product_name, product_description.
 soql_fields(mapping) -> list[str]
     Fields to SELECT: Id, SystemModstamp, every source and write-back field (sorted, unique).
@@ -68,6 +69,9 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
 def coerce_to_target(value: Any, spec: tg.TargetSpec) -> Any:
     """Make a transformed value fit a Stripe target, or raise TransformError saying why it cannot."""
     if is_empty(value):
@@ -99,6 +103,13 @@ def coerce_to_target(value: Any, spec: tg.TargetSpec) -> Any:
                 + (" (add '- payment_term' for payment terms)" if spec.path == "days_until_due" else ""),
             )
         return int(number)
+    if spec.kind == "boolean":
+        flag = _BOOLEANS.get(_text(value).strip().lower())
+        if flag is None:
+            raise tf.TransformError(
+                f"{value!r} is neither true nor false for {spec.path}", "map a checkbox field (or true/false)"
+            )
+        return flag
     if spec.kind == "number":
         number = _number(value)
         if number is None:
@@ -239,6 +250,11 @@ def _finish_subscription(mapping: SubscriptionMapping, record: dict[str, Any], r
         result.params["collection_method"] = "charge_automatically"
     if result.params.get("collection_method") == "charge_automatically":
         result.params.pop("days_until_due", None)  # Stripe accepts it only with send_invoice
+    if mapping.skip_elapsed_periods is not None:
+        spec = tg.SKIP_ELAPSED_PERIODS
+        skip = _resolve_into(result, mapping.skip_elapsed_periods, record, spec, spec.path)
+        if skip is not None:
+            result.params[spec.path] = skip
 
 
 def soql_fields(mapping: ObjectMapping) -> list[str]:
@@ -254,8 +270,9 @@ def soql_fields(mapping: ObjectMapping) -> list[str]:
         fields.update(mapping.write_back.fields())
         if isinstance(mapping, SubscriptionMapping):
             fields.add("AccountId")
-            if mapping.default_payment_method and mapping.default_payment_method.source:
-                fields.add(mapping.default_payment_method.source)
+            for option in (mapping.default_payment_method, mapping.skip_elapsed_periods):
+                if option is not None and option.source:
+                    fields.add(option.source)
     fields -= {"Id", "SystemModstamp"}
     return ["Id", "SystemModstamp", *sorted(fields)]
 

@@ -323,6 +323,9 @@ def _semantic(report: _Report, data: dict[str, Any], kind: str) -> None:
         if isinstance(dpm, dict):
             spec = tg.TargetSpec("default_payment_method", "string", 5000, tg.SF_TEXT)
             _check_value_source(report, ("default_payment_method",), dpm, spec)
+        skip = data.get("skip_elapsed_periods")
+        if isinstance(skip, dict):
+            _check_value_source(report, ("skip_elapsed_periods",), skip, tg.SKIP_ELAPSED_PERIODS)
         lines = data.get("lines")
         if isinstance(lines, dict):
             _check_condition(report, ("lines", "condition"), lines.get("condition"))

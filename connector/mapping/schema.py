@@ -108,6 +108,7 @@ class SubscriptionMapping(_Model):
     condition: str | None = None
     write_back: WriteBack
     default_payment_method: ValueSource | None = None
+    skip_elapsed_periods: ValueSource | None = None
     fields: list[FieldMapping] = []
     lines: LineMapping = LineMapping()
 

@@ -118,6 +118,12 @@ LINE_SLOTS: dict[str, TargetSpec] = {
     "product_description": _s("product.description", 40000, SF_SCALAR),
 }
 
+# A subscription mapping's per-Order switch (not a Stripe field): start billing at the next period
+# boundary instead of billing every elapsed period of a backdated Order.
+SKIP_ELAPSED_PERIODS = TargetSpec(
+    "skip_elapsed_periods", "boolean", None, SF_BOOLEAN | SF_TEXT, doc="a checkbox, or true/false text"
+)
+
 TARGETS_BY_OBJECT: dict[str, dict[str, TargetSpec]] = {
     "customer": CUSTOMER_TARGETS,
     "subscription": SUBSCRIPTION_TARGETS,

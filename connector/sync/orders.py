@@ -25,7 +25,10 @@ from typing import Any
 
 from connector.errors import RecordError
 from connector.mapping import map_record, soql_fields
+from connector.mapping.engine import resolve_value
 from connector.mapping.schema import SubscriptionMapping
+from connector.mapping.targets import SKIP_ELAPSED_PERIODS
+from connector.mapping.transforms import TransformError
 from connector.salesforce.writeback import WriteBack
 from connector.state.cursor import parse_modstamp
 from connector.state.models import Link
@@ -54,6 +57,7 @@ from connector.sync.order_rules import (
     OrderRulesConfig,
     ProductSpec,
     ScheduleSpec,
+    SubscriptionSpec,
     order_fingerprint,
     plan_order,
 )
@@ -87,6 +91,10 @@ def rules_config(mapping: SubscriptionMapping, today: date) -> OrderRulesConfig:
     kwargs["payment_term_field"] = (due.source if due is not None and due.source else "") or "-"
     if due is not None and isinstance(due.default, int) and not isinstance(due.default, bool):
         kwargs["days_until_due"] = due.default
+    skip = mapping.skip_elapsed_periods
+    if skip is not None:
+        kwargs["skip_elapsed_field"] = skip.source
+        kwargs["bill_backdated_period"] = skip.default is not True
     lines = mapping.lines
     if lines.unit_price.source:
         kwargs["unit_price_field"] = lines.unit_price.source
@@ -302,9 +310,22 @@ class OrderSync:
         out["OrderItems"] = {"records": norm}
         return out
 
+    def _for_order(self, row: Mapping[str, Any], config: OrderRulesConfig) -> OrderRulesConfig:
+        """The rules as this Order sets them: its skip-elapsed-periods switch (a value the mapping
+        cannot read keeps the default here; map_record reports it)."""
+        skip = self.mapping.skip_elapsed_periods
+        if skip is None:
+            return config
+        try:
+            value = resolve_value(skip, dict(row), SKIP_ELAPSED_PERIODS)
+        except TransformError:
+            return config
+        return config if value is None else replace(config, bill_backdated_period=not value)
+
     def _decide(self, row: dict[str, Any], link: Link | None, config: OrderRulesConfig) -> OrderWork:
         """Everything that needs no Stripe call: already synced, changed, refused, or a task."""
         w = OrderWork(row, link)
+        config = self._for_order(row, config)
         sid, label = row["Id"], self._label(row)
         wb = self.mapping.write_back
         in_salesforce = row.get(wb.stripe_id) or None
@@ -392,6 +413,8 @@ class OrderSync:
             f"{kind} with {len(plan.subscription.items)} items, "
             f"{len(plan.subscription.invoice_items)} one-time items, {len(plan.products)} products"
         )
+        if isinstance(plan.subscription, SubscriptionSpec) and plan.subscription.backdating():
+            message += f"; {plan.subscription.backdating()}"
         return Outcome(OBJECT_TYPE, sid, label, action, "planned", None, message)
 
     # ---- customers ---------------------------------------------------------------------------

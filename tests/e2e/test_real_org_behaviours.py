@@ -3,7 +3,21 @@ the fake's org profile: each test failed before the connector handled the behavi
 
 from __future__ import annotations
 
-from .test_orders import SYNC_ALL, Org, record, stripe_objects
+from datetime import date
+
+from connector.sync.order_rules import add_months
+
+from .test_orders import SYNC_ALL, TODAY, Org, record, stripe_objects
+
+
+def _months_back(n: int) -> date:
+    """A start n whole months before today (days 29-31 clamp, so use the 1st of a month)."""
+    return add_months(TODAY.replace(day=1), -n)
+
+
+def _first_invoice(sandbox, sub: dict) -> dict:
+    [invoice] = [i for i in stripe_objects(sandbox, "invoice") if i["id"] == sub["latest_invoice"]]
+    return invoice
 
 
 def test_without_edit_activated_orders_the_run_stops_with_the_fix_and_a_later_run_writes_back(
@@ -118,3 +132,65 @@ def test_an_incomplete_subscription_left_unpaid_expires_and_the_order_says_so(sa
     # Still expired on the next look; never reported Synced.
     assert run_sync(("orders",)).outcome(order_id).status == "failed"
     assert record(sandbox, "Order", order_id)["Stripe_Sync_Status__c"] == "Failed"
+
+
+def test_a_backdated_order_bills_every_elapsed_period_on_its_first_invoice(sandbox, run_sync):
+    """Started on the 1st three months back: that month, the two after it and the current one,
+    each a whole month at 2 x 100.00, for each of the two products."""
+    org = Org(sandbox)
+    start = _months_back(3)
+    order_id, _ = org.order(
+        org.account(),
+        [{"product": "Suite", "price": 100.0, "quantity": 2}, {"product": "Platform", "price": 10.0}],
+        start=start,
+    )
+
+    result = run_sync(SYNC_ALL)
+
+    assert result.outcome(order_id).status == "created", result.outcome(order_id).message
+    [sub] = stripe_objects(sandbox, "subscription")
+    invoice = _first_invoice(sandbox, sub)
+    assert len(invoice["lines"]["data"]) == 4 * 2
+    assert invoice["total"] == 4 * (2 * 10000 + 1000)
+    assert record(sandbox, "Order", order_id)["Stripe_Sync_Status__c"] == "Synced"
+
+
+def test_ticking_skip_elapsed_periods_starts_billing_at_the_next_boundary(sandbox, run_sync):
+    org = Org(sandbox)
+    start = _months_back(3)
+    order_id, _ = org.order(
+        org.account(), [{"product": "Suite", "price": 100.0}], start=start, Stripe_Skip_Elapsed_Periods__c=True
+    )
+
+    result = run_sync(SYNC_ALL)
+
+    assert result.outcome(order_id).status == "created", result.outcome(order_id).message
+    [sub] = stripe_objects(sandbox, "subscription")
+    assert _first_invoice(sandbox, sub)["total"] == 0
+    assert sub["start_date"] < sub["billing_cycle_anchor"]  # still backdated; billed from the anchor on
+
+
+def test_an_order_past_stripes_invoice_line_limit_is_refused_with_the_fix_and_nothing_is_created(
+    sandbox, run_sync
+):
+    """Eleven products started 24 months back: 25 periods x 11 = 275 lines, past Stripe's 250."""
+    org = Org(sandbox)
+    lines = [{"product": f"Seat pack {n}", "price": 10.0, "SBQQ__SubscriptionType__c": "Evergreen"}
+             for n in range(11)]  # fmt: skip
+    order_id, _ = org.order(org.account(), lines, start=_months_back(24), end=None)
+
+    result = run_sync(SYNC_ALL)
+
+    outcome = result.outcome(order_id)
+    assert outcome.status == "refused" and outcome.code == "too_many_elapsed_periods", outcome.message
+    assert stripe_objects(sandbox, "subscription") == []
+    order = record(sandbox, "Order", order_id)
+    assert order["Stripe_Sync_Status__c"] == "Refused"
+    assert "275 invoice lines" in order["Stripe_Sync_Message__c"]
+    assert "Stripe_Skip_Elapsed_Periods__c" in order["Stripe_Sync_Message__c"]
+
+    sandbox.sf_admin.patch_record("Order", order_id, {"Stripe_Skip_Elapsed_Periods__c": True})
+    again = run_sync(SYNC_ALL)
+    assert again.outcome(order_id).status == "created", again.outcome(order_id).message
+    assert len(stripe_objects(sandbox, "subscription")) == 1
+

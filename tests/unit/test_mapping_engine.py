@@ -185,6 +185,7 @@ def test_subscription_order_level(mappings):
         "collection_method": "send_invoice",
         "days_until_due": 45,
         "metadata": {"order_number": "00000042", "order_type": "New"},
+        "skip_elapsed_periods": False,  # the shipped default: bill the elapsed periods
     }
     no_term = map_record(mappings.subscription, {**order, "Payment_Term__c": None})
     assert no_term.params["days_until_due"] == 30

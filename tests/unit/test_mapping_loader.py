@@ -237,3 +237,19 @@ def test_missing_or_locked_connector_fields_point_at_the_metadata_project():
     assert "Cpq2Stripe_Integration" in locked
     assert any("Order.Stripe_Sync_Status__c lacks the values Incomplete" in msg for msg in text)
     assert not any("Account.Stripe_Sync_Status__c lacks" in msg for msg in text)
+
+
+def test_skip_elapsed_periods_takes_a_checkbox_and_a_true_or_false_default(tmp_path):
+    found = problems(
+        "write_back: {stripe_id: S}\nskip_elapsed_periods:\n  source: Skip__c\n  default: sometimes\n",
+        "subscription",
+    )
+    assert found[0].line == 4 and "neither true nor false" in found[0].message
+    shutil.copy(MAPPINGS / "customer.yaml", tmp_path / "customer.yaml")
+    text = (MAPPINGS / "subscription.yaml").read_text()
+    (tmp_path / "subscription.yaml").write_text(
+        text.replace("source: Stripe_Skip_Elapsed_Periods__c", "source: EffectiveDate", 1)
+    )
+    [problem] = check_against_describe(load_mappings(tmp_path), _describe_from_schema())
+    assert problem.line == text[: text.index("source: Stripe_Skip_Elapsed")].count("\n") + 1
+    assert "EffectiveDate" in problem.message and "date" in problem.message

@@ -96,3 +96,61 @@ def test_a_refused_order_is_decided_without_any_io():
     assert w.task is None and w.outcome is not None and w.outcome.status == "refused"
     assert "whole" in w.outcome.message
     assert isinstance(plan_order(sync._normalise(order), rules_config(sync.mapping, TODAY)), OrderRefusal)
+
+
+def _backdated(months_ago_start: str, lines: int = 1, **order: object) -> dict:
+    base = _order()
+    base.update(EffectiveDate=months_ago_start, EndDate="2029-12-31", **order)
+    proto = base["OrderItems"]["records"][0]
+    recs = [{**proto, "Id": f"802{n:015d}", "Product2Id": f"01t{n:015d}",
+             "PricebookEntryId": f"01u{n:015d}"} for n in range(1, lines + 1)]  # fmt: skip
+    base["OrderItems"] = {"totalSize": lines, "done": True, "records": recs}
+    return base
+
+
+def test_the_shipped_mapping_bills_elapsed_periods_unless_the_order_ticks_the_skip_field():
+    sync = _sync()
+    config = rules_config(sync.mapping, TODAY)
+    assert config.bill_backdated_period and config.skip_elapsed_field == "Stripe_Skip_Elapsed_Periods__c"
+    assert "Stripe_Skip_Elapsed_Periods__c" in sync.poll_query(None)
+
+    billed = sync._decide(sync._normalise(_backdated("2026-01-10")), None, config)
+    assert isinstance(billed.task, CreateSubscription)
+    assert billed.task.plan.subscription.proration_behavior == "create_prorations"
+    assert "every period from 2026-01-10 to 2026-04-10" in sync._dry_outcome(billed).message
+
+    skipped = sync._decide(
+        sync._normalise(_backdated("2026-01-10", Stripe_Skip_Elapsed_Periods__c=True)), None, config
+    )
+    assert isinstance(skipped.task, CreateSubscription)
+    assert skipped.task.plan.subscription.proration_behavior == "none"
+    assert "elapsed periods not billed (billing starts 2026-04-10)" in sync._dry_outcome(skipped).message
+
+
+def test_an_order_whose_first_invoice_passes_stripes_250_lines_is_refused_naming_the_skip_field():
+    """Twelve monthly lines started 2024-03-10: 25 periods x 12 = 300 lines > 250."""
+    sync = _sync()
+    config = rules_config(sync.mapping, TODAY)
+    w = sync._decide(sync._normalise(_backdated("2024-03-10", lines=12)), None, config)
+    assert w.outcome is not None and w.outcome.status == "refused"
+    assert w.outcome.code == "too_many_elapsed_periods"
+    assert "300 invoice lines" in w.outcome.message and "more than 250" in w.outcome.message
+    assert "tick Stripe_Skip_Elapsed_Periods__c on the Order" in w.outcome.message
+
+    ticked = _backdated("2024-03-10", lines=12, Stripe_Skip_Elapsed_Periods__c=True)
+    w = sync._decide(sync._normalise(ticked), None, config)
+    assert isinstance(w.task, CreateSubscription), w.outcome
+
+    ten = sync._decide(sync._normalise(_backdated("2024-03-10", lines=10)), None, config)  # 250: fits
+    assert isinstance(ten.task, CreateSubscription), ten.outcome
+
+
+def test_a_skip_value_that_is_not_a_checkbox_value_is_a_record_error_naming_the_field():
+    sync = _sync()
+    w = sync._decide(
+        sync._normalise(_backdated("2026-01-10", Stripe_Skip_Elapsed_Periods__c="maybe")),
+        None,
+        rules_config(sync.mapping, TODAY),
+    )
+    assert w.outcome is not None and w.outcome.status == "refused"
+    assert "Stripe_Skip_Elapsed_Periods__c" in w.outcome.message and "neither true nor false" in w.outcome.message

@@ -9,8 +9,10 @@ Decisions (see also the report in the Orders issue):
   Stripe end is midnight UTC of EndDate + 1 day: exactly one year, no proration.
 - Dates are calendar dates; Stripe timestamps use midnight UTC of that date.
 - Past start: `backdate_start_date` = midnight UTC of EffectiveDate and `billing_cycle_anchor` = the
-  next period boundary counted from EffectiveDate, so invoices keep the Order's calendar and the
-  elapsed time is billed (config `bill_backdated_period=False` -> `proration_behavior: none`).
+  next period boundary counted from EffectiveDate, so invoices keep the Order's calendar and every
+  elapsed period is billed on the first invoice (billing mode flexible: a line per item per period;
+  refused past Stripe's 250 lines). The mapping's per-Order `skip_elapsed_periods`
+  (`bill_backdated_period=False`) sends `proration_behavior: none`: billing starts at the boundary.
 - Future start: a Subscription Schedule with one phase. Termed -> phase `end_date` = the Stripe
   end and `end_behavior: cancel`. Evergreen -> no `end_date` (Stripe makes the last phase one
   billing period long) and `end_behavior: release`, which leaves the subscription running with

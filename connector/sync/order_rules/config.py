@@ -20,9 +20,14 @@ class OrderRulesConfig:
     payment_term_field: str = "Payment_Term__c"
     # Account field with a saved Stripe PaymentMethod id; when filled -> charge_automatically.
     payment_method_field: str | None = "Stripe_Payment_Method_ID__c"
+    # A backdated Order bills every elapsed period on its first invoice unless this is off (the
+    # mapping's `skip_elapsed_periods`, per Order); the field named here is what the admin ticks.
     bill_backdated_period: bool = True
+    skip_elapsed_field: str | None = None
     refused_order_types: frozenset[str] = frozenset({"Amendment"})
     require_line_dates_match: bool = True
     extra_currencies: frozenset[str] = frozenset()
     max_subscription_items: int = 20  # Stripe: "a list of up to 20 subscription items"
     max_invoice_items: int = 20  # Stripe: add_invoice_items "You may pass up to 20 items"
+    # Stripe: "Backdating isn't supported when an invoice has more than 250 line items".
+    max_invoice_lines: int = 250

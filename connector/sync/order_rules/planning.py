@@ -19,6 +19,7 @@ from connector.sync.order_rules.specs import (
     OrderPlan,
     PriceSpec,
     ProductSpec,
+    Recurrence,
     ScheduleSpec,
     SubscriptionSpec,
 )
@@ -111,6 +112,7 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
         )
 
     end_exclusive = subscription_end(order, start, end, recurring, config, out)
+    check_elapsed_lines(order, start, recurring, len(one_time), config, out)
 
     if out.reasons:
         return OrderRefusal(order_id, order.get("OrderNumber"), tuple(out.reasons))
@@ -259,6 +261,53 @@ def plan_prices(lines: list[Line], currency: str) -> tuple[LinePrice, ...]:
     return tuple(prices)
 
 
+def billed_periods(start: date, recurrence: Recurrence, today: date) -> int:
+    """How many billing periods lie from a past start to the first boundary after today: what the
+    first invoice of a backdated subscription bills (billing mode flexible: one line per item per
+    period; the connector anchors the cycle on the start, so each is a whole period)."""
+    months = recurrence.interval_count * (12 if recurrence.interval == "year" else 1)
+    k = 1
+    while add_months(start, k * months) <= today:
+        k += 1
+    return k
+
+
+def check_elapsed_lines(
+    order: Mapping[str, Any],
+    start: date | None,
+    recurring: list[Line],
+    one_time: int,
+    config: OrderRulesConfig,
+    out: Collector,
+) -> None:
+    """Refuse a backdated Order whose first invoice would pass Stripe's line limit."""
+    if start is None or start >= config.today or not config.bill_backdated_period or not recurring:
+        return
+    recurrence = recurring[0].recurrence
+    if recurrence is None:
+        return
+    periods = billed_periods(start, recurrence, config.today)
+    lines = periods * len(recurring) + one_time
+    if lines <= config.max_invoice_lines:
+        return
+    skip = (
+        f"tick {config.skip_elapsed_field} on the Order to start billing at the next period boundary"
+        if config.skip_elapsed_field
+        else "map skip_elapsed_periods in subscription.yaml (the metadata project's "
+        "Stripe_Skip_Elapsed_Periods__c) and tick it on the Order to start billing at the next "
+        "period boundary"
+    )
+    out.order(
+        "too_many_elapsed_periods",
+        "EffectiveDate",
+        order.get("EffectiveDate"),
+        f"the Order started {periods} billing periods ago, so Stripe's first invoice would bill each of "
+        f"its {len(recurring)} recurring lines once per elapsed period: {lines} invoice lines, and Stripe "
+        f"refuses a backdated invoice of more than {config.max_invoice_lines}",
+        f"{skip} (bill the elapsed periods another way), or split the Order",
+    )
+
+
 def shape_plan(
     start: date,
     end_exclusive: date | None,
@@ -279,10 +328,7 @@ def shape_plan(
         recurrence = recurring[0].recurrence
         assert recurrence is not None
         months = recurrence.interval_count * (12 if recurrence.interval == "year" else 1)
-        k = 1
-        while add_months(start, k * months) <= config.today:
-            k += 1
-        boundary = add_months(start, k * months)
+        boundary = add_months(start, billed_periods(start, recurrence, config.today) * months)
         if end_exclusive is None or boundary < end_exclusive:
             anchor = midnight_utc(boundary)
         proration = "create_prorations" if config.bill_backdated_period else "none"

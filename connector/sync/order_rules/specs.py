@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from connector.sync.money import to_decimal
@@ -172,6 +173,21 @@ class SubscriptionSpec:
             params["cancel_at"] = self.cancel_at
         params["metadata"] = dict(self.metadata)
         return params
+
+    def backdating(self) -> str:
+        """What a backdated subscription's first invoice bills, in words ('' when not backdated)."""
+        if self.backdate_start_date is None:
+            return ""
+        start = _day(self.backdate_start_date)
+        anchor = _day(self.billing_cycle_anchor) if self.billing_cycle_anchor else None
+        if self.proration_behavior == "none":
+            return f"backdated to {start}; elapsed periods not billed (billing starts {anchor or 'now'})"
+        until = f" to {anchor}" if anchor else ""
+        return f"backdated to {start}; the first invoice bills every period from {start}{until}"
+
+
+def _day(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).date().isoformat()
 
 
 @dataclass(frozen=True)

@@ -532,7 +532,7 @@ def _first_invoice_spans(
         frm = since if billing_mode == "flexible" else now
         spans = first_spans(anchor, frm, now, rec["interval"], rec["interval_count"], MAX_INVOICE_LINES)
         out[item["id"]] = [sp for sp in spans if free_from is None or sp.start >= free_from]
-        total += len(spans)
+        total += len(out[item["id"]])
         if total > MAX_INVOICE_LINES:
             raise invalid(
                 f"This subscription's first invoice would have more than {MAX_INVOICE_LINES} line items "
