@@ -168,7 +168,10 @@ def reconcile(
 def mappings_check(
     directory: Annotated[Path | None, typer.Option("--dir", help="Mappings directory.")] = None,
     against_org: Annotated[
-        bool, typer.Option("--against-org", help="Also check fields against the org's describe.")
+        bool,
+        typer.Option(
+            "--against-org", help="Also check fields and the integration user's permissions in the org."
+        ),
     ] = False,
 ) -> None:
     """Report every problem in the mappings at once, with file, line and the fix."""
@@ -180,11 +183,12 @@ def mappings_check(
     except MappingError as exc:
         raise _fail(str(exc), EXIT_CONFIG) from None
     if against_org:
-        from connector.mapping import check_against_describe
+        from connector.mapping import check_against_describe, check_user_permissions
         from connector.salesforce.client import SalesforceClient
 
         client = SalesforceClient(_settings())
         problems = check_against_describe(mappings, client.describe)
+        problems += check_user_permissions(mappings, client.holds_permission)
         if problems:
             typer.echo("\n".join(str(p) for p in problems), err=True)
             raise typer.Exit(EXIT_CONFIG)

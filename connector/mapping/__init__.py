@@ -6,6 +6,7 @@ Imports nothing from the rest of `connector`; its only I/O is reading the two YA
                                                         raises MappingError(problems) listing
                                                         every Problem(file, line, column, message, fix)
     check_against_describe(mappings, describe) -> list[Problem]
+    check_user_permissions(mappings, holds) -> list[Problem]  the integration user's permissions
                                                         sources/write-back fields vs the org's describe
     soql_fields(mapping) -> list[str]                   Id, SystemModstamp, sources, write-back fields
     map_record(mapping, record) -> MappedRecord         params (nested Stripe params) + errors (FieldError)
@@ -19,7 +20,7 @@ documented by the shipped files in `mappings/`; the Stripe targets by `targets.p
 transforms by `transforms.py`.
 """
 
-from connector.mapping.checks import check_against_describe
+from connector.mapping.checks import check_against_describe, check_user_permissions
 from connector.mapping.engine import diff_params, map_record, payload_hash, project_stripe_object, soql_fields
 from connector.mapping.loader import load_mappings, parse_mapping
 from connector.mapping.schema import (
@@ -51,6 +52,7 @@ __all__ = [
     "ValueSource",
     "WriteBack",
     "check_against_describe",
+    "check_user_permissions",
     "diff_params",
     "load_mappings",
     "map_record",

@@ -1,6 +1,7 @@
 """Check loaded mappings against the org's describe results (the `mappings check` command).
 
     check_against_describe(mappings, describe) -> list[Problem]
+    check_user_permissions(mappings, holds) -> list[Problem]
 
 `describe(object_name)` returns the REST describe of an sObject (a dict with "fields": [{"name",
 "type", "length", "updateable", "referenceTo", "relationshipName", "picklistValues", ...}]); it
@@ -231,3 +232,33 @@ def _write_back_block(checker: _Checker, kind: str, path: tuple[str | int, ...],
         name = getattr(wb, key)
         if name:
             checker.write_back(kind, (*path, key), obj, name, allowed, role)
+
+
+# The user permissions the integration user needs, as PermissionSet flags, and why.
+USER_PERMISSIONS = {
+    "PermissionsEditActivatedOrders": (
+        "Edit Activated Orders",
+        "every write-back to an activated Order and its Order Products fails with ENTITY_IS_LOCKED "
+        "(Stripe bills, Salesforce never learns the subscription id)",
+    ),
+}
+
+
+def check_user_permissions(mappings: Mappings, holds: Callable[[str], bool]) -> list[Problem]:
+    """The integration user's missing permissions. `holds(flag)` says whether any permission set
+    the user has (its profile's included) grants the PermissionSet flag."""
+    problems = []
+    for flag, (label, why) in USER_PERMISSIONS.items():
+        if not holds(flag):
+            file, line, column = mappings.position("subscription", ("write_back",))
+            problems.append(
+                Problem(
+                    file,
+                    line,
+                    column,
+                    f"the integration user lacks the {label} permission: {why}",
+                    f"assign the integration user the shipped permission set, which grants it: "
+                    f"{metadata.ASSIGN_COMMAND}",
+                )
+            )
+    return problems

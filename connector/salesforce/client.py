@@ -205,6 +205,21 @@ class SalesforceClient:
         """Every record of the query in one list (use `query_pages` for large result sets)."""
         return [record for page in self.query_pages(soql, include_deleted) for record in page]
 
+    def holds_permission(self, flag: str) -> bool:
+        """Whether a permission set of the integration user (its profile's included: Salesforce
+        exposes a profile as a permission set owned by it) grants `flag`, e.g.
+        PermissionsEditActivatedOrders."""
+        if not re.fullmatch(r"Permissions[A-Za-z]+", flag):
+            raise ValueError(f"not a PermissionSet permission field: {flag!r}")
+        user = self.user_id
+        if not user or not re.fullmatch(r"[A-Za-z0-9]{15,18}", user):
+            raise FatalError("salesforce_auth", "the token did not name the integration user")
+        soql = (
+            f"SELECT Id FROM PermissionSetAssignment WHERE AssigneeId = '{user}' "
+            f"AND PermissionSet.{flag} = true LIMIT 1"
+        )
+        return bool(self.query_all(soql))
+
     def describe(self, sobject: str) -> dict[str, Any]:
         name = _check_sobject(sobject)
         return self._call(lambda sf: sf.restful(f"sobjects/{name}/describe")) or {}

@@ -75,6 +75,22 @@ def test_mappings_check_against_the_org_finds_missing_salesforce_fields(sandbox,
     assert "BillingTown" in bad.stderr and "customer.yaml:" in bad.stderr
 
 
+def test_mappings_check_against_the_org_names_a_missing_edit_activated_orders_permission(sandbox, tmp_path):
+    """Without the permission every Order write-back would fail with ENTITY_IS_LOCKED: the check
+    says so before the first run, with the command that assigns the shipped permission set."""
+    env = sandbox_env(sandbox, f"sqlite:///{tmp_path}/s.db")
+    sandbox.sf_admin.profile(edit_activated_orders=False)
+
+    bad = cli("mappings", "check", "--against-org", env=env)
+
+    assert bad.returncode == 2, bad.stdout
+    assert "subscription.yaml:" in bad.stderr and "Edit Activated Orders" in bad.stderr
+    assert "sf org assign permset --name Cpq2Stripe_Integration" in bad.stderr
+
+    sandbox.sf_admin.profile(edit_activated_orders=True)
+    assert cli("mappings", "check", "--against-org", env=env).returncode == 0
+
+
 def test_status_and_retry_show_and_clear_a_failure(sandbox, tmp_path):
     env = sandbox_env(sandbox, f"sqlite:///{tmp_path}/state.db")
     bad = sandbox.sf_admin.create_record(

@@ -159,7 +159,10 @@ def test_ticking_skip_elapsed_periods_starts_billing_at_the_next_boundary(sandbo
     org = Org(sandbox)
     start = _months_back(3)
     order_id, _ = org.order(
-        org.account(), [{"product": "Suite", "price": 100.0}], start=start, Stripe_Skip_Elapsed_Periods__c=True
+        org.account(),
+        [{"product": "Suite", "price": 100.0}],
+        start=start,
+        Stripe_Skip_Elapsed_Periods__c=True,
     )
 
     result = run_sync(SYNC_ALL)
@@ -193,4 +196,3 @@ def test_an_order_past_stripes_invoice_line_limit_is_refused_with_the_fix_and_no
     again = run_sync(SYNC_ALL)
     assert again.outcome(order_id).status == "created", again.outcome(order_id).message
     assert len(stripe_objects(sandbox, "subscription")) == 1
-

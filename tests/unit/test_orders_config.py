@@ -153,4 +153,7 @@ def test_a_skip_value_that_is_not_a_checkbox_value_is_a_record_error_naming_the_
         rules_config(sync.mapping, TODAY),
     )
     assert w.outcome is not None and w.outcome.status == "refused"
-    assert "Stripe_Skip_Elapsed_Periods__c" in w.outcome.message and "neither true nor false" in w.outcome.message
+    assert (
+        "Stripe_Skip_Elapsed_Periods__c" in w.outcome.message
+        and "neither true nor false" in w.outcome.message
+    )

@@ -202,6 +202,30 @@ class Org:
             )
             self._put("User", row)
             self.users[username] = user_id
+            self._profile_permissions(user_id, stamp)
+
+    def _profile_permissions(self, user_id: str, stamp: str) -> None:
+        """The permission set a user's profile owns (as Salesforce exposes it), assigned to them."""
+        n = len(self._tables["PermissionSet"]) + 1
+        ps = self._blank_row(self.schema.objects["PermissionSet"])
+        ps.update(
+            Id=make_id("0PS", n),
+            Name=f"X00e{n:011d}",
+            Label="Integration Profile" if user_id == INTEGRATION_USER_ID else "System Administrator",
+            IsOwnedByProfile=True,
+            PermissionsApiEnabled=True,
+            PermissionsEditActivatedOrders=user_id not in self._no_edit_activated,
+            IsDeleted=False, CreatedDate=stamp, LastModifiedDate=stamp, SystemModstamp=stamp,
+            CreatedById=ADMIN_USER_ID, LastModifiedById=ADMIN_USER_ID,
+        )  # fmt: skip
+        self._put("PermissionSet", ps)
+        assignment = self._blank_row(self.schema.objects["PermissionSetAssignment"])
+        assignment.update(
+            Id=make_id("0Pa", n), AssigneeId=user_id, PermissionSetId=ps["Id"],
+            IsDeleted=False, CreatedDate=stamp, LastModifiedDate=stamp, SystemModstamp=stamp,
+            CreatedById=ADMIN_USER_ID, LastModifiedById=ADMIN_USER_ID,
+        )  # fmt: skip
+        self._put("PermissionSetAssignment", assignment)
 
     def set_currency_mode(self, single: str | None) -> None:
         """Multi-currency (None, the default) or a single-currency org whose only currency is
@@ -216,8 +240,13 @@ class Org:
             self._clear()
 
     def set_edit_activated_orders(self, user_id: str, allowed: bool) -> None:
+        """Grant or take away Edit Activated Orders on the user's profile."""
         with self.lock:
             (self._no_edit_activated.discard if allowed else self._no_edit_activated.add)(user_id)
+            for assignment in self._tables["PermissionSetAssignment"].values():
+                ps = self._tables["PermissionSet"][assignment["PermissionSetId"]]
+                if assignment["AssigneeId"] == user_id and ps["IsOwnedByProfile"]:
+                    ps["PermissionsEditActivatedOrders"] = allowed
 
     def _check_edit_activated(self, obj: ObjectDef, row: dict[str, Any], user_id: str) -> None:
         """Salesforce locks an activated Order and its Order Products for users without Edit
