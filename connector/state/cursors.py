@@ -1,4 +1,5 @@
-"""Where each poll and each event topic got to: SystemModstamp cursors and Pub/Sub replay ids."""
+"""Where each poll and each event topic got to: SystemModstamp cursors and Pub/Sub replay ids, and
+the mapping version each object's linked records were last evaluated with."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from sqlalchemy import delete, select
 
 from connector.state.cursor import Cursor
 from connector.state.db import Database
-from connector.state.models import CursorRow, ReplayIdRow
+from connector.state.models import CursorRow, MappingVersionRow, ReplayIdRow
 
 
 class Cursors:
@@ -44,6 +45,22 @@ class Cursors:
         with self._db.session() as s:
             s.execute(stmt)
         return cursor
+
+    def mapping_version(self, name: str) -> str | None:
+        """The mapping version `name`'s linked records were last evaluated with (None: never)."""
+        with self._db.session() as s:
+            row = s.get(MappingVersionRow, name, populate_existing=True)
+            return row.version if row else None
+
+    def set_mapping_version(self, name: str, version: str) -> None:
+        values = {"version": version, "updated_at": self._db.clock()}
+        stmt = (
+            self._db.insert(MappingVersionRow)
+            .values(name=name, **values)
+            .on_conflict_do_update(index_elements=["name"], set_=values)
+        )
+        with self._db.session() as s:
+            s.execute(stmt)
 
     def replay_id(self, topic: str) -> str | None:
         """The replay id (base64) after which the topic's events are still to be processed."""

@@ -144,7 +144,20 @@ def _v1(conn: Connection) -> None:
     md.create_all(conn)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
+def _v2(conn: Connection) -> None:
+    """The mapping each object's linked records were last evaluated with (a hash)."""
+    md = MetaData()
+    Table(
+        "mapping_versions",
+        md,
+        Column("name", String(128), primary_key=True),
+        Column("version", String(128), nullable=False),
+        Column("updated_at", UTCDateTime(), nullable=False),
+    )
+    md.create_all(conn)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
 LATEST_VERSION = len(MIGRATIONS)
 
 

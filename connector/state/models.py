@@ -92,6 +92,16 @@ class CursorRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class MappingVersionRow(Base):
+    """Which mapping an object's linked records were last evaluated with: a changed mapping
+    re-evaluates them all once."""
+
+    __tablename__ = "mapping_versions"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class ReplayIdRow(Base):
     """The last Pub/Sub replay id whose events were fully processed, per topic (base64 text)."""
 

@@ -24,9 +24,11 @@ OPERATION_PERMISSIONS: dict[str, str] = {
     "billing.meters.create": "rak_billing_meter_write",
     "subscriptions.create": "rak_subscription_write",
     "subscriptions.retrieve": "rak_subscription_read",
+    "subscriptions.update": "rak_subscription_write",
     "subscriptions.list": "rak_subscription_read",
     "subscription_schedules.create": "rak_subscription_schedule_write",
     "subscription_schedules.retrieve": "rak_subscription_schedule_read",
+    "subscription_schedules.update": "rak_subscription_schedule_write",
     "subscription_schedules.list": "rak_subscription_schedule_read",
 }
 NO_RESTRICTED_PERMISSION = frozenset({"account.retrieve"})

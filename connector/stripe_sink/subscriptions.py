@@ -12,6 +12,7 @@ from typing import Any
 
 import stripe
 
+from connector.stripe_sink import idempotency
 from connector.stripe_sink.gateway import StripeGateway
 
 ORDER_ID_KEY = "salesforce_order_id"
@@ -69,6 +70,17 @@ class SubscriptionSink:
             if exc.code == "resource_missing":
                 return None
             raise
+
+    def update(self, stripe_id: str, changes: dict[str, Any], payload_hash: str) -> Any:
+        """Change mapped fields of a live subscription or schedule (description, metadata)."""
+        client = self.gateway.client.v1
+        fn: Callable[..., Any]
+        if stripe_id.startswith("sub_sched_"):
+            op, fn, kind = "subscription_schedules.update", client.subscription_schedules.update, "schedule"
+        else:
+            op, fn, kind = "subscriptions.update", client.subscriptions.update, "subscription"
+        key = idempotency.update_key(self.gateway.account_id(), kind, stripe_id, payload_hash)
+        return self.gateway.call(op, fn, stripe_id, params=changes, options={"idempotency_key": key})
 
     def find_for_order(self, customer_id: str, order_id: str, *, schedule: bool) -> Any | None:
         """The oldest subscription (or schedule) of the Customer made for this Order, if any."""

@@ -59,6 +59,9 @@ class AccountSync:
     def poll_query(self, since: datetime | None) -> str:
         return polling.poll_query(self, since)
 
+    def mapping_version(self) -> str:
+        return polling.mapping_version(self.mapping)
+
     # ---- one batch ------------------------------------------------------------------------------
 
     def process(

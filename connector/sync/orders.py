@@ -49,6 +49,7 @@ from connector.sync.exactly_once import (
     obtain,
     record_intents,
 )
+from connector.sync.fieldhash import field_hashes, payload_hash
 from connector.sync.keyed_locks import KeyedLocks
 from connector.sync.order_rules import (
     LinePrice,
@@ -142,6 +143,16 @@ class RestoreWriteBack:
 
 
 @dataclass(frozen=True)
+class RefreshFields:
+    """Linked and unchanged, but the subscription mapping changed since it was synced: bring the
+    mapped fields Stripe lets change on a live subscription (description, metadata) in line."""
+
+    stripe_id: str
+    description: str | None
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
 class CheckPayment:
     """Linked, but Salesforce shows the Order Incomplete or Failed: ask Stripe whether the
     subscription's first payment came in (active), is still awaited, or never came (expired)."""
@@ -149,7 +160,7 @@ class CheckPayment:
     stripe_id: str
 
 
-Task = CreateSubscription | AdoptSubscription | RestoreWriteBack | CheckPayment
+Task = CreateSubscription | AdoptSubscription | RestoreWriteBack | CheckPayment | RefreshFields
 INCOMPLETE_MESSAGE = (
     "Stripe created subscription {stripe_id}, but its first payment failed, so it is incomplete and "
     "bills nothing: Stripe ends it (incomplete_expired) unless its first invoice is paid within 23 "
@@ -188,6 +199,7 @@ class OrderSync:
         self._locks = KeyedLocks()  # one per shared Product, Meter and Price while it is ensured
         # Overlapping batches (the backfill) may share Accounts: one batch at a time gives them theirs.
         self._customers_lock = threading.Lock()
+        self._changed: bool | None = None  # see _mapping_changed
 
     # ---- queries ---------------------------------------------------------------------------
 
@@ -351,6 +363,16 @@ class OrderSync:
             if link.stripe_id and wb.status and row.get(wb.status) in ("Incomplete", "Failed"):
                 w.task = CheckPayment(link.stripe_id)
                 return w
+            if link.stripe_id and self._mapping_changed():
+                mapped = map_record(self.mapping, row)
+                if mapped.errors:
+                    return refuse("\n".join(str(e) for e in mapped.errors), "invalid_data", link.stripe_id)
+                w.task = RefreshFields(
+                    link.stripe_id,
+                    mapped.params.get("description"),
+                    {k: str(v) for k, v in (mapped.params.get("metadata") or {}).items()},
+                )
+                return w
             result = plan_order(row, config) if not in_salesforce else None
             if isinstance(result, OrderPlan) and link.stripe_id:
                 w.task = RestoreWriteBack(result, link.stripe_id)
@@ -389,6 +411,17 @@ class OrderSync:
     def _label(self, row: Mapping[str, Any]) -> str:
         return str(row.get("OrderNumber") or "")
 
+    def mapping_version(self) -> str:
+        return polling.mapping_version(self.mapping)
+
+    def _mapping_changed(self) -> bool:
+        """Whether linked Orders were synced under another subscription mapping than this one
+        (until a full re-evaluation records this one)."""
+        if self._changed is None:
+            known = self.ctx.store.cursors.mapping_version(CURSOR_NAME)
+            self._changed = known is not None and known != self.mapping_version()
+        return self._changed
+
     def _dry_outcome(self, w: OrderWork) -> Outcome:
         if w.outcome is not None:
             return replace(w.outcome, status="planned")
@@ -405,6 +438,10 @@ class OrderSync:
             return Outcome(
                 OBJECT_TYPE, sid, label, "check", "planned", task.stripe_id, "check the first payment"
             )
+        if isinstance(task, RefreshFields):
+            fields = ["description", *(f"metadata.{k}" for k in sorted(task.metadata))]
+            message = f"mapping changed: send {', '.join(fields)} where Stripe differs"
+            return Outcome(OBJECT_TYPE, sid, label, "update", "planned", task.stripe_id, message)
         assert isinstance(task, CreateSubscription)
         plan = task.plan
         kind = "subscription schedule" if plan.is_schedule else "subscription"
@@ -478,6 +515,8 @@ class OrderSync:
             return self._adopt(w, task, batch)
         if isinstance(task, CheckPayment):
             return self._check_payment(sid, label, task.stripe_id)
+        if isinstance(task, RefreshFields):
+            return self._refresh(sid, label, task)
         if isinstance(task, RestoreWriteBack):
             self._catalog(task.plan, w.row, batch)
             message = self._success_message(task.plan, task.stripe_id)
@@ -509,6 +548,32 @@ class OrderSync:
             created.id,
             self._success_message(plan, created.id),
         )
+
+    def _refresh(self, sid: str, label: str, task: RefreshFields) -> Outcome:
+        """Send the mapped fields that differ from the live object; keys the mapping no longer
+        has are left alone (the connector cannot tell them from keys set in Stripe)."""
+        found = self.subscriptions.retrieve(task.stripe_id)
+        if found is None:
+            message = (
+                f"Stripe no longer has {task.stripe_id}; the connector never re-creates billing on its own."
+            )
+            return Outcome(
+                OBJECT_TYPE, sid, label, "error", "failed", task.stripe_id, message, "stripe_missing"
+            )
+        live = metadata_of(found)
+        changes: dict[str, Any] = {}
+        metadata = {k: v for k, v in task.metadata.items() if live.get(k) != v}
+        if metadata:
+            changes["metadata"] = metadata
+        schedule = task.stripe_id.startswith("sub_sched_")  # a schedule has no description of its own
+        if not schedule and (getattr(found, "description", None) or None) != task.description:
+            changes["description"] = task.description or ""
+        if not changes:
+            return Outcome(OBJECT_TYPE, sid, label, "noop", "unchanged", task.stripe_id)
+        self.subscriptions.update(task.stripe_id, changes, payload_hash(field_hashes(changes)))
+        sent = sorted(k for k in changes if k != "metadata") + [f"metadata.{k}" for k in sorted(metadata)]
+        message = f"mapping changed: sent {', '.join(sent)}"
+        return Outcome(OBJECT_TYPE, sid, label, "update", "updated", task.stripe_id, message)
 
     def _incomplete(self, sid: str, label: str, stripe_id: str, action: str) -> Outcome:
         """Created, first payment failed: kept due (retryable) so the retry job checks it again."""

@@ -8,10 +8,13 @@ after a page is fully handled.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+
+from pydantic import BaseModel
 
 from connector.salesforce.soql import datetime_literal, id_list
 from connector.state.cursor import advance, filter_new, poll_window
@@ -22,6 +25,9 @@ from connector.sync.report import Outcome, RunReport
 log = logging.getLogger(__name__)
 
 ID_BATCH = 200
+# The action of a record its query no longer returns (outside the condition, or deleted): left
+# as it is in Stripe, and listed.
+UNSELECTED = "unselected"
 
 
 class PolledSync(Protocol):
@@ -33,11 +39,19 @@ class PolledSync(Protocol):
 
     def _select(self) -> str: ...
 
+    def mapping_version(self) -> str: ...
+
     def _where(self, *clauses: str) -> str: ...
 
     def process(
         self, rows: Sequence[Mapping[str, Any]], report: RunReport, links: dict[str, Any] | None = None
     ) -> None: ...
+
+
+def mapping_version(mapping: BaseModel) -> str:
+    """A mapping's content as a hash: equal mappings, equal versions (comments and layout of the
+    YAML do not count)."""
+    return hashlib.sha256(mapping.model_dump_json().encode()).hexdigest()[:32]
 
 
 def poll_query(sync: PolledSync, since: datetime | None) -> str:
@@ -62,8 +76,32 @@ def poll(sync: PolledSync, report: RunReport) -> None:
         if not report.dry_run:
             cursor = advance(cursor, page, started)
             store.cursors.set(sync.cursor_name, cursor.modstamp, cursor.seen_ids)
-    if not report.dry_run:
+    reevaluate(sync, report)
+    if not report.dry_run and not report.fatal:
         retry_due(sync, report)
+
+
+def reevaluate(sync: PolledSync, report: RunReport) -> None:
+    """After a mapping change, every linked record of the object once more, unchanged in
+    Salesforce or not: its pipeline sends exactly the fields the new mapping changes (a dry run
+    shows them), and lists the records the condition no longer selects (never deleting them)."""
+    ctx, store = sync.ctx, sync.ctx.store
+    version = sync.mapping_version()
+    known = store.cursors.mapping_version(sync.cursor_name)
+    if known == version:
+        return
+    if known is not None:  # None: the first run records the mapping its links are made with
+        done = {o.sf_id for o in report.outcomes}  # polled in this run already, under this mapping
+        ids = [
+            link.sf_id
+            for link in store.links.all(stripe_account=ctx.stripe_account, object_type=sync.object_type)
+            if link.status == "linked" and link.stripe_id and link.sf_id not in done
+        ]
+        log.info("the %s mapping changed: re-evaluating %d linked record(s)", sync.noun, len(ids))
+        if not sync_ids(sync, ids, report):
+            return  # not recorded: the next run re-evaluates again
+    if not report.dry_run:
+        store.cursors.set_mapping_version(sync.cursor_name, version)
 
 
 def retry_due(sync: PolledSync, report: RunReport) -> None:
@@ -88,7 +126,7 @@ def sync_ids(
     ids = list(dict.fromkeys(ids))
     chunks = [ids[start : start + ID_BATCH] for start in range(0, len(ids), ID_BATCH)]
     complete = True
-    lanes: Lanes[list[str], RunReport] = Lanes(lambda chunk: _sync_chunk(sync, chunk))
+    lanes: Lanes[list[str], RunReport] = Lanes(lambda chunk: _sync_chunk(sync, chunk, report.dry_run))
     with lanes:
         for chunk in chunks:
             if report.fatal or (should_stop is not None and should_stop()):
@@ -103,16 +141,18 @@ def sync_ids(
     return complete and not report.fatal
 
 
-def _sync_chunk(sync: PolledSync, chunk: list[str]) -> RunReport:
+def _sync_chunk(sync: PolledSync, chunk: list[str], dry_run: bool) -> RunReport:
     """One batch of ids: one query, then the pipeline; its own report (batches overlap)."""
-    report = RunReport(sync.noun)
+    report = RunReport(sync.noun, dry_run=dry_run)
     soql = f"{sync._select()}{sync._where(f'Id IN {id_list(chunk)}')}"
     rows = [r for page in sync.ctx.sf.query_pages(soql) for r in page]
     found = {r["Id"] for r in rows}
     missing = [i for i in chunk if i not in found]
-    if missing:
+    if missing and not dry_run:
         sync.ctx.store.failures.clear_many(sync.object_type, missing)
     for record_id in missing:
-        report.add(Outcome(sync.object_type, record_id, "", "noop", "unchanged", message=sync.missing_reason))
+        report.add(
+            Outcome(sync.object_type, record_id, "", UNSELECTED, "unchanged", message=sync.missing_reason)
+        )
     sync.process(rows, report)
     return report

@@ -55,6 +55,10 @@ class RunReport:
             lines.append(f"  {o.status.upper():8} {o.sf_id} {o.label!r}: {o.message}")
         if len(shown) > limit_failures:
             lines.append(f"  … and {len(shown) - limit_failures} more (cpq2stripe status --failed)")
+        left = [o for o in self.outcomes if o.action == "unselected"]
+        if left:
+            lines.append(f"  {len(left)} linked but no longer selected (left as they are in Stripe):")
+            lines.extend(f"    {o.sf_id}: {o.message}" for o in left[:limit_failures])
         if self.fatal:
             lines.append(f"  STOPPED: {self.fatal}")
         return lines
