@@ -5,18 +5,60 @@ Reads only the state store: it works when Salesforce or Stripe is unreachable.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from connector.settings import Settings
+from connector.state.models import Failure, Heartbeat
 from connector.state.store import StateStore
 
 REMOVED_SHOWN = 20
+# A heartbeat older than this many beat intervals means the instance is gone (killed, host lost).
+STALE_BEATS = 3
 
 
-def print_status(settings: Settings, *, failed_only: bool, out: Callable[[str], None]) -> None:
+@dataclass(frozen=True)
+class FailureFilter:
+    """Which failures to show: by Salesforce object or link type, error code, and age."""
+
+    object: str | None = None  # accounts, Order, customer, subscriptions (any case)
+    reason: str | None = None  # an error code, e.g. invalid_data
+    since: datetime | None = None  # last failed at or after
+
+    def keep(self, f: Failure) -> bool:
+        if self.object:
+            wanted = {self.object.lower(), self.object.lower().removesuffix("s")}  # orders, Order
+            if not wanted & {f.sf_object.lower(), f.object_type.lower()}:
+                return False
+        if self.reason and self.reason != f.error_code:
+            return False
+        return self.since is None or f.last_failed_at >= self.since
+
+
+def by_reason(failures: Sequence[Failure]) -> list[tuple[str, str, int]]:
+    """(object, error code, count), most frequent first: what to fix first."""
+    counts = Counter((f.sf_object, f.error_code) for f in failures)
+    return [(obj, code, n) for (obj, code), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def print_status(
+    settings: Settings,
+    *,
+    failed_only: bool,
+    out: Callable[[str], None],
+    only: FailureFilter | None = None,
+    as_json: bool = False,
+) -> None:
     store = StateStore.open(settings.database_url)
     try:
-        failures = store.failures.all()
+        failures = [f for f in store.failures.all() if (only or FailureFilter()).keep(f)]
+        if as_json:
+            out(json.dumps(_status_document(store, settings, failures, failed_only), indent=2, default=str))
+            return
         if not failed_only:
             out("Links (Salesforce record ↔ Stripe object):")
             counts = store.links.counts()
@@ -51,8 +93,13 @@ def print_status(settings: Settings, *, failed_only: bool, out: Callable[[str], 
                     if run.error:
                         out(f"  error: {run.error}")
         if not failed_only:
-            _print_instances(store, out)
+            _print_instances(store, settings.heartbeat_interval_seconds, out)
         out(f"Needing attention: {len(failures)}")
+        groups = by_reason(failures)
+        if len(failures) > 1:
+            out("  by reason (most first; filter with --object / --reason / --since):")
+            for obj, code, n in groups:
+                out(f"    {n:6}  {obj} [{code}]")
         for f in failures:
             when = (
                 f"retry after {f.next_retry_at.isoformat()}"
@@ -65,23 +112,90 @@ def print_status(settings: Settings, *, failed_only: bool, out: Callable[[str], 
         store.close()
 
 
-def _print_instances(store: StateStore, out: Callable[[str], None]) -> None:
-    """Daemon instances from their heartbeats: role, last beat age, counters."""
-    from datetime import UTC, datetime
+def _status_document(
+    store: StateStore, settings: Settings, failures: Sequence[Failure], failed_only: bool
+) -> dict[str, Any]:
+    """What `status --json` prints: the same facts as the text, for scripts and monitoring."""
+    doc: dict[str, Any] = {
+        "failures": [
+            {
+                "sf_object": f.sf_object,
+                "sf_id": f.sf_id,
+                "object_type": f.object_type,
+                "reason": f.error_code,
+                "message": f.message,
+                "retryable": f.retryable,
+                "attempts": f.attempts,
+                "last_failed_at": f.last_failed_at.isoformat(),
+                "next_retry_at": f.next_retry_at.isoformat() if f.next_retry_at else None,
+            }
+            for f in failures
+        ],
+        "failures_by_reason": [{"sf_object": o, "reason": c, "count": n} for o, c, n in by_reason(failures)],
+    }
+    if failed_only:
+        return doc
+    doc["links"] = [
+        {"object_type": t, "status": s, "count": n} for (t, s), n in sorted(store.links.counts().items())
+    ]
+    doc["cursors"] = {
+        name: cursor.modstamp.isoformat() if cursor.modstamp else None for name, cursor in store.cursors.all()
+    }
+    runs = {}
+    for kind in ("sync", "retry"):
+        run = store.runs.last(kind)
+        if run:
+            runs[kind] = {
+                "status": run.status,
+                "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+                "counts": dict(run.counts),
+                "error": run.error,
+            }
+    doc["last_runs"] = runs
+    doc["instances"] = [
+        {
+            "instance_id": b.instance_id,
+            "role": role,
+            "host": b.host,
+            "pid": b.pid,
+            "last_beat": b.beat_at.isoformat(),
+        }
+        for b, role in _roles(store, settings.heartbeat_interval_seconds)
+    ]
+    return doc
 
-    beats = store.instances.list_heartbeats()
+
+def _roles(store: StateStore, beat_interval: float) -> list[tuple[Heartbeat, str]]:
+    """Each instance's role as it really is now: a leader whose lease ran out (killed, cut off) is
+    no longer shown as the leader; one that stopped beating is stale."""
     lease = store.instances.lease_holder("daemon")
+    now = datetime.now(UTC)
+    stale_after = STALE_BEATS * beat_interval
+    out = []
+    for beat in store.instances.list_heartbeats():
+        holds = lease is not None and lease[0] == beat.instance_id and lease[1] > now
+        role = beat.role
+        if beat.role == "leader":
+            role = (
+                "leader (holds the lease)" if holds else "former leader (lease expired: stopped or killed?)"
+            )
+        if (now - beat.beat_at).total_seconds() > stale_after:
+            role += "; STALE: not beating"
+        out.append((beat, role))
+    return out
+
+
+def _print_instances(store: StateStore, beat_interval: float, out: Callable[[str], None]) -> None:
+    """Daemon instances from their heartbeats: role, last beat age, counters."""
+    beats = _roles(store, beat_interval)
     now = datetime.now(UTC)
     out("Daemon instances (`cpq2stripe run`):")
     if not beats:
         out("  none running")
         return
-    for beat in beats:
+    for beat, role in beats:
         age = (now - beat.beat_at).total_seconds()
-        holds = lease is not None and lease[0] == beat.instance_id and lease[1] > now
-        role = beat.role + (" (holds the lease)" if holds else "")
-        stale = "  STALE: not beating; killed?" if age > 60 else ""
-        out(f"  {beat.instance_id}  {role}  pid {beat.pid} on {beat.host}  last beat {age:.0f} s ago{stale}")
+        out(f"  {beat.instance_id}  {role}  pid {beat.pid} on {beat.host}  last beat {age:.0f} s ago")
         info = beat.info or {}
         if beat.role == "leader" and info:
             lag = info.get("event_lag_seconds")
