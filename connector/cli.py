@@ -6,13 +6,19 @@ Exit codes: 0 success, 1 some records failed, 2 configuration problem (settings 
 
 from __future__ import annotations
 
+import difflib
+import functools
+import importlib.metadata
 import importlib.util
+import inspect
 import logging
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,13 +26,17 @@ if TYPE_CHECKING:
     from connector.mapping import Mappings
     from connector.settings import Settings
 
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     help="Keeps Stripe Billing in step with Salesforce CPQ.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings=HELP_OPTIONS,
 )
-mappings_app = typer.Typer(help="Work with the admin-edited YAML mappings.", no_args_is_help=True)
+mappings_app = typer.Typer(
+    help="Work with the admin-edited YAML mappings.", no_args_is_help=True, context_settings=HELP_OPTIONS
+)
 app.add_typer(mappings_app, name="mappings")
 
 EXIT_RECORD_FAILURES = 1
@@ -57,14 +67,112 @@ def _mappings(directory: Path) -> Mappings:
         raise _fail(str(exc), EXIT_CONFIG) from None
 
 
-@app.callback()
-def _main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every record action.")] = False,
-    json_logs: Annotated[bool, typer.Option("--json-logs", help="Log one JSON object per line.")] = False,
-) -> None:
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+# Logging options, accepted before the command and after it (see _with_logging_options).
+LOG_LEVEL_ENV = "CPQ2STRIPE_LOG_LEVEL"
+JSON_LOGS_ENV = "CPQ2STRIPE_JSON_LOGS"
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Log every record action (the same as --log-level DEBUG).")
+]
+Level = Annotated[
+    LogLevel | None,
+    typer.Option("--log-level", case_sensitive=False, envvar=LOG_LEVEL_ENV, help="The connector's log level"),
+]
+JsonLogs = Annotated[
+    bool, typer.Option("--json-logs", envvar=JSON_LOGS_ENV, help="Log one JSON object per line.")
+]
+
+
+def _configure_logging(verbose: bool, log_level: LogLevel | None, json_logs: bool) -> None:
     from connector.logs import configure_logging
 
-    configure_logging(verbose=verbose, json_lines=json_logs)
+    level = log_level or (LogLevel.DEBUG if verbose else LogLevel.INFO)
+    configure_logging(level=level.value, json_lines=json_logs)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"cpq2stripe {importlib.metadata.version('cpq2stripe')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: Verbose = False,
+    log_level: Level = None,
+    json_logs: JsonLogs = False,
+    _version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    _configure_logging(verbose, log_level, json_logs)  # each command reconfigures with its own options
+
+
+def _warn_unknown_variables() -> None:
+    """Name each CPQ2STRIPE_ variable no setting reads, in the environment or `.env` (a typo)."""
+    from dotenv import dotenv_values
+
+    from connector.settings import unknown_variables
+
+    names = [*os.environ, *(dotenv_values(".env") if Path(".env").is_file() else ())]
+    for warning in unknown_variables(names, also_known=(LOG_LEVEL_ENV, JSON_LOGS_ENV)):
+        logging.getLogger("connector.settings").warning(warning)
+
+
+def _with_logging_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`command` plus -v, --log-level and --json-logs, so they work after the command name too;
+    it configures logging from both places, then warns about misspelt variables, once.
+
+    Typer reads a command's options from its signature: the wrapper's signature is the command's
+    plus these, and a value given here adds to the one given before the command.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    extra = [
+        inspect.Parameter("log_ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context),
+        inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Verbose),
+        inspect.Parameter("log_level", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Level),
+        inspect.Parameter("json_logs", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonLogs),
+    ]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        before = kwargs.pop("log_ctx").find_root().params
+        verbose, json_logs = kwargs.pop("verbose"), kwargs.pop("json_logs")
+        log_level = kwargs.pop("log_level")
+        _configure_logging(
+            verbose or before.get("verbose", False),
+            log_level or before.get("log_level"),
+            json_logs or before.get("json_logs", False),
+        )
+        _warn_unknown_variables()
+        return command(*args, **kwargs)
+
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), *extra]
+    )
+    return wrapper
+
+
+def _check_objects(value: str) -> str:
+    """Refuse an unknown name in --objects: a typo would otherwise sync nothing and exit 0."""
+    from connector.sync.streams import KEYS
+
+    for name in (n.strip() for n in value.split(",")):
+        if name not in KEYS:
+            close = difflib.get_close_matches(name, KEYS, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise typer.BadParameter(f"unknown object '{name}'; {hint}Choose from: {', '.join(KEYS)}")
+    return value
+
+
+Objects = Annotated[str, typer.Option(help="Comma-separated: accounts,orders", callback=_check_objects)]
 
 
 @app.command()
@@ -72,14 +180,15 @@ def sync(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; change nothing anywhere.")
     ] = False,
-    objects: Annotated[str, typer.Option(help="Comma-separated: accounts,orders")] = "accounts,orders",
+    objects: Objects = "accounts,orders",
 ) -> None:
     """One pass: poll Salesforce for changed records, apply them to Stripe, exit (`run` keeps going)."""
     from connector.sync.runner import run_sync_once
 
     settings = _settings()
     mappings = _mappings(settings.mappings_dir)
-    code = run_sync_once(settings, mappings, dry_run=dry_run, objects=objects.split(","), out=typer.echo)
+    names = [o.strip() for o in objects.split(",")]
+    code = run_sync_once(settings, mappings, dry_run=dry_run, objects=names, out=typer.echo)
     raise typer.Exit(code)
 
 
@@ -87,7 +196,11 @@ def sync(
 def run(
     metrics_port: Annotated[
         int | None,
-        typer.Option(help="Serve Prometheus counters on this port at /metrics (overrides the setting)."),
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve Prometheus counters on this port at /metrics (overrides the setting).",
+        ),
     ] = None,
 ) -> None:
     """Run the sync daemon: poll, retry, follow events; one active instance; SIGTERM stops cleanly."""
@@ -105,6 +218,7 @@ def status(
     from connector.status import print_status
 
     settings = _settings()
+    _require_state_database(settings)
     print_status(settings, failed_only=failed, out=typer.echo)
 
 
@@ -133,6 +247,7 @@ def log_(
     except ValueError as exc:
         raise _fail(str(exc), EXIT_CONFIG) from None
     object_type = next((s.object_type for s in STREAMS if s.key == object_), object_)
+    _require_state_database(settings)
     with StateStore.open(settings.database_url) as store:
         print_log(store, record=record, since=since_at, object_type=object_type, limit=limit, out=typer.echo)
 
@@ -200,11 +315,13 @@ def backfill(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Plan every record and count the actions; change nothing.")
     ] = False,
-    limit: Annotated[int | None, typer.Option(help="At most N records of each object in this run.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="At most N records of each object in this run.")
+    ] = None,
     since: Annotated[
         str | None, typer.Option(help="Only records modified at or after this ISO 8601 instant.")
     ] = None,
-    objects: Annotated[str, typer.Option(help="Comma-separated: accounts,orders")] = "accounts,orders",
+    objects: Objects = "accounts,orders",
     failures_csv: Annotated[
         Path, typer.Option("--failures-csv", help="Where to write the failed and refused records.")
     ] = Path("backfill-failures.csv"),
@@ -212,7 +329,7 @@ def backfill(
         int, typer.Option(help="Read with a Bulk API 2.0 query job above this many records.")
     ] = 10_000,
     workers: Annotated[
-        int | None, typer.Option(help="Concurrent Stripe requests (default: from rps).")
+        int | None, typer.Option(min=1, max=64, help="Concurrent Stripe requests (default: from rps).")
     ] = None,
 ) -> None:
     """Sync everything once, as fast as Stripe's rate limit allows; resumable after an interruption."""
@@ -268,6 +385,26 @@ def sandbox(ctx: typer.Context) -> None:
     from connector.sandbox.runner import main as sandbox_main
 
     raise typer.Exit(sandbox_main(list(ctx.args)))
+
+
+def _require_state_database(settings: Settings) -> None:
+    """A read-only command never creates the state database: a missing file means the wrong place."""
+    from connector.state.urls import sqlite_file
+
+    path = sqlite_file(settings.database_url)
+    if path is not None and not path.exists():
+        raise _fail(
+            f"No state database at {path.absolute()}: nothing has run with it. CPQ2STRIPE_DATABASE_URL is "
+            f"{settings.database_url} (a relative path starts in the working directory, {Path.cwd()}). "
+            "Fix: run this from the connector's directory, or set CPQ2STRIPE_DATABASE_URL to its database.",
+            EXIT_CONFIG,
+        )
+
+
+for _typer in (app, mappings_app):
+    for _info in _typer.registered_commands:
+        if _info.callback is not None and _info.callback is not sandbox:
+            _info.callback = _with_logging_options(_info.callback)
 
 
 def main() -> None:

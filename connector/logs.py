@@ -47,7 +47,8 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(*, verbose: bool = False, json_lines: bool = False) -> None:
+def configure_logging(*, level: str = "INFO", json_lines: bool = False) -> None:
+    """The connector logs at `level`; other libraries only their warnings (all of it at DEBUG)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RedactingFilter())
     handler.setFormatter(
@@ -55,9 +56,11 @@ def configure_logging(*, verbose: bool = False, json_lines: bool = False) -> Non
         if json_lines
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    numeric = logging.getLevelNamesMapping()[level]
+    others = numeric if numeric == logging.DEBUG else max(numeric, logging.WARNING)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    logging.getLogger("connector").setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.setLevel(others)
+    logging.getLogger("connector").setLevel(numeric)
     for noisy in ("urllib3", "stripe", "simple_salesforce", "apscheduler"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))

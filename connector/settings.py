@@ -6,8 +6,9 @@ every validation problem into one readable `SettingsError` listing all of them a
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,12 @@ from typing import Any
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connector.state.urls import normalise_database_url
+
 ENV_PREFIX = "CPQ2STRIPE_"
+# Variables with the prefix that are read outside Settings: the test suites' own knobs.
+TEST_PREFIX = "CPQ2STRIPE_TEST_"
+OTHER_VARIABLES = frozenset({"CPQ2STRIPE_RELIABILITY_SCALE"})
 # Salesforce's shared login hosts: no org's My Domain, so no client credentials flow there.
 GENERIC_LOGIN_HOSTS = frozenset({"login.salesforce.com", "test.salesforce.com"})
 
@@ -86,6 +92,11 @@ class Settings(BaseSettings):
                 "(expected sk_test_…, sk_live_…, rk_test_… or rk_live_…)"
             )
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_form(cls, value: str) -> str:
+        return normalise_database_url(value)
 
     @field_validator("salesforce_api_version")
     @classmethod
@@ -179,3 +190,16 @@ def load_settings(**overrides: object) -> Settings:
         for err in exc.errors(include_input=False):
             problems.extend(_describe(err))
         raise SettingsError(problems) from None
+
+
+def unknown_variables(names: Iterable[str], also_known: Iterable[str] = ()) -> list[str]:
+    """One warning per CPQ2STRIPE_ variable nothing reads: a misspelt setting is otherwise ignored."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | OTHER_VARIABLES | set(also_known)
+    warnings = []
+    for name in sorted({n.upper() for n in names}):
+        if not name.startswith(ENV_PREFIX) or name.startswith(TEST_PREFIX) or name in known:
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]}?" if close else "; see the settings in README.md, Configuration"
+        warnings.append(f"{name} is not a setting and is ignored{hint}")
+    return warnings

@@ -23,6 +23,7 @@ from sqlalchemy.pool import StaticPool
 
 from connector.errors import FatalError
 from connector.state.migrations import migrate
+from connector.state.urls import normalise_database_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _IN_CHUNK = 5_000  # ids per IN (...) list: a page of 2,000 is one query; SQLite allows 32,766 params
@@ -55,15 +56,10 @@ def chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[str
 
 
 def engine_for(url: str) -> Engine:
-    parsed: URL = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
+    parsed: URL = make_url(normalise_database_url(url))
+    if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
-    if backend == "postgresql":
-        if parsed.get_driver_name() != "psycopg":
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_pre_ping=True)
-    raise ValueError(f"unsupported state database {backend!r}: use sqlite:/// or postgresql://")
+    return create_engine(parsed, pool_pre_ping=True)
 
 
 def _sqlite_engine(parsed: URL) -> Engine:
