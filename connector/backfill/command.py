@@ -123,8 +123,7 @@ class Backfill:
 
     def run_object(self, spec: Stream) -> ObjectTotals:
         ctx, opts = self.ctx, self.options
-        totals = ObjectTotals(spec.title, spec.sf_object)
-        self.report.objects.append(totals)
+        totals = self.report.totals_for(spec.object_type)
         sync = spec.build(ctx)
         name = cursor_name(spec, opts.since)
         saved = ctx.store.cursors.get(name)
@@ -305,10 +304,7 @@ def run_backfill(
                 report.rate_limited = ctx.gateway.rate_limited
                 report.salesforce_calls = ctx.sf.total_calls
                 if ctx.run_id is not None:
-                    counts: dict[str, int] = {}
-                    for t in report.objects:
-                        for status, n in t.counts.items():
-                            counts[status] = counts.get(status, 0) + n
+                    counts = report.run_counts()
                     ctx.store.runs.finish(ctx.run_id, counts, "failed" if error else "succeeded", error)
                 report.csv.close()
     except KeyboardInterrupt:

@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from connector.sync.report import Outcome
+from connector.sync.report import OK_STATUSES, Outcome
 
 STATUSES = ("created", "updated", "unchanged", "refused", "failed")
+# Dry run: the actions a record may be planned again for (an Order's Account, still unlinked).
+SETTLED_ACTIONS = frozenset({"noop", "update"})
+FAILED_ACTIONS = frozenset({"error", "refuse"})
 CSV_COLUMNS = ("record_id", "object", "name", "status", "error_code", "message")
 MAX_KEPT_FAILURES = 1000  # shown in the report; the CSV has every one
 
@@ -74,6 +77,11 @@ class ObjectTotals:
     failures: list[FailureRow] = field(default_factory=list)
     resumed_after: str | None = None
     fatal: str | None = None
+    object_type: str = ""  # the link type its records become: customer, subscription
+    # Records that may come back in this run (an Order batch re-applies its unlinked Accounts) ->
+    # the status (dry run: action) they were counted under, so each record is counted once: those
+    # failed or refused (dry run: planned to be created or refused), not every record.
+    open_records: dict[str, str] = field(default_factory=dict)
 
     @property
     def processed(self) -> int:
@@ -94,23 +102,67 @@ class BackfillReport:
     def add_outcomes(
         self, totals: ObjectTotals, outcomes: Iterable[Outcome], codes: dict[str, str] | None = None
     ) -> None:
+        """Count each outcome under its own object (an Order batch's Accounts under Accounts),
+        each record once."""
         codes = codes or {}
         for o in outcomes:
+            own = totals if o.object_type == totals.object_type else self.totals_for(o.object_type, totals)
             if self.dry_run:
-                totals.planned[o.action] += 1
+                self._count(own, o.sf_id, own.planned, o.action, o.action not in SETTLED_ACTIONS)
                 continue
-            totals.counts[o.status] += 1
-            if o.status in ("failed", "refused"):
-                code = codes.get(o.sf_id) or o.action
-                totals.reasons[code] += 1
-                row = FailureRow(o.sf_id, totals.sobject, o.label, o.status, code, o.message)
+            again = o.sf_id in own.open_records
+            self._count(own, o.sf_id, own.counts, o.status, o.status not in OK_STATUSES)
+            if o.status in ("failed", "refused") and not again:
+                code = o.code or codes.get(o.sf_id) or o.action
+                own.reasons[code] += 1
+                row = FailureRow(o.sf_id, own.sobject, o.label, o.status, code, o.message)
                 self.csv.write(row)
-                if len(totals.failures) < MAX_KEPT_FAILURES:
-                    totals.failures.append(row)
+                if len(own.failures) < MAX_KEPT_FAILURES:
+                    own.failures.append(row)
+
+    @staticmethod
+    def _count(totals: ObjectTotals, sf_id: str, counter: Counter[str], key: str, open_: bool) -> None:
+        """Count `key` for the record, replacing what it was counted under before in this run."""
+        before = totals.open_records.pop(sf_id, None)
+        if before is not None:
+            counter[before] -= 1
+            if counter[before] <= 0:
+                del counter[before]
+        counter[key] += 1
+        if open_:
+            totals.open_records[sf_id] = key
+
+    def totals_for(self, object_type: str, default: ObjectTotals | None = None) -> ObjectTotals:
+        """The totals of this kind of object, made (in dependency order) on first need: an Order
+        batch's Accounts count under Accounts even when this backfill did not run Accounts.
+        An object no stream declares counts in `default`."""
+        found = next((t for t in self.objects if t.object_type == object_type), None)
+        if found is not None:
+            return found
+        from connector.sync import streams
+
+        spec = streams.by_object_type(object_type)
+        if spec is None:
+            assert default is not None, object_type
+            return default
+        made = ObjectTotals(spec.title, spec.sf_object, object_type=object_type)
+        order = [s.object_type for s in streams.STREAMS]
+        later = order[order.index(object_type) + 1 :]
+        at = next((i for i, t in enumerate(self.objects) if t.object_type in later), len(self.objects))
+        self.objects.insert(at, made)
+        return made
 
     @property
     def failed(self) -> int:
-        return sum(t.counts["failed"] + t.counts["refused"] for t in self.objects)
+        """Records failed or refused; in a dry run, those it plans to fail or refuse."""
+        return sum(
+            t.counts["failed"] + t.counts["refused"] + sum(t.planned[a] for a in FAILED_ACTIONS)
+            for t in self.objects
+        )
+
+    def run_counts(self) -> dict[str, int]:
+        """The counts kept with the run in the state store, per object: "customer created", ..."""
+        return {f"{t.object_type} {s}": n for t in self.objects for s, n in t.counts.items() if n}
 
     @property
     def fatal(self) -> str | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from connector.errors import RecordError
 from connector.mapping import map_record, soql_fields
+from connector.salesforce.soql import id_list
 from connector.salesforce.writeback import WriteBack
 from connector.state.cursor import parse_modstamp
 from connector.state.models import Link
@@ -32,6 +33,28 @@ log = logging.getLogger(__name__)
 OBJECT_TYPE = CUSTOMER.object_type
 SF_OBJECT = "Account"
 CURSOR_NAME = "Account"
+
+
+PREVIEW_VALUE_CHARS = 40
+
+
+def preview_params(params: Mapping[str, Any], prefix: str = "") -> str:
+    """The values a create would send, one line: `name='Globex', address.city='Springfield'`;
+    empty values left out, long ones cut, so an admin can check the mapping at a glance."""
+    parts: list[str] = []
+    for key, value in sorted(params.items()):
+        if isinstance(value, Mapping):
+            inner = preview_params(value, f"{prefix}{key}.")
+            if inner:
+                parts.append(inner)
+            continue
+        if value is None or value == "" or value == [] or value == {}:
+            continue
+        text = repr(value)
+        if len(text) > PREVIEW_VALUE_CHARS:
+            text = text[: PREVIEW_VALUE_CHARS - 1] + "…"
+        parts.append(f"{prefix}{key}={text}")
+    return ", ".join(parts)
 
 
 class AccountSync:
@@ -73,24 +96,11 @@ class AccountSync:
         ids = [r["Id"] for r in rows]
         if links is None:
             links = ctx.store.links.get_many(ctx.stripe_account, OBJECT_TYPE, ids)
-        id_field = self.mapping.write_back.stripe_id
-        plans: list[tuple[Mapping[str, Any], Plan]] = []
-        for row in rows:
-            mapped = map_record(self.mapping, dict(row))
-            link = links.get(row["Id"])
-            view = None
-            if link is not None:
-                view = LinkView(
-                    link.stripe_id, link.status, dict(link.field_hashes or {}), link.idempotency_key
-                )
-            plan = plan_record(
-                row["Id"], mapped.params, [str(e) for e in mapped.errors], view, row.get(id_field)
-            )
-            plans.append((row, plan))
+        plans = self.plan_rows(rows, links)
 
         if report.dry_run:
             for row, plan in plans:
-                report.add(self._dry_outcome(row, plan))
+                report.add(self.dry_outcome(row, plan))
             return
 
         # Unchanged records are most of a rerun: clear failures only where there are some.
@@ -118,16 +128,46 @@ class AccountSync:
         if len(done) < len(outcomes):
             report.fatal = ctx.fatal_message or "a fatal error stopped the run"
 
+    def plan_rows(
+        self, rows: Sequence[Mapping[str, Any]], links: Mapping[str, Link]
+    ) -> list[tuple[Mapping[str, Any], Plan]]:
+        """Map and plan every row, no Stripe call: what `process` applies and a dry run shows."""
+        id_field = self.mapping.write_back.stripe_id
+        plans: list[tuple[Mapping[str, Any], Plan]] = []
+        for row in rows:
+            mapped = map_record(self.mapping, dict(row))
+            link = links.get(row["Id"])
+            view = None
+            if link is not None:
+                view = LinkView(
+                    link.stripe_id, link.status, dict(link.field_hashes or {}), link.idempotency_key
+                )
+            plan = plan_record(
+                row["Id"], mapped.params, [str(e) for e in mapped.errors], view, row.get(id_field)
+            )
+            plans.append((row, plan))
+        return plans
+
+    def selected_rows(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """These Accounts as the customer mapping selects them (its condition applied): an id
+        missing from the answer is not a billing entity, or was deleted."""
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(ids), polling.ID_BATCH):
+            chunk = list(ids[start : start + polling.ID_BATCH])
+            soql = f"{self._select()}{self._where(f'Id IN {id_list(chunk)}')}"
+            rows.extend(r for page in self.ctx.sf.query_pages(soql) for r in page)
+        return rows
+
     # ---- applying one plan ----------------------------------------------------------------------
 
     def _label(self, row: Mapping[str, Any]) -> str:
         return str(row.get("Name") or "")
 
-    def _dry_outcome(self, row: Mapping[str, Any], plan: Plan) -> Outcome:
+    def dry_outcome(self, row: Mapping[str, Any], plan: Plan) -> Outcome:
         if plan.action is Action.UPDATE:
             message = "send " + ", ".join(f"{k}={v!r}" for k, v in sorted(plan.changes.items()))
         elif plan.action in (Action.CREATE, Action.ADOPT, Action.RECOVER):
-            message = "send " + ", ".join(sorted(plan.params))
+            message = "send " + preview_params(plan.params)
         else:
             message = plan.reason
         return Outcome(

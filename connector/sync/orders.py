@@ -51,12 +51,15 @@ from connector.sync.exactly_once import (
 )
 from connector.sync.fieldhash import field_hashes, payload_hash
 from connector.sync.keyed_locks import KeyedLocks
+from connector.sync.money import from_minor_units
 from connector.sync.order_rules import (
+    ItemSpec,
     LinePrice,
     OrderPlan,
     OrderRefusal,
     OrderRulesConfig,
     ProductSpec,
+    Recurrence,
     ScheduleSpec,
     SubscriptionSpec,
     order_fingerprint,
@@ -64,12 +67,14 @@ from connector.sync.order_rules import (
 )
 from connector.sync.order_rules.fields import LINE_FIELDS, ORDER_FIELDS
 from connector.sync.pipeline import Batch
-from connector.sync.report import Outcome, RunReport
+from connector.sync.plan import Action
+from connector.sync.report import OK_STATUSES, Outcome, RunReport
 
 log = logging.getLogger(__name__)
 
 OBJECT_TYPE = SUBSCRIPTION.object_type
 SF_OBJECT = "Order"
+SF_ACCOUNT = "Account"
 CURSOR_NAME = "Order"
 # The order rules read the saved payment method from the Account under this key; the pipeline puts
 # the value the mapping resolved there, wherever the mapping reads it from.
@@ -113,6 +118,54 @@ def _price_key_id(lp: LinePrice) -> str:
     return f"{lp.write_back_id}-{_short(lp.spec.key())}"
 
 
+def _every(rec: Recurrence) -> str:
+    unit = {"month": "month", "year": "year"}[rec.interval]
+    return f"every {unit}" if rec.interval_count == 1 else f"every {rec.interval_count} {unit}s"
+
+
+def _items_text(plan: OrderPlan, items: Sequence[ItemSpec]) -> str:
+    names = {p.sf_id: p.name for p in plan.products}
+    parts = []
+    for item in items:
+        spec = plan.price_for(item.order_item_id).spec
+        amount = from_minor_units(spec.unit_amount, spec.unit_amount_decimal, spec.currency)
+        usage = spec.recurring is not None and spec.recurring.usage_type == "metered"
+        quantity = "metered" if usage or item.quantity is None else f"{item.quantity} ×"
+        parts.append(f"{names.get(spec.product_sf_id, spec.product_sf_id)} {quantity} {amount}")
+    return ", ".join(parts)
+
+
+def order_preview(plan: OrderPlan, customer: str) -> str:
+    """What a dry run says an Order becomes, on one line: the Stripe object and its customer,
+    currency and interval, each item (product, quantity, unit amount), the one-time items, start
+    and end (or evergreen), and what a backdated start bills."""
+    sub = plan.subscription
+    recurrences = {plan.price_for(i.order_item_id).spec.recurring for i in sub.items} - {None}
+    every = ", ".join(sorted(_every(r) for r in recurrences if r is not None)) or "no recurring items"
+    parts = [
+        f"{'subscription schedule' if plan.is_schedule else 'subscription'} for {customer}",
+        f"{plan.currency.upper()} {every}",
+        f"items: {_items_text(plan, sub.items) or 'none'}",
+    ]
+    if sub.invoice_items:
+        parts.append(f"one-time: {_items_text(plan, sub.invoice_items)}")
+    if isinstance(sub, ScheduleSpec):
+        start, end_at = _day(sub.start_date), sub.end_date
+    else:
+        start = _day(sub.backdate_start_date) if sub.backdate_start_date else "today"
+        end_at = sub.cancel_at
+    # Stripe ends at the first instant after the Order's End Date: show the End Date itself.
+    end = "evergreen" if end_at is None else f"ends {_day(end_at - 86400)}"
+    parts.append(f"starts {start}, {end}")
+    if isinstance(sub, SubscriptionSpec) and sub.backdating():
+        parts.append(sub.backdating())
+    return "; ".join(parts)
+
+
+def _day(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).date().isoformat()
+
+
 # ---- what the pipeline decided about one Order, before any Stripe call ---------------------------
 
 
@@ -124,6 +177,7 @@ class CreateSubscription:
     description: str | None
     metadata: dict[str, str]
     customer_id: str | None = None  # set once the Account's Customer is known
+    new_customer: str = ""  # a dry run: the Account whose Customer the run would create first
 
 
 @dataclass(frozen=True)
@@ -251,7 +305,12 @@ class OrderSync:
             links = ctx.store.links.get_many(ctx.stripe_account, OBJECT_TYPE, ids)
         config = rules_config(self.mapping, ctx.now().date())
         work = [self._decide(self._normalise(row), links.get(row["Id"]), config) for row in rows]
-
+        # Every check before a Stripe write, the Accounts' included, whether dry or not: a dry
+        # run's plan is what the run does.
+        with self._customers_lock:
+            self._ensure_customers(work, report)
+        if report.fatal:
+            return
         if report.dry_run:
             for w in work:
                 report.add(self._dry_outcome(w))
@@ -261,10 +320,6 @@ class OrderSync:
         for w in work:
             if w.outcome is not None and w.outcome.action == "noop" and w.link is not None:
                 self._restage_catalog(w.row, config, batch)
-        with self._customers_lock:
-            self._ensure_customers(work, report)
-        if report.fatal:
-            return
         failing = ctx.store.failures.failing_ids(OBJECT_TYPE, ids)
         todo = [w for w in work if w.outcome is None]
         new = [w for w in todo if w.link is None and isinstance(w.task, CreateSubscription)]
@@ -443,22 +498,18 @@ class OrderSync:
             message = f"mapping changed: send {', '.join(fields)} where Stripe differs"
             return Outcome(OBJECT_TYPE, sid, label, "update", "planned", task.stripe_id, message)
         assert isinstance(task, CreateSubscription)
-        plan = task.plan
-        kind = "subscription schedule" if plan.is_schedule else "subscription"
         action = "recover" if w.link is not None else "create"
-        message = (
-            f"{kind} with {len(plan.subscription.items)} items, "
-            f"{len(plan.subscription.invoice_items)} one-time items, {len(plan.products)} products"
-        )
-        if isinstance(plan.subscription, SubscriptionSpec) and plan.subscription.backdating():
-            message += f"; {plan.subscription.backdating()}"
-        return Outcome(OBJECT_TYPE, sid, label, action, "planned", None, message)
+        customer = task.customer_id or f"new customer for {task.new_customer}"
+        return Outcome(OBJECT_TYPE, sid, label, action, "planned", None, order_preview(task.plan, customer))
 
     # ---- customers ---------------------------------------------------------------------------
 
     def _ensure_customers(self, work: list[OrderWork], report: RunReport) -> None:
-        """Give every Order to bill its Account's Customer (through the Accounts pipeline) and
-        refuse the Orders whose Account cannot have one."""
+        """Give every Order to bill its Account's Customer and refuse the Orders whose Account
+        cannot have one. The same checks in a dry run, without the creates: an Account is
+        eligible when the customer mapping selects it (its condition) and plans it without an
+        error or refusal. Accounts planned or applied here go in `report` as Account outcomes
+        (the run's report regroups them under Accounts)."""
         from connector.sync.accounts import AccountSync
 
         ctx = self.ctx
@@ -468,44 +519,70 @@ class OrderSync:
             return
         links = ctx.store.links.get_many(ctx.stripe_account, CUSTOMER.object_type, account_ids)
         missing = [a for a in account_ids if not (a in links and links[a].status == "linked")]
-        account_report = RunReport("Accounts (for Orders)")
-        if missing:
-            polling.sync_ids(AccountSync(ctx), missing, account_report)
-            for o in account_report.outcomes:
-                report.add(o)
+        accounts = AccountSync(ctx)
+        rows = accounts.selected_rows(missing) if missing else []
+        plans = {str(row["Id"]): plan for row, plan in accounts.plan_rows(rows, links)}
+        refused = (Action.ERROR, Action.REFUSE)
+        why = {sid: plan.reason for sid, plan in plans.items() if plan.action in refused}
+        if report.dry_run:
+            for row in rows:
+                report.add(accounts.dry_outcome(row, plans[str(row["Id"])]))
+        elif missing:
+            not_selected = [a for a in missing if a not in plans]
+            if not_selected:
+                ctx.store.failures.clear_many(CUSTOMER.object_type, not_selected)
+            account_report = RunReport(SF_ACCOUNT, object_type=CUSTOMER.object_type)
+            accounts.process(rows, account_report)
+            report.outcomes.extend(account_report.outcomes)
             if account_report.fatal:
                 report.fatal = account_report.fatal
                 return
+            why.update({o.sf_id: o.message for o in account_report.outcomes if o.status not in OK_STATUSES})
             links = ctx.store.links.get_many(ctx.stripe_account, CUSTOMER.object_type, account_ids)
-        why = {o.sf_id: o.message for o in account_report.outcomes if o.object_type == CUSTOMER.object_type}
         for w in planned:
             assert isinstance(w.task, CreateSubscription)
             account_id = str(w.row.get("AccountId") or "")
             link = links.get(account_id)
+            name = (w.row.get("Account") or {}).get("Name")
             if link is not None and link.status == "linked" and link.stripe_id:
                 w.task = replace(w.task, customer_id=link.stripe_id)
                 continue
-            reason = why.get(account_id) or (link.status if link is not None else "not synced")
-            failure = ctx.store.failures.get(CUSTOMER.object_type, account_id)
-            if failure is not None and not why.get(account_id):
-                reason = failure.message
-            name = (w.row.get("Account") or {}).get("Name")
-            who = f"Account {account_id}" + (f" ({name})" if name else "")
-            # Fixing the Account does not touch the Order, so a poll would not see it again: this
-            # refusal stays due for retries (with backoff); the others wait for an Order edit.
-            w.outcome = Outcome(
-                OBJECT_TYPE,
-                w.row["Id"],
-                self._label(w.row),
-                "refuse",
-                "refused",
-                None,
-                f"{who} has no Stripe Customer, so the Order cannot be billed: {reason}. Fix: make the "
-                "Account a billing entity that the customer mapping syncs (or fix its error), then "
-                "run the sync again.",
-                code="account_not_synced",
-                retryable=True,
-            )
+            plan = plans.get(account_id)
+            if report.dry_run and plan is not None and account_id not in why:
+                # Created (or adopted) by the run before this Order is billed.
+                label = f"{plan.stripe_id} (named in Salesforce)" if plan.action is Action.ADOPT else ""
+                w.task = replace(w.task, new_customer=str(name or account_id), customer_id=label or None)
+                continue
+            reason = why.get(account_id) or self._why_not(account_id)
+            w.outcome = self._no_customer(w, account_id, name, reason)
+
+    def _why_not(self, account_id: str) -> str:
+        """Why an Account the customer mapping did not plan has no Customer."""
+        failure = self.ctx.store.failures.get(CUSTOMER.object_type, account_id)
+        if failure is not None:
+            return failure.message
+        return (
+            "the customer mapping does not select it (not a billing entity by its condition), "
+            "or it was deleted"
+        )
+
+    def _no_customer(self, w: OrderWork, account_id: str, name: Any, reason: str) -> Outcome:
+        who = f"Account {account_id}" + (f" ({name})" if name else "")
+        # Fixing the Account does not touch the Order, so a poll would not see it again: this
+        # refusal stays due for retries (with backoff); the others wait for an Order edit.
+        return Outcome(
+            OBJECT_TYPE,
+            w.row["Id"],
+            self._label(w.row),
+            "refuse",
+            "refused",
+            None,
+            f"{who} has no Stripe Customer, so the Order cannot be billed: {reason}. Fix: make the "
+            "Account a billing entity that the customer mapping syncs (or fix its error), then "
+            "run the sync again.",
+            code="account_not_synced",
+            retryable=True,
+        )
 
     # ---- applying one Order ------------------------------------------------------------------
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 # The record is in step with Stripe: its Stripe id and "Synced" are written back.
 OK_STATUSES = frozenset({"created", "updated", "unchanged"})
+STATUS_ORDER = ("created", "updated", "unchanged", "failed", "refused")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,9 @@ class RunReport:
     dry_run: bool = False
     outcomes: list[Outcome] = field(default_factory=list)
     fatal: str | None = None
+    # The link type of the records this report counts ("" for a report of several kinds). Another
+    # kind's outcomes in it (an Order batch's Accounts) are moved to that kind's report by `regroup`.
+    object_type: str = ""
 
     def add(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
@@ -37,16 +42,19 @@ class RunReport:
 
     @property
     def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.status in ("failed", "refused")]
+        """What the run failed or refused, or, in a dry run, what it would."""
+        return [o for o in self.outcomes if o.status in ("failed", "refused") or _planned_failure(o)]
 
     def summary_lines(self, *, limit_failures: int = 50) -> list[str]:
         counts = self.counts()
         if self.dry_run:
             planned = Counter(o.action for o in self.outcomes)
             head = ", ".join(f"{n} {a}" for a, n in sorted(planned.items())) or "nothing to do"
+            # A dry run that stopped (Salesforce unreachable, ...) does not know there is nothing to do.
+            if self.fatal:
+                head = f"STOPPED: {self.fatal}"
             return [f"{self.kind} (dry run, nothing changed): {head}"]
-        order = ["created", "updated", "unchanged", "failed", "refused"]
-        head = ", ".join(f"{counts.get(k, 0)} {k}" for k in order)
+        head = ", ".join(f"{counts.get(k, 0)} {k}" for k in STATUS_ORDER)
         if counts.get("incomplete"):
             head += f", {counts['incomplete']} incomplete (first payment failed)"
         lines = [f"{self.kind}: {head}"]
@@ -62,3 +70,45 @@ class RunReport:
         if self.fatal:
             lines.append(f"  STOPPED: {self.fatal}")
         return lines
+
+
+def _planned_failure(o: Outcome) -> bool:
+    return o.status == "planned" and o.action in ("error", "refuse")
+
+
+def regroup(reports: Iterable[RunReport], titles: Mapping[str, str]) -> list[RunReport]:
+    """Each outcome in the report of its own object kind, each record once (its last outcome).
+
+    An Order batch gives the Accounts it bills a Customer through the Accounts pipeline: those
+    are Accounts, counted under Accounts, and an Account the Accounts pass already reported (a
+    failure retried for its Orders, a dry run's planned create) is not counted twice. `titles`
+    names the report of a kind no report was made for (in its order: dependency order)."""
+    reports = list(reports)
+    own = {r.object_type: r for r in reports if r.object_type}
+    order = list(titles)
+    for kind in order:
+        if kind not in own and any(o.object_type == kind for r in own.values() for o in r.outcomes):
+            dry = any(r.dry_run for r in reports)
+            own[kind] = RunReport(titles[kind], dry_run=dry, object_type=kind)
+    latest: dict[tuple[str, str], Outcome] = {}
+    for r in reports:
+        if r.object_type:
+            for o in r.outcomes:
+                key = (o.object_type, o.sf_id)
+                latest[key] = o  # its last outcome, where it was first reported
+    grouped = {kind: [o for (k, _), o in latest.items() if k == kind] for kind in own}
+    out: list[RunReport] = []
+    for kind in sorted(own, key=lambda k: order.index(k) if k in order else len(order)):
+        r = own[kind]
+        r.outcomes = grouped.get(kind, [])
+        out.append(r)
+    return out + [r for r in reports if not r.object_type]
+
+
+def run_counts(reports: Iterable[RunReport]) -> dict[str, int]:
+    """A run's counts for the state store, per kind of object: "customer created", ..."""
+    counts: Counter[str] = Counter()
+    for r in reports:
+        for o in r.outcomes:
+            counts[f"{o.object_type} {o.status}"] += 1
+    return dict(counts)

@@ -14,7 +14,7 @@ from connector.state.store import StateStore
 from connector.stripe_sink.gateway import StripeGateway
 from connector.sync import streams
 from connector.sync.context import SyncContext
-from connector.sync.report import RunReport
+from connector.sync.report import RunReport, regroup, run_counts
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def run_pass(ctx: SyncContext, *, dry_run: bool, objects: list[str]) -> list[Run
     try:
         for stream in streams.selected(objects):
             title = stream.title
-            report = RunReport(title, dry_run=dry_run)
+            report = RunReport(title, dry_run=dry_run, object_type=stream.object_type)
             reports.append(report)
             try:
                 stream.poll(ctx, report)
@@ -65,15 +65,12 @@ def run_pass(ctx: SyncContext, *, dry_run: bool, objects: list[str]) -> list[Run
             if report.fatal:
                 error = report.fatal
                 break
+        reports[:] = regroup(reports, {s.object_type: s.title for s in streams.STREAMS})
         if error is None:
             error = _removals(ctx, reports, dry_run=dry_run, objects=objects)
     finally:
         if run_id is not None:
-            counts: dict[str, int] = {}
-            for r in reports:
-                for status, n in r.counts().items():
-                    counts[status] = counts.get(status, 0) + n
-            ctx.store.runs.finish(run_id, counts, "failed" if error else "succeeded", error)
+            ctx.store.runs.finish(run_id, run_counts(reports), "failed" if error else "succeeded", error)
     return reports
 
 
@@ -138,7 +135,7 @@ def run_retry(settings: Settings, mappings: Mappings, *, record_id: str | None, 
             if ids and not report.fatal:
                 stream.sync_ids(ctx, ids, report)
         ctx.store.runs.finish(
-            ctx.run_id, dict(report.counts()), "failed" if report.fatal else "succeeded", report.fatal
+            ctx.run_id, run_counts([report]), "failed" if report.fatal else "succeeded", report.fatal
         )
         for line in report.summary_lines():
             out(line)
