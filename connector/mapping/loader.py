@@ -6,6 +6,7 @@
 Three passes, all of which always run so an admin sees every problem at once:
 1. YAML: syntax errors carry yaml's mark; a composing pass records the line and column of
    every key and value (and catches duplicate keys, which plain YAML silently overwrites).
+   Plain scalars follow YAML 1.2's core schema, so `NO` stays Norway's code (_CoreSchemaLoader).
 2. Shape: pydantic (`extra='forbid'`); each error's location is mapped back to a line, and an
    unknown key gets a "did you mean" suggestion from the keys the model allows.
 3. Meaning: Stripe targets against `targets.py`, reserved/long metadata keys, duplicate targets,
@@ -45,6 +46,35 @@ Path_ = tuple[str | int, ...]
 
 
 _MAX_NODES = 1_000_000
+
+
+class _CoreSchemaLoader(yaml.SafeLoader):
+    """Plain scalars read as YAML 1.2's core schema reads them, not as YAML 1.1 (PyYAML) does.
+
+    YAML 1.1 turns `NO` (Norway) and `yes`/`on`/`off` into booleans, `0700` into 448 (octal),
+    `1:30` into 90 and `2024-01-01` into a date. Here only true/false are booleans, and the rest stay
+    text; so does a number written with a leading zero (a postal code, `0700`), as in JSON.
+    """
+
+
+_YAML11_ONLY = {f"tag:yaml.org,2002:{name}" for name in ("bool", "int", "float", "timestamp")}
+_CoreSchemaLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _YAML11_ONLY]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _tag, _pattern, _first in (
+    ("bool", r"true|True|TRUE|false|False|FALSE", "tTfF"),
+    ("int", r"[-+]?(?:0|[1-9][0-9]*)|0o[0-7]+|0x[0-9a-fA-F]+", "-+0123456789"),
+    (
+        "float",
+        r"[-+]?(?:\.[0-9]+|(?:0|[1-9][0-9]*)(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)",
+        "-+0123456789.",
+    ),
+):
+    _CoreSchemaLoader.add_implicit_resolver(
+        f"tag:yaml.org,2002:{_tag}", re.compile(f"^(?:{_pattern})$"), list(_first)
+    )
 
 
 class _AliasProblem(Exception):
@@ -157,7 +187,7 @@ def parse_mapping(text: str, file: str, kind: str) -> CustomerMapping | Subscrip
 
 
 def _parse(text: str, file: str, kind: str) -> tuple[Any, list[Problem], _Positions]:
-    loader = yaml.SafeLoader(text)
+    loader = _CoreSchemaLoader(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -238,7 +268,9 @@ def _is_pydantic_tag(part: str) -> bool:
 
 def _type_fix(kind: str, err: Any) -> str:
     if kind.startswith("literal"):
-        return f"use {err.get('ctx', {}).get('expected', 'the allowed value')}"
+        expected = str(err.get("ctx", {}).get("expected", "the allowed value"))
+        close = difflib.get_close_matches(str(err.get("input")), re.findall(r"'([^']*)'", expected), n=1)
+        return f"did you mean '{close[0]}'?" if close else f"use {expected}"
     if kind in {"list_type"}:
         return "write a list: one '- item' per line"
     if kind in {"model_type", "dict_type", "model_attributes_type"}:
@@ -279,6 +311,8 @@ def _unwrap(annotation: Any) -> Any:
 
 
 def _semantic(report: _Report, data: dict[str, Any], kind: str) -> None:
+    if kind == "customer":
+        _check_object(report, data.get("object", "Account"), "Account")
     _check_condition(report, ("condition",), data.get("condition"))
     wb = data.get("write_back")
     if isinstance(wb, dict):
@@ -417,6 +451,12 @@ def _check_transform(report: _Report, path: Path_, step: Any, spec: tg.TargetSpe
     if definition.arg == "optional_str" and has_arg and not re.fullmatch(r"\d{1,3}", str(arg)):
         report.add(path, f'\'{name}\' needs a country calling code such as "1" or "49", got {arg!r}', "")
         return False
+    limit = spec.max_length if spec is not None else None
+    if name == "truncate" and isinstance(arg, int) and limit is not None and arg > limit:
+        where = f"'{spec.path}'" if spec is not None else "this target"
+        message = f"'truncate: {arg}' is more than Stripe allows for {where}: {limit} characters"
+        report.add(path, message, f"write '- truncate: {limit}', or '- truncate' to cut to the limit")
+        return False
     if name == "truncate" and not has_arg and spec is not None and spec.max_length is None:
         report.add(
             path, f"'{spec.path}' has no length limit to truncate to", "give a length: '- truncate: 80'"
@@ -431,9 +471,12 @@ def _check_default(report: _Report, path: Path_, default: Any, steps: list[Any],
     try:
         for name, arg in probe.steps:
             value = tf.apply(name, arg, value, spec.max_length)
-        coerce_to_target(value, spec)
+        problem = tg.value_problem(spec, coerce_to_target(value, spec))
     except tf.TransformError as exc:
         report.add(path, f"default {default!r} cannot be used: {exc.message}", exc.fix)
+        return
+    if problem:
+        report.add(path, f"default {default!r} cannot be used: {problem}", spec.pattern_fix)
 
 
 def _check_condition(report: _Report, path: Path_, condition: Any) -> None:
@@ -456,6 +499,14 @@ def _check_condition(report: _Report, path: Path_, condition: Any) -> None:
             break
     if depth != 0:
         report.add(path, "unbalanced parentheses in the condition", "close every '(' with ')'")
+
+
+def _check_object(report: _Report, found: Any, expected: str) -> None:
+    """The sync reads one Salesforce object per mapping: another name would be checked, not synced."""
+    if found != expected:
+        close = difflib.get_close_matches(str(found), [expected], n=1)
+        fix = f"did you mean '{expected}'?" if close else f"write 'object: {expected}'"
+        report.add(("object",), f"object '{found}' is not read by this mapping; it reads {expected}", fix)
 
 
 def _check_sf_name(report: _Report, path: Path_, name: Any) -> None:

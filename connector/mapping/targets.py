@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 # Salesforce describe `type` values, grouped by what they can feed.
 SF_TEXT = frozenset(
@@ -49,6 +50,8 @@ class TargetSpec:
     accepts: frozenset[str] = SF_TEXT | SF_NUMBER
     choices: tuple[str, ...] = ()
     doc: str = ""
+    pattern: re.Pattern[str] | None = None  # what each value (each item of a list) must look like
+    pattern_fix: str = ""
 
 
 def _s(
@@ -90,6 +93,8 @@ CUSTOMER_TARGETS: dict[str, TargetSpec] = {
             None,
             frozenset({"string", "textarea", "picklist", "multipicklist", "combobox"}),
             doc="languages such as 'en;de' (split on ; or ,)",
+            pattern=re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$"),
+            pattern_fix="write IETF language tags such as de or de-DE (a hyphen, not _), separated by ; or ,",
         ),
     ]
 }
@@ -141,6 +146,18 @@ def resolve_target(stripe_object: str, path: str) -> TargetSpec | None:
     if path.startswith("metadata.") and len(path) > len("metadata."):
         return metadata_spec(path[len("metadata.") :])
     return TARGETS_BY_OBJECT[stripe_object].get(path)
+
+
+def value_problem(spec: TargetSpec, value: Any) -> str | None:
+    """Why a value already fitted to `spec` is still one Stripe refuses (e.g. 'German' as a locale)."""
+    if spec.pattern is None or value is None:
+        return None
+    items = value if isinstance(value, list) else [value]
+    bad = [str(item) for item in items if not spec.pattern.match(str(item))]
+    if not bad:
+        return None
+    what = "a language tag" if spec.path == "preferred_locales" else f"a valid {spec.path}"
+    return f"{', '.join(repr(b) for b in bad)} is not {what}"
 
 
 def metadata_key_problem(key: str) -> str | None:

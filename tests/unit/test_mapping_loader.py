@@ -253,3 +253,65 @@ def test_skip_elapsed_periods_takes_a_checkbox_and_a_true_or_false_default(tmp_p
     [problem] = check_against_describe(load_mappings(tmp_path), _describe_from_schema())
     assert problem.line == text[: text.index("source: Stripe_Skip_Elapsed")].count("\n") + 1
     assert "EffectiveDate" in problem.message and "date" in problem.message
+
+
+def _customer(*fields: str, top: str = "") -> str:
+    return (
+        top
+        + "write_back:\n  stripe_id: Stripe_Customer_ID__c\nfields:\n  - target: name\n    source: Name\n"
+        + ("".join(fields))
+    )
+
+
+def test_scalars_follow_yaml_1_2_so_norway_octal_and_yes_stay_text():
+    text = _customer(
+        "  - target: address.country\n    default: NO\n    transforms: [country]\n",
+        "  - target: address.postal_code\n    default: 0700\n",
+        "  - target: metadata.invoiced\n    default: yes\n",
+        "  - target: metadata.period\n    default: 1:30\n",
+        "  - target: metadata.flag\n    default: true\n",
+        "  - target: metadata.count\n    default: 12\n",
+    )
+
+    defaults = [f.default for f in parse_mapping(text, "m.yaml", "customer").fields[1:]]
+
+    assert defaults == ["NO", "0700", "yes", "1:30", True, 12]
+
+
+def test_problem_positions_survive_the_yaml_1_2_loader():
+    found = problems(_customer("  - target: adress.city\n    default: NO\n"))
+
+    assert [(p.line, p.column) for p in found] == [(6, 13)]
+
+
+def test_a_truncate_longer_than_the_stripe_limit_is_refused_naming_the_limit():
+    text = _customer(
+        "  - target: shipping.name\n    source: Name\n    transforms: [truncate: 300]\n",  # limit 5000
+        "  - target: phone\n    source: Phone\n    transforms: [truncate: 30]\n",
+    )
+
+    found = problems(text)
+
+    assert len(found) == 1
+    assert found[0].line == 11
+    assert "'phone'" in found[0].message and "20 characters" in found[0].message
+    assert "truncate: 20" in found[0].fix
+
+
+def test_a_preferred_locale_default_must_be_a_language_tag():
+    found = problems(_customer("  - target: preferred_locales\n    default: German\n"))
+    fine = _customer("  - target: preferred_locales\n    default: de-DE;en\n")
+
+    assert len(found) == 1
+    assert "'German' is not a language tag" in found[0].message
+    assert "de-DE" in found[0].fix
+    parse_mapping(fine, "m.yaml", "customer")
+
+
+def test_a_misspelt_object_is_refused_with_a_suggestion():
+    customer = problems(_customer(top="object: Acount\n"))
+    order = (MAPPINGS / "subscription.yaml").read_text().replace("object: Order\n", "object: Oder\n", 1)
+    subscription = problems(order, "subscription")
+
+    assert [(p.line, p.fix) for p in customer] == [(1, "did you mean 'Account'?")]
+    assert [p.fix for p in subscription] == ["did you mean 'Order'?"]
