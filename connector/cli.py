@@ -213,13 +213,27 @@ def run(
 @app.command()
 def status(
     failed: Annotated[bool, typer.Option("--failed", help="Only what needs attention.")] = False,
+    object_: Annotated[
+        str | None, typer.Option("--object", help="Failures of accounts, orders, customer, subscription…")
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Failures with this error code.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Failures since: 30m, 2h, 3d, 1w, or an ISO date or time.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
 ) -> None:
-    """Links, cursors, failures with reasons, and the last run."""
-    from connector.status import print_status
+    """Links, cursors, failures grouped by reason, the last run, and the daemon instances."""
+    from connector.status import FailureFilter, print_status
+    from connector.synclog import parse_since
 
+    try:
+        since_at = parse_since(since, datetime.now(UTC)) if since else None
+    except ValueError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
     settings = _settings()
     _require_state_database(settings)
-    print_status(settings, failed_only=failed, out=typer.echo)
+    only = FailureFilter(object_, reason, since_at)
+    print_status(settings, failed_only=failed, out=typer.echo, only=only, as_json=as_json)
 
 
 @app.command("log")

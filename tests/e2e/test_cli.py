@@ -169,3 +169,25 @@ def test_sync_is_one_pass_and_once_is_gone(sandbox, tmp_path):
     old = cli("sync", "--once", env=env)
 
     assert old.returncode == 2 and "--once" in old.stderr
+
+
+def test_status_filters_failures_and_prints_json(sandbox, tmp_path):
+    import json
+
+    env = sandbox_env(sandbox, f"sqlite:///{tmp_path}/state.db")
+    bad = sandbox.sf_admin.create_record(
+        "Account", {"Name": "Nowhere Inc", "BillingCountry": "Atlantis", "Billing_Entity__c": True}
+    )
+    assert cli("sync", env=env).returncode == 1
+
+    shown = cli("status", "--failed", "--object", "accounts", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    assert [f["sf_id"] for f in doc["failures"]] == [bad]
+    assert doc["failures_by_reason"] == [
+        {"sf_object": "Account", "reason": doc["failures"][0]["reason"], "count": 1}
+    ]
+    none = cli("status", "--failed", "--object", "orders", env=env)
+    assert "Needing attention: 0" in none.stdout
+    wrong = cli("status", "--since", "yesterday", env=env)
+    assert wrong.returncode == 2 and "--since 'yesterday'" in wrong.stderr
