@@ -10,7 +10,8 @@ object is described once. Reports, with the file:line of the mapping entry:
 - source fields that do not exist (parent paths followed through relationshipName/referenceTo),
 - write-back fields that do not exist, are not updateable, or cannot hold what is written,
 - type mismatches (a boolean mapped to email, a text field to days_until_due without payment_term),
-- a source longer than the Stripe target allows with no truncate (a warning-level problem).
+- a source longer than the Stripe target allows with no truncate (a warning-level problem),
+- fields a transform reads besides the source (the phone's region_from) that do not exist.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from connector.mapping import targets as tg
-from connector.mapping.schema import Mappings, Problem, ValueSource
+from connector.mapping.engine import fields_read
+from connector.mapping.schema import FieldMapping, Mappings, Problem, ValueSource
 from connector.salesforce import metadata
 
 STATUS_VALUES = ("Pending", "Synced", "Failed", "Refused")
@@ -128,6 +130,18 @@ class _Checker:
                 "add '- truncate' to the transforms (or accept record errors for long values)",
             )
 
+    def fields_read(self, kind: str, path: tuple[str | int, ...], obj: str, entry: FieldMapping) -> None:
+        """The other fields an entry's transforms read (the phone's region_from) exist on `obj`."""
+        for name in fields_read(entry):
+            field, why = self.org.resolve(obj, name)
+            if field is None:
+                self.add(
+                    kind,
+                    (*path, "transforms"),
+                    f"region_from field '{name}' on {obj}: {why}",
+                    "name the field that holds the country, e.g. region_from: BillingCountry",
+                )
+
     def write_back(
         self, kind: str, path: tuple[str | int, ...], obj: str, name: str, allowed: frozenset[str], role: str
     ) -> None:
@@ -178,6 +192,7 @@ def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[st
         for index, entry in enumerate(mapping.fields):
             spec = tg.resolve_target(kind, entry.target)
             checker.source(kind, ("fields", index), mapping.object, entry, spec)
+            checker.fields_read(kind, ("fields", index), mapping.object, entry)
         _write_back_block(checker, kind, ("write_back",), mapping.object, mapping.write_back)
 
     order = mappings.subscription

@@ -4,7 +4,10 @@ map_record(mapping, record) -> MappedRecord
     `record` is a REST query record; parent paths arrive nested ({"Parent": {"Name": ...}}).
     `params` is nested Stripe params ({"address": {"line1": ...}}); empty values are left out,
     and the shipping block is left out entirely when it has no address values. Every value
-    that cannot be sent becomes a FieldError in `errors` (the record should then not sync).
+    that cannot be sent becomes a FieldError in `errors` (the record should then not sync), or,
+    for a field whose `on_invalid` is omit (phone and shipping.phone by default), in `omitted`:
+    the value is left out and `notes` say so. Transforms may read other fields of the record
+    (the phone's country) and add `remarks`.
     For a SubscriptionMapping: a non-empty default_payment_method switches collection_method to
     charge_automatically and drops days_until_due, and `skip_elapsed_periods` (a bool, not a Stripe
     param) says whether a backdated Order skips its elapsed periods. For a LineMapping: params has the slots
@@ -37,6 +40,7 @@ from connector.mapping import transforms as tf
 from connector.mapping.schema import (
     CustomerMapping,
     FieldError,
+    FieldMapping,
     LineMapping,
     MappedRecord,
     ObjectMapping,
@@ -129,22 +133,28 @@ def _number(value: Any) -> Decimal | None:
         return None
 
 
-def resolve_value(source: ValueSource, record: dict[str, Any], spec: tg.TargetSpec) -> Any:
+def resolve_value(
+    source: ValueSource, record: dict[str, Any], spec: tg.TargetSpec, remarks: list[str] | None = None
+) -> Any:
     """Source value (or the default when it is empty), through the transforms, fitted to the target.
 
     The default replaces an empty source and also an empty transform result; it runs through the
-    same transforms. Raises TransformError.
+    same transforms. Transforms' remarks are added to `remarks`. Raises TransformError.
     """
+    ctx = tf.Context(target=spec.path, lookup=lambda path: read_path(record, path))
     raw = read_path(record, source.source) if source.source else None
-    value = _run(source, raw, spec) if not is_empty(raw) else None
+    value = _run(source, raw, spec, ctx) if not is_empty(raw) else None
     if is_empty(value) and source.default is not None:
-        value = _run(source, source.default, spec)
-    return coerce_to_target(value, spec)
+        value = _run(source, source.default, spec, ctx)
+    value = coerce_to_target(value, spec)
+    if remarks is not None:
+        remarks.extend(ctx.notes)
+    return value
 
 
-def _run(source: ValueSource, value: Any, spec: tg.TargetSpec) -> Any:
+def _run(source: ValueSource, value: Any, spec: tg.TargetSpec, ctx: tf.Context) -> Any:
     for name, arg in source.steps:
-        value = tf.apply(name, arg, value, spec.max_length)
+        value = tf.apply(name, arg, value, spec.max_length, ctx)
     return value
 
 
@@ -195,7 +205,7 @@ def map_record(mapping: ObjectMapping, record: dict[str, Any]) -> MappedRecord:
                 )
             )
             continue
-        value = _resolve_into(result, entry, record, target_spec, entry.target)
+        value = _resolve_into(result, entry, record, target_spec, entry.target, omit=entry.omit_invalid)
         if value is not None:
             _put(result.params, entry.target, value)
 
@@ -207,24 +217,29 @@ def map_record(mapping: ObjectMapping, record: dict[str, Any]) -> MappedRecord:
 
 
 def _resolve_into(
-    result: MappedRecord, src: ValueSource, record: dict[str, Any], spec: tg.TargetSpec, target: str
+    result: MappedRecord,
+    src: ValueSource,
+    record: dict[str, Any],
+    spec: tg.TargetSpec,
+    target: str,
+    *,
+    omit: bool = False,
 ) -> Any:
+    """The value for one target, or None with the reason in `errors` (or `omitted` when `omit`)."""
     try:
-        return resolve_value(src, record, spec)
+        return resolve_value(src, record, spec, result.remarks)
     except tf.TransformError as exc:
         raw = read_path(record, src.source) if src.source else src.default
-        result.errors.append(
-            FieldError(result.record_id, src.source or "(default)", target, raw, exc.message, exc.fix)
-        )
+        error = FieldError(result.record_id, src.source or "(default)", target, raw, exc.message, exc.fix)
+        (result.omitted if omit else result.errors).append(error)
         return None
 
 
 def _finish_customer(result: MappedRecord) -> None:
-    shipping = result.params.get("shipping")
-    if shipping is None:
-        return
+    shipping = result.params.get("shipping") or {}
     if not shipping.get("address"):
-        del result.params["shipping"]  # a name or phone alone is not a shipping address
+        result.params.pop("shipping", None)  # a name or phone alone is not a shipping address
+        result.omitted = [e for e in result.omitted if not e.stripe_target.startswith("shipping.")]
         return
     if not shipping.get("name"):
         result.errors.append(
@@ -267,6 +282,7 @@ def soql_fields(mapping: ObjectMapping) -> list[str]:
         fields.add(f"PricebookEntry.{mapping.price_book_entry_write_back.stripe_id}")
     else:
         fields.update(e.source for e in mapping.fields if e.source)
+        fields.update(f for e in mapping.fields for f in fields_read(e))
         fields.update(mapping.write_back.fields())
         if isinstance(mapping, SubscriptionMapping):
             fields.add("AccountId")
@@ -275,6 +291,11 @@ def soql_fields(mapping: ObjectMapping) -> list[str]:
                     fields.add(option.source)
     fields -= {"Id", "SystemModstamp"}
     return ["Id", "SystemModstamp", *sorted(fields)]
+
+
+def fields_read(entry: FieldMapping) -> list[str]:
+    """The record's other fields an entry's transforms read (the phone's country fields)."""
+    return [f for name, arg in entry.steps for f in tf.fields_read(name, arg)]
 
 
 def project_stripe_object(

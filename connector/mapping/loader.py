@@ -448,8 +448,8 @@ def _check_transform(report: _Report, path: Path_, step: Any, spec: tg.TargetSpe
     ):
         report.add(path, f"'{name}' needs a positive whole number, got {arg!r}", f"write '- {name}: 80'")
         return False
-    if definition.arg == "optional_str" and has_arg and not re.fullmatch(r"\d{1,3}", str(arg)):
-        report.add(path, f'\'{name}\' needs a country calling code such as "1" or "49", got {arg!r}', "")
+    if definition.check is not None and (problem := definition.check(arg if has_arg else None)):
+        report.add(path, f"transform '{name}': {problem[0]}", problem[1])
         return False
     limit = spec.max_length if spec is not None else None
     if name == "truncate" and isinstance(arg, int) and limit is not None and arg > limit:

@@ -46,10 +46,24 @@ class ValueSource(_Model):
         return out
 
 
+OPTIONAL_CONTACT_TARGETS = frozenset({"phone", "shipping.phone"})
+"""Targets whose invalid value is left out (with a note) by default: a customer without a phone is
+billed the same, so a bad number must not hold up the Account's Customer and Orders."""
+
+
 class FieldMapping(ValueSource):
     """One Stripe target (dot-path) and where its value comes from."""
 
     target: str
+    on_invalid: Literal["omit", "fail"] | None = None
+
+    @property
+    def omit_invalid(self) -> bool:
+        """Leave an invalid value out (and say so) rather than fail the record: `on_invalid`, else
+        omit for the optional contact targets and fail for everything else."""
+        if self.on_invalid is not None:
+            return self.on_invalid == "omit"
+        return self.target in OPTIONAL_CONTACT_TARGETS
 
 
 class WriteBack(_Model):
@@ -182,6 +196,21 @@ class MappedRecord:
     record_id: str | None
     params: dict[str, Any] = field(default_factory=dict)
     errors: list[FieldError] = field(default_factory=list)
+    omitted: list[FieldError] = field(default_factory=list)  # invalid values left out (on_invalid: omit)
+    remarks: list[str] = field(default_factory=list)  # what a transform changed (a dropped extension)
+
+    @property
+    def notes(self) -> list[str]:
+        """One line per left-out value (the targets one field feeds with the same problem together),
+        then the remarks: what the record's message and the run report say beside a success."""
+        grouped: dict[tuple[str, str, str], list[str]] = {}
+        for e in self.omitted:
+            grouped.setdefault((e.salesforce_field, e.message, e.fix), []).append(e.stripe_target)
+        lines = [
+            f"{name} left out of {' and '.join(targets)}: {message} (fix: {fix})"
+            for (name, message, fix), targets in grouped.items()
+        ]
+        return [*lines, *self.remarks]
 
     @property
     def ok(self) -> bool:

@@ -96,11 +96,12 @@ class AccountSync:
         ids = [r["Id"] for r in rows]
         if links is None:
             links = ctx.store.links.get_many(ctx.stripe_account, OBJECT_TYPE, ids)
-        plans = self.plan_rows(rows, links)
+        notes: dict[str, list[str]] = {}  # values the mapping left out (on_invalid: omit), per Account
+        plans = self.plan_rows(rows, links, notes)
 
         if report.dry_run:
             for row, plan in plans:
-                report.add(self.dry_outcome(row, plan))
+                report.add(self.dry_outcome(row, plan).noted(notes[row["Id"]]))
             return
 
         # Unchanged records are most of a rerun: clear failures only where there are some.
@@ -116,9 +117,10 @@ class AccountSync:
             base = Outcome(
                 OBJECT_TYPE, plan.salesforce_id, self._label(row), plan.action.value, "failed", plan.stripe_id
             )
-            return pipeline.apply_safely(
+            outcome = pipeline.apply_safely(
                 ctx, base, lambda: self._apply(row, plan, links.get(plan.salesforce_id), batch)
             )
+            return outcome.noted(notes[plan.salesforce_id]) if outcome is not None else None
 
         outcomes = pipeline.apply_all(ctx, plans, apply)
         done = [o for o in outcomes if o is not None]
@@ -129,13 +131,19 @@ class AccountSync:
             report.fatal = ctx.fatal_message or "a fatal error stopped the run"
 
     def plan_rows(
-        self, rows: Sequence[Mapping[str, Any]], links: Mapping[str, Link]
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        links: Mapping[str, Link],
+        notes: dict[str, list[str]] | None = None,
     ) -> list[tuple[Mapping[str, Any], Plan]]:
-        """Map and plan every row, no Stripe call: what `process` applies and a dry run shows."""
+        """Map and plan every row, no Stripe call: what `process` applies and a dry run shows.
+        `notes` (when given) receives each row's mapping notes: the values left out and why."""
         id_field = self.mapping.write_back.stripe_id
         plans: list[tuple[Mapping[str, Any], Plan]] = []
         for row in rows:
             mapped = map_record(self.mapping, dict(row))
+            if notes is not None:
+                notes[row["Id"]] = mapped.notes
             link = links.get(row["Id"])
             view = None
             if link is not None:

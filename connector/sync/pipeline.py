@@ -120,7 +120,8 @@ def writeback_fields(
     """The connector's own Salesforce fields to write for one outcome, the same for every object:
     only values that differ from the record's; the Stripe id and ``Synced`` on success; ``Refused``
     or ``Failed`` with the reason otherwise; the message whenever something happened or the status
-    changes (so a fixed record loses its old error); the time only when Stripe was written."""
+    changes (so a fixed record loses its old error) or the outcome carries notes (values the mapping
+    left out, which may differ from the last run's); the time only when Stripe was written."""
     ok = outcome.status in OK_STATUSES
     incomplete = outcome.status == "incomplete"  # billed object made, first payment awaited
     desired: dict[str, Any] = {}
@@ -133,7 +134,9 @@ def writeback_fields(
     )
     if wb.status:
         desired[wb.status] = status
-    if wb.message and (outcome.status != "unchanged" or not wb.status or row.get(wb.status) != status):
+    if wb.message and (
+        outcome.status != "unchanged" or outcome.notes or not wb.status or row.get(wb.status) != status
+    ):
         desired[wb.message] = outcome.message or None
     changed = {k: v for k, v in desired.items() if row.get(k) != v}
     if changed and wb.synced_at and outcome.status in ("created", "updated", "incomplete"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # The record is in step with Stripe: its Stripe id and "Synced" are written back.
 OK_STATUSES = frozenset({"created", "updated", "unchanged"})
@@ -22,6 +22,15 @@ class Outcome:
     message: str = ""
     code: str = ""  # failed / refused: the error code recorded with the failure
     retryable: bool = False  # failed / refused: retried with backoff without a Salesforce edit
+    notes: tuple[str, ...] = ()  # synced without some values (the mapping's on_invalid: omit), and why
+
+    def noted(self, notes: list[str]) -> Outcome:
+        """This outcome with the mapping's notes, in the message too (Salesforce shows them); an
+        outcome that did not sync the record says only why not."""
+        if not notes or self.status not in (*OK_STATUSES, "planned"):
+            return self
+        message = "; ".join([self.message, *notes] if self.message else notes)
+        return replace(self, message=message, notes=tuple(notes))
 
 
 @dataclass
@@ -63,6 +72,9 @@ class RunReport:
             lines.append(f"  {o.status.upper():8} {o.sf_id} {o.label!r}: {o.message}")
         if len(shown) > limit_failures:
             lines.append(f"  … and {len(shown) - limit_failures} more (cpq2stripe status --failed)")
+        noted = [o for o in self.outcomes if o.notes]
+        for o in noted[:limit_failures]:
+            lines.extend(f"  LEFT OUT {o.sf_id} {o.label!r}: {note}" for note in o.notes)
         left = [o for o in self.outcomes if o.action == "unselected"]
         if left:
             lines.append(f"  {len(left)} linked but no longer selected (left as they are in Stripe):")

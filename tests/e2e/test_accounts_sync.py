@@ -17,7 +17,7 @@ from .conftest import run_cli
 
 ACME = {
     "Name": "Acme Müller GmbH",
-    "Phone": "(555) 010-7788",
+    "Phone": "+1 (555) 010-7788",  # a US number on a German Account: written with its country code
     "Description": "Key account, billed yearly",
     "Billing_Email__c": "billing@acme.example",
     "BillingStreet": "Hauptstraße 5",

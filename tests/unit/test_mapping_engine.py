@@ -114,8 +114,75 @@ def test_record_errors_name_field_target_and_value(mappings):
     assert by_target["address.country"].value == "Atlantis"
     assert "Atlantis" in by_target["address.country"].message
     assert by_target["address.country"].record_id == "001000000000001AAA"
-    assert {"phone", "shipping.phone"} <= set(by_target)
     assert all(e.fix for e in result.errors)
+
+
+@pytest.mark.parametrize(
+    ("phone", "country", "e164"),
+    [
+        ("030 1234567", "Germany", "+49301234567"),
+        ("044 668 18 00", "CH", "+41446681800"),
+        ("(415) 555-0132", "United States", "+14155550132"),
+    ],
+)
+def test_shipped_mapping_reads_local_phones_in_the_accounts_country(mappings, phone, country, e164):
+    result = map_record(mappings.customer, seed_account(Phone=phone, BillingCountry=country))
+    assert result.errors == [] and result.notes == []
+    assert result.params["phone"] == e164
+    assert result.params["shipping"]["phone"] == e164  # the same number, not re-read in DE (shipping)
+
+
+def test_an_invalid_phone_is_left_out_with_a_note_and_the_customer_still_maps(mappings):
+    result = map_record(mappings.customer, seed_account(Phone="call me"))
+    assert result.ok
+    assert "phone" not in result.params and "phone" not in result.params["shipping"]
+    assert result.params["name"] == "Müller GmbH"
+    # phone and shipping.phone fail alike: one note names the field, both targets, the value and why
+    assert len(result.notes) == 1
+    assert result.notes[0].startswith("Phone left out of phone and shipping.phone: 'call me'")
+    assert "not a phone number for DE" in result.notes[0] and "(fix: " in result.notes[0]
+
+
+def _customer(fields: str):
+    return parse_mapping(
+        f"write_back: {{stripe_id: Stripe_Customer_ID__c}}\nfields:\n{fields}", "c.yaml", "customer"
+    )
+
+
+def test_on_invalid_overrides_the_default_per_field():
+    mapping = _customer(
+        "  - {target: name, source: Name, on_invalid: omit}\n"
+        "  - {target: phone, source: Phone, transforms: [phone], on_invalid: fail}\n"
+        "  - {target: email, source: Billing_Email__c, transforms: [email]}\n"
+    )
+    result = map_record(
+        mapping, {"Id": "1", "Name": "n" * 300, "Phone": "n/a", "Billing_Email__c": "a..b@x.com"}
+    )
+    assert [e.stripe_target for e in result.errors] == ["phone", "email"]  # fail: the default for email
+    assert [e.stripe_target for e in result.omitted] == ["name"]  # over Stripe's 256, left out
+    assert result.notes[0].startswith("Name left out of name: value is 300 characters")
+
+
+def test_phone_region_from_a_custom_field_is_selected_and_used():
+    mapping = _customer(
+        "  - target: phone\n    source: Phone\n    transforms: [phone: {region_from: Country__c}]\n"
+    )
+    assert "Country__c" in soql_fields(mapping)
+    result = map_record(mapping, {"Id": "1", "Phone": "044 668 18 00", "Country__c": "Switzerland"})
+    assert result.params == {"phone": "+41446681800"}
+
+
+def test_multi_line_streets_fill_line1_and_line2(mappings):
+    result = map_record(
+        mappings.customer,
+        seed_account(BillingStreet="Hauptstr. 1\nHinterhaus", ShippingStreet="Königsallee 3\r\nTor 2\r\n"),
+    )
+    assert result.params["address"]["line1"] == "Hauptstr. 1"
+    assert result.params["address"]["line2"] == "Hinterhaus"
+    assert result.params["shipping"]["address"]["line1"] == "Königsallee 3"
+    assert result.params["shipping"]["address"]["line2"] == "Tor 2"
+    one_line = map_record(mappings.customer, seed_account())
+    assert "line2" not in one_line.params["address"]
 
 
 def test_long_description_is_truncated_to_stripes_limit(mappings):

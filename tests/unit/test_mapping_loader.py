@@ -255,6 +255,40 @@ def test_skip_elapsed_periods_takes_a_checkbox_and_a_true_or_false_default(tmp_p
     assert "EffectiveDate" in problem.message and "date" in problem.message
 
 
+def test_phone_street_line_and_on_invalid_options_are_checked_with_their_lines():
+    found = problems(
+        "write_back: {stripe_id: S}\n"
+        "fields:\n"
+        "  - {target: name, source: Name, on_invalid: skip}\n"
+        "  - {target: phone, source: Phone, transforms: [phone: {regin: BillingCountry}]}\n"
+        "  - {target: shipping.phone, source: Phone, transforms: [phone: {region_from: 'Billing Country'}]}\n"
+        "  - {target: address.line1, source: BillingStreet, transforms: [street_line]}\n"
+        "  - {target: address.line2, source: BillingStreet, transforms: [street_line: 3]}\n"
+        "  - {target: metadata.tel, source: Phone, transforms: [phone: Atlantis]}\n"
+    )
+    by_line = {p.line: p for p in found}
+    assert set(by_line) == {3, 4, 5, 6, 7, 8}
+    assert "on_invalid" in by_line[3].message and "'omit' or 'fail'" in by_line[3].fix
+    assert "unknown phone option 'regin'" in by_line[4].message and "region_from" in by_line[4].fix
+    assert "region_from" in by_line[5].message
+    assert "street_line" in by_line[6].message and "street_line: 1" in by_line[6].fix
+    assert "3" in by_line[7].message
+    assert "Atlantis" in by_line[8].message
+
+
+def test_region_from_fields_are_checked_against_the_org(tmp_path):
+    shutil.copy(MAPPINGS / "subscription.yaml", tmp_path / "subscription.yaml")
+    (tmp_path / "customer.yaml").write_text(
+        "write_back: {stripe_id: Stripe_Customer_ID__c}\n"
+        "fields:\n"
+        "  - {target: name, source: Name, transforms: [truncate]}\n"
+        "  - {target: phone, source: Phone, transforms: [phone: {region_from: Land__c}]}\n"
+        "  - {target: shipping.phone, source: Phone, transforms: [phone: {region_from: ShippingCountry}]}\n"
+    )
+    [found] = check_against_describe(load_mappings(tmp_path), _describe_from_schema())
+    assert found.line == 4 and "Land__c" in found.message and "region_from" in found.fix
+
+
 def _customer(*fields: str, top: str = "") -> str:
     return (
         top

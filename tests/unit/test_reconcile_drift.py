@@ -83,6 +83,10 @@ def test_a_value_added_in_stripe_for_an_empty_salesforce_field_is_unset(mapping)
 
 
 def test_nested_drift_keeps_unmapped_parts_of_the_object(mapping):
+    # the shipped mapping maps every address part; without address.line2 that part is unmapped
+    mapping = mapping.model_copy(
+        update={"fields": [f for f in mapping.fields if f.target != "address.line2"]}
+    )
     address = {**stripe_customer()["address"], "city": "Hamburg", "line2": "Hinterhaus"}
     drifts, changes = customer_drift(mapping, SF_ID, desired(mapping), stripe_customer(address=address))
     assert [d.field for d in drifts] == ["address.city"]
