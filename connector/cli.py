@@ -313,10 +313,14 @@ def mappings_check(
         raise _fail(str(exc), EXIT_CONFIG) from None
     if against_org:
         from connector.mapping import check_against_describe, check_user_permissions
+        from connector.mapping.checks import check_conditions_in_org
         from connector.salesforce.client import SalesforceClient
 
         client = SalesforceClient(_settings())
         problems = check_against_describe(mappings, client.describe)
+        # each condition runs once for real; one already reported is not run again
+        flagged = frozenset((p.file, p.line) for p in problems)
+        problems += check_conditions_in_org(mappings, client.query_all, skip=flagged)
         problems += check_user_permissions(mappings, client.holds_permission)
         if problems:
             typer.echo("\n".join(str(p) for p in problems), err=True)

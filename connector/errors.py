@@ -137,7 +137,15 @@ def classify(exc: BaseException) -> Classified:
         first = codes[0] if codes else f"HTTP_{exc.status}"
         if salesforce_response_retryable(exc.status, codes):
             return Classified(Disposition.RETRY, first, f"Salesforce answered {exc.status} {first}")
-        if first in {"MALFORMED_QUERY", "INVALID_FIELD", "INVALID_TYPE", "INSUFFICIENT_ACCESS"}:
+        # a query that cannot run as written (INVALID_QUERY_FILTER_OPERATOR: a value that does not fit
+        # its field, such as a malformed Id) fails the same way for every record: stop
+        if first in {
+            "MALFORMED_QUERY",
+            "INVALID_FIELD",
+            "INVALID_TYPE",
+            "INVALID_QUERY_FILTER_OPERATOR",
+            "INSUFFICIENT_ACCESS",
+        }:
             return Classified(Disposition.FATAL, first, _salesforce_text(exc))
         return Classified(Disposition.RECORD, first, _salesforce_text(exc))
 

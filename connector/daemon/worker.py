@@ -35,6 +35,11 @@ class NotWorking(Exception):
     """This instance may not sync now (standby, stopping): the caller must not record progress."""
 
 
+class JobFailed(RuntimeError):
+    """The job ran but stopped on a fatal error (already logged with its report): counted as an
+    error, not "ok", so a poll that cannot run its query shows on the jobs metric."""
+
+
 class InterruptibleSalesforce:
     """Wraps the Salesforce client so that the *poll query* stops between pages on request.
 
@@ -147,6 +152,11 @@ class SyncWorker:
                 return False
             except NotWorking:
                 raise
+            except JobFailed:
+                self.metrics.inc("cpq2stripe_jobs_total", {"job": job, "result": "error"})
+                if required:
+                    raise
+                return False
             except Exception as exc:
                 verdict = classify(exc)
                 log.error("%s failed: %s", job, verdict.message)
@@ -214,8 +224,8 @@ class SyncWorker:
                 store.runs.finish(run_id, counts, status, note)
             if error is None and not interrupted:
                 self.metrics.set("cpq2stripe_last_poll_success_timestamp_seconds", time.time())
-            elif error is not None and required:
-                raise RuntimeError(error)
+            elif error is not None:
+                raise JobFailed(error)
 
         return self._run("poll", work, required=required)
 
@@ -243,6 +253,8 @@ class SyncWorker:
                 self.ctx.store.runs.finish(
                     run_id, dict(report.counts()), "failed" if report.fatal else "succeeded", report.fatal
                 )
+            if report.fatal:
+                raise JobFailed(report.fatal)
 
         return self._run("retry", work)
 
@@ -286,5 +298,7 @@ class SyncWorker:
                 fn(self.ctx, report)
             finally:
                 self._finish(report, job)
+            if report.fatal:
+                raise JobFailed(report.fatal)
 
         return self._run(job, work)

@@ -12,14 +12,30 @@ object is described once. Reports, with the file:line of the mapping entry:
 - type mismatches (a boolean mapped to email, a text field to days_until_due without payment_term),
 - a source longer than the Stripe target allows with no truncate (a warning-level problem),
 - fields a transform reads besides the source (the phone's region_from) that do not exist.
+- conditions naming fields the object lacks (with a "did you mean"), or comparing a field with a
+  value of another type (a checkbox with 'Yes').
+
+`check_conditions_in_org(mappings, query)` then runs each condition in a one-row query and reports
+what Salesforce answers, at the condition's file:line.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import Any
 
+from connector.errors import classify
 from connector.mapping import targets as tg
+from connector.mapping.condition import (
+    QUERY_ERROR_CODES,
+    ConditionSyntaxError,
+    condition_problem,
+    literal_problem,
+    mapping_conditions,
+    parse_condition,
+    probe_query,
+)
 from connector.mapping.engine import fields_read
 from connector.mapping.schema import FieldMapping, Mappings, Problem, ValueSource
 from connector.salesforce import metadata
@@ -130,6 +146,48 @@ class _Checker:
                 "add '- truncate' to the transforms (or accept record errors for long values)",
             )
 
+    def condition(self, kind: str, path: tuple[str | int, ...], obj: str, text: str) -> None:
+        """Each field of the condition exists on `obj` and each value fits its type (syntax: the loader)."""
+        try:
+            comparisons = parse_condition(text)
+        except ConditionSyntaxError:
+            return
+        for comparison in comparisons:
+            field, why = self.org.resolve(obj, comparison.field)
+            if field is None:
+                close = self._close_path(obj, comparison.field)
+                fix = f"did you mean {close}?" if close else f"use a field API name that exists on {obj}"
+                message = f"condition: '{comparison.field}' on {obj}: {why}"
+                self._at(kind, path, comparison.offset, message, fix)
+                continue
+            for value in comparison.values:
+                problem = literal_problem(field, comparison, value)
+                if problem is not None:
+                    self._at(kind, path, value.offset, f"condition: {problem[0]}", problem[1])
+                    break
+
+    def _at(self, kind: str, path: tuple[str | int, ...], offset: int, message: str, fix: str) -> None:
+        """A problem at a character of the condition (exact for a condition written on one line)."""
+        file, line, column = self.mappings.position(kind, path)
+        self.problems.append(Problem(file, line, column + offset if line else column, message, fix))
+
+    def _close_path(self, obj: str, path: str) -> str | None:
+        """The path with its first unknown part replaced by the closest name the org has."""
+        parts = path.split(".")
+        objects = [obj]
+        for index, part in enumerate(parts):
+            fields = [f for o in objects for f in (self.org.fields(o) or {}).values()]
+            last = index == len(parts) - 1
+            names = [str(f.get("name" if last else "relationshipName") or "") for f in fields]
+            by_lower = {n.lower(): n for n in names if n}
+            if part.lower() not in by_lower:
+                close = difflib.get_close_matches(part.lower(), list(by_lower), n=1, cutoff=0.6)
+                return ".".join([*parts[:index], by_lower[close[0]], *parts[index + 1 :]]) if close else None
+            if not last:
+                rel = next(f for f in fields if str(f.get("relationshipName") or "").lower() == part.lower())
+                objects = list(rel.get("referenceTo") or [])
+        return None
+
     def fields_read(self, kind: str, path: tuple[str | int, ...], obj: str, entry: FieldMapping) -> None:
         """The other fields an entry's transforms read (the phone's region_from) exist on `obj`."""
         for name in fields_read(entry):
@@ -206,6 +264,9 @@ def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[st
             "subscription", ("skip_elapsed_periods",), order.object, order.skip_elapsed_periods,
             tg.SKIP_ELAPSED_PERIODS,
         )  # fmt: skip
+    for kind, path, obj, text in mapping_conditions(mappings):
+        if checker.org.fields(obj) is not None:
+            checker.condition(kind, path, obj, text)
     lines = order.lines
     for slot, src in lines.slots().items():
         checker.source("subscription", ("lines", slot), lines.object, src, tg.LINE_SLOTS[slot])
@@ -234,6 +295,26 @@ def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[st
         "Stripe id",
     )
     return checker.problems
+
+
+def check_conditions_in_org(
+    mappings: Mappings, query: Callable[[str], object], skip: frozenset[tuple[str, int]] = frozenset()
+) -> list[Problem]:
+    """Run each condition in `SELECT Id FROM <object> WHERE <condition> LIMIT 1`; Salesforce's refusal
+    at the condition's file:line. `skip`: (file, line) already reported (no second report)."""
+    problems = []
+    for kind, path, obj, text in mapping_conditions(mappings):
+        file, line, _ = mappings.position(kind, path)
+        if (file, line) in skip:
+            continue
+        try:
+            query(probe_query(obj, text))
+        except Exception as exc:
+            verdict = classify(exc)
+            if verdict.code not in QUERY_ERROR_CODES:
+                raise
+            problems.append(condition_problem(mappings, kind, path, obj, verdict.message))
+    return problems
 
 
 def _write_back_block(checker: _Checker, kind: str, path: tuple[str | int, ...], obj: str, wb: Any) -> None:

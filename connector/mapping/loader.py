@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from connector.mapping import targets as tg
 from connector.mapping import transforms as tf
+from connector.mapping.condition import ConditionSyntaxError, parse_condition
 from connector.mapping.engine import coerce_to_target
 from connector.mapping.schema import (
     CustomerMapping,
@@ -485,20 +486,14 @@ def _check_condition(report: _Report, path: Path_, condition: Any) -> None:
     if not isinstance(condition, str) or not condition.strip():
         report.add(path, "the condition must be a SOQL WHERE fragment, e.g. Billing_Entity__c = true", "")
         return
-    text = condition.strip()
-    if re.match(r"(?i)^(where|select)\b", text):
-        report.add(path, "write only what follows WHERE", f"remove the leading '{text.split()[0]}'")
-    if ";" in text:
-        report.add(path, "a SOQL condition cannot contain ';'", "remove the ';'")
-    if text.replace("\\'", "").count("'") % 2:
-        report.add(path, "unbalanced single quotes in the condition", "quote text values: Type = 'New'")
-    depth = 0
-    for char in re.sub(r"'(?:\\'|[^'])*'", "", text):
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if depth < 0:
-            break
-    if depth != 0:
-        report.add(path, "unbalanced parentheses in the condition", "close every '(' with ')'")
+    try:
+        parse_condition(condition)
+    except ConditionSyntaxError as exc:
+        # the column inside the condition is exact; in the file it is exact for a one-line value
+        line, column = report.positions.at(path)
+        near = condition[exc.offset : exc.offset + 20].strip() or "(the end)"
+        message = f"condition, column {exc.column} (at {near!r}): {exc.message}"
+        report.problems.append(Problem(report.file, line, column + exc.offset, message, exc.fix))
 
 
 def _check_object(report: _Report, found: Any, expected: str) -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from connector.errors import FatalError, classify
+from connector.mapping.condition import QUERY_ERROR_CODES, condition_problem, mapping_conditions, probe_query
 from connector.salesforce.soql import datetime_literal, id_list
 from connector.state.cursor import advance, filter_new, poll_window
 from connector.sync.context import SyncContext
@@ -65,7 +67,7 @@ def poll(sync: PolledSync, report: RunReport) -> None:
     cursor = store.cursors.get(sync.cursor_name)
     started = ctx.now()
     since = poll_window(cursor, timedelta(seconds=ctx.settings.cursor_overlap_seconds))
-    for page in ctx.sf.query_pages(poll_query(sync, since)):
+    for page in query_pages(sync, poll_query(sync, since)):
         # Rows already applied are not skipped by their link: a run killed after linking but
         # before the write-back must still write the Stripe ID back. Re-checking costs no call.
         fresh = filter_new(page, cursor)
@@ -145,7 +147,7 @@ def _sync_chunk(sync: PolledSync, chunk: list[str], dry_run: bool) -> RunReport:
     """One batch of ids: one query, then the pipeline; its own report (batches overlap)."""
     report = RunReport(sync.noun, dry_run=dry_run)
     soql = f"{sync._select()}{sync._where(f'Id IN {id_list(chunk)}')}"
-    rows = [r for page in sync.ctx.sf.query_pages(soql) for r in page]
+    rows = [r for page in query_pages(sync, soql) for r in page]
     found = {r["Id"] for r in rows}
     missing = [i for i in chunk if i not in found]
     if missing and not dry_run:
@@ -156,3 +158,34 @@ def _sync_chunk(sync: PolledSync, chunk: list[str], dry_run: bool) -> RunReport:
         )
     sync.process(rows, report)
     return report
+
+
+def query_pages(sync: PolledSync, soql: str) -> Iterator[list[dict[str, Any]]]:
+    """The sync's query, page by page. When Salesforce cannot run it as written and a mapping
+    condition is why, the run stops naming the condition's file:line instead of a raw SOQL error
+    at a column of a long query."""
+    try:
+        yield from sync.ctx.sf.query_pages(soql)
+    except Exception as exc:
+        if classify(exc).code not in QUERY_ERROR_CODES:
+            raise
+        blamed = condition_error(sync)
+        if blamed is None:
+            raise
+        raise blamed from exc
+
+
+def condition_error(sync: PolledSync) -> FatalError | None:
+    """Run each of the sync's mapping conditions alone (one row); the first Salesforce refuses."""
+    mappings = sync.ctx.mappings
+    for kind, path, sobject, text in mapping_conditions(mappings, sync.object_type):
+        try:
+            for _page in sync.ctx.sf.query_pages(probe_query(sobject, text)):
+                pass
+        except Exception as exc:
+            verdict = classify(exc)
+            if verdict.code not in QUERY_ERROR_CODES:
+                return None
+            problem = condition_problem(mappings, kind, path, sobject, verdict.message)
+            return FatalError("mapping_condition", f"the mapping's condition cannot run: {problem}")
+    return None
