@@ -34,8 +34,9 @@ from typing import Any, TextIO
 from connector.backfill.progress import Progress
 from connector.backfill.report import BackfillReport, FailureCsv, ObjectTotals
 from connector.errors import classify
+from connector.mapping.condition import QUERY_ERROR_CODES
 from connector.salesforce.soql import datetime_literal, id_literal, is_record_id
-from connector.sync import streams
+from connector.sync import polling, streams
 from connector.sync.lanes import Lanes
 from connector.sync.report import RunReport
 from connector.sync.streams import Pipeline, Stream
@@ -142,9 +143,15 @@ class Backfill:
             clauses.append(f"Id > '{last_id}'")
         where = sync._where(*clauses)
         # The first REST page is read either way; its totalSize saves a COUNT() call.
-        stream = ctx.sf.query_stream(
-            f"{sync._select()}{where} ORDER BY Id ASC", batch_size=first_page_size(opts.bulk_threshold)
-        )
+        try:
+            stream = ctx.sf.query_stream(
+                f"{sync._select()}{where} ORDER BY Id ASC", batch_size=first_page_size(opts.bulk_threshold)
+            )
+        except Exception as exc:  # a mapping condition Salesforce refuses: name its file:line
+            blamed = polling.condition_error(sync) if classify(exc).code in QUERY_ERROR_CODES else None
+            if blamed is None:
+                raise
+            raise blamed from exc
         first: list[dict[str, Any]] = next(stream.pages, [])
         count = totals.selected = stream.total_size
         total = min(count, opts.limit) if opts.limit is not None else count

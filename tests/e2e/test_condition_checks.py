@@ -84,3 +84,22 @@ def test_a_run_with_a_condition_salesforce_refuses_names_the_mapping_file_and_li
     assert f"customer.yaml:{CUSTOMER_LINE}:" in output and "Billing_Entty__c" in output
     assert "INVALID_FIELD" in output and "ERROR at Row" not in output
     assert sandbox.stripe_admin.objects("customer") == []
+
+
+def test_a_backfill_with_a_condition_salesforce_refuses_names_the_mapping_file_and_line(sandbox, tmp_path):
+    copy = _mappings(tmp_path, "Billing_Entty__c = true")
+    sandbox.sf_admin.create_record("Account", {"Name": "Acme", "Billing_Entity__c": True})
+
+    done = cli(
+        "backfill",
+        "--objects",
+        "accounts",
+        "--failures-csv",
+        str(tmp_path / "f.csv"),
+        env=sandbox_env(sandbox, f"sqlite:///{tmp_path}/s.db", copy),
+    )
+
+    output = done.stdout + done.stderr
+    assert done.returncode == 3, output
+    assert f"customer.yaml:{CUSTOMER_LINE}:" in output and "Billing_Entty__c" in output
+    assert sandbox.stripe_admin.objects("customer") == []

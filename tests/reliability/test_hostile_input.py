@@ -145,6 +145,8 @@ def test_hostile_data_fails_only_its_own_record(sandbox, sqlite_url):
             )
             for key, value in case.stripe_check.items():
                 assert customers[ids[case.name]][key] == value, case.name
+            for fragment in case.note:
+                assert fragment in (record["Stripe_Sync_Message__c"] or ""), (case.name, record)
     data, maps, sets = len(DATA_CASES), len(MAPPING_CASES), len(SETTINGS_CASES)
     print(f"\n[hostile] {data} data cases, {maps} mapping cases, {sets} settings cases")
 
