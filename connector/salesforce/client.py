@@ -24,6 +24,7 @@ from simple_salesforce.exceptions import SalesforceExpiredSession
 from connector.errors import FatalError, salesforce_response_retryable
 from connector.salesforce.auth import Token, authenticate
 from connector.salesforce.session import SalesforceSession, session_from_settings
+from connector.salesforce.soql import id_literal, is_record_id
 from connector.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -212,10 +213,10 @@ class SalesforceClient:
         if not re.fullmatch(r"Permissions[A-Za-z]+", flag):
             raise ValueError(f"not a PermissionSet permission field: {flag!r}")
         user = self.user_id
-        if not user or not re.fullmatch(r"[A-Za-z0-9]{15,18}", user):
+        if not user or not is_record_id(user):
             raise FatalError("salesforce_auth", "the token did not name the integration user")
         soql = (
-            f"SELECT Id FROM PermissionSetAssignment WHERE AssigneeId = '{user}' "
+            f"SELECT Id FROM PermissionSetAssignment WHERE AssigneeId = {id_literal(user)} "
             f"AND PermissionSet.{flag} = true LIMIT 1"
         )
         return bool(self.query_all(soql))

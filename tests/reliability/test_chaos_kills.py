@@ -97,7 +97,14 @@ def test_sigkill_at_random_points_then_finish(sandbox, store_url, size, tmp_path
     kills = attempts = rounds = 0
     logs = tmp_path / "logs"
     logs.mkdir()
-    while kills < target:
+
+    def short_of_each_kind() -> bool:
+        """Both kinds of kill must land a third of the target; a SIGKILL lands only when a pass
+        outlives its random delay, so keep going (new work makes passes longer) until they have."""
+        sigkills = sum(n for k, n in landed.counts.items() if k.startswith("SIGKILL"))
+        return min(sigkills, kills - sigkills) < target // 3
+
+    while kills < target or short_of_each_kind():
         attempts += 1
         assert attempts < target * 4, (landed.render(), finished.render())
         out = (logs / f"{attempts}.out").open("w")
