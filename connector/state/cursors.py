@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select
 
@@ -37,13 +38,7 @@ class Cursors:
             "seen_ids": sorted(cursor.seen_ids),
             "updated_at": self._db.clock(),
         }
-        stmt = (
-            self._db.insert(CursorRow)
-            .values(name=name, **values)
-            .on_conflict_do_update(index_elements=["name"], set_=values)
-        )
-        with self._db.session() as s:
-            s.execute(stmt)
+        self._upsert(CursorRow, {"name": name}, values)
         return cursor
 
     def mapping_version(self, name: str) -> str | None:
@@ -53,14 +48,7 @@ class Cursors:
             return row.version if row else None
 
     def set_mapping_version(self, name: str, version: str) -> None:
-        values = {"version": version, "updated_at": self._db.clock()}
-        stmt = (
-            self._db.insert(MappingVersionRow)
-            .values(name=name, **values)
-            .on_conflict_do_update(index_elements=["name"], set_=values)
-        )
-        with self._db.session() as s:
-            s.execute(stmt)
+        self._upsert(MappingVersionRow, {"name": name}, {"version": version, "updated_at": self._db.clock()})
 
     def replay_id(self, topic: str) -> str | None:
         """The replay id (base64) after which the topic's events are still to be processed."""
@@ -70,13 +58,18 @@ class Cursors:
 
     def set_replay_id(self, topic: str, replay_id: str | None) -> None:
         """Save only after the event's records are processed; None forgets it (poll instead)."""
-        with self._db.session() as s:
-            if replay_id is None:
+        if replay_id is None:
+            with self._db.session() as s:
                 s.execute(delete(ReplayIdRow).where(ReplayIdRow.topic == topic))
-                return
-            values = {"replay_id": replay_id, "updated_at": self._db.clock()}
-            s.execute(
-                self._db.insert(ReplayIdRow)
-                .values(topic=topic, **values)
-                .on_conflict_do_update(index_elements=["topic"], set_=values)
-            )
+            return
+        self._upsert(ReplayIdRow, {"topic": topic}, {"replay_id": replay_id, "updated_at": self._db.clock()})
+
+    def _upsert(self, model: Any, key: dict[str, str], values: dict[str, Any]) -> None:
+        """Insert the row, or update it when its key exists (one statement on both backends)."""
+        stmt = (
+            self._db.insert(model)
+            .values(**key, **values)
+            .on_conflict_do_update(index_elements=list(key), set_=values)
+        )
+        with self._db.session() as s:
+            s.execute(stmt)
