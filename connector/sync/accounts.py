@@ -128,7 +128,7 @@ class AccountSync:
             report.add(o)
         pipeline.finish(ctx, batch, done, {r["Id"]: r for r in rows}, self.mapping.write_back, failing)
         if len(done) < len(outcomes):
-            report.fatal = ctx.fatal_message or "a fatal error stopped the run"
+            pipeline.unapplied(ctx, report, len(outcomes) - len(done))
 
     def plan_rows(
         self,

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.mapping import Mappings
 from connector.settings import Settings
 from connector.state.store import StateStore
 from connector.stripe_sink.gateway import StripeGateway
+
+if TYPE_CHECKING:
+    from connector.progress import RunProgress
 
 
 def workers_for(rps: float) -> int:
@@ -36,6 +40,9 @@ class SyncContext:
     now: Callable[[], datetime] = utcnow
     run_id: int | None = None
     fatal_message: str | None = field(default=None)
+    # Set to stop after the records in flight (Ctrl-C): checked before each record and batch.
+    stop: threading.Event = field(default_factory=threading.Event)
+    progress: RunProgress | None = None  # a command's progress display; None in the daemon
 
     @cached_property
     def stripe_account(self) -> str:

@@ -309,7 +309,7 @@ class OrderSync:
         # run's plan is what the run does.
         with self._customers_lock:
             self._ensure_customers(work, report)
-        if report.fatal:
+        if report.fatal or pipeline.stop_requested(ctx, report, rows):
             return
         if report.dry_run:
             for w in work:
@@ -336,8 +336,8 @@ class OrderSync:
         outcomes: list[Outcome] = []
         for w in work:
             outcome = w.outcome or next(applied)
-            if outcome is None:  # fatal here, or not attempted after a fatal error elsewhere
-                report.fatal = ctx.fatal_message or "a fatal error stopped the run"
+            if outcome is None:  # fatal, or not attempted after a fatal error or a stop request
+                pipeline.unapplied(ctx, report, 1)
                 continue
             outcomes.append(outcome)
             report.add(outcome)

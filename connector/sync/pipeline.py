@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
@@ -24,7 +24,7 @@ from connector.salesforce.writeback import WriteBack, WriteFailure
 from connector.state.models import BatchWrites, FailureUpdate, HashUpdate, Intent, LinkUpdate, LogEntry
 from connector.sync.context import SyncContext
 from connector.sync.exactly_once import Kind
-from connector.sync.report import OK_STATUSES, Outcome
+from connector.sync.report import OK_STATUSES, Outcome, RunReport
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -97,21 +97,43 @@ def apply_safely(ctx: SyncContext, base: Outcome, fn: Callable[[], Outcome]) -> 
 def apply_all(
     ctx: SyncContext, work: Sequence[T], apply: Callable[[T], Outcome | None]
 ) -> list[Outcome | None]:
-    """`apply` for every item on the Stripe workers, in order. After a fatal error (None) the
-    items not started yet are not attempted either (None): the next run does them."""
+    """`apply` for every item on the Stripe workers, in order. After a fatal error (None), or once
+    the run is asked to stop (Ctrl-C: `ctx.stop`), the items not started yet are not attempted
+    (None): the next run does them; those started finish. Each record finished counts on the
+    command's progress at once, not when the batch ends."""
     stopping = threading.Event()
+    progress = ctx.progress
 
     def one(item: T) -> Outcome | None:
-        if stopping.is_set():
+        if stopping.is_set() or ctx.stop.is_set():
             return None
         outcome = apply(item)
         if outcome is None:
             stopping.set()
+        elif progress is not None:
+            progress.tick(outcome)
         return outcome
 
     if len(work) <= 1 or threading.current_thread().name.startswith("stripe"):
         return [one(item) for item in work]  # (never wait on the pool from one of its own workers)
     return list(ctx.stripe_workers.map(one, work))
+
+
+def unapplied(ctx: SyncContext, report: RunReport, count: int) -> None:
+    """Records `apply_all` did not run: after a fatal error the run stops (`report.fatal`); after
+    a stop request they are left for the next run (`report.unprocessed`)."""
+    if ctx.fatal_message is None and ctx.stop.is_set():
+        report.unprocessed += count
+    else:
+        report.fatal = ctx.fatal_message or "a fatal error stopped the run"
+
+
+def stop_requested(ctx: SyncContext, report: RunReport, rows: Sized) -> bool:
+    """True once the run is asked to stop: the batch's `rows` are then left for the next run."""
+    if not ctx.stop.is_set():
+        return False
+    report.unprocessed += len(rows)
+    return True
 
 
 def writeback_fields(

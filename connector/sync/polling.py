@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
@@ -23,6 +24,9 @@ from connector.state.cursor import advance, filter_new, poll_window
 from connector.sync.context import SyncContext
 from connector.sync.lanes import Lanes
 from connector.sync.report import Outcome, RunReport
+
+if TYPE_CHECKING:
+    from connector.progress import Task as ProgressTask
 
 log = logging.getLogger(__name__)
 
@@ -62,25 +66,62 @@ def poll_query(sync: PolledSync, since: datetime | None) -> str:
 
 
 def poll(sync: PolledSync, report: RunReport) -> None:
-    """Apply every record changed since the cursor (all of them on the first run)."""
+    """Apply every record changed since the cursor (all of them on the first run).
+
+    Asked to stop (Ctrl-C: `ctx.stop`), it stops between records: the cursor stays before a page
+    not fully applied (its records applied already are unchanged on the next run), and the records
+    left are counted in `report.unprocessed`."""
     ctx, store = sync.ctx, sync.ctx.store
     cursor = store.cursors.get(sync.cursor_name)
     started = ctx.now()
     since = poll_window(cursor, timedelta(seconds=ctx.settings.cursor_overlap_seconds))
-    for page in query_pages(sync, poll_query(sync, since)):
-        # Rows already applied are not skipped by their link: a run killed after linking but
-        # before the write-back must still write the Stripe ID back. Re-checking costs no call.
-        fresh = filter_new(page, cursor)
-        links = store.links.get_many(ctx.stripe_account, sync.object_type, [r["Id"] for r in fresh])
-        sync.process(fresh, report, links=links)
-        if report.fatal:
+    with progress_task(ctx, report.kind, sync.object_type) as task:
+        handled = 0
+        on_total = task.set_total if task is not None else None
+        for page in query_pages(sync, poll_query(sync, since), on_total=on_total):
+            if ctx.stop.is_set():
+                break
+            # Rows already applied are not skipped by their link: a run killed after linking but
+            # before the write-back must still write the Stripe ID back. Re-checking costs no call.
+            fresh = filter_new(page, cursor)
+            links = store.links.get_many(ctx.stripe_account, sync.object_type, [r["Id"] for r in fresh])
+            before, left = len(report.outcomes), report.unprocessed
+            sync.process(fresh, report, links=links)
+            settle(ctx, report.outcomes[before:], already_applied=len(page) - len(fresh))
+            if report.fatal:
+                return
+            handled += len(page) - (report.unprocessed - left)
+            if report.unprocessed > left:
+                break  # stopped inside the page: the cursor stays before it
+            if not report.dry_run:
+                cursor = advance(cursor, page, started)
+                store.cursors.set(sync.cursor_name, cursor.modstamp, cursor.seen_ids)
+        if ctx.stop.is_set():
+            if task is not None and task.total is not None:
+                report.unprocessed = max(report.unprocessed, task.total - handled)
             return
-        if not report.dry_run:
-            cursor = advance(cursor, page, started)
-            store.cursors.set(sync.cursor_name, cursor.modstamp, cursor.seen_ids)
     reevaluate(sync, report)
-    if not report.dry_run and not report.fatal:
+    if not report.dry_run and not report.fatal and not ctx.stop.is_set():
         retry_due(sync, report)
+
+
+@contextmanager
+def progress_task(
+    ctx: SyncContext, title: str, object_type: str, total: int | None = None
+) -> Iterator[ProgressTask | None]:
+    """A pass on the command's progress display (None without one, as in the daemon)."""
+    if ctx.progress is None:
+        yield None
+        return
+    with ctx.progress.task(title, total, object_type) as task:
+        yield task
+
+
+def settle(ctx: SyncContext, outcomes: Iterable[Outcome], *, already_applied: int = 0) -> None:
+    """A batch has ended: its records count on the progress display, each once (`already_applied`:
+    rows a poll skips because an earlier run applied them)."""
+    if ctx.progress is not None:
+        ctx.progress.settle(outcomes, already_applied)
 
 
 def reevaluate(sync: PolledSync, report: RunReport) -> None:
@@ -100,7 +141,8 @@ def reevaluate(sync: PolledSync, report: RunReport) -> None:
             if link.status == "linked" and link.stripe_id and link.sf_id not in done
         ]
         log.info("the %s mapping changed: re-evaluating %d linked record(s)", sync.noun, len(ids))
-        if not sync_ids(sync, ids, report):
+        title = f"{report.kind}: re-evaluating after the mapping change"
+        if not sync_ids(sync, ids, report, title=title):
             return  # not recorded: the next run re-evaluates again
     if not report.dry_run:
         store.cursors.set_mapping_version(sync.cursor_name, version)
@@ -112,7 +154,7 @@ def retry_due(sync: PolledSync, report: RunReport) -> None:
     due = [f.sf_id for f in ctx.store.failures.due(ctx.now()) if f.object_type == sync.object_type]
     if due:
         log.info("retrying %d %s(s) whose failures are due", len(due), sync.noun)
-        sync_ids(sync, due, report)
+        sync_ids(sync, due, report, title=f"{report.kind}: retrying due failures")
 
 
 def sync_ids(
@@ -121,25 +163,38 @@ def sync_ids(
     report: RunReport,
     *,
     should_stop: Callable[[], bool] | None = None,
+    title: str = "",
 ) -> bool:
     """Apply the given records now, whatever the cursor says (retries, events): one query per 200
     ids, two such batches in flight (connector.sync.lanes), so a burst of ids keeps the Stripe
-    workers busy. False when a fatal error or `should_stop` ended it before every id was applied."""
+    workers busy. False when a fatal error, a stop request (`ctx.stop`, Ctrl-C) or `should_stop`
+    ended it before every id was applied; the ids left count in `report.unprocessed`. `title`
+    names the pass on the command's progress display."""
+    ctx = sync.ctx
     ids = list(dict.fromkeys(ids))
     chunks = [ids[start : start + ID_BATCH] for start in range(0, len(ids), ID_BATCH)]
     complete = True
     lanes: Lanes[list[str], RunReport] = Lanes(lambda chunk: _sync_chunk(sync, chunk, report.dry_run))
-    with lanes:
-        for chunk in chunks:
-            if report.fatal or (should_stop is not None and should_stop()):
+
+    def settled(chunk_report: RunReport) -> None:
+        nonlocal complete
+        report.outcomes.extend(chunk_report.outcomes)
+        report.fatal = report.fatal or chunk_report.fatal
+        report.unprocessed += chunk_report.unprocessed
+        complete = complete and not chunk_report.unprocessed
+        settle(ctx, chunk_report.outcomes)
+
+    with progress_task(ctx, title or f"{report.kind}: {sync.noun}s", sync.object_type, len(ids)), lanes:
+        for number, chunk in enumerate(chunks):
+            if report.fatal or ctx.stop.is_set() or (should_stop is not None and should_stop()):
                 complete = False
+                if ctx.stop.is_set():
+                    report.unprocessed += sum(len(c) for c in chunks[number:])
                 break
-            for _chunk, outcomes in lanes.submit(chunk):
-                report.outcomes.extend(outcomes.outcomes)
-                report.fatal = report.fatal or outcomes.fatal
-        for _chunk, outcomes in lanes.drain():
-            report.outcomes.extend(outcomes.outcomes)
-            report.fatal = report.fatal or outcomes.fatal
+            for _chunk, chunk_report in lanes.submit(chunk):
+                settled(chunk_report)
+        for _chunk, chunk_report in lanes.drain():
+            settled(chunk_report)
     return complete and not report.fatal
 
 
@@ -160,12 +215,19 @@ def _sync_chunk(sync: PolledSync, chunk: list[str], dry_run: bool) -> RunReport:
     return report
 
 
-def query_pages(sync: PolledSync, soql: str) -> Iterator[list[dict[str, Any]]]:
+def query_pages(
+    sync: PolledSync, soql: str, *, on_total: Callable[[int], None] | None = None
+) -> Iterator[list[dict[str, Any]]]:
     """The sync's query, page by page. When Salesforce cannot run it as written and a mapping
     condition is why, the run stops naming the condition's file:line instead of a raw SOQL error
-    at a column of a long query."""
+    at a column of a long query. `on_total` receives the query's totalSize (for the progress)."""
     try:
-        yield from sync.ctx.sf.query_pages(soql)
+        if on_total is None:
+            yield from sync.ctx.sf.query_pages(soql)
+        else:
+            stream = sync.ctx.sf.query_stream(soql)
+            on_total(stream.total_size)
+            yield from stream.pages
     except Exception as exc:
         if classify(exc).code not in QUERY_ERROR_CODES:
             raise

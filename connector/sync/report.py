@@ -42,6 +42,8 @@ class RunReport:
     # The link type of the records this report counts ("" for a report of several kinds). Another
     # kind's outcomes in it (an Order batch's Accounts) are moved to that kind's report by `regroup`.
     object_type: str = ""
+    # Records left for the next run because the run was asked to stop (Ctrl-C) before them.
+    unprocessed: int = 0
 
     def add(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)

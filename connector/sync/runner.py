@@ -4,11 +4,15 @@ and the daemon's jobs."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 from connector.errors import classify
+from connector.interrupt import EXIT_INTERRUPTED, interrupted_line, stop_on_interrupt
 from connector.mapping import Mappings
+from connector.progress import RunProgress
 from connector.settings import Settings
 from connector.state.store import StateStore
 from connector.stripe_sink.gateway import StripeGateway
@@ -45,14 +49,48 @@ def open_context(settings: Settings, mappings: Mappings) -> Iterator[SyncContext
         store.close()
 
 
+@contextmanager
+def open_command(
+    settings: Settings,
+    mappings: Mappings,
+    *,
+    progress_stream: TextIO | None = None,
+    progress_tty: bool | None = None,
+) -> Iterator[SyncContext]:
+    """A long command's context: `open_context` plus the progress display on stderr and Ctrl-C
+    as a stop request (connector.interrupt) for as long as it runs, its clean-up included."""
+    stop = threading.Event()
+    with (
+        stop_on_interrupt(stop),
+        RunProgress(progress_stream, tty=progress_tty, stop=stop) as progress,
+        open_context(settings, mappings) as ctx,
+    ):
+        ctx.stop, ctx.progress = stop, progress
+        yield ctx
+
+
+def finish_run(ctx: SyncContext, run_id: int | None, counts: dict[str, int], error: str | None) -> None:
+    """Record how a run ended: failed (a fatal error), interrupted (asked to stop: what it did
+    and how much it left), or succeeded."""
+    if run_id is None:
+        return
+    if error is None and ctx.stop.is_set():
+        ctx.store.runs.finish(run_id, counts, "interrupted", "interrupted (Ctrl-C) before the end")
+        return
+    ctx.store.runs.finish(run_id, counts, "failed" if error else "succeeded", error)
+
+
 def run_pass(ctx: SyncContext, *, dry_run: bool, objects: list[str]) -> list[RunReport]:
-    """One poll of every object kind, recorded as a run in the state store."""
+    """One poll of every object kind, recorded as a run in the state store. Asked to stop
+    (`ctx.stop`), it ends after the records in flight; the objects after it are not started."""
     reports: list[RunReport] = []
     run_id = None if dry_run else ctx.store.runs.start("sync")
     ctx.run_id = run_id
     error: str | None = None
     try:
         for stream in streams.selected(objects):
+            if ctx.stop.is_set():
+                break
             title = stream.title
             report = RunReport(title, dry_run=dry_run, object_type=stream.object_type)
             reports.append(report)
@@ -66,11 +104,10 @@ def run_pass(ctx: SyncContext, *, dry_run: bool, objects: list[str]) -> list[Run
                 error = report.fatal
                 break
         reports[:] = regroup(reports, {s.object_type: s.title for s in streams.STREAMS})
-        if error is None:
+        if error is None and not ctx.stop.is_set():
             error = _removals(ctx, reports, dry_run=dry_run, objects=objects)
     finally:
-        if run_id is not None:
-            ctx.store.runs.finish(run_id, run_counts(reports), "failed" if error else "succeeded", error)
+        finish_run(ctx, run_id, run_counts(reports), error)
     return reports
 
 
@@ -99,11 +136,27 @@ def exit_code(reports: list[RunReport]) -> int:
     return EXIT_OK
 
 
+def interrupted_summary(reports: list[RunReport], objects: list[str]) -> str:
+    """The last line after Ctrl-C: how many records were left, and the objects not started."""
+    started = {r.object_type for r in reports}
+    not_started = [s.title for s in streams.selected(objects) if s.object_type not in started]
+    return interrupted_line(sum(r.unprocessed for r in reports), not_started)
+
+
 def run_sync_once(
-    settings: Settings, mappings: Mappings, *, dry_run: bool, objects: list[str], out: Echo
+    settings: Settings,
+    mappings: Mappings,
+    *,
+    dry_run: bool,
+    objects: list[str],
+    out: Echo,
+    progress_stream: TextIO | None = None,
+    progress_tty: bool | None = None,
 ) -> int:
     try:
-        with open_context(settings, mappings) as ctx:
+        with open_command(
+            settings, mappings, progress_stream=progress_stream, progress_tty=progress_tty
+        ) as ctx:
             reports = run_pass(ctx, dry_run=dry_run, objects=objects)
             if dry_run:
                 for report in reports:
@@ -113,6 +166,9 @@ def run_sync_once(
                 for line in report.summary_lines():
                     out(line)
             out(f"Stripe API calls: {ctx.gateway.total_calls}; Salesforce API calls: {ctx.sf.total_calls}")
+            if ctx.stop.is_set() and not any(r.fatal for r in reports):
+                out(interrupted_summary(reports, objects))
+                return EXIT_INTERRUPTED
     except Exception as exc:
         out(f"Sync stopped: {classify(exc).message}")
         return EXIT_FATAL
@@ -121,7 +177,7 @@ def run_sync_once(
 
 def run_retry(settings: Settings, mappings: Mappings, *, record_id: str | None, out: Echo) -> int:
     """Re-run one failed record, or all of them, now."""
-    with open_context(settings, mappings) as ctx:
+    with open_command(settings, mappings) as ctx:
         failures = ctx.store.failures.all()
         if record_id:
             failures = [f for f in failures if f.sf_id == record_id]
@@ -130,13 +186,20 @@ def run_retry(settings: Settings, mappings: Mappings, *, record_id: str | None, 
                 return EXIT_RECORD_FAILURES
         report = RunReport("Retry", dry_run=False)
         ctx.run_id = ctx.store.runs.start("retry")
-        for stream in streams.STREAMS:
-            ids = [f.sf_id for f in failures if f.object_type == stream.object_type]
-            if ids and not report.fatal:
+        try:
+            for stream in streams.STREAMS:
+                ids = [f.sf_id for f in failures if f.object_type == stream.object_type]
+                if not ids or report.fatal:
+                    continue
+                if ctx.stop.is_set():
+                    report.unprocessed += len(ids)
+                    continue
                 stream.sync_ids(ctx, ids, report)
-        ctx.store.runs.finish(
-            ctx.run_id, run_counts([report]), "failed" if report.fatal else "succeeded", report.fatal
-        )
+        finally:
+            finish_run(ctx, ctx.run_id, run_counts([report]), report.fatal)
         for line in report.summary_lines():
             out(line)
+        if ctx.stop.is_set() and not report.fatal:
+            out(interrupted_line(report.unprocessed, []))
+            return EXIT_INTERRUPTED
         return exit_code([report])
