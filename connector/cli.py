@@ -433,8 +433,8 @@ def main() -> None:
     except FatalError as exc:  # e.g. the state database cannot be opened: a message, not a traceback
         typer.echo(f"Stopped: {exc}", err=True)
         sys.exit(EXIT_FATAL)
-    except KeyboardInterrupt:
-        logging.getLogger(__name__).warning("interrupted")
+    except KeyboardInterrupt:  # before a long command took Ctrl-C over (connector.interrupt)
+        typer.echo("Interrupted (Ctrl-C).", err=True)
         sys.exit(130)
 
 

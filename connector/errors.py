@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 import requests
 import stripe
@@ -150,8 +151,34 @@ def classify(exc: BaseException) -> Classified:
         return Classified(Disposition.RECORD, first, _salesforce_text(exc))
 
     if isinstance(exc, requests.Timeout | requests.ConnectionError):
-        return Classified(Disposition.RETRY, "network", f"network error: {type(exc).__name__}")
+        return Classified(Disposition.RETRY, "network", f"network error: {network_text(exc)}")
     return Classified(Disposition.FATAL, "internal", f"{type(exc).__name__}: {exc}")
+
+
+# What the socket said, as requests wraps it, in words an operator acts on.
+NETWORK_REASONS = (
+    ("connection refused", "connection refused (nothing listens there: check the URL and port)"),
+    ("name or service not known", "unknown host name (check the URL)"),
+    ("temporary failure in name resolution", "the host name could not be resolved (DNS)"),
+    ("certificate verify failed", "the server's TLS certificate is not trusted (check the CA bundle)"),
+    ("timed out", "timed out"),
+    ("no route to host", "no route to host"),
+    ("connection reset", "the connection was reset"),
+    ("remote end closed", "the server closed the connection"),
+)
+
+
+def network_text(exc: requests.RequestException) -> str:
+    """`ConnectionError reaching https://login.example.com: connection refused (...)`: the host
+    and the reason, without the URL's path or query (they may carry ids)."""
+    text = f"{type(exc).__name__}"
+    url = getattr(exc.request, "url", None) if exc.request is not None else None
+    if url:
+        parts = urlsplit(str(url))
+        text += f" reaching {parts.scheme}://{parts.netloc}"
+    lowered = str(exc).lower()
+    reason = next((said for key, said in NETWORK_REASONS if key in lowered), None)
+    return f"{text}: {reason}" if reason else text
 
 
 def _salesforce_text(exc: sf_exc.SalesforceError) -> str:

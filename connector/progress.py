@@ -87,13 +87,14 @@ def count_text(count: int, total: int | None) -> str:
     return f"{count:,}/{total:,}" if total is not None else f"{count:,} records"
 
 
-def plain_line(title: str, count: int, total: int | None, elapsed: float, *, final: bool = False) -> str:
-    """One line for a log: `Accounts → Customers: 1,234/1,702 (72%), 25.3 rec/s, elapsed 00:48, ETA 00:18`."""
+def plain_line(title: str, count: int, total: int | None, elapsed: float, *, end: str = "") -> str:
+    """One line for a log: `Accounts → Customers: 1,234/1,702 (72%), 25.3 rec/s, elapsed 00:48,
+    ETA 00:18`; at the end of the pass `end` ("done", "stopped") instead of the ETA."""
     parts = [count_text(count, total) + (f" ({count / total:.0%})" if total else "")]
     parts.append(rate_text(count, elapsed))
     parts.append(f"elapsed {duration_text(elapsed)}")
-    if final:
-        parts.append("done")
+    if end:
+        parts.append(end)
     elif total is not None:
         parts.append(eta_text(count, total, elapsed))
     return f"{title}: " + ", ".join(parts)
@@ -264,7 +265,8 @@ class RunProgress:
                     self._rich.stop_task(rich_id)
             return
         if final or now - self._last_line >= self.line_interval:
-            self.stream.write(plain_line(task.title, count, task.total, elapsed, final=final) + "\n")
+            end = ("stopped" if self.stop is not None and self.stop.is_set() else "done") if final else ""
+            self.stream.write(plain_line(task.title, count, task.total, elapsed, end=end) + "\n")
             self.stream.flush()
             self._last_line = now
 

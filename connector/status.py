@@ -17,6 +17,8 @@ from connector.state.models import Failure, Heartbeat
 from connector.state.store import StateStore
 
 REMOVED_SHOWN = 20
+# The commands whose last run is shown (an interrupted one with what it did before Ctrl-C).
+RUN_KINDS = ("sync", "retry", "backfill", "reconcile")
 # A heartbeat older than this many beat intervals means the instance is gone (killed, host lost).
 STALE_BEATS = 3
 
@@ -84,13 +86,15 @@ def print_status(
             for name, cursor in cursors:
                 stamp = cursor.modstamp.isoformat() if cursor.modstamp else "—"
                 out(f"  {name:22} {stamp}")
-            for kind in ("sync", "retry"):
+            for kind in RUN_KINDS:
                 run = store.runs.last(kind)
                 if run:
                     counts_text = ", ".join(f"{v} {k}" for k, v in sorted(run.counts.items())) or "nothing"
                     finished = run.finished_at.isoformat() if run.finished_at else "still running"
                     out(f"Last {kind} run: {run.status} at {finished}: {counts_text}")
-                    if run.error:
+                    if run.status == "interrupted":
+                        out(f"  {run.error or 'interrupted'}; run `cpq2stripe {kind}` again to continue")
+                    elif run.error:
                         out(f"  error: {run.error}")
         if not failed_only:
             _print_instances(store, settings.heartbeat_interval_seconds, out)
@@ -142,7 +146,7 @@ def _status_document(
         name: cursor.modstamp.isoformat() if cursor.modstamp else None for name, cursor in store.cursors.all()
     }
     runs = {}
-    for kind in ("sync", "retry"):
+    for kind in RUN_KINDS:
         run = store.runs.last(kind)
         if run:
             runs[kind] = {

@@ -21,7 +21,6 @@ Stripe call), and seeds the poll cursor when it is empty, so the daemon starts f
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -31,19 +30,20 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, TextIO
 
-from connector.backfill.progress import Progress
 from connector.backfill.report import BackfillReport, FailureCsv, ObjectTotals
 from connector.errors import classify
+from connector.interrupt import EXIT_INTERRUPTED, interrupted_line
 from connector.mapping.condition import QUERY_ERROR_CODES
 from connector.salesforce.soql import datetime_literal, id_literal, is_record_id
 from connector.sync import polling, streams
 from connector.sync.lanes import Lanes
+from connector.sync.polling import progress_task
 from connector.sync.report import RunReport
 from connector.sync.streams import Pipeline, Stream
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_RECORD_FAILURES, EXIT_FATAL, EXIT_INTERRUPTED = 0, 1, 3, 130
+EXIT_OK, EXIT_RECORD_FAILURES, EXIT_FATAL = 0, 1, 3
 DONE = "done"
 Echo = Callable[[str], None]
 
@@ -162,14 +162,7 @@ class Backfill:
             ctx.store.cursors.set(name, started, [f"after:{last_id}"] if last_id else [])
         log.info("%s: %d to go, read with %s", spec.title, total, totals.source)
 
-        progress = Progress(
-            spec.title,
-            total,
-            stream=opts.progress_stream or sys.stderr,
-            tty=opts.progress_tty,
-            interval=opts.progress_interval or 0.5,
-            line_interval=opts.progress_interval or 30.0,
-        )
+        progress = ctx.progress
         rest = stream.pages
         pages = self._pages(sync, first, rest, clauses, total) if use_bulk else chain([first], rest)
         # Whether each queued batch came in Id order (REST pages) or not (Bulk results). The
@@ -183,30 +176,32 @@ class Backfill:
         # recorded while this one's last creates and write-back finish. The cursor moves past a
         # batch only once it and every batch before it are done.
         lanes: Lanes[list[dict[str, Any]], _BatchResult] = Lanes(lambda b: self._run_batch(spec, sync, b))
-        settled_writes = ctx.gateway.write_calls
-        if spec.key == "accounts":
-            progress.peek = lambda: min(
-                sum(len(b) for b in lanes.in_flight) - 1, ctx.gateway.write_calls - settled_writes
-            )
 
         def settle(batch: list[dict[str, Any]], result: _BatchResult) -> None:
-            nonlocal done, settled_writes
+            nonlocal done
             ordered = in_id_order.popleft()
             self.report.add_outcomes(totals, result.report.outcomes, result.codes)
-            settled_writes = ctx.gateway.write_calls
-            progress.advance(len(batch))
-            done += len(batch)
+            if progress is not None:
+                progress.settle(result.report.outcomes)
+            done += len(batch) - result.report.unprocessed
+            if result.report.unprocessed:
+                # Stopped (Ctrl-C) inside this batch: the cursor stays before it, and before
+                # every later batch too (their records may be done, but this one's are not all).
+                totals.unprocessed += result.report.unprocessed
+                totals.cut = True
             if result.report.fatal:
                 totals.fatal = totals.fatal or result.report.fatal
-            elif ordered and not opts.dry_run and not totals.fatal:
+            elif ordered and not opts.dry_run and not totals.fatal and not totals.cut:
                 ctx.store.cursors.set(name, started, [f"after:{batch[-1]['Id']}"])
 
-        with progress, lanes:
+        with progress_task(ctx, spec.title, spec.object_type, total), lanes:
             try:
                 queued = 0
                 for number, page in enumerate(pages):
                     for batch in _chunks(page, opts.batch_size):
-                        if totals.fatal or (opts.limit is not None and queued >= opts.limit):
+                        if totals.fatal or ctx.stop.is_set():
+                            break
+                        if opts.limit is not None and queued >= opts.limit:
                             break
                         if opts.limit is not None:
                             batch = batch[: opts.limit - queued]
@@ -214,7 +209,7 @@ class Backfill:
                         in_id_order.append(number == 0 or not use_bulk)
                         for settled in lanes.submit(batch):
                             settle(*settled)
-                    if totals.fatal or (opts.limit is not None and queued >= opts.limit):
+                    if totals.fatal or ctx.stop.is_set() or (opts.limit is not None and queued >= opts.limit):
                         break  # no further page is read
                 # A batch still running after a fatal error finishes and is reported, but the
                 # cursor stays before it: a rerun starts there.
@@ -222,9 +217,11 @@ class Backfill:
                     settle(*settled)
                 if totals.fatal:
                     return totals
+                if ctx.stop.is_set():
+                    totals.unprocessed = max(totals.unprocessed, total - done)
+                    return totals  # not done: a rerun continues after the cursor
                 finished = opts.limit is None or done < opts.limit or done >= count
             finally:
-                progress.peek = None
                 close = getattr(pages, "close", None)
                 if close is not None:
                     close()  # an abandoned Bulk job is aborted
@@ -270,8 +267,11 @@ def run_backfill(
     out: Echo,
     on_report: Callable[[BackfillReport], None] | None = None,
 ) -> int:
-    """The `backfill` command: run, print the report, return the exit code."""
-    from connector.sync.runner import open_context
+    """The `backfill` command: run, print the report, return the exit code. Ctrl-C stops it after
+    the records in flight (connector.interrupt): what was done is saved and reported, and the
+    same command continues from there."""
+    from connector.progress import LINE_INTERVAL, RunProgress
+    from connector.sync.runner import finish_run, open_command
 
     if options.workers:
         settings = settings.model_copy(update={"stripe_workers": options.workers})
@@ -281,22 +281,30 @@ def run_backfill(
         out(f"Unknown object(s): {exc}.")
         return 2
     report = BackfillReport(options.dry_run, FailureCsv(None if options.dry_run else options.failures_csv))
+    progress = RunProgress(
+        options.progress_stream,
+        tty=options.progress_tty,
+        line_interval=options.progress_interval or LINE_INTERVAL,
+    )
     started = time.monotonic()
     code = EXIT_OK
+    not_started: list[str] = []
     try:
-        with open_context(settings, mappings) as ctx:
+        with open_command(settings, mappings, progress=progress) as ctx:
             ctx.run_id = None if options.dry_run else ctx.store.runs.start("backfill")
             error: str | None = None
             try:
                 runner = Backfill(ctx, options, report)
-                for spec in chosen:
+                for number, spec in enumerate(chosen):
+                    if ctx.stop.is_set():
+                        not_started = [s.title for s in chosen[number:]]
+                        break
                     totals = runner.run_object(spec)
                     if totals.fatal:
                         error = totals.fatal
                         break
-            except KeyboardInterrupt:
-                error = "interrupted"
-                code = EXIT_INTERRUPTED
+            except KeyboardInterrupt:  # signals not ours to handle (a thread other than main)
+                ctx.stop.set()
             except Exception as exc:
                 error = classify(exc).message
                 if report.objects:
@@ -310,12 +318,9 @@ def run_backfill(
                 report.stripe_writes = ctx.gateway.write_calls
                 report.rate_limited = ctx.gateway.rate_limited
                 report.salesforce_calls = ctx.sf.total_calls
-                if ctx.run_id is not None:
-                    counts = report.run_counts()
-                    ctx.store.runs.finish(ctx.run_id, counts, "failed" if error else "succeeded", error)
+                finish_run(ctx, ctx.run_id, report.run_counts(), error)
                 report.csv.close()
-    except KeyboardInterrupt:
-        code = EXIT_INTERRUPTED
+            interrupted = ctx.stop.is_set() and error is None
     except Exception as exc:
         out(f"Backfill stopped: {classify(exc).message}")
         return EXIT_FATAL
@@ -323,7 +328,7 @@ def run_backfill(
         on_report(report)
     for line in report.lines():
         out(line)
-    if code == EXIT_INTERRUPTED:
-        out("Interrupted: run the same command again to continue where it stopped.")
-        return code
+    if interrupted:
+        out(interrupted_line(sum(t.unprocessed for t in report.objects), not_started))
+        return EXIT_INTERRUPTED
     return code if code != EXIT_OK else _exit_code(report)

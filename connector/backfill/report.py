@@ -77,6 +77,8 @@ class ObjectTotals:
     failures: list[FailureRow] = field(default_factory=list)
     resumed_after: str | None = None
     fatal: str | None = None
+    unprocessed: int = 0  # records left for the next run (Ctrl-C)
+    cut: bool = False  # a batch was cut short (Ctrl-C): the resume cursor moves no further
     object_type: str = ""  # the link type its records become: customer, subscription
     # Records that may come back in this run (an Order batch re-applies its unlinked Accounts) ->
     # the status (dry run: action) they were counted under, so each record is counted once: those
@@ -179,7 +181,9 @@ class BackfillReport:
                 head += f"; resumed after {t.resumed_after}"
             out.append(head)
             if self.dry_run:
-                planned = ", ".join(f"{n} {a}" for a, n in sorted(t.planned.items())) or "nothing to do"
+                # One that stopped (Salesforce unreachable, Ctrl-C) does not know there is nothing to do.
+                idle = "stopped before planning any record" if t.fatal or t.unprocessed else "nothing to do"
+                planned = ", ".join(f"{n} {a}" for a, n in sorted(t.planned.items())) or idle
                 out.append(f"  dry run, nothing changed: {planned}")
             else:
                 out.append("  " + ", ".join(f"{t.counts.get(s, 0)} {s}" for s in STATUSES))

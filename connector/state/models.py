@@ -17,8 +17,8 @@ from sqlalchemy.types import TypeDecorator
 
 LinkStatus = Literal["pending", "linked", "merged_away", "deleted"]
 LINK_STATUSES: frozenset[str] = frozenset({"pending", "linked", "merged_away", "deleted"})
-RunStatus = Literal["running", "succeeded", "failed", "partial"]
-RUN_STATUSES: frozenset[str] = frozenset({"running", "succeeded", "failed", "partial"})
+RunStatus = Literal["running", "succeeded", "failed", "partial", "interrupted"]
+RUN_STATUSES: frozenset[str] = frozenset({"running", "succeeded", "failed", "partial", "interrupted"})
 
 
 def table_of(model: Any) -> Table:

@@ -13,15 +13,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.errors import Disposition, classify
+from connector.interrupt import EXIT_INTERRUPTED, interrupted_line
 from connector.mapping import map_record, project_stripe_object, soql_fields
 from connector.salesforce.soql import id_list
-from connector.state.models import LogEntry
+from connector.state.models import Link, LogEntry
 from connector.stripe_sink.customers import SALESFORCE_ID_KEY, CustomerSink
 from connector.sync.context import SyncContext
 from connector.sync.fieldhash import field_hashes, payload_hash
+from connector.sync.polling import progress_task
+from connector.sync.runner import finish_run
+
+if TYPE_CHECKING:
+    from connector.progress import Task as ProgressTask
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,7 @@ class ReconcileReport:
     skipped: list[str] = field(default_factory=list)  # why a linked record was not compared
     errors: list[str] = field(default_factory=list)
     fatal: str | None = None
+    unprocessed: int = 0  # Customers left for the next run (Ctrl-C)
 
     def summary_lines(self) -> list[str]:
         drifted = len({d.stripe_id for d in self.drifts})
@@ -174,7 +181,7 @@ class CustomerReconciler:
             page = gateway.call("customers.list", gateway.client.v1.customers.list, params=params)
             for customer in page.data:
                 yield customer.to_dict()
-            if not page.has_more or not page.data:
+            if not page.has_more or not page.data or self.ctx.stop.is_set():
                 return
             after = page.data[-1].id
 
@@ -201,9 +208,36 @@ class CustomerReconciler:
         if not links:
             return
         customers = {c["id"]: c for c in self.list_customers() if c["id"] in links and not c.get("deleted")}
+        if ctx.stop.is_set():  # Ctrl-C while listing: nothing compared yet
+            report.unprocessed = len(links)
+            return
         rows = self.accounts(sorted(link.sf_id for link in links.values()))
         entries: list[LogEntry] = []
-        for stripe_id, link in sorted(links.items(), key=lambda kv: kv[1].sf_id):
+        with progress_task(ctx, "Reconcile: Customers", OBJECT_TYPE, len(links)) as task:
+            try:
+                self._compare(links, customers, rows, entries, report, task)
+            finally:
+                store.runs.log_action(entries)
+
+    def _compare(
+        self,
+        links: Mapping[str, Link],
+        customers: Mapping[str, dict[str, Any]],
+        rows: Mapping[str, dict[str, Any]],
+        entries: list[LogEntry],
+        report: ReconcileReport,
+        task: ProgressTask | None,
+    ) -> None:
+        """Each linked Customer against its Account, one at a time; asked to stop (Ctrl-C), it
+        ends after the Customer in hand and counts the rest in `report.unprocessed`."""
+        ctx, store = self.ctx, self.ctx.store
+        ordered = sorted(links.items(), key=lambda kv: kv[1].sf_id)
+        for number, (stripe_id, link) in enumerate(ordered):
+            if ctx.stop.is_set():
+                report.unprocessed = len(ordered) - number
+                return
+            if task is not None:
+                task.advance(1)
             customer, row = customers.get(stripe_id), rows.get(link.sf_id)
             if customer is None:
                 report.skipped.append(
@@ -253,7 +287,6 @@ class CustomerReconciler:
                 store.links.update_hash(
                     ctx.stripe_account, OBJECT_TYPE, link.sf_id, payload_hash(hashes), field_hashes=hashes
                 )
-        store.runs.log_action(entries)
 
     def _put_back(self, stripe_id: str, changes: dict[str, Any], report: ReconcileReport) -> bool | None:
         """One update with only the drifted fields. False: this Customer failed; None: fatal."""
@@ -288,24 +321,28 @@ def reconcile(ctx: SyncContext, *, dry_run: bool) -> ReconcileReport:
             counts = {"checked": report.checked, "drifted": len({d.stripe_id for d in report.drifts})}
             counts["updated"] = len(report.corrected)
             counts["failed"] = len(report.errors)
-            ctx.store.runs.finish(ctx.run_id, counts, "failed" if report.fatal else "succeeded", report.fatal)
+            finish_run(ctx, ctx.run_id, counts, report.fatal)
         ctx.run_id = outer_run
     return report
 
 
 def run_reconcile(settings: Any, mappings: Any, *, dry_run: bool, out: Echo) -> int:
     """`cpq2stripe reconcile [--dry-run]`: 0 done, 1 some Customers failed, 3 stopped."""
-    from connector.sync.runner import open_context
+    from connector.sync.runner import open_command
 
     try:
-        with open_context(settings, mappings) as ctx:
+        with open_command(settings, mappings) as ctx:
             report = reconcile(ctx, dry_run=dry_run)
             for line in report.summary_lines():
                 out(line)
             out(f"Stripe API calls: {ctx.gateway.total_calls}; Salesforce API calls: {ctx.sf.total_calls}")
+            interrupted = ctx.stop.is_set()
     except Exception as exc:
         out(f"Reconcile stopped: {classify(exc).message}")
         return 3
     if report.fatal:
         return 3
+    if interrupted:
+        out(interrupted_line(report.unprocessed, []))
+        return EXIT_INTERRUPTED
     return 1 if report.errors else 0

@@ -64,6 +64,8 @@ class RunReport:
             # A dry run that stopped (Salesforce unreachable, ...) does not know there is nothing to do.
             if self.fatal:
                 head = f"STOPPED: {self.fatal}"
+            elif self.unprocessed and not planned:
+                head = "stopped (Ctrl-C) before planning any record"
             return [f"{self.kind} (dry run, nothing changed): {head}"]
         head = ", ".join(f"{counts.get(k, 0)} {k}" for k in STATUS_ORDER)
         if counts.get("incomplete"):

@@ -7,7 +7,6 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
 
 from connector.errors import classify
 from connector.interrupt import EXIT_INTERRUPTED, interrupted_line, stop_on_interrupt
@@ -54,17 +53,15 @@ def open_command(
     settings: Settings,
     mappings: Mappings,
     *,
-    progress_stream: TextIO | None = None,
-    progress_tty: bool | None = None,
+    progress: RunProgress | None = None,
 ) -> Iterator[SyncContext]:
-    """A long command's context: `open_context` plus the progress display on stderr and Ctrl-C
-    as a stop request (connector.interrupt) for as long as it runs, its clean-up included."""
+    """A long command's context: `open_context` plus the progress display (on stderr unless
+    `progress` says otherwise) and Ctrl-C as a stop request (connector.interrupt) for as long as
+    it runs, its clean-up included."""
     stop = threading.Event()
-    with (
-        stop_on_interrupt(stop),
-        RunProgress(progress_stream, tty=progress_tty, stop=stop) as progress,
-        open_context(settings, mappings) as ctx,
-    ):
+    progress = progress or RunProgress()
+    progress.stop = stop
+    with stop_on_interrupt(stop), progress, open_context(settings, mappings) as ctx:
         ctx.stop, ctx.progress = stop, progress
         yield ctx
 
@@ -150,13 +147,11 @@ def run_sync_once(
     dry_run: bool,
     objects: list[str],
     out: Echo,
-    progress_stream: TextIO | None = None,
-    progress_tty: bool | None = None,
+    progress: RunProgress | None = None,
 ) -> int:
+    """`cpq2stripe sync`: one pass, its summary, the exit code (130 after Ctrl-C)."""
     try:
-        with open_command(
-            settings, mappings, progress_stream=progress_stream, progress_tty=progress_tty
-        ) as ctx:
+        with open_command(settings, mappings, progress=progress) as ctx:
             reports = run_pass(ctx, dry_run=dry_run, objects=objects)
             if dry_run:
                 for report in reports:
