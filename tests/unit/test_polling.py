@@ -35,7 +35,7 @@ class FakePipeline:
         self.org = FakeOrg(known)
         self.cleared: list[str] = []
         store = SimpleNamespace(failures=SimpleNamespace(clear_many=lambda _t, ids: self.cleared.extend(ids)))
-        self.ctx = SimpleNamespace(sf=self.org, store=store)
+        self.ctx = SimpleNamespace(sf=self.org, store=store, stop=threading.Event(), progress=None)
         self.applied: list[str] = []
         self.delay = delay
         self.fatal_on = fatal_on
