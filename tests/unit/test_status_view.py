@@ -71,3 +71,20 @@ def test_a_leader_whose_lease_expired_is_not_shown_as_the_leader(tmp_path):
 
     text = "\n".join(_lines(settings, failed_only=False))
     assert "former leader (lease expired" in text and "holds the lease" not in text
+
+
+def test_an_interrupted_backfill_shows_what_it_did_and_how_to_continue(tmp_path):
+    settings, store = _store(tmp_path)
+    run = store.runs.start("backfill")
+    store.runs.finish(run, {"customer created": 440}, "interrupted", "interrupted (Ctrl-C) before the end")
+    store.close()
+
+    text = _lines(settings, failed_only=False)
+    [line] = [t for t in text if t.startswith("Last backfill run:")]
+    assert line.startswith("Last backfill run: interrupted at ") and line.endswith(": 440 customer created")
+    assert text[text.index(line) + 1] == (
+        "  interrupted (Ctrl-C) before the end; run `cpq2stripe backfill` again to continue"
+    )
+    [doc] = _lines(settings, failed_only=False, as_json=True)
+    backfill = json.loads(doc)["last_runs"]["backfill"]
+    assert backfill["status"] == "interrupted" and backfill["counts"] == {"customer created": 440}
