@@ -33,7 +33,6 @@ from rich.progress import (
     SpinnerColumn,
     TaskID,
     TextColumn,
-    TimeElapsedColumn,
 )
 from rich.progress import Progress as RichProgress
 from rich.progress import Task as RichTask
@@ -124,6 +123,7 @@ class Task:
     started: float
     settled: int = 0
     ended: float | None = None
+    display_id: TaskID | None = None  # its row in the rich display, on a terminal
     _ticked: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -166,18 +166,22 @@ class _BarOrSpinner(ProgressColumn):
 
     def __init__(self) -> None:
         super().__init__()
-        self._bar = BarColumn(bar_width=30)
+        self._bar = BarColumn(bar_width=24)
         self._spinner = SpinnerColumn()
 
     def render(self, task: RichTask) -> Any:
         return self._bar.render(task) if task.total is not None else self._spinner.render(task)
 
 
-class _Fields(ProgressColumn):
-    """Count, rate and ETA from the pass's own counters (the same text as the plain lines)."""
+class _Field(ProgressColumn):
+    """One of the pass's own figures (count, rate, ETA: the same text as the plain lines)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
 
     def render(self, task: RichTask) -> Text:
-        return Text(task.fields.get("text", ""))
+        return Text(str(task.fields.get(self.name, "")))
 
 
 class RunProgress:
@@ -201,7 +205,6 @@ class RunProgress:
         self.stop = stop
         self.active: Task | None = None
         self._rich: RichProgress | None = None
-        self._rich_ids: dict[int, TaskID] = {}
         self._lock = threading.Lock()
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
@@ -217,7 +220,9 @@ class RunProgress:
             self.active = task
             self._last_line = task.started
             if self._rich is not None:
-                self._rich_ids[id(task)] = self._rich.add_task(title, total=total, text="")
+                task.display_id = self._rich.add_task(
+                    title, total=total, count="", rate="", elapsed="", eta=""
+                )
         try:
             yield task
         finally:
@@ -256,13 +261,18 @@ class RunProgress:
         now = self.clock()
         count, elapsed = task.count, task.elapsed(now)
         if self._rich is not None:
-            rich_id = self._rich_ids.get(id(task))
-            if rich_id is not None:
-                text = f"{count_text(count, task.total)}  {rate_text(count, elapsed)}"
-                eta = "" if final else eta_text(count, task.total, elapsed)
-                self._rich.update(rich_id, total=task.total, completed=count, text=f"{text}  {eta}".rstrip())
+            if task.display_id is not None:
+                self._rich.update(
+                    task.display_id,
+                    total=task.total,
+                    completed=count,
+                    count=count_text(count, task.total),
+                    rate=rate_text(count, elapsed),
+                    elapsed=duration_text(elapsed),
+                    eta="" if final else eta_text(count, task.total, elapsed),
+                )
                 if final:
-                    self._rich.stop_task(rich_id)
+                    self._rich.stop_task(task.display_id)
             return
         if final or now - self._last_line >= self.line_interval:
             end = ("stopped" if self.stop is not None and self.stop.is_set() else "done") if final else ""
@@ -291,8 +301,10 @@ class RunProgress:
             self._rich = RichProgress(
                 TextColumn("{task.description}"),
                 _BarOrSpinner(),
-                _Fields(),
-                TimeElapsedColumn(),
+                _Field("count"),
+                _Field("rate"),
+                _Field("elapsed"),
+                _Field("eta"),
                 console=console,
                 auto_refresh=False,
                 redirect_stdout=False,

@@ -172,6 +172,8 @@ def sync_ids(
     names the pass on the command's progress display."""
     ctx = sync.ctx
     ids = list(dict.fromkeys(ids))
+    if not ids:
+        return True
     chunks = [ids[start : start + ID_BATCH] for start in range(0, len(ids), ID_BATCH)]
     complete = True
     lanes: Lanes[list[str], RunReport] = Lanes(lambda chunk: _sync_chunk(sync, chunk, report.dry_run))

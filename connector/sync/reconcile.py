@@ -333,13 +333,14 @@ def run_reconcile(settings: Any, mappings: Any, *, dry_run: bool, out: Echo) -> 
     try:
         with open_command(settings, mappings) as ctx:
             report = reconcile(ctx, dry_run=dry_run)
-            for line in report.summary_lines():
-                out(line)
-            out(f"Stripe API calls: {ctx.gateway.total_calls}; Salesforce API calls: {ctx.sf.total_calls}")
+            calls = f"Stripe API calls: {ctx.gateway.total_calls}; Salesforce API calls: {ctx.sf.total_calls}"
             interrupted = ctx.stop.is_set()
     except Exception as exc:
         out(f"Reconcile stopped: {classify(exc).message}")
         return 3
+    for line in report.summary_lines():  # after the progress display has ended
+        out(line)
+    out(calls)
     if report.fatal:
         return 3
     if interrupted:

@@ -149,29 +149,32 @@ def run_sync_once(
     out: Echo,
     progress: RunProgress | None = None,
 ) -> int:
-    """`cpq2stripe sync`: one pass, its summary, the exit code (130 after Ctrl-C)."""
+    """`cpq2stripe sync`: one pass, its summary, the exit code (130 after Ctrl-C). The summary is
+    printed once the progress display has ended, so the two never share a line."""
     try:
         with open_command(settings, mappings, progress=progress) as ctx:
             reports = run_pass(ctx, dry_run=dry_run, objects=objects)
-            if dry_run:
-                for report in reports:
-                    for o in report.outcomes:
-                        out(f"{o.action:8} {o.sf_id} {o.label!r} {o.stripe_id or ''} {o.message}".rstrip())
-            for report in reports:
-                for line in report.summary_lines():
-                    out(line)
-            out(f"Stripe API calls: {ctx.gateway.total_calls}; Salesforce API calls: {ctx.sf.total_calls}")
-            if ctx.stop.is_set() and not any(r.fatal for r in reports):
-                out(interrupted_summary(reports, objects))
-                return EXIT_INTERRUPTED
+            calls = f"Stripe API calls: {ctx.gateway.total_calls}; Salesforce API calls: {ctx.sf.total_calls}"
+            interrupted = ctx.stop.is_set() and not any(r.fatal for r in reports)
     except Exception as exc:
         out(f"Sync stopped: {classify(exc).message}")
         return EXIT_FATAL
+    if dry_run:
+        for report in reports:
+            for o in report.outcomes:
+                out(f"{o.action:8} {o.sf_id} {o.label!r} {o.stripe_id or ''} {o.message}".rstrip())
+    for report in reports:
+        for line in report.summary_lines():
+            out(line)
+    out(calls)
+    if interrupted:
+        out(interrupted_summary(reports, objects))
+        return EXIT_INTERRUPTED
     return exit_code(reports)
 
 
 def run_retry(settings: Settings, mappings: Mappings, *, record_id: str | None, out: Echo) -> int:
-    """Re-run one failed record, or all of them, now."""
+    """Re-run one failed record, or all of them, now (`retry --all`: stopped by Ctrl-C as `sync`)."""
     with open_command(settings, mappings) as ctx:
         failures = ctx.store.failures.all()
         if record_id:
@@ -192,9 +195,10 @@ def run_retry(settings: Settings, mappings: Mappings, *, record_id: str | None, 
                 stream.sync_ids(ctx, ids, report)
         finally:
             finish_run(ctx, ctx.run_id, run_counts([report]), report.fatal)
-        for line in report.summary_lines():
-            out(line)
-        if ctx.stop.is_set() and not report.fatal:
-            out(interrupted_line(report.unprocessed, []))
-            return EXIT_INTERRUPTED
-        return exit_code([report])
+        interrupted = ctx.stop.is_set() and not report.fatal
+    for line in report.summary_lines():
+        out(line)
+    if interrupted:
+        out(interrupted_line(report.unprocessed, []))
+        return EXIT_INTERRUPTED
+    return exit_code([report])
