@@ -222,3 +222,39 @@ def test_a_backfill_dry_run_that_cannot_reach_salesforce_says_it_stopped_and_why
     assert "nothing to do" not in dry.stdout
     assert "STOPPED: network error: ConnectionError reaching https://127.0.0.1:" in dry.stdout
     assert "connection refused" in dry.stdout
+
+
+def test_ctrl_c_during_reconcile_reports_what_was_put_back_and_the_rerun_does_the_rest(sandbox, tmp_path):
+    import stripe
+
+    sandbox.sf_admin.seed(accounts=150, orders=0, seed=9)
+    db = f"sqlite:///{tmp_path / 'state.db'}"
+    assert run_cli(sandbox, db, "sync", "--objects", "accounts").returncode in (0, 1)
+    client = stripe.StripeClient("sk_test_x", base_addresses={"api": sandbox.stripe_url})
+    names = {c["id"]: c["name"] for c in sandbox.stripe_admin.objects("customer")}
+    for cus in names:
+        client.v1.customers.update(cus, params={"name": f"DRIFT {cus}"})
+
+    def put_back() -> int:
+        return sum(1 for c in sandbox.stripe_admin.objects("customer") if c["name"] == names[c["id"]])
+
+    proc = _spawn(sandbox, db, tmp_path, "reconcile", rps=20)
+    deadline = time.monotonic() + 60
+    while put_back() < 10:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+
+    assert proc.returncode == 130, stdout + stderr
+    fixed = int(re.search(r"(\d+) put back to the Salesforce values", stdout).group(1))  # type: ignore[union-attr]
+    assert fixed == put_back() < len(names)
+    left = int(LEFT.search(stdout).group(1))  # type: ignore[union-attr]
+    assert left == len(names) - fixed
+    run = _status(sandbox, db)["last_runs"]["reconcile"]
+    assert run["status"] == "interrupted" and run["counts"]["updated"] == fixed
+
+    rerun = run_cli(sandbox, db, "reconcile")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"{len(names) - fixed} put back to the Salesforce values" in rerun.stdout
+    assert put_back() == len(names)
