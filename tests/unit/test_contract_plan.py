@@ -110,8 +110,8 @@ def test_amendments_apply_in_date_order_and_a_same_day_second_amendment_replaces
         ("2026-04-01", "2026-07-15", {"01": 12}),
         ("2026-07-15", "2027-01-01", {"01": 12, "13": 4}),
     ]
-    # up to an earlier Order, later ones are not applied yet
-    assert shape(plan([[c, b, NEW, a]], a).phases)[-1] == ("2026-04-01", "2027-01-01", {"01": 15})
+    # the Orders not applied yet are left out by the caller
+    assert shape(plan([[NEW, a]], a).phases)[-1] == ("2026-04-01", "2027-01-01", {"01": 15})
 
 
 def test_a_price_change_is_a_new_line_at_the_new_price_and_the_old_line_to_zero() -> None:
@@ -208,7 +208,7 @@ def test_an_order_after_a_refused_one_is_refused_naming_it() -> None:
 @given(st.lists(st.tuples(st.integers(1, 11), st.integers(-4, 6)), min_size=1, max_size=6))
 def test_the_quantity_in_force_is_the_sum_of_every_delta_so_far(changes: list[tuple[int, int]]) -> None:
     """Whatever the amendments (month, delta), each phase holds the running sum from that month on,
-    or the chain is refused where a sum would go negative, or ends where it reaches zero."""
+    or the chain is refused where a sum would go negative or a terminated contract is amended."""
     orders = [NEW] + [
         order(10 + i, "Amendment", f"2026-{month + 1:02d}-01", line(100 + i, delta, revises=1))
         for i, (month, delta) in enumerate(changes)
@@ -216,19 +216,17 @@ def test_the_quantity_in_force_is_the_sum_of_every_delta_so_far(changes: list[tu
     target = orders[-1]
     result = plan_contract([Term("800000000000000000", tuple(orders))], target["Id"], CONFIG)
     events = sorted(((month, i), delta) for i, (month, delta) in enumerate(changes))
-    total, by_month, ended = 10, {1: 10}, None
-    for (month, i), delta in events:  # up to the target: later Orders are not applied yet
+    total, by_month, ended, ended_by = 10, {1: 10}, None, None
+    for (month, i), delta in events:
         total += delta
         if ended is not None or total < 0:  # amending a terminated contract, or below zero
             assert isinstance(result, OrderRefusal)
             return
         by_month[month + 1] = total
         if total == 0:
-            ended = month + 1
-        if i == len(changes) - 1:
-            break
+            ended, ended_by = month + 1, i
     assert isinstance(result, ContractPlan)
     for phase in result.phases:
         assert [i.quantity for i in phase.items] == [by_month[phase.start.month]]
-    assert result.kind == ("termination" if ended else "amendment")
+    assert result.kind == ("termination" if ended_by == len(changes) - 1 else "amendment")
     assert result.phases[-1].end == (date(2026, ended, 1) if ended else date(2027, 1, 1))

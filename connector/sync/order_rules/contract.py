@@ -117,50 +117,54 @@ class _Chain:
 def plan_contract(
     terms: Sequence[Term], target_id: str, config: OrderRulesConfig
 ) -> ContractPlan | OrderRefusal:
-    """The phases after applying every Order of the chain up to and including `target_id`."""
+    """The phases after applying every Order given (the caller passes the Orders already applied
+    and the target; Orders not applied yet follow it later, in order)."""
     target = next((o for t in terms for o in t.orders if str(o["Id"]) == target_id), None)
     if target is None:
         raise ValueError(f"Order {target_id} is not in the contract chain given")
-    out = Collector(target_id, target.get("OrderNumber"))
     chain: _Chain | None = None
+    kind: Kind = "amendment"
     for index, term in enumerate(terms):
         orders = sorted(term.orders, key=_sort_key)
         for order in orders:
-            is_target = str(order["Id"]) == target_id
             step = Collector(str(order["Id"]), order.get("OrderNumber"))
-            kind = order_kind(order)
+            order_type = order_kind(order)
             if chain is None:
                 chain = _first(order, config, step)
-            elif kind == RENEWAL and order is orders[0] and index > 0:
+            elif order_type == RENEWAL and order is orders[0] and index > 0:
                 _renew(chain, order, config, step)
-            elif kind == AMENDMENT:
+            elif order_type == AMENDMENT:
                 _amend(chain, order, config, step)
             else:
                 step.order(
                     "order_type",
                     "Type",
                     order.get("Type"),
-                    f"a {kind} Order in the middle of contract {term.contract_id}: only its first Order "
-                    "(New, or the Renewal of the contract before) sells full quantities, later ones must "
-                    "be Amendments",
+                    f"a {order_type} Order in the middle of contract {term.contract_id}: only its first "
+                    "Order (New, or the Renewal of the contract before) sells full quantities, later ones "
+                    "must be Amendments",
                     "set the Order Type to Amendment, or give it its own Contract",
                 )
-            if step.reasons and not is_target:
+            if str(order["Id"]) == target_id:
+                if step.reasons:
+                    return OrderRefusal(target_id, target.get("OrderNumber"), tuple(step.reasons))
+                assert chain is not None
+                kind = (
+                    "renewal" if order_type == RENEWAL else "termination" if chain.terminated else "amendment"
+                )
+            elif step.reasons:
+                out = Collector(target_id, target.get("OrderNumber"))
                 out.order(
                     "earlier_order_refused",
                     None,
                     None,
-                    f"Order {order.get('OrderNumber') or order['Id']} of the same contract, which comes "
-                    f"first, cannot be applied ({step.reasons[0].problem})",
+                    f"Order {order.get('OrderNumber') or order['Id']} of the same contract cannot be applied "
+                    f"with it ({step.reasons[0].problem})",
                     "fix that Order first; this one applies after it",
                 )
                 return OrderRefusal(target_id, target.get("OrderNumber"), tuple(out.reasons))
-            if is_target:
-                if step.reasons:
-                    return OrderRefusal(target_id, target.get("OrderNumber"), tuple(step.reasons))
-                assert chain is not None
-                return _plan(chain, order, config)
-    raise AssertionError("unreachable: the target is in the chain")
+    assert chain is not None
+    return _plan(chain, target, kind, config)
 
 
 def _lines(
@@ -408,10 +412,7 @@ def _renew(chain: _Chain | None, order: Mapping[str, Any], config: OrderRulesCon
     chain.phases = [*chain.phases, Phase(start, end, tuple(chain.in_force.values()), str(order["Id"]))]
 
 
-def _plan(chain: _Chain, order: Mapping[str, Any], config: OrderRulesConfig) -> ContractPlan:
-    kind: Kind = (
-        "renewal" if order_kind(order) == RENEWAL else "termination" if chain.terminated else "amendment"
-    )
+def _plan(chain: _Chain, order: Mapping[str, Any], kind: Kind, config: OrderRulesConfig) -> ContractPlan:
     lines = [ln for ln in _lines(order, config, Collector(None, None), chain.currency) if ln.unit is not None]
     effective = parse_date(order.get("EffectiveDate"))
     assert effective is not None
