@@ -11,13 +11,13 @@ decimal quantities and a few orders the connector must refuse (mixed billing fre
 
 from __future__ import annotations
 
-import calendar
 import random
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from connector.sandbox.salesforce.dates import contract_end
 from connector.sandbox.salesforce.ids import make_id
 
 Record = tuple[str, dict[str, Any]]
@@ -219,12 +219,6 @@ CATALOG: tuple[ProductSpec, ...] = (
     _usage("Storage Overage (per GB)", "USG-STO", "Services", "Monthly", 0.12),
     _usage("Compute Hours", "USG-CPU-Q", "Services", "Quarterly", 0.09),
 )  # fmt: skip
-
-
-def add_months(day: date, months: int) -> date:
-    month0 = day.month - 1 + months
-    year, month = day.year + month0 // 12, month0 % 12 + 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 def convert(usd: float, currency: str) -> float:
@@ -489,7 +483,7 @@ def _orders(
             start = today
         else:
             start = today + timedelta(days=rng.randint(1, 90))
-        end = add_months(start, 12) - timedelta(days=1) if termed else None
+        end = contract_end(start, 12) if termed else None
         order = {
             "Id": ids(KEY_PREFIX["Order"]),
             "AccountId": account["Id"],
