@@ -494,3 +494,12 @@ def test_writes_wait_while_the_clock_advances(client, seats):
     assert len(_invoices(client, sub.id)) == 1  # nothing happened yet: the clock was not polled
     client.v1.test_helpers.test_clocks.retrieve(clock.id)
     assert len(_invoices(client, sub.id)) == 2
+
+
+def test_deleting_a_clock_customer_cancels_at_the_clock_time(client, seats):
+    clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": JAN1})
+    cus = _customer(client, clock.id)
+    sub = client.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": seats.id}]})
+    _advance(client, clock.id, ts(2026, 1, 20))
+    client.v1.customers.delete(cus.id)
+    assert client.v1.subscriptions.retrieve(sub.id).canceled_at == ts(2026, 1, 20)

@@ -218,6 +218,13 @@ def update(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
+    from .testclocks import clock_time
+
+    with clock_time(ctx, ctx.path["id"], write=True):
+        return _delete(ctx)
+
+
+def _delete(ctx: Ctx) -> dict[str, Any]:
     store = ctx.store
     cust = store.get("customer", ctx.path["id"])
     from .billing import cancel_subscription
