@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from connector.errors import RecordError
+from connector.faults import crash_point
 from connector.salesforce.soql import id_list, quote
 from connector.state.cursor import parse_modstamp
 from connector.stripe_sink import idempotency
@@ -255,6 +256,7 @@ class ContractChanges:
                 assert isinstance(decision, UpdatePhases)
                 sink.update(schedule_id, decision.params, payload_hash({"phases": str(decision.params)}))
                 summary = decision.summary
+            crash_point("contract.after_update")
         key = idempotency.create_key(self.ctx.stripe_account, SUBSCRIPTION.object_type, sid)
         modstamp = parse_modstamp(row["SystemModstamp"]) if row.get("SystemModstamp") else None
         batch.linked(sid, task.contract_stripe_id, task.plan.fingerprint, modstamp, adopted_key=key)
