@@ -152,7 +152,13 @@ def schedule_update(
     end_behavior = "release" if ahead and ahead[-1].end is None else "cancel"
     summary = describe_phases(ahead)
     return UpdatePhases(
-        {"phases": phases, "end_behavior": end_behavior, "proration_behavior": proration}, summary
+        {
+            "phases": phases,
+            "end_behavior": end_behavior,
+            "proration_behavior": proration,
+            "metadata": dict(metadata),  # a schedule made from a subscription starts with none
+        },
+        summary,
     )
 
 
