@@ -113,7 +113,7 @@ class SyncWorker:
         self.sf = InterruptibleSalesforce(ctx.sf, self.should_stop)
         self._raw_sf = ctx.sf
         ctx.sf = self.sf
-        metrics.collectors.append(self._api_samples)
+        metrics.sources.append(self._api_samples)
 
     # ---- state -------------------------------------------------------------------------------
 
