@@ -173,6 +173,20 @@ def _check_objects(value: str) -> str:
 
 
 Objects = Annotated[str, typer.Option(help="Comma-separated: accounts,orders", callback=_check_objects)]
+Force = Annotated[
+    bool,
+    typer.Option("--force", help="Run even while a daemon (`cpq2stripe run`) leads here."),
+]
+
+
+def _refuse_beside_live_leader(settings: Settings, command: str, force: bool, dry_run: bool = False) -> None:
+    """Exit 2 naming the live daemon and the fixes, unless --force (see connector.daemon.leader)."""
+    from connector.daemon.leader import LeaderIsLive, refuse_beside_live_leader
+
+    try:
+        refuse_beside_live_leader(settings.database_url, command, force=force, dry_run=dry_run)
+    except LeaderIsLive as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
 
 
 @app.command()
@@ -181,12 +195,14 @@ def sync(
         bool, typer.Option("--dry-run", help="Print the plan; change nothing anywhere.")
     ] = False,
     objects: Objects = "accounts,orders",
+    force: Force = False,
 ) -> None:
     """One pass: poll Salesforce for changed records, apply them to Stripe, exit (`run` keeps going)."""
     from connector.sync.runner import run_sync_once
 
     settings = _settings()
     mappings = _mappings(settings.mappings_dir)
+    _refuse_beside_live_leader(settings, "sync", force, dry_run)
     names = [o.strip() for o in objects.split(",")]
     code = run_sync_once(settings, mappings, dry_run=dry_run, objects=names, out=typer.echo)
     raise typer.Exit(code)
@@ -270,6 +286,7 @@ def log_(
 def retry(
     record_id: Annotated[str | None, typer.Argument(help="Salesforce id of a failed record.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Retry every failed record now.")] = False,
+    force: Force = False,
 ) -> None:
     """Re-run failed records now instead of waiting for their backoff."""
     from connector.sync.runner import run_retry
@@ -278,18 +295,21 @@ def retry(
         raise _fail("Give a Salesforce record id or --all.", EXIT_CONFIG)
     settings = _settings()
     mappings = _mappings(settings.mappings_dir)
+    _refuse_beside_live_leader(settings, "retry", force)
     raise typer.Exit(run_retry(settings, mappings, record_id=record_id, out=typer.echo))
 
 
 @app.command()
 def reconcile(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report drift; change nothing.")] = False,
+    force: Force = False,
 ) -> None:
     """Put mapped Stripe fields edited in Stripe back to the Salesforce values; report each drift."""
     from connector.sync.reconcile import run_reconcile
 
     settings = _settings()
     mappings = _mappings(settings.mappings_dir)
+    _refuse_beside_live_leader(settings, "reconcile", force, dry_run)
     raise typer.Exit(run_reconcile(settings, mappings, dry_run=dry_run, out=typer.echo))
 
 
@@ -349,6 +369,7 @@ def backfill(
     workers: Annotated[
         int | None, typer.Option(min=1, max=64, help="Concurrent Stripe requests (default: from rps).")
     ] = None,
+    force: Force = False,
 ) -> None:
     """Sync everything once, as fast as Stripe's rate limit allows; resumable after an interruption."""
     from connector.backfill.command import BackfillOptions, parse_since, run_backfill
@@ -359,6 +380,7 @@ def backfill(
         raise _fail(f"--since: {exc}", EXIT_CONFIG) from None
     settings = _settings()
     mappings = _mappings(settings.mappings_dir)
+    _refuse_beside_live_leader(settings, "backfill", force, dry_run)
     options = BackfillOptions(
         dry_run=dry_run,
         limit=limit,

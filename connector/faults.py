@@ -21,6 +21,8 @@ CRASH_POINTS = frozenset(
         "order.after_price",
         "order.after_subscription",
         "order.before_writeback",
+        "contract.after_schedule",  # a subscription moved onto a schedule, not linked yet
+        "contract.after_update",  # a contract's phases updated in Stripe, the Order not linked yet
     }
 )
 

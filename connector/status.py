@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connector.settings import Settings
+from connector.state.instances import LEADER_LEASE
 from connector.state.models import Failure, Heartbeat
 from connector.state.store import StateStore
 
@@ -159,33 +160,65 @@ def _status_document(
     doc["instances"] = [
         {
             "instance_id": b.instance_id,
-            "role": role,
+            "role": role.role,
+            "leading": role.leading,
+            "status": role.text,
             "host": b.host,
             "pid": b.pid,
             "last_beat": b.beat_at.isoformat(),
+            "lease_expires_at": role.lease_expires_at.isoformat() if role.lease_expires_at else None,
+            "stale": role.stale,
         }
         for b, role in _roles(store, settings.heartbeat_interval_seconds)
     ]
     return doc
 
 
-def _roles(store: StateStore, beat_interval: float) -> list[tuple[Heartbeat, str]]:
-    """Each instance's role as it really is now: a leader whose lease ran out (killed, cut off) is
-    no longer shown as the leader; one that stopped beating is stale."""
-    lease = store.instances.lease_holder("daemon")
-    now = datetime.now(UTC)
+@dataclass(frozen=True)
+class Role:
+    """An instance's role as it really is now, not as its last heartbeat said."""
+
+    role: str  # leader | former leader | standby
+    text: str  # for people
+    lease_expires_at: datetime | None  # its leader lease, while the row is still its own
+    stale: bool  # stopped beating (killed, host lost)
+
+    @property
+    def leading(self) -> bool:
+        return self.role == "leader"
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _roles(store: StateStore, beat_interval: float) -> list[tuple[Heartbeat, Role]]:
+    """Each instance's role by the lease rule the daemon and manual runs use (Lease.live_at): a
+    leader whose lease has expired (killed, cut off) is a former leader from that moment; one that
+    stopped beating is stale."""
+    lease = store.instances.lease(LEADER_LEASE)
+    now = store.db.clock()
     stale_after = STALE_BEATS * beat_interval
     out = []
     for beat in store.instances.list_heartbeats():
-        holds = lease is not None and lease[0] == beat.instance_id and lease[1] > now
-        role = beat.role
-        if beat.role == "leader":
-            role = (
-                "leader (holds the lease)" if holds else "former leader (lease expired: stopped or killed?)"
-            )
-        if (now - beat.beat_at).total_seconds() > stale_after:
-            role += "; STALE: not beating"
-        out.append((beat, role))
+        own = lease if lease is not None and lease.holder == beat.instance_id else None
+        stale = (now - beat.beat_at).total_seconds() > stale_after
+        expires = own.expires_at if own else None
+        if beat.role != "leader":
+            role, text = beat.role, beat.role
+        elif own is not None and own.live_at(now):
+            role, text = "leader", f"leader (holds the lease), renewed until {_when(own.expires_at)}"
+        else:
+            if own is not None:
+                why = f"lease expired at {_when(own.expires_at)}"
+            elif lease is not None:
+                why = f"the lease is held by {lease.holder}"
+            else:
+                why = "lease released"
+            role, text = "former leader", f"former leader, {why}, last heartbeat {_when(beat.beat_at)}"
+        if stale:
+            text += "; STALE: not beating"
+        out.append((beat, Role(role, text, expires, stale)))
     return out
 
 
@@ -199,7 +232,7 @@ def _print_instances(store: StateStore, beat_interval: float, out: Callable[[str
         return
     for beat, role in beats:
         age = (now - beat.beat_at).total_seconds()
-        out(f"  {beat.instance_id}  {role}  pid {beat.pid} on {beat.host}  last beat {age:.0f} s ago")
+        out(f"  {beat.instance_id}  {role.text}  pid {beat.pid} on {beat.host}  last beat {age:.0f} s ago")
         info = beat.info or {}
         if beat.role == "leader" and info:
             lag = info.get("event_lag_seconds")

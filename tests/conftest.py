@@ -53,8 +53,9 @@ class SalesforceAdmin:
         self._token = None
         return self._admin("POST", "reset")
 
-    def seed(self, accounts: int, orders: int, seed: int = 0) -> Any:
-        return self._admin("POST", "seed", {"accounts": accounts, "orders": orders, "seed": seed})
+    def seed(self, accounts: int, orders: int, seed: int = 0, contracts: int = 0) -> Any:
+        body = {"accounts": accounts, "orders": orders, "seed": seed, "contracts": contracts}
+        return self._admin("POST", "seed", body)
 
     def merge(self, master_id: str, loser_ids: list[str], keep: dict[str, str] | None = None) -> Any:
         return self._admin(

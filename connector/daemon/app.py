@@ -94,7 +94,7 @@ class Daemon:
                             f"Cannot serve metrics on {self.settings.metrics_host}:{self.metrics_port}: {exc}"
                         )
                         return EXIT_CONFIG
-                    self.metrics_server = server.start()
+                    self.metrics_server = server
                     log.info("metrics on http://%s:%d/metrics", server.host, server.port)
                 return self._serve(ctx, leadership, mappings)
             finally:
@@ -145,7 +145,7 @@ class Daemon:
             factory = None
         listener = ListenerRunner(factory, lambda: self._listener_args(ctx))
         self.listener = listener
-        self.metrics.collectors.append(self._listener_samples)
+        self.metrics.sources.append(self._listener_samples)
         self._install_signals()
         scheduler.start()
         log.info(

@@ -18,11 +18,12 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from connector.state.instances import LEADER_LEASE, LeaderView
 from connector.state.store import StateStore
 
 log = logging.getLogger(__name__)
 
-LEASE_NAME = "daemon"
+LEASE_NAME = LEADER_LEASE
 # Of the ttl, how much this instance trusts its own lease after a successful renewal.
 TRUST_FRACTION = 0.8
 
@@ -133,3 +134,69 @@ def claim_single_instance(leadership: Leadership) -> None:
             "process is gone, start again once its lease has expired."
         )
     raise AlreadyRunning("could not take the daemon lease on the SQLite database; try again")
+
+
+class LeaderIsLive(Exception):
+    """A manual run would write beside the live daemon; the message names it and the ways out."""
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def describe_leader(leader: LeaderView, now: datetime) -> str:
+    """Which daemon leads, where, since when and until when its lease runs, for people."""
+    lease, beat = leader.lease, leader.beat
+    where = f"pid {beat.pid} on {beat.host}" if beat is not None else f"instance {lease.holder}"
+    beat_text = (
+        f", last heartbeat {max(0.0, (now - beat.beat_at).total_seconds()):.0f} s ago"
+        if beat is not None
+        else ", no heartbeat recorded"
+    )
+    return (
+        f"{where} (instance {lease.holder}), leader since {_when(lease.acquired_at)}, "
+        f"its lease expires at {_when(lease.expires_at)} unless renewed{beat_text}"
+    )
+
+
+def refuse_beside_live_leader(database_url: str, command: str, *, force: bool, dry_run: bool = False) -> None:
+    """Stop a manual run (`sync`, `backfill`, `retry`, `reconcile`) while a daemon leads on the same
+    state store: two writers on the same records race each other and share one Stripe request
+    budget. Raises LeaderIsLive naming the leader and the fixes; with `force` it logs a warning and
+    returns. A dry run writes nothing and is never refused. "Leads" is the rule `status` shows:
+    the leader lease has not expired (Lease.live_at), so a killed daemon stops counting once its
+    lease runs out. A state store that cannot be read is left for the run itself to report."""
+    if dry_run:
+        return
+    try:
+        with StateStore.open(database_url) as store:
+            leader = store.instances.live_leader()
+            now = store.db.clock()
+    except Exception as exc:
+        log.debug("could not check for a live daemon before %s: %s", command, exc)
+        return
+    if leader is None:
+        return
+    who = describe_leader(leader, now)
+    if force:
+        log.warning(
+            "--force: running `cpq2stripe %s` beside the live daemon (%s); both write to the same records "
+            "and share Stripe's request budget",
+            command,
+            who,
+        )
+        return
+    stop = (
+        f"stop the daemon (SIGTERM to pid {leader.beat.pid} on {leader.beat.host}) and run this again"
+        if leader.beat is not None
+        else "stop the daemon and run this again"
+    )
+    raise LeaderIsLive(
+        f"Refusing to run `cpq2stripe {command}`: a daemon (`cpq2stripe run`) leads on this state store:\n"
+        f"  {who}.\n"
+        "Two writers on the same records race each other and double the Stripe requests. Either:\n"
+        f"  - {stop},\n"
+        "  - or run beside it anyway: add --force,\n"
+        "  - or leave failed records to the daemon: its retry job re-runs them when their backoff is due.\n"
+        "A daemon killed without stopping holds the lease until it expires; then this command runs."
+    )

@@ -20,7 +20,7 @@ from connector.errors import classify
 from connector.mapping import Mappings
 from connector.sync import streams
 from connector.sync.context import SyncContext
-from connector.sync.report import RunReport
+from connector.sync.report import RunReport, run_counts
 
 from .metrics import Metrics, Sample
 
@@ -113,7 +113,7 @@ class SyncWorker:
         self.sf = InterruptibleSalesforce(ctx.sf, self.should_stop)
         self._raw_sf = ctx.sf
         ctx.sf = self.sf
-        metrics.collectors.append(self._api_samples)
+        metrics.sources.append(self._api_samples)
 
     # ---- state -------------------------------------------------------------------------------
 
@@ -169,11 +169,16 @@ class SyncWorker:
             self.metrics.inc("cpq2stripe_jobs_total", {"job": job, "result": "ok"})
             return True
 
-    def _finish(self, report: RunReport, trigger: str) -> None:
-        log_outcomes(report, trigger)
-        self.metrics.record_report(report, trigger)
-        if report.fatal:
-            log.error("%s stopped: %s", report.kind, report.fatal)
+    def _finish(self, reports: list[RunReport], trigger: str) -> list[RunReport]:
+        """Log and count what the work did, each outcome under its own object and each record once
+        (streams.by_object, as `sync` counts): an Order batch's new Customers are Accounts."""
+        reports = streams.by_object(reports)
+        for report in reports:
+            log_outcomes(report, trigger)
+            self.metrics.record_report(report, trigger)
+            if report.fatal:
+                log.error("%s stopped: %s", report.kind, report.fatal)
+        return reports
 
     # ---- jobs ----------------------------------------------------------------------------------
 
@@ -199,7 +204,7 @@ class SyncWorker:
                 for stream in streams.STREAMS:
                     if stream.sf_object not in objects:
                         continue
-                    report = RunReport(stream.title)
+                    report = RunReport(stream.title, object_type=stream.object_type)
                     reports.append(report)
                     try:
                         self.sf.arm()
@@ -209,19 +214,14 @@ class SyncWorker:
                         raise
                     except Exception as exc:
                         report.fatal = classify(exc).message
-                    finally:
-                        self._finish(report, "poll")
                     if report.fatal:
                         error = report.fatal
                         break
             finally:
-                counts: dict[str, int] = {}
-                for r in reports:
-                    for status, n in r.counts().items():
-                        counts[status] = counts.get(status, 0) + n
+                reports = self._finish(reports, "poll")
                 status = "failed" if error else "partial" if interrupted else "succeeded"
                 note = error or ("stopped between pages (shutdown or lost lease)" if interrupted else None)
-                store.runs.finish(run_id, counts, status, note)
+                store.runs.finish(run_id, run_counts(reports), status, note)
             if error is None and not interrupted:
                 self.metrics.set("cpq2stripe_last_poll_success_timestamp_seconds", time.time())
             elif error is not None:
@@ -236,25 +236,29 @@ class SyncWorker:
             due = self.ctx.store.failures.due(self.ctx.now())
             if not due:
                 return
-            by_object: dict[str, list[str]] = {}
-            for f in due:
-                stream = streams.by_object_type(f.object_type)
-                if stream is not None:
-                    by_object.setdefault(stream.sf_object, []).append(f.sf_id)
             log.info("retrying %d record(s) whose failures are due", len(due))
             run_id = self.ctx.store.runs.start("retry")
             self.ctx.run_id = run_id
-            report = RunReport("Retry")
+            reports: list[RunReport] = []
+            fatal: str | None = None
             try:
-                for sobject, ids in by_object.items():
-                    self._sync_batches(sobject, ids, report)
+                for stream in streams.STREAMS:  # dependency order: Accounts before their Orders
+                    ids = [f.sf_id for f in due if f.object_type == stream.object_type]
+                    if not ids:
+                        continue
+                    report = RunReport(f"Retry {stream.title}", object_type=stream.object_type)
+                    reports.append(report)
+                    self._sync_batches(stream.sf_object, ids, report)
+                    if report.fatal:
+                        break
             finally:
-                self._finish(report, "retry")
+                reports = self._finish(reports, "retry")
+                fatal = next((r.fatal for r in reports if r.fatal), None)
                 self.ctx.store.runs.finish(
-                    run_id, dict(report.counts()), "failed" if report.fatal else "succeeded", report.fatal
+                    run_id, run_counts(reports), "failed" if fatal else "succeeded", fatal
                 )
-            if report.fatal:
-                raise JobFailed(report.fatal)
+            if fatal:
+                raise JobFailed(fatal)
 
         return self._run("retry", work)
 
@@ -265,13 +269,14 @@ class SyncWorker:
             log.warning("events for %s are not synced by this connector; ignored", sobject)
             return
         self.metrics.inc("cpq2stripe_event_ids_total", {"object": sobject}, len(ids))
-        report = RunReport(f"Events {sobject}")
+        stream = streams.by_sf_object(sobject)
+        report = RunReport(f"Events {sobject}", object_type=stream.object_type if stream else "")
 
         def work() -> None:
             try:
                 self._sync_batches(sobject, ids, report)
             finally:
-                self._finish(report, "event")
+                self._finish([report], "event")
             if report.fatal:
                 raise RuntimeError(report.fatal)
 
@@ -297,7 +302,7 @@ class SyncWorker:
             try:
                 fn(self.ctx, report)
             finally:
-                self._finish(report, job)
+                self._finish([report], job)
             if report.fatal:
                 raise JobFailed(report.fatal)
 

@@ -3,13 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import case, delete, literal, select
 
 from connector.state.db import Database
-from connector.state.models import Heartbeat, HeartbeatRow, LeaseRow, table_of
+from connector.state.models import Heartbeat, HeartbeatRow, LeaseRow, UTCDateTime, table_of
+
+LEADER_LEASE = "daemon"  # the daemon's leader lease (connector.daemon.leader)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A named lease as stored: who holds it, since when, until when."""
+
+    name: str
+    holder: str
+    acquired_at: datetime  # when `holder` took it (renewals keep it)
+    expires_at: datetime
+
+    def live_at(self, now: datetime) -> bool:
+        """The one rule for "held": not yet expired. A holder killed without releasing it keeps
+        its row until then; from then on anyone may take it (acquire_lease), `status` shows the
+        holder as a former leader and a manual run no longer waits for it."""
+        return self.expires_at > now
+
+
+@dataclass(frozen=True)
+class LeaderView:
+    """The leader lease and the holder's heartbeat (host, pid, last beat), if it wrote one."""
+
+    lease: Lease
+    beat: Heartbeat | None
 
 
 class Instances:
@@ -29,8 +56,16 @@ class Instances:
             .values(name=name, holder=holder, expires_at=now + ttl, acquired_at=now)
             .on_conflict_do_update(
                 index_elements=["name"],
-                set_={"holder": holder, "expires_at": now + ttl},
-                where=(table.c.expires_at < now) | (table.c.holder == holder),
+                set_={
+                    "holder": holder,
+                    "expires_at": now + ttl,
+                    # a renewal keeps the time it was taken; a takeover starts it again
+                    "acquired_at": case(
+                        (table.c.holder == holder, table.c.acquired_at), else_=literal(now, UTCDateTime())
+                    ),
+                },
+                # free once no longer live (Lease.live_at): the same instant status and runs use
+                where=(table.c.expires_at <= now) | (table.c.holder == holder),
             )
         )
         with self._db.session() as s:
@@ -43,9 +78,22 @@ class Instances:
             s.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == holder))
 
     def lease_holder(self, name: str) -> tuple[str, datetime] | None:
+        lease = self.lease(name)
+        return (lease.holder, lease.expires_at) if lease else None
+
+    def lease(self, name: str) -> Lease | None:
         with self._db.session() as s:
             row = s.get(LeaseRow, name)
-            return (row.holder, row.expires_at) if row else None
+            return Lease(row.name, row.holder, row.acquired_at, row.expires_at) if row else None
+
+    def live_leader(self) -> LeaderView | None:
+        """The daemon holding the leader lease now (Lease.live_at), with its heartbeat; None when
+        no lease is held or it has expired (its holder stopped renewing: killed, cut off)."""
+        lease = self.lease(LEADER_LEASE)
+        if lease is None or not lease.live_at(self._db.clock()):
+            return None
+        beat = next((b for b in self.list_heartbeats() if b.instance_id == lease.holder), None)
+        return LeaderView(lease, beat)
 
     def heartbeat(self, instance_id: str, role: str, host: str, pid: int, info: Mapping[str, Any]) -> None:
         now = self._db.clock()

@@ -30,6 +30,7 @@ OPERATION_PERMISSIONS: dict[str, str] = {
     "subscription_schedules.retrieve": "rak_subscription_schedule_read",
     "subscription_schedules.update": "rak_subscription_schedule_write",
     "subscription_schedules.list": "rak_subscription_schedule_read",
+    "subscription_schedules.cancel": "rak_subscription_schedule_write",
 }
 NO_RESTRICTED_PERMISSION = frozenset({"account.retrieve"})
 

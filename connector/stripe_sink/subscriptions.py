@@ -82,6 +82,33 @@ class SubscriptionSink:
         key = idempotency.update_key(self.gateway.account_id(), kind, stripe_id, payload_hash)
         return self.gateway.call(op, fn, stripe_id, params=changes, options={"idempotency_key": key})
 
+    def schedule_from_subscription(self, subscription_id: str, idempotency_key: str) -> Any:
+        """Move a subscription onto a schedule (its phases can then record the contract's changes).
+        Stripe takes no other parameter with `from_subscription`."""
+        client = self.gateway.client.v1
+        return self.gateway.call(
+            "subscription_schedules.create",
+            client.subscription_schedules.create,
+            params={"from_subscription": subscription_id},
+            options={"idempotency_key": idempotency_key},
+        )
+
+    def cancel_schedule(self, schedule_id: str, *, prorate: bool) -> Any:
+        """End the schedule and its subscription now (a termination dated today or earlier).
+        Cancelling twice is refused by Stripe with the schedule's status: treated as done."""
+        client = self.gateway.client.v1
+        try:
+            return self.gateway.call(
+                "subscription_schedules.cancel",
+                client.subscription_schedules.cancel,
+                schedule_id,
+                params={"prorate": prorate, "invoice_now": prorate},
+            )
+        except stripe.InvalidRequestError as exc:
+            if "canceled" in str(exc.user_message or exc):
+                return None
+            raise
+
     def find_for_order(self, customer_id: str, order_id: str, *, schedule: bool) -> Any | None:
         """The oldest subscription (or schedule) of the Customer made for this Order, if any."""
         client = self.gateway.client.v1

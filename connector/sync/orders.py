@@ -37,6 +37,7 @@ from connector.stripe_sink.catalog import PRODUCT_ID_KEY, CatalogSink
 from connector.stripe_sink.subscriptions import ORDER_ID_KEY, SubscriptionSink, metadata_of
 from connector.sync import pipeline, polling
 from connector.sync.context import SyncContext
+from connector.sync.contracts import ApplyContractChange, ContractChanges, is_contract_change
 from connector.sync.exactly_once import (
     CUSTOMER,
     METER,
@@ -214,7 +215,15 @@ class CheckPayment:
     stripe_id: str
 
 
-Task = CreateSubscription | AdoptSubscription | RestoreWriteBack | CheckPayment | RefreshFields
+@dataclass(frozen=True)
+class ChangeContract:
+    """An Amendment or Renewal not applied yet: decided after the batch's first Orders are linked
+    (it may amend one of them), by connector.sync.contracts."""
+
+
+Task = (
+    CreateSubscription | AdoptSubscription | RestoreWriteBack | CheckPayment | RefreshFields | ChangeContract
+)
 INCOMPLETE_MESSAGE = (
     "Stripe created subscription {stripe_id}, but its first payment failed, so it is incomplete and "
     "bills nothing: Stripe ends it (incomplete_expired) unless its first invoice is paid within 23 "
@@ -254,6 +263,7 @@ class OrderSync:
         # Overlapping batches (the backfill) may share Accounts: one batch at a time gives them theirs.
         self._customers_lock = threading.Lock()
         self._changed: bool | None = None  # see _mapping_changed
+        self.contracts = ContractChanges(self)
 
     # ---- queries ---------------------------------------------------------------------------
 
@@ -313,7 +323,7 @@ class OrderSync:
             return
         if report.dry_run:
             for w in work:
-                report.add(self._dry_outcome(w))
+                report.add(self._dry_outcome(w, config))
             return
 
         batch = Batch(SUBSCRIPTION, SF_OBJECT, WriteBack(ctx.sf))
@@ -321,6 +331,8 @@ class OrderSync:
             if w.outcome is not None and w.outcome.action == "noop" and w.link is not None:
                 self._restage_catalog(w.row, config, batch)
         failing = ctx.store.failures.failing_ids(OBJECT_TYPE, ids)
+        changes = [w for w in work if isinstance(w.task, ChangeContract)]
+        work = [w for w in work if not isinstance(w.task, ChangeContract)]
         todo = [w for w in work if w.outcome is None]
         new = [w for w in todo if w.link is None and isinstance(w.task, CreateSubscription)]
         intents = record_intents(
@@ -344,6 +356,37 @@ class OrderSync:
         pipeline.finish(
             ctx, batch, outcomes, {w.row["Id"]: w.row for w in work}, self.mapping.write_back, failing
         )
+        if changes and not report.fatal:
+            self._change_contracts(changes, config, report, failing)
+
+    def _change_contracts(
+        self, changes: list[OrderWork], config: OrderRulesConfig, report: RunReport, failing: set[str]
+    ) -> None:
+        """Amendments and Renewals, after the Orders they may amend: one at a time in the order of
+        the contracts' lives (an earlier one's phases are in Stripe before a later one is planned)."""
+        ctx = self.ctx
+        ordered = sorted(
+            changes, key=lambda w: (str(w.row.get("EffectiveDate")), self._label(w.row), w.row["Id"])
+        )
+        for number, w in enumerate(ordered):
+            if pipeline.stop_requested(ctx, report, ordered[number:]):  # Ctrl-C: the rest next run
+                break
+            row = w.row
+            batch = Batch(SUBSCRIPTION, SF_OBJECT, WriteBack(ctx.sf))  # linked before the next is planned
+
+            def one(row: dict[str, Any] = row, batch: Batch = batch) -> Outcome:
+                decided = self.contracts.decide(row, self._for_order(row, config))
+                return decided if isinstance(decided, Outcome) else self.contracts.apply(row, decided, batch)
+
+            base = Outcome(OBJECT_TYPE, row["Id"], self._label(row), "update", "failed")
+            outcome = pipeline.apply_safely(ctx, base, one)
+            if outcome is None:
+                report.fatal = ctx.fatal_message or "a fatal error stopped the run"
+                break
+            if ctx.progress is not None:
+                ctx.progress.tick(outcome)
+            report.add(outcome)
+            pipeline.finish(ctx, batch, [outcome], {row["Id"]: row}, self.mapping.write_back, failing)
 
     def _normalise(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of the row shaped as the order rules read it: the mapping's write-back fields
@@ -436,6 +479,9 @@ class OrderSync:
             return w
         if link is not None and link.status != "pending":
             return refuse(f"link is {link.status}", link.status, link.stripe_id)
+        if is_contract_change(row):  # its Stripe ID field holds the contract's object, adopted by applying
+            w.task = ChangeContract()
+            return w
         if link is None and in_salesforce:
             w.task = AdoptSubscription(in_salesforce, order_fingerprint(row, config))
             return w
@@ -477,10 +523,17 @@ class OrderSync:
             self._changed = known is not None and known != self.mapping_version()
         return self._changed
 
-    def _dry_outcome(self, w: OrderWork) -> Outcome:
+    def _dry_outcome(self, w: OrderWork, config: OrderRulesConfig) -> Outcome:
         if w.outcome is not None:
             return replace(w.outcome, status="planned")
         sid, label, task = w.row["Id"], self._label(w.row), w.task
+        if isinstance(task, ChangeContract):
+            decided = self.contracts.decide(w.row, self._for_order(w.row, config))
+            if isinstance(decided, Outcome):
+                return replace(decided, status="planned")
+            assert isinstance(decided, ApplyContractChange)
+            preview = self.contracts.preview(decided)
+            return Outcome(OBJECT_TYPE, sid, label, "update", "planned", decided.contract_stripe_id, preview)
         if isinstance(task, AdoptSubscription):
             return Outcome(
                 OBJECT_TYPE, sid, label, "adopt", "planned", task.stripe_id, "link the id in Salesforce"

@@ -17,7 +17,7 @@ from connector.state.store import StateStore
 from connector.stripe_sink.gateway import StripeGateway
 from connector.sync import streams
 from connector.sync.context import SyncContext
-from connector.sync.report import RunReport, regroup, run_counts
+from connector.sync.report import RunReport, run_counts
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def run_pass(ctx: SyncContext, *, dry_run: bool, objects: list[str]) -> list[Run
             if report.fatal:
                 error = report.fatal
                 break
-        reports[:] = regroup(reports, {s.object_type: s.title for s in streams.STREAMS})
+        reports[:] = streams.by_object(reports)
         if error is None and not ctx.stop.is_set():
             error = _removals(ctx, reports, dry_run=dry_run, objects=objects)
     finally:

@@ -18,7 +18,7 @@ from connector.sync.context import SyncContext
 from connector.sync.exactly_once import CUSTOMER, SUBSCRIPTION, Kind
 from connector.sync.orders import OrderSync
 from connector.sync.polling import PolledSync
-from connector.sync.report import RunReport
+from connector.sync.report import RunReport, regroup
 
 
 class Pipeline(PolledSync, Protocol):
@@ -78,3 +78,10 @@ def by_sf_object(sf_object: str) -> Stream | None:
 
 def by_object_type(object_type: str) -> Stream | None:
     return next((s for s in STREAMS if s.object_type == object_type), None)
+
+
+def by_object(reports: Iterable[RunReport]) -> list[RunReport]:
+    """Each outcome in its own object's report, each record once, in dependency order: how `sync`
+    and the daemon's polls, retries and event batches count (an Order batch's new Customers count
+    under Accounts)."""
+    return regroup(reports, {s.object_type: s.title for s in STREAMS})

@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +285,58 @@ def test_metrics_endpoint_serves_counters_and_status_shows_the_instance(
     assert "leader (holds the lease)" in shown and f"pid {daemon.proc.pid}" in shown
     assert daemon.stop() == 0
     assert "none running" in status()
+
+
+def test_a_sigkilled_leader_blocks_manual_runs_until_its_lease_expires_then_shows_as_former(
+    sandbox, sqlite_url, daemon_env, start_daemon, tmp_path
+):
+    env = daemon_env(sqlite_url, leader_lease_ttl_seconds=3)
+    daemon = start_daemon(env)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "connector", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+        )
+
+    store = store_for(sqlite_url)
+    try:
+        wait_for(
+            "the daemon leading",
+            lambda: [
+                b
+                for b in store.instances.list_heartbeats()
+                if b.role == "leader" and b.pid == daemon.proc.pid
+            ],
+        )
+        refused = cli("sync")
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert f"pid {daemon.proc.pid} on {socket.gethostname()}" in refused.stderr
+        assert cli("sync", "--dry-run").returncode == 0
+
+        daemon.proc.send_signal(signal.SIGKILL)
+        daemon.proc.wait(timeout=WAIT)
+        lease = store.instances.lease("daemon")  # a killed daemon leaves its lease and heartbeat
+        assert lease is not None and lease.holder.split(":")[1] == str(daemon.proc.pid)
+        wait_for("the lease to expire", lambda: datetime.now(UTC) > lease.expires_at)
+
+        # the first look after expiry already shows it as not leading, in text and JSON
+        [instance] = json.loads(cli("status", "--json").stdout)["instances"]
+        assert instance["pid"] == daemon.proc.pid
+        assert instance["role"] == "former leader" and instance["leading"] is False
+        assert instance["lease_expires_at"] == lease.expires_at.isoformat()
+        expired = lease.expires_at.isoformat(timespec="seconds")
+        assert f"former leader, lease expired at {expired}, last heartbeat " in cli("status").stdout
+
+        ran = cli("sync")  # the same rule: an expired lease blocks nothing
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert "Refusing" not in ran.stderr
+    finally:
+        store.close()
 
 
 @pytest.mark.postgres

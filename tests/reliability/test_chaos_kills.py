@@ -41,7 +41,7 @@ def _fresh_org(sandbox, size, *, latency_ms: int = 0) -> list[str]:
     sandbox.sf_admin.reset()
     sandbox.stripe_admin.reset()
     sandbox.stripe_admin.config(rps=1000, latency_ms=latency_ms, error_rate=0)
-    sandbox.sf_admin.seed(accounts=size.accounts, orders=size.orders, seed=SEED)
+    sandbox.sf_admin.seed(accounts=size.accounts, orders=size.orders, seed=SEED, contracts=size.contracts)
     with sandbox.org.lock:
         return sorted(r["Id"] for r in sandbox.org.records("Account"))
 

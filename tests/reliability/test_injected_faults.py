@@ -78,7 +78,7 @@ def _seed(sandbox: Any, size: Any) -> list[str]:
     sandbox.sf_admin.reset()
     sandbox.stripe_admin.reset()
     sandbox.stripe_admin.config(rps=1000, latency_ms=0, error_rate=0)
-    sandbox.sf_admin.seed(accounts=size.accounts, orders=size.orders, seed=SEED)
+    sandbox.sf_admin.seed(accounts=size.accounts, orders=size.orders, seed=SEED, contracts=size.contracts)
     with sandbox.org.lock:
         return sorted(r["Id"] for r in sandbox.org.records("Account"))
 

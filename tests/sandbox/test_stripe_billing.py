@@ -589,7 +589,8 @@ def test_schedule_with_future_start(client, catalog):
             "start_date": FUTURE,
             "end_behavior": "release",
             "phases": [
-                {"items": [{"price": catalog["monthly"].id, "quantity": 2}], "iterations": 12,
+                {"items": [{"price": catalog["monthly"].id, "quantity": 2}],
+                 "duration": {"interval": "month", "interval_count": 12},
                  "add_invoice_items": [{"price": catalog["setup"].id}], "metadata": {"sf_quote": "Q1"}},
                 {"items": [{"price": catalog["yearly"].id}], "collection_method": "send_invoice",
                  "invoice_settings": {"days_until_due": 15}},
@@ -616,7 +617,8 @@ def test_schedule_starting_now_creates_subscription_and_release(client, catalog)
     cus, _ = _customer_with_card(client)
     sched = client.v1.subscription_schedules.create(
         params={"customer": cus.id, "start_date": "now",
-                "phases": [{"items": [{"price": catalog["monthly"].id}], "iterations": 3}]}
+                "phases": [{"items": [{"price": catalog["monthly"].id}],
+                            "duration": {"interval": "month", "interval_count": 3}}]}
     )  # fmt: skip
     assert sched.status == "active" and sched.subscription.startswith("sub_")
     assert sched.current_phase.start_date == sched.phases[0].start_date
@@ -656,11 +658,22 @@ def test_schedule_validation(client, catalog):
             "customer": cus.id,
             "start_date": FUTURE,
             "phases": [
-                {"items": [{"price": catalog["monthly"].id}], "iterations": 2, "end_date": FUTURE + 10}
+                {
+                    "items": [{"price": catalog["monthly"].id}],
+                    "duration": {"interval": "month"},
+                    "end_date": FUTURE + 10,
+                }
             ],
         },
     )
     assert err.code == "parameters_exclusive"
+    # `iterations` was removed in 2025-09-30.clover: `duration` replaces it.
+    err = _invalid(
+        client.v1.subscription_schedules.create,
+        params={"customer": cus.id, "start_date": FUTURE,
+                "phases": [{"items": [{"price": catalog["monthly"].id}], "iterations": 2}]},
+    )  # fmt: skip
+    assert (err.code, err.param) == ("parameter_unknown", "phases[0][iterations]")
     err = _invalid(
         client.v1.subscription_schedules.create,
         params={

@@ -111,7 +111,7 @@ def test_poll_records_a_run_counts_outcomes_and_uses_the_current_mapping(worker_
     assert worker.poll() is True
     assert FakeSync.calls == [("poll", "v2")]
     run = ctx.store.runs.last("sync")
-    assert run.status == "succeeded" and run.counts == {"created": 1}
+    assert run.status == "succeeded" and run.counts == {"customer created": 1}
     assert metrics.totals_by_status()["synced"] == 1
     assert metrics.get("cpq2stripe_last_poll_success_timestamp_seconds") > 0
     assert 'service="stripe"' in metrics.render()
@@ -179,3 +179,41 @@ def test_a_failing_job_is_logged_counted_and_the_worker_carries_on(worker_parts,
     assert worker.run_job("reconcile", boom) is False
     assert "reconcile failed" in caplog.text
     assert worker.poll() is True
+
+
+class FakeOrders:
+    """Stands in for the Orders stream: its batch made a Customer for one Account (001C) and tried
+    the Accounts pass's failing 001B again, as the Orders pipeline does for the Accounts it bills."""
+
+    key, title, sf_object, object_type = "orders", "Orders → Subscriptions", "Order", "subscription"
+
+    def poll(self, ctx, report) -> None:
+        report.add(Outcome("customer", "001C", "New Co", "create", "created", "cus_C"))
+        report.add(Outcome("customer", "001B", "Bad Co", "error", "failed", message="bad country"))
+        report.add(Outcome("subscription", "801A", "Order 1", "create", "created", "sub_A"))
+
+    def sync_ids(self, ctx, ids, report, *, should_stop=None) -> bool:
+        self.poll(ctx, report)
+        return True
+
+
+class FailingAccounts(FakeSync):
+    def poll(self, ctx, report) -> None:
+        report.add(Outcome("customer", "001B", "Bad Co", "error", "failed", message="bad country"))
+
+
+def test_a_poll_counts_each_record_once_under_its_own_object_as_sync_does(worker_parts, monkeypatch):
+    worker, ctx, _state, metrics = worker_parts
+    monkeypatch.setattr(streams, "STREAMS", (FailingAccounts(), FakeOrders()))
+    assert worker.poll() is True
+    counts = ctx.store.runs.last("sync").counts
+    assert counts == {"customer created": 1, "customer failed": 1, "subscription created": 1}
+    assert (
+        metrics.get("cpq2stripe_records_total", {"object": "customer", "status": "failed", "trigger": "poll"})
+        == 1
+    )
+    assert metrics.totals_by_status() == {"synced": 2, "unchanged": 0, "failed": 1, "refused": 0}
+
+    worker.sync_ids("Order", ["801A"])  # an event batch is counted the same way
+    event = {"object": "customer", "status": "created", "trigger": "event"}
+    assert metrics.get("cpq2stripe_records_total", event) == 1

@@ -638,14 +638,12 @@ def test_unknown_payment_term(term):
     assert f"Payment_Term__c is {term}" in r.message()
 
 
-def test_amendments_are_refused_by_default():
-    assert codes(refuse(order(line(1), Type="Amendment"))) == ["order_type"]
-    assert isinstance(
-        plan_order(
-            order(line(1), Type="Amendment"), OrderRulesConfig(TODAY, refused_order_types=frozenset())
-        ),
-        OrderPlan,
-    )
+def test_order_types_the_rules_are_told_to_refuse_are_refused():
+    """Amendments and Renewals go to the contract planner (tests/unit/test_contract_plan.py);
+    plan_order refuses the types it is told to."""
+    config = OrderRulesConfig(TODAY, refused_order_types=frozenset({"Amendment"}))
+    assert codes(refuse(order(line(1), Type="Amendment"), config)) == ["order_type"]
+    assert isinstance(plan_order(order(line(1), Type="Amendment"), CONFIG), OrderPlan)
 
 
 def test_mixed_evergreen():

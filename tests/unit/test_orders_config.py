@@ -117,14 +117,16 @@ def test_the_shipped_mapping_bills_elapsed_periods_unless_the_order_ticks_the_sk
     billed = sync._decide(sync._normalise(_backdated("2026-01-10")), None, config)
     assert isinstance(billed.task, CreateSubscription)
     assert billed.task.plan.subscription.proration_behavior == "create_prorations"
-    assert "every period from 2026-01-10 to 2026-04-10" in sync._dry_outcome(billed).message
+    assert "every period from 2026-01-10 to 2026-04-10" in sync._dry_outcome(billed, config).message
 
     skipped = sync._decide(
         sync._normalise(_backdated("2026-01-10", Stripe_Skip_Elapsed_Periods__c=True)), None, config
     )
     assert isinstance(skipped.task, CreateSubscription)
     assert skipped.task.plan.subscription.proration_behavior == "none"
-    assert "elapsed periods not billed (billing starts 2026-04-10)" in sync._dry_outcome(skipped).message
+    assert (
+        "elapsed periods not billed (billing starts 2026-04-10)" in sync._dry_outcome(skipped, config).message
+    )
 
 
 def test_an_order_whose_first_invoice_passes_stripes_250_lines_is_refused_naming_the_skip_field():

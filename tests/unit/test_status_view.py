@@ -70,7 +70,7 @@ def test_a_leader_whose_lease_expired_is_not_shown_as_the_leader(tmp_path):
     store.close()
 
     text = "\n".join(_lines(settings, failed_only=False))
-    assert "former leader (lease expired" in text and "holds the lease" not in text
+    assert "former leader, lease expired at " in text and "holds the lease" not in text
 
 
 def test_an_interrupted_backfill_shows_what_it_did_and_how_to_continue(tmp_path):

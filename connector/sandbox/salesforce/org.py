@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from connector.sandbox.salesforce.dates import contract_end
 from connector.sandbox.salesforce.ids import is_valid_id, make_id, new_id, to_18
 from connector.sandbox.salesforce.schema import NUMBER_TYPES, FieldDef, ObjectDef, Schema, default_schema
 
@@ -37,6 +38,8 @@ ADMIN_USER_ID = make_id("005", 2)
 # Order Status values and their status category (StatusCode). Admins add values to either
 # category; "Provisioned" is such an added value in the Activated category.
 ORDER_STATUS_CATEGORY = {"Draft": "Draft", "Activated": "Activated", "Provisioned": "Activated"}
+# Contract Status values and their status category (Contract.StatusCode, ContractStatus.StatusCode).
+CONTRACT_STATUS_CATEGORY = {"Draft": "Draft", "In Approval Process": "InApproval", "Activated": "Activated"}
 DEFAULT_USERS = (
     (INTEGRATION_USER_ID, "integration@sandbox.example", "Integration User"),
     (ADMIN_USER_ID, "admin@sandbox.example", "Admin User"),
@@ -519,13 +522,58 @@ class Org:
             )
 
     def _derive(self, obj: ObjectDef, row: dict[str, Any]) -> None:
-        """Values Salesforce computes: PricebookEntry.Name from its product, Order.StatusCode (the
-        status category) from Status."""
+        """Values Salesforce computes: PricebookEntry.Name from its product, Order.StatusCode and
+        Contract.StatusCode (the status categories) from Status, Contract.EndDate from StartDate
+        and ContractTerm (read-only; none without both, as for an evergreen contract)."""
         if obj.name == "Order":
             row["StatusCode"] = ORDER_STATUS_CATEGORY.get(row.get("Status") or "")
+        if obj.name == "Contract":
+            row["StatusCode"] = CONTRACT_STATUS_CATEGORY.get(row.get("Status") or "")
+            start, term = row.get("StartDate"), row.get("ContractTerm")
+            row["EndDate"] = (
+                contract_end(date.fromisoformat(start), int(term)).isoformat()
+                if start and term is not None
+                else None
+            )
         if obj.name == "PricebookEntry" and row.get("Product2Id"):
             product = self._tables["Product2"].get(row["Product2Id"])
             row["Name"] = product["Name"] if product else row.get("Name")
+
+    def _check_contract_rules(
+        self, obj: ObjectDef, row: dict[str, Any], previous: dict[str, Any] | None, *, system: bool
+    ) -> None:
+        """Salesforce's own checks between Contracts and Orders: a Contract is created in Draft and
+        activated by an update (seed loads are exempt), and an Order's start date lies within its
+        contract's start and end dates."""
+        if obj.name == "Contract" and previous is None and not system and row.get("Status") == "Activated":
+            raise SalesforceError(
+                "FIELD_INTEGRITY_EXCEPTION",
+                "Status: a contract can't be created as Activated; insert it as Draft, then update "
+                "Status to Activated",
+                ["Status"],
+            )
+        if obj.name != "Order" or not row.get("ContractId") or not row.get("EffectiveDate"):
+            return
+        if previous is not None and all(
+            previous.get(k) == row.get(k) for k in ("ContractId", "EffectiveDate")
+        ):
+            return
+        contract = self._tables["Contract"].get(row["ContractId"])
+        if contract is None:
+            return
+        start, end, effective = contract.get("StartDate"), contract.get("EndDate"), row["EffectiveDate"]
+        if start and effective < start:
+            raise SalesforceError(
+                "FIELD_INTEGRITY_EXCEPTION",
+                "Order Start Date can't be earlier than its contract's start date.: Order Start Date",
+                ["EffectiveDate"],
+            )
+        if end and effective > end:
+            raise SalesforceError(
+                "FIELD_INTEGRITY_EXCEPTION",
+                "Order Start Date can't be later than its contract's end date.: Order Start Date",
+                ["EffectiveDate"],
+            )
 
     def _next_autonumber(self, obj: ObjectDef, f: FieldDef) -> str:
         key = (obj.name, f.name)
@@ -562,6 +610,7 @@ class Org:
                 row[f.name] = False
         self._required_missing(obj, row)
         self._derive(obj, row)
+        self._check_contract_rules(obj, row, None, system=system)
         rid = record_id or new_id(obj.key_prefix)
         row.update(
             Id=rid,
@@ -615,6 +664,7 @@ class Org:
             new[name] = False if (f.type == "boolean" and value is None) else value
         self._required_missing(obj, new)
         self._derive(obj, new)
+        self._check_contract_rules(obj, new, row, system=system)
         changed = [k for k in new if new[k] != row[k]]
         new.update(LastModifiedDate=txn.stamp, SystemModstamp=txn.stamp, LastModifiedById=user_id)
         self._put(obj.name, new, row)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from connector.sandbox.salesforce.dates import add_months
 from connector.sandbox.salesforce.schema import NUMBER_TYPES, FieldDef, ObjectDef, Schema
 from connector.sandbox.salesforce.soql import (
     And,
@@ -273,11 +274,6 @@ def _type_error(ctx: _Context, f: FieldDef, pos: int) -> SoqlError:
     return ctx.error("INVALID_FIELD", pos, detail)
 
 
-def _add_months(day: dt.date, months: int) -> dt.date:
-    index = day.year * 12 + day.month - 1 + months
-    return dt.date(index // 12, index % 12 + 1, 1)
-
-
 def _relative_range(lit: RelativeDateLit, today: dt.date) -> tuple[dt.date, dt.date]:
     """[start, end) in days for a relative date literal; the user's time zone is taken as GMT."""
     one = dt.timedelta(days=1)
@@ -291,8 +287,8 @@ def _relative_range(lit: RelativeDateLit, today: dt.date) -> tuple[dt.date, dt.d
         start = sunday + dt.timedelta(days=7 * {"LAST": -1, "THIS": 0, "NEXT": 1}[name.split("_")[0]])
         return start, start + dt.timedelta(days=7)
     if name.endswith("_MONTH"):
-        first = _add_months(today.replace(day=1), {"LAST": -1, "THIS": 0, "NEXT": 1}[name.split("_")[0]])
-        return first, _add_months(first, 1)
+        first = add_months(today.replace(day=1), {"LAST": -1, "THIS": 0, "NEXT": 1}[name.split("_")[0]])
+        return first, add_months(first, 1)
     if name.endswith("_YEAR"):
         year = today.year + {"LAST": -1, "THIS": 0, "NEXT": 1}[name.split("_")[0]]
         return dt.date(year, 1, 1), dt.date(year + 1, 1, 1)

@@ -11,14 +11,25 @@ decimal quantities and a few orders the connector must refuse (mixed billing fre
 
 from __future__ import annotations
 
-import calendar
 import random
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from connector.sandbox.salesforce.contracts import (
+    FLAWS,
+    ContractHistory,
+    Flaw,
+    Line,
+    amend,
+    create_contract,
+    renew,
+    terminate,
+)
+from connector.sandbox.salesforce.dates import add_months, contract_end
 from connector.sandbox.salesforce.ids import make_id
+from connector.sandbox.salesforce.org import ADMIN_USER_ID, Org
 
 Record = tuple[str, dict[str, Any]]
 
@@ -219,12 +230,6 @@ CATALOG: tuple[ProductSpec, ...] = (
     _usage("Storage Overage (per GB)", "USG-STO", "Services", "Monthly", 0.12),
     _usage("Compute Hours", "USG-CPU-Q", "Services", "Quarterly", 0.09),
 )  # fmt: skip
-
-
-def add_months(day: date, months: int) -> date:
-    month0 = day.month - 1 + months
-    year, month = day.year + month0 // 12, month0 % 12 + 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 def convert(usd: float, currency: str) -> float:
@@ -489,7 +494,7 @@ def _orders(
             start = today
         else:
             start = today + timedelta(days=rng.randint(1, 90))
-        end = add_months(start, 12) - timedelta(days=1) if termed else None
+        end = contract_end(start, 12) if termed else None
         order = {
             "Id": ids(KEY_PREFIX["Order"]),
             "AccountId": account["Id"],
@@ -559,3 +564,174 @@ def counts(records: list[Record]) -> dict[str, int]:
     for obj, _ in records:
         out[obj] = out.get(obj, 0) + 1
     return out
+
+
+# -------------------------------------------------------------------------------- contract histories
+
+
+def _contract_account(org: Org, rng: random.Random, index: int, currency: str | None) -> str:
+    country = rng.choice(COUNTRIES)
+    name = f"{rng.choice(country.companies)} (contract {index + 1})"
+    domain = f"{_slug(name) or 'kaisha'}{index}.example.com"
+    values: dict[str, Any] = {
+        "Name": name,
+        "Billing_Email__c": f"billing@{domain}",
+        "Billing_Entity__c": True,
+        "BillingCity": country.cities[0][0],
+        "BillingCountry": country.code,
+    }
+    if currency is not None:
+        values["CurrencyIsoCode"] = currency
+    return org.insert("Account", values, ADMIN_USER_ID)
+
+
+def _price(spec: ProductSpec, currency: str | None, factor: float = 1.0) -> float:
+    amount = convert(spec.usd_price, currency or "USD") * factor
+    return float(round(amount)) if (currency or "USD") in ZERO_DECIMAL else round(amount, 2)
+
+
+def _contract_lines(
+    rng: random.Random, currency: str | None, evergreen: bool, frequency: str | None = None
+) -> list[Line]:
+    sub_type = "Evergreen" if evergreen else "Renewable"
+    pool = [
+        s
+        for s in CATALOG
+        if s.recurring and s.subscription_type == sub_type and s.frequency != "Invoice Plan"
+    ]
+    frequency = frequency or rng.choice(
+        sorted({s.frequency for s in pool if s.frequency in ("Monthly", "Annual")})
+    )
+    pool = [s for s in pool if s.frequency == frequency]
+    chosen = rng.sample(pool, k=min(len(pool), rng.randint(1, 3)))
+    return [
+        Line(s.name, float(rng.choice([1, 2, 5, 10, 20])), _price(s, currency), str(s.frequency))
+        for s in chosen
+    ]
+
+
+def _amendment_dates(rng: random.Random, start: date, last: date, count: int) -> list[date]:
+    """`count` distinct days after `start` and on or before `last`, in order."""
+    span = (last - start).days
+    if span < 1:
+        return []
+    return sorted(start + timedelta(days=d) for d in rng.sample(range(1, span + 1), k=min(count, span)))
+
+
+def _random_amendment(
+    org: Org, rng: random.Random, history: ContractHistory, effective: date, currency: str | None
+) -> None:
+    """One ordinary amendment: seats up or down, a new product, or a price change."""
+    in_force = history.quantities_on(effective)
+    frequency = next(iter(in_force.values())).frequency if in_force else "Monthly"
+    kind = rng.choice(["up", "up", "down", "add", "price"])
+    product = rng.choice(sorted(in_force)) if in_force else None
+    if kind == "down" and product is not None and in_force[product].quantity > 1:
+        amend(org, history, effective, {product: -min(3.0, in_force[product].quantity - 1)})
+    elif kind == "price" and product is not None:
+        amend(org, history, effective, prices={product: round(in_force[product].unit_price * 1.1, 2)})
+    elif kind == "add":
+        sub_type = "Evergreen" if history.evergreen else "Renewable"
+        extra = [s for s in CATALOG if s.recurring and s.subscription_type == sub_type
+                 and s.frequency == frequency and s.name not in history.originals]  # fmt: skip
+        if extra:
+            spec = rng.choice(extra)
+            new = Line(spec.name, float(rng.randint(1, 5)), _price(spec, currency), frequency)
+            amend(org, history, effective, add=[new])
+        elif product is not None:
+            amend(org, history, effective, {product: float(rng.randint(1, 10))})
+    elif product is not None:
+        amend(org, history, effective, {product: float(rng.randint(1, 10))})
+
+
+def _flawed_history(
+    org: Org, rng: random.Random, flaw: Flaw, account: str, start: date, currency: str | None,
+    others: list[ContractHistory],
+) -> ContractHistory:  # fmt: skip
+    """A contract whose history has exactly the flaw `flaw` (as ContractHistory.flaws names it)."""
+    lines = _contract_lines(rng, currency, evergreen=False, frequency="Monthly")
+    history = create_contract(
+        org, account, start, lines, currency=currency,
+        status="Draft" if flaw == "original_not_activated" else "Activated",
+    )  # fmt: skip
+    assert history.end is not None
+    effective = start + timedelta(days=rng.randint(30, 300))
+    product = lines[0].product
+    if flaw == "not_coterminous":
+        amend(org, history, effective, {product: 2.0}, end=add_months(history.end, -1))
+    elif flaw == "currency_change":
+        other = next(c for c in ("EUR", "GBP", "USD") if c != currency)
+        amend(org, history, effective, {product: 2.0}, currency=other)
+    elif flaw == "interval_change":
+        spec = rng.choice([s for s in CATALOG if s.recurring and s.subscription_type == "Renewable"
+                           and s.frequency in ("Quarterly", "Annual")])  # fmt: skip
+        amend(
+            org, history, effective, add=[Line(spec.name, 1.0, _price(spec, currency), str(spec.frequency))]
+        )
+    elif flaw == "overlapping_renewal":
+        renew(org, history)
+        renew(org, history, prices={product: round(lines[0].unit_price * 1.2, 2)})
+    elif flaw == "unknown_revised_line":
+        monthly = [h for h in others if h.first_order.lines[0].frequency == "Monthly"]
+        foreign = monthly[-1] if monthly else create_contract(org, account, start, lines, currency=currency)
+        amend(org, history, effective, {foreign.first_order.lines[0].id: 2.0})
+    else:  # original_not_activated
+        amend(org, history, effective, {product: 2.0})
+    return history
+
+
+def seed_contracts(
+    org: Org, contracts: int, seed: int, today: date | None = None, *, flawed_share: float = 0.2
+) -> list[ContractHistory]:
+    """`contracts` contract histories in `org`, the same shapes (dates, products, quantities,
+    prices, flaws; not ids) for the same arguments. Each has its own billing Account and a first
+    Order with 1-3 monthly or annual lines; about 15% are evergreen. Termed contracts get 0-3
+    amendments (seats up/down, a new product, a price change) on days before, around and after
+    `today`, then a renewal (40%), a termination (20%) or nothing; evergreen ones 0-2 amendments
+    and a cancellation half the time. About `flawed_share` of them carry one flaw each, every flaw
+    in turn (FLAWS), named in the history's `flaws`. Not part of `generate`: the default seed has
+    no contracts."""
+    if contracts < 0:
+        raise ValueError("contracts must not be negative")
+    rng = random.Random(seed)
+    today = today or date.today()
+    multi = "CurrencyIsoCode" in org.schema.objects["Order"].fields
+    flaws = [f for f in FLAWS if multi or f != "currency_change"]
+    flawed = set(rng.sample(range(contracts), k=min(contracts, round(contracts * flawed_share))))
+    histories: list[ContractHistory] = []
+    for i in range(contracts):
+        currency = rng.choice(["USD", "USD", "EUR", "GBP"]) if multi else None
+        account = _contract_account(org, rng, i, currency)
+        start = today + timedelta(days=rng.randint(-500, 60))
+        if i in flawed:
+            flaw = flaws[sum(1 for j in flawed if j < i) % len(flaws)]
+            histories.append(_flawed_history(org, rng, flaw, account, start, currency, histories))
+            continue
+        evergreen = rng.random() < 0.15
+        term = None if evergreen else rng.choice([12, 12, 12, 24])
+        history = create_contract(
+            org,
+            account,
+            start,
+            _contract_lines(rng, currency, evergreen),
+            term_months=term,
+            currency=currency,
+        )
+        last = history.end or start + timedelta(days=400)
+        for effective in _amendment_dates(rng, start, last, rng.randint(0, 2 if evergreen else 3)):
+            _random_amendment(org, rng, history, effective, currency)
+        roll = rng.random()
+        after = max([o.effective for o in history.orders]) + timedelta(days=1)
+        if evergreen and roll < 0.5 and after <= last:
+            terminate(org, history, after + timedelta(days=rng.randint(0, 60)))
+        elif not evergreen and roll < 0.4:
+            in_force = history.quantities_on(last).items()
+            renew(
+                org,
+                history,
+                prices={p: round(x.unit_price * 1.05, 2) for p, x in in_force if rng.random() < 0.5},
+            )
+        elif not evergreen and roll < 0.6 and after <= last:
+            terminate(org, history, after + timedelta(days=rng.randint(0, (last - after).days)))
+        histories.append(history)
+    return histories

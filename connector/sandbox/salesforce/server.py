@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -758,7 +759,21 @@ class SalesforceApp:
             counts: dict[str, int] = {}
             for name, _ in records:
                 counts[name] = counts.get(name, 0) + 1
-            return Response.json({"ok": True, "loaded": loaded, "counts": counts})
+            today = date.fromisoformat(body["today"]) if body.get("today") else None
+            histories = seed.seed_contracts(
+                self.org, int(body.get("contracts", 0)), int(body.get("seed", 0)), today
+            )
+            if histories:  # contract histories are written through the org: count what is there now
+                for name in ("Account", "Contract", "Opportunity", "Order", "OrderItem", "PricebookEntry"):
+                    counts[name] = self.org.count(name)
+            return Response.json(
+                {
+                    "ok": True,
+                    "loaded": loaded,
+                    "counts": counts,
+                    "contracts": [h.contract_id for h in histories],
+                }
+            )
 
         return self._admin(run)
 

@@ -22,6 +22,8 @@ PREFIX_KINDS = [
     ("in_", "invoice"),
     ("evt_", "event"),
     ("mtr_", "billing.meter"),
+    ("clock_", "test_helpers.test_clock"),
+    ("ii_", "invoiceitem"),
 ]
 
 
@@ -43,6 +45,7 @@ EXPANDABLE = frozenset(
         "data",
         "items",
         "lines",
+        "test_clock",
     ]
 )
 

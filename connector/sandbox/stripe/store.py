@@ -12,7 +12,8 @@ import string
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from .errors import missing
@@ -34,6 +35,8 @@ KIND_NAMES = {
     "invoice": "invoice",
     "event": "event",
     "billing.meter": "billing.meter",
+    "test_helpers.test_clock": "test clock",
+    "invoiceitem": "invoiceitem",
 }
 SEARCHABLE = {"customer", "product", "price", "subscription", "invoice"}
 
@@ -54,6 +57,11 @@ class Store:
         self.rng = random.Random(seed)
         self.account_id = "acct_" + self._rand(16)
         self.clock: Callable[[], float] = time.time
+        # While a handler works on a test clock's objects, "now" is that clock's frozen time
+        # (see `frozen_at`); None = real time.
+        self.frozen: int | None = None
+        # Sandbox-private state about an object that its API shape has no field for, by object id.
+        self.private: dict[str, dict[str, Any]] = defaultdict(dict)
 
     def reset(self) -> None:
         with self.lock:
@@ -62,6 +70,8 @@ class Store:
             self.search_versions.clear()
             self.declining.clear()
             self.charge_fails.clear()
+            self.private.clear()
+            self.frozen = None
 
     # ids and time -------------------------------------------------------------------------
     def _rand(self, n: int) -> str:
@@ -74,7 +84,17 @@ class Store:
                 return ident
 
     def now(self) -> int:
-        return int(self.clock())
+        return self.frozen if self.frozen is not None else int(self.clock())
+
+    @contextmanager
+    def frozen_at(self, ts: int | None) -> Iterator[None]:
+        """Make `now()` answer `ts` (a test clock's time) inside the block; None keeps real time."""
+        before = self.frozen
+        self.frozen = ts if ts is not None else before
+        try:
+            yield
+        finally:
+            self.frozen = before
 
     # objects ------------------------------------------------------------------------------
     def put(self, obj: dict[str, Any]) -> dict[str, Any]:

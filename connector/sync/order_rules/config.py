@@ -24,7 +24,7 @@ class OrderRulesConfig:
     # mapping's `skip_elapsed_periods`, per Order); the field named here is what the admin ticks.
     bill_backdated_period: bool = True
     skip_elapsed_field: str | None = None
-    refused_order_types: frozenset[str] = frozenset({"Amendment"})
+    refused_order_types: frozenset[str] = frozenset()  # Amendments and Renewals: connector.sync.contracts
     require_line_dates_match: bool = True
     extra_currencies: frozenset[str] = frozenset()
     max_subscription_items: int = 20  # Stripe: "a list of up to 20 subscription items"

@@ -23,7 +23,14 @@ BILLED_LINE_FIELDS = (
     "SBQQ__SubscriptionType__c",
 )
 # Read too, for names, links and messages; not billing content of the Order itself.
-ORDER_CONTEXT_FIELDS = ("OrderNumber", "AccountId", "Account.Name")
+# ContractId and the Renewal's Opportunity tie an Order to its contract's life (connector.sync.contracts).
+ORDER_CONTEXT_FIELDS = (
+    "OrderNumber",
+    "AccountId",
+    "Account.Name",
+    "ContractId",
+    "Opportunity.SBQQ__RenewedContract__c",
+)
 LINE_CONTEXT_FIELDS = (
     "Id",
     "OrderItemNumber",
@@ -31,6 +38,7 @@ LINE_CONTEXT_FIELDS = (
     "Product2.Description",
     "PricebookEntry.UnitPrice",
     "PricebookEntry.CurrencyIsoCode",
+    "SBQQ__RevisedOrderProduct__c",  # an Amendment line: the line first sold that it changes
 )
 ORDER_FIELDS = BILLED_ORDER_FIELDS + ORDER_CONTEXT_FIELDS
 LINE_FIELDS = BILLED_LINE_FIELDS + LINE_CONTEXT_FIELDS

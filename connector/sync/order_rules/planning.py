@@ -43,8 +43,8 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
             "order_type",
             "Type",
             order.get("Type"),
-            "the connector does not apply amendments yet; a second subscription would bill twice",
-            "change the existing Stripe subscription by hand, or leave this Order out of the sync",
+            "Orders of this Type are left out of the sync by the connector's settings",
+            "change the Order Type, or bill it by hand",
         )
 
     currency: str | None = None

@@ -81,7 +81,10 @@ def check_line(
     end: date | None,
     config: OrderRulesConfig,
     out: Collector,
+    *,
+    delta: bool = False,
 ) -> Line:
+    """`delta`: an Amendment's line, whose quantity is a change (+5, -3, 0), not what is sold."""
     line = Line(rec, str(rec.get("Id")), rec.get("OrderItemNumber"))
     product = rec.get("Product2")
     if not rec.get("Product2Id"):
@@ -152,7 +155,9 @@ def check_line(
 
     metered = line.recurrence is not None and line.recurrence.usage_type == "metered"
     if not metered:
-        line.quantity = check_quantity(line, rec.get(config.quantity_field), config.quantity_field, out)
+        line.quantity = check_quantity(
+            line, rec.get(config.quantity_field), config.quantity_field, out, delta=delta
+        )
 
     pbe = rec.get("PricebookEntry") or {}
     pbe_currency_raw = pbe.get("CurrencyIsoCode")
@@ -190,7 +195,7 @@ def check_line(
     return line
 
 
-def check_quantity(line: Line, raw: Any, fld: str, out: Collector) -> int | None:
+def check_quantity(line: Line, raw: Any, fld: str, out: Collector, *, delta: bool = False) -> int | None:
     try:
         value = to_decimal(raw) if raw is not None else None
     except MoneyError:
@@ -208,7 +213,7 @@ def check_quantity(line: Line, raw: Any, fld: str, out: Collector) -> int | None
             "split the line or use a whole number",
         )
         return None
-    if value <= 0:
+    if value <= 0 and not delta:
         out.line(
             line,
             "non_positive_quantity",

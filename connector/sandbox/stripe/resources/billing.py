@@ -32,6 +32,7 @@ from ..validation import (
     merge_metadata,
 )
 from .catalog import INTERVALS, TAX_BEHAVIOR, new_price
+from .testclocks import clock_time, on_clock_time
 
 COLLECTION = ("charge_automatically", "send_invoice")
 PRORATION = ("always_invoice", "create_prorations", "none")
@@ -329,14 +330,22 @@ def open_invoice(
     extra: list[tuple[dict[str, Any], int]],
     reason: str,
     spans: dict[str, list[Span]],
+    *,
+    pending: list[dict[str, Any]] | None = None,
+    only_spanned: bool = False,
+    period: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """The invoice a subscription creates: a line per item per billed span (see `first_spans`;
-    an item without spans gets one zero line for its current period) plus `add_invoice_items`."""
+    an item without spans gets one zero line for its current period, unless `only_spanned`: a
+    renewal bills only the items whose period renews), the customer's pending invoice items
+    (`pending`: prorations and phase add-ons, each then marked as invoiced) and `add_invoice_items`."""
     store = ctx.store
     now = store.now()
     ident = store.new_id("in", 24)
     lines = []
     for item in sub["items"]["data"]:
+        if only_spanned and item["id"] not in spans:
+            continue
         full = _unit_total(item["price"], item["quantity"])
         current = (item["current_period_start"], item["current_period_end"])
         billed = [(sp.amount(full), (sp.start, sp.end), sp.proration) for sp in spans.get(item["id"], [])]
@@ -381,21 +390,49 @@ def open_invoice(
                 },
             )
         )
+    for ii in pending or []:
+        price = store.get("price", ii["pricing"]["price_details"]["price"])
+        lines.append(
+            _line(
+                store,
+                ident,
+                sub,
+                price,
+                ii["quantity"],
+                ii["amount"],
+                (ii["period"]["start"], ii["period"]["end"]),
+                {
+                    "type": "subscription_item_details",
+                    "subscription_item_details": {
+                        "subscription": sub["id"],
+                        "subscription_item": ii["parent"]["subscription_details"]["subscription_item"],
+                        "proration": ii["proration"],
+                        "invoice_item": ii["id"],
+                    },
+                },
+            )
+        )
+        ii["invoice"] = ident
+        store.put(ii)
     total = sum(line["amount"] for line in lines)
+    # A credit (negative total) owes nothing; Stripe moves it to the customer's balance.
+    due = max(total, 0)
+    if total < 0:
+        customer["balance"] += total
     send = sub["collection_method"] == "send_invoice"
     pm = _payment_method_for(ctx, sub, customer)
-    declined = not send and total > 0 and pm in store.charge_fails
-    paid = not send and not declined and (total == 0 or pm is not None)
+    declined = not send and due > 0 and pm in store.charge_fails
+    paid = not send and not declined and (due == 0 or pm is not None)
     number = f"{customer['invoice_prefix']}-{customer['next_invoice_sequence']:04d}"
     customer["next_invoice_sequence"] += 1
     invoice = {
         "id": ident,
         "object": "invoice",
         "account_country": "US",
-        "amount_due": total,
-        "amount_paid": total if paid else 0,
-        "amount_remaining": 0 if paid else total,
-        "attempt_count": 1 if (paid or declined) and total else 0,
+        "amount_due": due,
+        "amount_paid": due if paid else 0,
+        "amount_remaining": 0 if paid else due,
+        "attempt_count": 1 if (paid or declined) and due else 0,
         "attempted": paid or declined,
         "auto_advance": not paid,
         "billing_reason": reason,
@@ -425,8 +462,8 @@ def open_invoice(
             "type": "subscription_details",
             "subscription_details": {"metadata": copy.deepcopy(sub["metadata"]), "subscription": sub["id"]},
         },
-        "period_end": now,
-        "period_start": now,
+        "period_end": period[1] if period else now,
+        "period_start": period[0] if period else now,
         "status": "paid" if paid else "open",
         "status_transitions": {
             "finalized_at": now,
@@ -435,6 +472,7 @@ def open_invoice(
             "voided_at": None,
         },
         "subtotal": total,
+        "test_clock": customer.get("test_clock"),
         "total": total,
         "total_excluding_tax": total,
     }
@@ -545,9 +583,16 @@ def _first_invoice_spans(
 
 
 def build_subscription(
-    ctx: Ctx, p: dict[str, Any], *, schedule_id: str | None = None, start: int | None = None
+    ctx: Ctx,
+    p: dict[str, Any],
+    *,
+    schedule_id: str | None = None,
+    start: int | None = None,
+    from_schedule: bool = False,
 ) -> dict[str, Any]:
-    """Create a subscription from validated create params (also used by schedules)."""
+    """Create a subscription from validated create params (also used by schedules). A schedule
+    that starts while time passes (`from_schedule`) cannot be refused: without a payment method
+    its first invoice stays open and the subscription is `past_due`."""
     store = ctx.store
     now = store.now()
     customer = store.get("customer", p["customer"], "customer")
@@ -668,7 +713,7 @@ def build_subscription(
         "schedule": schedule_id,
         "start_date": start_date,
         "status": "trialing" if trial_end else "active",
-        "test_clock": None,
+        "test_clock": customer.get("test_clock"),
         "transfer_data": None,
         "trial_end": trial_end,
         "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
@@ -682,6 +727,7 @@ def build_subscription(
         and not trial_end
         and first_total > 0
         and _payment_method_for(ctx, sub, customer) is None
+        and not from_schedule
     ):
         behavior = p.get("payment_behavior") or "allow_incomplete"
         if behavior == "default_incomplete":
@@ -709,22 +755,55 @@ def build_subscription(
             )
         sub["status"] = "incomplete"
     customer["currency"] = currency
+    store.private[sub_id]["cancel_proration"] = p.get("proration_behavior") or "create_prorations"
     store.put(sub)
     ctx.emit("customer.subscription.created", sub)
     invoice = open_invoice(ctx, sub, customer, extra, "subscription_create", spans)
     sub["latest_invoice"] = invoice["id"]
+    mark_unpaid(sub, invoice)
     store.put(sub)
     return sub
 
 
+def mark_unpaid(sub: dict[str, Any], invoice: dict[str, Any]) -> None:
+    """An automatically charged invoice left open makes an active subscription `past_due` (Stripe's
+    status once a renewal payment fails); a paid one brings a past_due subscription back."""
+    if sub["collection_method"] != "charge_automatically":
+        return
+    if invoice["status"] == "open" and invoice["amount_due"] > 0 and sub["status"] == "active":
+        sub["status"] = "past_due"
+    elif invoice["status"] == "paid" and sub["status"] == "past_due":
+        sub["status"] = "active"
+
+
+def _sub_owner(ctx: Ctx, p: dict[str, Any]) -> str | None:
+    sub = ctx.store.find("subscription", ctx.path["id"])
+    return sub["customer"] if sub else None
+
+
+def _sched_owner(ctx: Ctx, p: dict[str, Any]) -> str | None:
+    sched = ctx.store.find("subscription_schedule", ctx.path["id"])
+    return sched["customer"] if sched else None
+
+
+def _new_sched_owner(ctx: Ctx, p: dict[str, Any]) -> str | None:
+    if p.get("from_subscription"):
+        sub = ctx.store.find("subscription", p["from_subscription"])
+        return sub["customer"] if sub else None
+    return p.get("customer")
+
+
+@on_clock_time(lambda ctx, p: p.get("customer"))
 def create_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     return build_subscription(ctx, p)
 
 
+@on_clock_time(_sub_owner, write=False)
 def retrieve_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     return expire_if_due(ctx, ctx.store.get("subscription", ctx.path["id"]))
 
 
+@on_clock_time(_sub_owner)
 def update_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     store = ctx.store
     sub = store.get("subscription", ctx.path["id"])
@@ -817,6 +896,8 @@ def update_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
         elif cancel_at == "max_period_end":
             cancel_at = max(ends)
         sub["cancel_at"], sub["cancel_at_period_end"] = cancel_at, False
+        # Stripe: a cancel_at before the period ends prorates per this update's proration_behavior.
+        store.private[sub["id"]]["cancel_proration"] = p.get("proration_behavior") or "create_prorations"
     if "cancel_at_period_end" in p:
         flag = bool(p["cancel_at_period_end"])
         sub["cancel_at_period_end"] = flag
@@ -850,6 +931,7 @@ def cancel_subscription(
     return sub
 
 
+@on_clock_time(_sub_owner)
 def delete_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     sub = ctx.store.get("subscription", ctx.path["id"])
     if sub["status"] == "canceled":
@@ -858,7 +940,10 @@ def delete_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_subscriptions(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
-    rows = [expire_if_due(ctx, s) for s in ctx.store.newest_first("subscription")]
+    rows = []
+    for sub in ctx.store.newest_first("subscription"):
+        with clock_time(ctx, sub["customer"]):
+            rows.append(expire_if_due(ctx, sub))
     if p.get("customer"):
         rows = [s for s in rows if s["customer"] == p["customer"]]
     if p.get("price"):
@@ -880,7 +965,7 @@ _PHASE = Obj(
     fields={
         "items": Arr(required=True, item=_ITEM, max_items=20),
         "add_invoice_items": Arr(item=_INVOICE_ITEM, max_items=20),
-        "iterations": Int(min=1),
+        # `iterations` was removed in 2025-09-30.clover (`duration` replaces it): unknown parameter.
         "end_date": Ts(words=("now",)),
         "start_date": Ts(words=("now",)),
         "trial_end": Ts(words=("now",)),
@@ -946,15 +1031,15 @@ def _phase_out(
         resolve_price(ctx, it, f"{param}[add_invoice_items][{j}]", recurring=False)
         for j, it in enumerate(raw.get("add_invoice_items") or [])
     ]
-    if raw.get("iterations") is not None and raw.get("end_date") is not None:
-        raise exclusive(f"{param}[end_date]", f"{param}[iterations]")
+    if raw.get("duration") and raw.get("end_date") is not None:
+        raise exclusive(f"{param}[duration]", f"{param}[end_date]")
     rec = prices[0]["recurring"]
     if raw.get("end_date") is not None:
         end = ctx.store.now() if raw["end_date"] == "now" else raw["end_date"]
     elif raw.get("duration"):
         end = add_interval(start, raw["duration"]["interval"], raw["duration"].get("interval_count") or 1)
-    elif raw.get("iterations") is not None or last:
-        end = add_interval(start, rec["interval"], rec["interval_count"] * (raw.get("iterations") or 1))
+    elif last:
+        end = add_interval(start, rec["interval"], rec["interval_count"])
     else:
         raise missing_param(f"{param}[end_date]")
     if end <= start:
@@ -1020,6 +1105,7 @@ def _phase_out(
     }
 
 
+@on_clock_time(_new_sched_owner)
 def create_schedule(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     store = ctx.store
     now = store.now()
@@ -1088,36 +1174,47 @@ def create_schedule(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
         "released_subscription": None,
         "status": "not_started" if start > now else "active",
         "subscription": None,
-        "test_clock": None,
+        "test_clock": customer.get("test_clock"),
     }
     if start <= now:
-        first = phases[0]
-        sub_params: dict[str, Any] = {
-            "customer": customer["id"],
-            "items": [{"price": it["price"], "quantity": it["quantity"]} for it in first["items"]],
-            "add_invoice_items": [
-                {"price": it["price"], "quantity": it["quantity"]} for it in first["add_invoice_items"]
-            ],
-            "collection_method": first["_method"],
-            "days_until_due": first["_days"] if first["_method"] == "send_invoice" else None,
-            "default_payment_method": first["default_payment_method"]
-            or defaults.get("default_payment_method"),
-            "metadata": first["metadata"],
-            "billing_mode": {"type": billing_mode},
-            "trial_end": first["trial_end"],
-        }
-        for item in sub_params["items"]:
-            if item["quantity"] is None:
-                del item["quantity"]
-        sub = build_subscription(ctx, sub_params, schedule_id=ident, start=start)
-        sched["subscription"] = sub["id"]
-        sched["current_phase"] = {"end_date": first["end_date"], "start_date": first["start_date"]}
-        if sched["end_behavior"] == "cancel" or len(phases) >= 1:
-            sub["cancel_at"] = phases[-1]["end_date"] if sched["end_behavior"] == "cancel" else None
-            store.put(sub)
+        start_schedule(ctx, sched)
     store.put(sched)
     ctx.emit("subscription_schedule.created", public_schedule(sched))
     return public_schedule(sched)
+
+
+def start_schedule(ctx: Ctx, sched: dict[str, Any], *, from_schedule: bool = False) -> dict[str, Any]:
+    """Create the subscription of a schedule whose start has come, from its first phase."""
+    store = ctx.store
+    phases = sched["phases"]
+    first = phases[0]
+    sub_params: dict[str, Any] = {
+        "customer": sched["customer"],
+        "items": [
+            {"price": it["price"], **({"quantity": it["quantity"]} if it["quantity"] is not None else {})}
+            for it in first["items"]
+        ],
+        "add_invoice_items": [
+            {"price": it["price"], "quantity": it["quantity"]} for it in first["add_invoice_items"]
+        ],
+        "collection_method": first["_method"],
+        "days_until_due": first["_days"] if first["_method"] == "send_invoice" else None,
+        "default_payment_method": first["default_payment_method"]
+        or sched["default_settings"]["default_payment_method"],
+        "metadata": first["metadata"],
+        "billing_mode": {"type": sched["billing_mode"]["type"]},
+        "trial_end": first["trial_end"],
+    }
+    sub = build_subscription(
+        ctx, sub_params, schedule_id=sched["id"], start=first["start_date"], from_schedule=from_schedule
+    )
+    store.private[sub["id"]]["cancel_proration"] = phases[-1]["proration_behavior"]
+    sched["subscription"] = sub["id"]
+    sched["status"] = "active"
+    sched["current_phase"] = {"end_date": first["end_date"], "start_date": first["start_date"]}
+    sub["cancel_at"] = phases[-1]["end_date"] if sched["end_behavior"] == "cancel" else None
+    store.put(sub)
+    return sub
 
 
 def _schedule_from_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
@@ -1200,7 +1297,7 @@ def _schedule_from_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
         "released_subscription": None,
         "status": "active",
         "subscription": sub["id"],
-        "test_clock": None,
+        "test_clock": sub["test_clock"],
     }
     sub["schedule"] = ident
     store.put(sub)
@@ -1220,8 +1317,10 @@ def retrieve_schedule(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     return public_schedule(ctx.store.get("subscription_schedule", ctx.path["id"]))
 
 
+@on_clock_time(_sched_owner)
 def update_schedule(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
-    sched = ctx.store.get("subscription_schedule", ctx.path["id"])
+    store = ctx.store
+    sched = store.get("subscription_schedule", ctx.path["id"])
     if sched["status"] in ("canceled", "completed", "released"):
         raise invalid(
             f"You cannot update a subscription schedule that is currently in the `{sched['status']}` status."
@@ -1231,12 +1330,135 @@ def update_schedule(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
         sched["metadata"] = merge_metadata(sched["metadata"], p["metadata"])
     if p.get("end_behavior"):
         sched["end_behavior"] = p["end_behavior"]
-    ctx.store.put(sched)
+    if "phases" in p:
+        _replace_phases(ctx, sched, p["phases"] or [], p.get("proration_behavior") or "create_prorations")
+    sub = store.find("subscription", sched["subscription"]) if sched["subscription"] else None
+    if sub is not None and sched["status"] == "active":
+        sub["cancel_at"] = sched["phases"][-1]["end_date"] if sched["end_behavior"] == "cancel" else None
+        store.private[sub["id"]]["cancel_proration"] = sched["phases"][-1]["proration_behavior"]
+        store.put(sub)
+    store.put(sched)
     out = public_schedule(sched)
     ctx.emit("subscription_schedule.updated", out, {k: before[k] for k in out if before.get(k) != out[k]})
     return out
 
 
+def _phase_items(phase: dict[str, Any]) -> list[tuple[str, int | None]]:
+    return [(it["price"], it["quantity"]) for it in phase["items"]]
+
+
+def _same_as_ended(ctx: Ctx, ended: dict[str, Any], raw: dict[str, Any], idx: int) -> bool:
+    """Whether an update repeats an ended phase unchanged (same dates, prices and quantities)."""
+    if raw.get("end_date") not in (None, ended["end_date"]) or raw.get("duration"):
+        return False
+    given = [
+        (it.get("price"), it.get("quantity") if it.get("quantity") is not None else 1)
+        for it in raw.get("items") or []
+    ]
+    had = [(price, qty if qty is not None else 1) for price, qty in _phase_items(ended)]
+    return given == had
+
+
+def _replace_phases(ctx: Ctx, sched: dict[str, Any], raws: list[dict[str, Any]], behavior: str) -> None:
+    """Stripe's rules for a new phase list. Phases that already ended stay in `phases` as they were:
+    an update may leave them out or repeat them unchanged, never change them. The first phase
+    given after them is the current one and keeps its `start_date` ("You can not modify the start
+    date of the current phase."). Phases are contiguous, and nothing new starts in the past: the
+    current phase may end now or later. Changing the current phase's items applies them to the
+    subscription now, prorated per the update's `proration_behavior`."""
+    from .timeline import apply_phase, step_schedule
+
+    store = ctx.store
+    now = store.now()
+    if not raws:
+        raise missing_param("phases")
+    if raws[0].get("start_date") is None:
+        raise missing_param("phases[0][start_date]")
+    active = sched["status"] == "active"
+    ended = [ph for ph in sched["phases"] if active and ph["end_date"] <= now]
+    current = next((ph for ph in sched["phases"] if ph["start_date"] <= now < ph["end_date"]), None)
+    current_start = current["start_date"] if active and current else None
+    idx = 0
+    while idx < len(raws) and active and ended:
+        given = raws[idx].get("start_date")
+        if given is None or given == "now" or (current_start is not None and given >= current_start):
+            break
+        match = next((ph for ph in ended if ph["start_date"] == given), None)
+        if match is None or not _same_as_ended(ctx, match, raws[idx], idx):
+            raise invalid(
+                f"phases[{idx}] changes or adds a phase before the current one (start_date {given}); a phase "
+                "that has already ended cannot be changed or removed. Repeat ended phases unchanged or leave "
+                f"them out, and start the list with the current phase (start_date {current_start}).",
+                f"phases[{idx}]",
+            )
+        idx += 1
+    rest = raws[idx:]
+    if not rest:
+        raise invalid(
+            f"The phases must include the current phase (start_date {current_start}); only ended phases "
+            "were given.",
+            "phases",
+        )
+    given = rest[0].get("start_date")
+    start: int
+    if active:
+        if (current_start if given is None and idx else given) != current_start or current_start is None:
+            raise invalid(
+                "You can not modify the start date of the current phase.", f"phases[{idx}][start_date]"
+            )
+        start = current_start
+    else:
+        start = now if given == "now" else int(given or 0)
+        if start < now:
+            raise invalid(
+                f"phases[{idx}][start_date] ({start}) is in the past; a schedule that has not started can "
+                f"start now or later (now is {now}).",
+                f"phases[{idx}][start_date]",
+            )
+    customer = store.get("customer", sched["customer"])
+    defaults = {
+        "collection_method": sched["default_settings"]["collection_method"],
+        "invoice_settings": {
+            "days_until_due": sched["default_settings"]["invoice_settings"]["days_until_due"]
+        },
+    }
+    phases: list[dict[str, Any]] = []
+    cursor = start
+    for j, raw in enumerate(rest):
+        i = idx + j
+        if j > 0 and raw.get("start_date") is not None:
+            wanted = now if raw["start_date"] == "now" else raw["start_date"]
+            if wanted != cursor:
+                raise invalid(
+                    f"phases[{i}][start_date] ({wanted}) must equal the end_date of phases[{i - 1}] "
+                    f"({cursor}): phases are contiguous, each starting when the previous one ends.",
+                    f"phases[{i}][start_date]",
+                )
+        phase = _phase_out(ctx, raw, i, cursor, j == len(rest) - 1, defaults, customer["id"])
+        if active and j == 0 and phase["end_date"] < now:
+            raise invalid(
+                f"phases[{i}][end_date] ({phase['end_date']}) is in the past: the current phase can end now "
+                f"or later (now is {now}), and a new phase cannot start in the past.",
+                f"phases[{i}][end_date]",
+            )
+        phases.append(phase)
+        cursor = phase["end_date"]
+    sched["phases"] = ended + phases
+    if not active:
+        if phases[0]["start_date"] <= now:
+            start_schedule(ctx, sched)
+        return
+    sub = store.get("subscription", sched["subscription"])
+    now_phase = phases[0]
+    held = [(i["price"]["id"], i["quantity"]) for i in sub["items"]["data"]]
+    if held != _phase_items(now_phase):
+        apply_phase(ctx, sub, now_phase, now, behavior, add_ons=False)
+    sched["current_phase"] = {"end_date": now_phase["end_date"], "start_date": now_phase["start_date"]}
+    if now_phase["end_date"] <= now:
+        step_schedule(ctx, sched, now)
+
+
+@on_clock_time(_sched_owner)
 def cancel_schedule(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     store = ctx.store
     sched = store.get("subscription_schedule", ctx.path["id"])
@@ -1257,6 +1479,7 @@ def cancel_schedule(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@on_clock_time(_sched_owner)
 def release_schedule(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     store = ctx.store
     sched = store.get("subscription_schedule", ctx.path["id"])
@@ -1347,6 +1570,8 @@ ENDPOINTS = [
         {
             "metadata": METADATA,
             "end_behavior": Str(enum=("cancel", "none", "release", "renew")),
+            "phases": Arr(item=_PHASE),
+            "proration_behavior": Str(enum=PRORATION),
             "expand": EXPAND,
         },
         update_schedule,

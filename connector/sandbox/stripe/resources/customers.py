@@ -114,7 +114,36 @@ def _apply(cust: dict[str, Any], p: dict[str, Any]) -> None:
         cust["tax_exempt"] = p["tax_exempt"] or "none"
 
 
+def _clock_for_new_customer(ctx: Ctx, clock_id: str | None) -> dict[str, Any] | None:
+    """The test clock a new customer joins: it must exist, be ready and hold fewer than three."""
+    if not clock_id:
+        return None
+    from .testclocks import KIND, MAX_CUSTOMERS, customers_of
+
+    clock = ctx.store.get(KIND, clock_id, "test_clock")
+    if clock["status"] != "ready":
+        raise invalid(
+            f"The test clock {clock_id} is {clock['status'].replace('_', ' ')}; add customers to it once its "
+            "status is `ready`.",
+            "test_clock",
+        )
+    if len(customers_of(ctx, clock_id)) >= MAX_CUSTOMERS:
+        raise invalid(
+            f"The test clock {clock_id} already has {MAX_CUSTOMERS} customers, the most a test clock can "
+            "hold. Create another test clock for this customer.",
+            "test_clock",
+        )
+    return clock
+
+
 def create(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
+    store = ctx.store
+    clock = _clock_for_new_customer(ctx, p.get("test_clock"))
+    with store.frozen_at(clock["frozen_time"] if clock else None):
+        return _create(ctx, p, clock)
+
+
+def _create(ctx: Ctx, p: dict[str, Any], clock: dict[str, Any] | None) -> dict[str, Any]:
     store = ctx.store
     ident = store.new_id("cus")
     if p.get("payment_method"):
@@ -150,7 +179,7 @@ def create(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
         "preferred_locales": [],
         "shipping": None,
         "tax_exempt": "none",
-        "test_clock": None,
+        "test_clock": clock["id"] if clock else None,
     }
     pm_id = (p.get("invoice_settings") or {}).get("default_payment_method")
     if pm_id and pm_id != p.get("payment_method"):
@@ -189,6 +218,13 @@ def update(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
+    from .testclocks import clock_time
+
+    with clock_time(ctx, ctx.path["id"], write=True):
+        return _delete(ctx)
+
+
+def _delete(ctx: Ctx) -> dict[str, Any]:
     store = ctx.store
     cust = store.get("customer", ctx.path["id"])
     from .billing import cancel_subscription
@@ -209,6 +245,8 @@ def list_(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     rows = ctx.store.newest_first("customer")
     if p.get("email"):
         rows = [c for c in rows if c["email"] == p["email"]]
+    if p.get("test_clock"):
+        rows = [c for c in rows if c.get("test_clock") == p["test_clock"]]
     return paginate(ctx, "customer", rows, p, "/v1/customers")
 
 
@@ -217,7 +255,7 @@ def search(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
 
 
 ENDPOINTS = [
-    Endpoint("POST", "/v1/customers", _FIELDS, create),
+    Endpoint("POST", "/v1/customers", {**_FIELDS, "test_clock": Str()}, create),
     Endpoint("GET", "/v1/customers", {**LIST, "email": Str(max_len=512), "test_clock": Str()}, list_),
     Endpoint("GET", "/v1/customers/search", SEARCH, search),
     Endpoint("GET", "/v1/customers/{id}", RETRIEVE, retrieve),

@@ -1,0 +1,369 @@
+"""Amendment and Renewal Orders: changes to a contract's one Stripe subscription schedule.
+
+The first Order of a contract is billed by the Orders pipeline (connector.sync.orders) as a
+subscription, or a schedule when it starts later. Every later Order of the contract's life (an
+Amendment, a termination, a Renewal and its own amendments) changes that same object:
+1. read the contract chain from Salesforce (the Orders of each Contract, a Renewal's Opportunity
+   naming the Contract it renews) and the chain's links;
+2. wait while the first Order or an earlier one is not applied yet (they apply in order);
+3. plan every phase from the Orders applied and this one (`order_rules.contract`, pure);
+4. move a plain subscription onto a schedule (`from_subscription`, created exactly once);
+5. send the one phase update Stripe accepts (`order_rules.schedule_update`, pure), keyed by its
+   content, so a rerun after a kill replays it or finds nothing left to change;
+6. link the Order to the contract's Stripe object and write it back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from connector.errors import RecordError
+from connector.faults import crash_point
+from connector.salesforce.soql import id_list, quote
+from connector.state.cursor import parse_modstamp
+from connector.stripe_sink import idempotency
+from connector.sync.exactly_once import SUBSCRIPTION, Create, Kind, ensure
+from connector.sync.fieldhash import payload_hash
+from connector.sync.order_rules import OrderRefusal, OrderRulesConfig
+from connector.sync.order_rules.contract import (
+    AMENDMENT,
+    RENEWAL,
+    ContractPlan,
+    Term,
+    order_kind,
+    plan_contract,
+)
+from connector.sync.order_rules.planning import plan_products
+from connector.sync.order_rules.schedule_update import (
+    CancelNow,
+    LiveSchedule,
+    Refused,
+    UpdatePhases,
+    describe_phases,
+    schedule_update,
+)
+from connector.sync.order_rules.validation import Collector, Line
+from connector.sync.pipeline import Batch
+from connector.sync.report import Outcome
+
+if TYPE_CHECKING:
+    from connector.sync.orders import OrderSync
+
+log = logging.getLogger(__name__)
+
+SCHEDULE = Kind("subscription_schedule", "subscription schedule", after_create="contract.after_schedule")
+RENEWED_CONTRACT = "SBQQ__RenewedContract__c"
+CONTRACT_TYPES = (AMENDMENT, RENEWAL)
+
+
+def is_contract_change(row: Mapping[str, Any]) -> bool:
+    """An Order that changes a contract already billed rather than starting one."""
+    return order_kind(row) in CONTRACT_TYPES
+
+
+@dataclass(frozen=True)
+class ApplyContractChange:
+    """A planned change and the contract's Stripe object (its first Order's link)."""
+
+    plan: ContractPlan
+    contract_stripe_id: str
+    first_order_id: str
+    rows: Mapping[str, Mapping[str, Any]]  # every Order of the plan, by id (their lines' prices)
+    metadata: dict[str, str]
+
+
+class ContractChanges:
+    def __init__(self, orders: OrderSync) -> None:
+        self.orders = orders
+        self.ctx = orders.ctx
+
+    # ---- reading the chain -----------------------------------------------------------------
+
+    def _orders_of(self, contract_ids: Sequence[str]) -> list[dict[str, Any]]:
+        soql = self.orders._select() + self.orders._where(f"ContractId IN {id_list(contract_ids)}")
+        return [self.orders._normalise(r) for r in self.ctx.sf.query_all(soql)]
+
+    def chain(self, row: Mapping[str, Any]) -> list[Term] | OrderRefusal:
+        """The contract's terms, oldest first, back from this Order's Contract through renewals."""
+        out = Collector(str(row["Id"]), row.get("OrderNumber"))
+        contract = row.get("ContractId")
+        if not contract:
+            out.order(
+                "no_contract",
+                "ContractId",
+                None,
+                f"an {order_kind(row)} Order changes a contract, but this one names no Contract",
+                "contract the original Order in CPQ and amend or renew it from its Contract",
+            )
+            return OrderRefusal(str(row["Id"]), row.get("OrderNumber"), tuple(out.reasons))
+        terms: list[Term] = []
+        seen: set[str] = set()
+        while contract and contract not in seen:
+            seen.add(str(contract))
+            orders = self._orders_of([str(contract)])
+            if str(contract) == row.get("ContractId") and all(o["Id"] != row["Id"] for o in orders):
+                orders.append(dict(row))
+            terms.insert(0, Term(str(contract), tuple(orders)))
+            renewals = [o for o in orders if order_kind(o) == RENEWAL]
+            if not renewals:
+                break
+            renewal = min(renewals, key=lambda o: (str(o.get("EffectiveDate")), str(o["Id"])))
+            contract = (renewal.get("Opportunity") or {}).get(RENEWED_CONTRACT)
+            if not contract:
+                out.order(
+                    "no_renewed_contract",
+                    f"Opportunity.{RENEWED_CONTRACT}",
+                    None,
+                    "a Renewal Order continues the contract its Opportunity renews, and its Opportunity "
+                    "names none",
+                    "renew the contract from CPQ (Renewed Contract on the Opportunity)",
+                )
+                return OrderRefusal(str(row["Id"]), row.get("OrderNumber"), tuple(out.reasons))
+        overlap = self._second_renewal(row, terms)
+        if overlap:
+            out.order("renewal_overlap", "Type", row.get("Type"), overlap, "cancel one of the two renewals")
+            return OrderRefusal(str(row["Id"]), row.get("OrderNumber"), tuple(out.reasons))
+        return terms
+
+    def _second_renewal(self, row: Mapping[str, Any], terms: list[Term]) -> str:
+        """Two Renewals of one contract would both continue it: the later one is refused."""
+        if order_kind(row) != RENEWAL or len(terms) < 2:
+            return ""
+        renewed = terms[-2].contract_id
+        soql = self.orders._select() + self.orders._where(
+            f"Type = 'Renewal' AND Opportunity.{RENEWED_CONTRACT} = {quote(renewed)}"
+        )
+        others = [r for r in self.ctx.sf.query_all(soql) if r["Id"] != row["Id"]]
+        key = (str(row.get("EffectiveDate")), str(row.get("OrderNumber")), str(row["Id"]))
+        first = [
+            o for o in others if (str(o.get("EffectiveDate")), str(o.get("OrderNumber")), str(o["Id"])) < key
+        ]
+        if not first:
+            return ""
+        o = first[0]
+        return (
+            f"Order {o.get('OrderNumber') or o['Id']} already renews contract {renewed}; two renewals of "
+            "one term would overlap"
+        )
+
+    # ---- deciding -------------------------------------------------------------------------------
+
+    def decide(self, row: dict[str, Any], config: OrderRulesConfig) -> ApplyContractChange | Outcome:
+        sid, label = str(row["Id"]), self.orders._label(row)
+
+        def refuse(message: str, code: str, *, retryable: bool = False) -> Outcome:
+            return Outcome(
+                SUBSCRIPTION.object_type, sid, label, "refuse", "refused", None, message, code, retryable
+            )
+
+        terms = self.chain(row)
+        if isinstance(terms, OrderRefusal):
+            return refuse(terms.message(), terms.codes[0])
+        ctx = self.ctx
+        ids = [str(o["Id"]) for t in terms for o in t.orders]
+        links = ctx.store.links.get_many(ctx.stripe_account, SUBSCRIPTION.object_type, ids)
+        applied = {i for i, link in links.items() if link.status == "linked" and link.stripe_id}
+        first = self._first_order(terms)
+        if first is None:
+            return refuse(
+                "the contract's first Order (Type New) is not among its activated Orders, so there is no "
+                "subscription to change. Fix: activate the original Order and give it this Contract",
+                "no_first_order",
+                retryable=True,
+            )
+        if str(first["Id"]) not in applied:
+            failure = ctx.store.failures.get(SUBSCRIPTION.object_type, str(first["Id"]))
+            why = f": {failure.message}" if failure is not None else ""
+            return refuse(
+                f"waits for the contract's first Order {first.get('OrderNumber') or first['Id']}, which is "
+                f"not billed in Stripe yet{why}; this Order is applied once it is",
+                "waits_for_first_order",
+                retryable=True,
+            )
+        waiting = [
+            o
+            for t in terms
+            for o in t.orders
+            if str(o["Id"]) not in applied and str(o["Id"]) != sid and _sorts_before(o, row, terms)
+        ]
+        if waiting:
+            names = ", ".join(str(o.get("OrderNumber") or o["Id"]) for o in waiting)
+            return refuse(
+                f"waits for Order(s) {names} of the same contract, which come first and are not applied "
+                "yet; Orders of a contract apply in order",
+                "waits_for_earlier_order",
+                retryable=True,
+            )
+        included = [
+            Term(t.contract_id, tuple(o for o in t.orders if str(o["Id"]) in applied or str(o["Id"]) == sid))
+            for t in terms
+        ]
+        plan = plan_contract([t for t in included if t.orders], sid, config)
+        if isinstance(plan, OrderRefusal):
+            return refuse(plan.message(), plan.codes[0])
+        first_link = links[str(first["Id"])]
+        assert first_link.stripe_id is not None
+        metadata = {
+            "salesforce_order_id": str(first["Id"]),
+            "salesforce_account_id": str(first.get("AccountId") or ""),
+            "salesforce_contract_id": str(row.get("ContractId") or ""),
+        }
+        rows = {str(o["Id"]): o for t in included for o in t.orders}
+        return ApplyContractChange(plan, first_link.stripe_id, str(first["Id"]), rows, metadata)
+
+    @staticmethod
+    def _first_order(terms: list[Term]) -> Mapping[str, Any] | None:
+        news = [o for o in terms[0].orders if order_kind(o) == "New"]
+        return min(news, key=lambda o: (str(o.get("EffectiveDate")), str(o["Id"]))) if news else None
+
+    def preview(self, task: ApplyContractChange) -> str:
+        plan = task.plan
+        return (
+            f"{plan.kind} of {task.contract_stripe_id} from {plan.effective.isoformat()}: phases "
+            f"{describe_phases(plan.phases)}"
+        )
+
+    # ---- applying ----------------------------------------------------------------------------
+
+    def apply(self, row: Mapping[str, Any], task: ApplyContractChange, batch: Batch) -> Outcome:
+        sid, label = str(row["Id"]), self.orders._label(row)
+        with self.orders._locks.hold(SCHEDULE.object_type, task.first_order_id):
+            schedule_id = self._schedule_of(task)
+            live = self._live(schedule_id)
+            price_ids = self._price_ids(task, batch)
+            proration = self.orders.mapping.amendment_proration
+            now = int(self.ctx.now().timestamp())
+            decision = schedule_update(task.plan, live, now, price_ids, task.metadata, proration)
+            if isinstance(decision, Refused):
+                return Outcome(
+                    SUBSCRIPTION.object_type,
+                    sid,
+                    label,
+                    "refuse",
+                    "refused",
+                    None,
+                    f"{decision.problem}. Fix: {decision.fix}.",
+                    decision.code,
+                )
+            sink = self.orders.subscriptions
+            if isinstance(decision, CancelNow):
+                sink.cancel_schedule(schedule_id, prorate=proration != "none")
+                summary = decision.summary
+            else:
+                assert isinstance(decision, UpdatePhases)
+                sink.update(schedule_id, decision.params, payload_hash({"phases": str(decision.params)}))
+                summary = decision.summary
+            crash_point("contract.after_update")
+        key = idempotency.create_key(self.ctx.stripe_account, SUBSCRIPTION.object_type, sid)
+        modstamp = parse_modstamp(row["SystemModstamp"]) if row.get("SystemModstamp") else None
+        batch.linked(sid, task.contract_stripe_id, task.plan.fingerprint, modstamp, adopted_key=key)
+        message = f"{task.plan.kind.capitalize()} applied to {schedule_id}: {summary}"
+        return Outcome(
+            SUBSCRIPTION.object_type, sid, label, "update", "updated", task.contract_stripe_id, message
+        )
+
+    def _schedule_of(self, task: ApplyContractChange) -> str:
+        """The contract's schedule: its first Order's, or one made from its subscription, once."""
+        stripe_id = task.contract_stripe_id
+        if stripe_id.startswith("sub_sched_"):
+            return stripe_id
+        sink = self.orders.subscriptions
+        sub = sink.retrieve(stripe_id)
+        if sub is None:
+            raise RecordError(
+                "stripe_missing",
+                f"Stripe no longer has {stripe_id}, the contract's subscription; the connector never "
+                "re-creates billing on its own",
+            )
+        attached = getattr(sub, "schedule", None)
+        if attached:
+            return str(attached if isinstance(attached, str) else attached.id)
+        create = Create(
+            SCHEDULE,
+            "Order",
+            task.first_order_id,
+            idempotency.create_key(self.ctx.stripe_account, SCHEDULE.object_type, task.first_order_id),
+            send=lambda key: sink.schedule_from_subscription(stripe_id, key),
+            find=lambda: _attached(sink.retrieve(stripe_id), sink),
+        )
+        return ensure(self.ctx.store, self.ctx.stripe_account, create, self.ctx.now())
+
+    def _live(self, schedule_id: str) -> LiveSchedule:
+        found = self.orders.subscriptions.retrieve(schedule_id)
+        if found is None:
+            raise RecordError(
+                "stripe_missing",
+                f"Stripe no longer has subscription schedule {schedule_id}; nothing to amend",
+            )
+        data = found.to_dict()
+        phases = data.get("phases") or []
+        current = data.get("current_phase") or None
+        current_start = int(current["start_date"]) if current else None
+        now_phase = next((p for p in phases if current and p.get("start_date") == current_start), None)
+        model = now_phase or (phases[0] if phases else {})
+        settings: dict[str, Any] = {}
+        if model.get("collection_method"):
+            settings["collection_method"] = model["collection_method"]
+        days = (model.get("invoice_settings") or {}).get("days_until_due")
+        if days is not None:
+            settings["invoice_settings"] = {"days_until_due": days}
+        method = model.get("default_payment_method")
+        if method:
+            settings["default_payment_method"] = method if isinstance(method, str) else method.get("id")
+        return LiveSchedule(
+            id=schedule_id,
+            status=str(data.get("status")),
+            current_start=current_start,
+            first_start=int(phases[0]["start_date"]) if phases else int(data.get("created") or 0),
+            current_items=tuple((now_phase or {}).get("items") or ()),
+            settings=settings,
+        )
+
+    def _price_ids(self, task: ApplyContractChange, batch: Batch) -> dict[str, str]:
+        """The Stripe price of every item in the plan's phases: linked, reused or created (the
+        target's new lines), each from the Order whose line set it."""
+        lines_of = {
+            str(rec.get("Id")): oid
+            for oid, order in task.rows.items()
+            for rec in (order.get("OrderItems") or {}).get("records") or []
+        }
+        wanted = {i.price.order_item_id: i.price for p in task.plan.phases for i in p.items}
+        out: dict[str, str] = {}
+        for line_id, line_price in wanted.items():
+            row = task.rows[lines_of[line_id]]
+            rec = next(r for r in row["OrderItems"]["records"] if str(r.get("Id")) == line_id)
+            spec = plan_products([Line(rec, line_id, rec.get("OrderItemNumber"))])[0]
+            product_id = self.orders._product(spec, row, batch)
+            metered = (
+                line_price.spec.recurring is not None and line_price.spec.recurring.usage_type == "metered"
+            )
+            meter = self.orders._meter(spec) if metered else None
+            out[line_id] = self.orders._price(line_price, product_id, meter, row, batch)
+        return out
+
+
+def _attached(sub: Any, _sink: Any) -> Any | None:
+    """The schedule a subscription is attached to (what an interrupted from_subscription made)."""
+    schedule = getattr(sub, "schedule", None) if sub is not None else None
+    if not schedule:
+        return None
+    return schedule if not isinstance(schedule, str) else _Id(schedule)
+
+
+@dataclass(frozen=True)
+class _Id:
+    id: str
+
+
+def _sorts_before(order: Mapping[str, Any], target: Mapping[str, Any], terms: list[Term]) -> bool:
+    """Whether `order` comes before `target` in the contract's life (term, then date, then number)."""
+
+    def key(o: Mapping[str, Any]) -> tuple[int, int, str, str]:
+        term = next(i for i, t in enumerate(terms) if any(x["Id"] == o["Id"] for x in t.orders))
+        first = 0 if order_kind(o) != AMENDMENT else 1
+        return (term, first, str(o.get("EffectiveDate") or ""), str(o.get("OrderNumber") or ""))
+
+    return key(order) < key(target)

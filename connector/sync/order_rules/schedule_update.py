@@ -1,0 +1,172 @@
+"""From a contract's planned phases and the live schedule, the one update Stripe accepts.
+
+Pure. Stripe's rules for updating a schedule's phases (its API reference and the subscription
+schedules guide): past phases can be omitted and are never changed; the first phase sent is the
+current one and keeps its `start_date`; each later phase starts where the one before ends; a
+change to the current phase's items applies now, prorated per `proration_behavior`. So:
+- phases of the plan that ended before now are left to Stripe's history;
+- a change dated today or earlier inside the current phase starts now: the current phase ends
+  `now` and the new quantities follow (same day as the current phase began: its items are
+  replaced instead, so a same-day second amendment never stacks a phase);
+- a change dated before the current phase began would rewrite billed history: refused;
+- a termination dated today or earlier cancels the subscription now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+from connector.sync.order_rules.contract import ContractPlan, Phase
+from connector.sync.order_rules.dates import midnight_utc
+
+Proration = Literal["create_prorations", "none", "always_invoice"]
+
+
+@dataclass(frozen=True)
+class LiveSchedule:
+    """What the connector reads of the schedule before it updates it."""
+
+    id: str
+    status: str  # not_started, active, completed, released, canceled
+    current_start: int | None  # the current phase's start (None: not started)
+    first_start: int  # the first phase's start
+    current_items: tuple[dict[str, Any], ...]  # the current phase's items as Stripe lists them
+    settings: Mapping[str, Any]  # collection settings every phase repeats
+
+
+@dataclass(frozen=True)
+class UpdatePhases:
+    params: dict[str, Any]
+    summary: str
+
+
+@dataclass(frozen=True)
+class CancelNow:
+    """A termination dated today or earlier: the subscription ends now."""
+
+    summary: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    code: str
+    problem: str
+    fix: str
+
+
+def _day(ts: int) -> date:
+    return datetime.fromtimestamp(ts, UTC).date()
+
+
+def _items(phase: Phase, price_ids: Mapping[str, str]) -> list[dict[str, Any]]:
+    items = []
+    for item in phase.items:
+        param: dict[str, Any] = {
+            "price": price_ids[item.price.order_item_id],
+            "metadata": {"salesforce_order_item_id": item.root_id},
+        }
+        if item.quantity is not None:
+            param["quantity"] = item.quantity
+        items.append(param)
+    return items
+
+
+def describe_phases(phases: tuple[Phase, ...] | list[Phase]) -> str:
+    """The phase list in words: what a dry run shows and the Order's sync message says."""
+    parts = []
+    for p in phases:
+        until = f"to {p.end.isoformat()}" if p.end else "on (evergreen)"
+        items = ", ".join(
+            f"{i.price.spec.product_sf_id} {'metered' if i.quantity is None else f'× {i.quantity}'}"
+            for i in p.items
+        )
+        parts.append(f"{p.start.isoformat()} {until}: {items}")
+    return "; ".join(parts)
+
+
+def schedule_update(
+    plan: ContractPlan,
+    live: LiveSchedule,
+    now: int,
+    price_ids: Mapping[str, str],
+    metadata: Mapping[str, str],
+    proration: Proration,
+) -> UpdatePhases | CancelNow | Refused:
+    if live.status not in ("active", "not_started"):
+        return Refused(
+            "schedule_ended",
+            f"Stripe subscription schedule {live.id} is {live.status}, so the contract no longer bills",
+            "sell a new contract; the connector never restarts billing that ended in Stripe",
+        )
+    ends = plan.ends
+    if ends is not None and midnight_utc(ends) <= now:
+        if plan.kind == "termination" and live.status == "active":
+            return CancelNow(f"terminated as of {plan.effective.isoformat()}: the subscription ends now")
+        return Refused(
+            "term_over",
+            f"the contract's term ended {ends.isoformat()} (exclusive), so there is nothing left to bill",
+            "bill the past period with a Stripe invoice",
+        )
+    floor = live.current_start if live.current_start is not None else live.first_start
+    if plan.effective < _day(floor):
+        return Refused(
+            "past_phase",
+            f"the Order takes effect {plan.effective.isoformat()}, before the phase Stripe is billing "
+            f"now began ({_day(floor).isoformat()}); Stripe never rewrites a phase already billed",
+            "date the change on or after that day (CPQ: the Contract's Amendment Start Date), or credit "
+            "the difference in Stripe by hand",
+        )
+    ahead = [p for p in plan.phases if p.end is None or midnight_utc(p.end) > max(now, floor)]
+    if live.status == "not_started":
+        ahead = [p for p in plan.phases if p.end is None or midnight_utc(p.end) > floor]
+    phases: list[dict[str, Any]] = []
+    base = {**live.settings, "metadata": dict(metadata)}
+    for index, phase in enumerate(ahead):
+        params: dict[str, Any] = {
+            **base,
+            "items": _items(phase, price_ids),
+            "metadata": {**metadata, "salesforce_phase_order_id": phase.order_id},
+            "proration_behavior": proration,
+        }
+        if phase.end is not None:
+            params["end_date"] = midnight_utc(phase.end)
+        if index == 0:
+            start = midnight_utc(phase.start)
+            if live.status == "active" and start > floor and _day(start) != _day(floor) and start <= now:
+                # dated inside the current phase, today or earlier: it starts now
+                phases.append(
+                    {
+                        **base,
+                        "start_date": floor,
+                        "end_date": "now",
+                        "items": [_live_item(i) for i in live.current_items],
+                        "proration_behavior": proration,
+                    }
+                )
+            else:
+                params["start_date"] = floor
+        phases.append(params)
+    end_behavior = "release" if ahead and ahead[-1].end is None else "cancel"
+    summary = describe_phases(ahead)
+    return UpdatePhases(
+        {
+            "phases": phases,
+            "end_behavior": end_behavior,
+            "proration_behavior": proration,
+            "metadata": dict(metadata),  # a schedule made from a subscription starts with none
+        },
+        summary,
+    )
+
+
+def _live_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    price = item.get("price")
+    out: dict[str, Any] = {"price": price if isinstance(price, str) else (price or {}).get("id")}
+    if item.get("quantity") is not None:
+        out["quantity"] = item["quantity"]
+    if item.get("metadata"):
+        out["metadata"] = dict(item["metadata"])
+    return out

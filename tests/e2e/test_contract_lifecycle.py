@@ -1,0 +1,115 @@
+"""A CPQ contract's whole life in one Stripe subscription: amendments, a termination, a renewal.
+
+The Account's Customer lives on a Stripe test clock; the tests sync the contract's Orders, then
+advance the clock month by month and assert what Stripe invoices, as CPQ says it should bill.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime
+from typing import Any
+
+import stripe
+
+from connector.sandbox.salesforce.contracts import Line, amend, create_contract, renew, terminate
+from connector.sync.order_rules import add_months, midnight_utc
+
+TODAY = datetime.now(UTC).date()
+
+
+def stripe_client(sandbox: Any) -> stripe.StripeClient:
+    env = sandbox.env
+    return stripe.StripeClient(
+        env["CPQ2STRIPE_STRIPE_SECRET_KEY"], base_addresses={"api": env["CPQ2STRIPE_STRIPE_API_BASE"]}
+    )
+
+
+def clocked_account(sandbox: Any, client: stripe.StripeClient, start: date) -> tuple[str, str]:
+    """A billing-entity Account whose Customer is on a test clock frozen at `start`'s midnight."""
+    clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": midnight_utc(start)})
+    customer = client.v1.customers.create(params={"name": "Initech", "test_clock": clock.id})
+    account = sandbox.sf_admin.create_record(
+        "Account",
+        {
+            "Name": "Initech",
+            "Billing_Email__c": "ap@initech.example",
+            "BillingCountry": "US",
+            "Billing_Entity__c": True,
+            "Stripe_Customer_ID__c": customer.id,
+        },
+    )
+    return account, clock.id
+
+
+def advance(client: stripe.StripeClient, clock_id: str, to: date) -> None:
+    client.v1.test_helpers.test_clocks.advance(clock_id, params={"frozen_time": midnight_utc(to)})
+    for _ in range(200):
+        if client.v1.test_helpers.test_clocks.retrieve(clock_id).status == "ready":
+            return
+        time.sleep(0.02)
+    raise AssertionError("the test clock did not finish advancing")
+
+
+def billed_by_month(client: stripe.StripeClient, customer: str, start: date, months: int) -> list[int]:
+    """Each month's invoiced total (cents) for the contract's subscription, from the start."""
+    invoices = client.v1.invoices.list(params={"customer": customer, "limit": 100}).data
+    totals = [0] * months
+    for invoice in invoices:
+        for line in invoice.to_dict()["lines"]["data"]:
+            day = datetime.fromtimestamp(line["period"]["start"], UTC).date()
+            index = (day.year - start.year) * 12 + day.month - start.month
+            if 0 <= index < months:
+                totals[index] += line["amount"]
+    return totals
+
+
+def test_a_termed_contract_is_billed_month_by_month_as_cpq_says(sandbox, run_sync) -> None:
+    """10 seats and support; 5 more seats from month four; support terminated from month nine; a
+    renewal for a second year at a new seat price: one subscription bills it all."""
+    client = stripe_client(sandbox)
+    start = TODAY
+    account, clock = clocked_account(sandbox, client, start)
+    org = sandbox.org
+    contract = create_contract(
+        org, account, start, [Line("Seats", 10, 10.0), Line("Support", 1, 50.0)], term_months=12
+    )
+    amend(org, contract, add_months(start, 3), {"Seats": 5})
+    amend(org, contract, add_months(start, 8), {"Support": -1})
+    renew(org, contract, prices={"Seats": 12.0})
+
+    result = run_sync(("accounts", "orders"))
+    statuses = {o.sf_id: (o.status, o.message) for r in result.reports for o in r.outcomes}
+    orders = [o.id for o in contract.orders] + [o.id for o in contract.renewals[0].orders]
+    assert all(statuses[o][0] in ("created", "updated") for o in orders), statuses
+
+    subs = [s for s in sandbox.stripe_admin.objects("subscription") if s["status"] != "canceled"]
+    assert len(subs) == 1, "one subscription for the contract's whole life"
+    customer = subs[0]["customer"]
+    # every Order of the contract names it in Salesforce
+    ids = {sandbox.sf_admin.get_record("Order", o)["Stripe_Subscription_ID__c"] for o in orders}
+    assert ids == {subs[0]["id"]}
+
+    for month in range(1, 25):
+        advance(client, clock, add_months(start, month))
+    billed = billed_by_month(client, customer, start, 24)
+    seats_and_support = [10 * 1000 + 5000] * 3 + [15 * 1000 + 5000] * 5 + [15 * 1000] * 4
+    renewed = [15 * 1200] * 12
+    assert billed == seats_and_support + renewed
+
+
+def test_an_evergreen_contract_is_cancelled_by_a_zero_quantity_amendment(sandbox, run_sync) -> None:
+    client = stripe_client(sandbox)
+    start = TODAY
+    account, clock = clocked_account(sandbox, client, start)
+    contract = create_contract(sandbox.org, account, start, [Line("Seats", 4, 10.0)], term_months=None)
+    run_sync(("accounts", "orders"))
+    stop = terminate(sandbox.org, contract, add_months(start, 2))
+    result = run_sync(("orders",))
+    assert result.outcome(stop.id).status == "updated"
+    assert "Termination applied" in result.outcome(stop.id).message
+    for month in range(1, 6):
+        advance(client, clock, add_months(start, month))
+    [sub] = sandbox.stripe_admin.objects("subscription")
+    assert sub["status"] == "canceled"
+    assert billed_by_month(client, sub["customer"], start, 5) == [4000, 4000, 0, 0, 0]
