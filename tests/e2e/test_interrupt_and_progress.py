@@ -21,7 +21,7 @@ from typing import Any
 
 from connector.mapping import load_mappings
 from connector.progress import RunProgress
-from connector.sync.runner import run_sync_once
+from connector.sync.runner import open_context, run_pass, run_sync_once
 from tests.e2e.conftest import MAPPINGS, REPO, run_cli, settings_for
 
 SELECTED = "SELECT Id, Stripe_Customer_ID__c FROM Account WHERE Billing_Entity__c = true"
@@ -258,3 +258,41 @@ def test_ctrl_c_during_reconcile_reports_what_was_put_back_and_the_rerun_does_th
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert f"{len(names) - fixed} put back to the Salesforce values" in rerun.stdout
     assert put_back() == len(names)
+
+
+def test_ctrl_c_during_retry_all_reports_what_was_retried_and_the_rerun_does_the_rest(sandbox, tmp_path):
+    sandbox.sf_admin.seed(accounts=150, orders=0, seed=10)
+    db = f"sqlite:///{tmp_path / 'state.db'}"
+    settings = settings_for(sandbox, db, stripe_max_network_retries=0)
+    with open_context(settings, load_mappings(MAPPINGS)) as ctx:
+        assert ctx.stripe_account  # looked up before the outage
+        sandbox.stripe_admin.config(error_rate=1.0, error_kinds=["500"])  # then Stripe fails every call
+        try:
+            report = run_pass(ctx, dry_run=False, objects=["accounts"])[0]
+        finally:
+            sandbox.stripe_admin.config(error_rate=0)
+    assert report.counts()["failed"] > 100 and sum(_customers(sandbox).values()) == 0
+    failed = len(_status(sandbox, db)["failures"])
+    assert failed > 100
+
+    proc = _spawn(sandbox, db, tmp_path, "retry", "--all", rps=20)
+    _interrupt_after(sandbox, proc, 10)
+    stdout, stderr = proc.communicate(timeout=60)
+
+    assert proc.returncode == 130, stdout + stderr
+    created = int(re.search(r"^Retry: (\d+) created", stdout, re.M).group(1))  # type: ignore[union-attr]
+    assert created == sum(_customers(sandbox).values()) > 0
+    left = int(LEFT.search(stdout).group(1))  # type: ignore[union-attr]
+    assert 0 < left < failed
+    _assert_no_duplicates_and_all_written_back(sandbox)
+    status = _status(sandbox, db)
+    assert status["last_runs"]["retry"]["status"] == "interrupted"
+    assert status["last_runs"]["retry"]["counts"]["customer created"] == created
+
+    rerun = run_cli(sandbox, db, "retry", "--all")
+    assert rerun.returncode in (0, 1), rerun.stdout + rerun.stderr
+    _assert_no_duplicates_and_all_written_back(sandbox)
+    assert sum(_customers(sandbox).values()) == created + int(
+        re.search(r"^Retry: (\d+) created", rerun.stdout, re.M).group(1)  # type: ignore[union-attr]
+    )
+    assert len(_status(sandbox, db)["failures"]) == failed - sum(_customers(sandbox).values())
