@@ -246,7 +246,12 @@ def postgres_url() -> str:
 # The full suite is the CI command; `./scripts/test --fast` leaves out what is marked slow here:
 # the reliability suites (kills, faults, hostile input) and the e2e files that spawn daemons or
 # kill processes. Their behaviour is covered again, at smaller scale, by the fast e2e tests.
-SLOW_PATHS = ("tests/reliability/", "tests/e2e/test_daemon.py", "tests/e2e/test_orders_crash.py")
+SLOW_PATHS = (
+    "tests/reliability/",
+    "tests/e2e/test_daemon.py",
+    "tests/e2e/test_orders_crash.py",
+    "tests/e2e/test_ctrl_c.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
