@@ -18,6 +18,7 @@ own thread: a signal handler must not write to a stream another thread may be wr
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -100,9 +101,12 @@ def plain_line(title: str, count: int, total: int | None, elapsed: float, *, end
 
 
 def uses_terminal(stream: TextIO, tty: bool | None = None) -> bool:
-    """The rich bar only on a terminal: a pipe, a file or CI gets plain lines."""
+    """The rich bar only on a terminal that can draw it: a pipe, a file, CI or `TERM=dumb` (an
+    editor's shell) gets plain lines."""
     if tty is not None:
         return tty
+    if os.environ.get("TERM") == "dumb":
+        return False
     isatty = getattr(stream, "isatty", None)
     try:
         return bool(isatty and isatty())

@@ -35,10 +35,14 @@ def outcome(sf_id: str, object_type: str = "customer") -> Outcome:
     return Outcome(object_type, sf_id, "", "create", "created")
 
 
-def test_a_terminal_gets_the_rich_bar_and_anything_else_plain_lines():
+def test_a_terminal_gets_the_rich_bar_and_anything_else_plain_lines(monkeypatch):
+    monkeypatch.setenv("TERM", "xterm-256color")
     assert uses_terminal(TerminalStream()) is True
     assert uses_terminal(io.StringIO()) is False
     assert uses_terminal(TerminalStream(), tty=False) is False
+    monkeypatch.setenv("TERM", "dumb")
+    assert uses_terminal(TerminalStream()) is False
+    monkeypatch.setenv("TERM", "xterm-256color")
 
     terminal, plain = TerminalStream(), io.StringIO()
     for stream in (terminal, plain):
