@@ -35,6 +35,7 @@ class LiveSchedule:
     first_start: int  # the first phase's start
     current_items: tuple[dict[str, Any], ...]  # the current phase's items as Stripe lists them
     settings: Mapping[str, Any]  # collection settings every phase repeats
+    clock_time: int | None = None  # a test clock's frozen time (test mode): Stripe's "now" for it
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ def schedule_update(
     metadata: Mapping[str, str],
     proration: Proration,
 ) -> UpdatePhases | CancelNow | Refused:
+    now = live.clock_time if live.clock_time is not None else now
     if live.status not in ("active", "not_started"):
         return Refused(
             "schedule_ended",
