@@ -125,6 +125,7 @@ def schedule_update(
     if live.status == "not_started":
         ahead = [p for p in plan.phases if p.end is None or midnight_utc(p.end) > floor]
     phases: list[dict[str, Any]] = []
+    late = ""
     base = {**live.settings, "metadata": dict(metadata)}
     for index, phase in enumerate(ahead):
         params: dict[str, Any] = {
@@ -139,6 +140,7 @@ def schedule_update(
             start = midnight_utc(phase.start)
             if live.status == "active" and start > floor and _day(start) != _day(floor) and start <= now:
                 # dated inside the current phase, today or earlier: it starts now
+                late = f"dated {phase.start.isoformat()}, in Stripe from {_day(now).isoformat()}; "
                 phases.append(
                     {
                         **base,
@@ -152,7 +154,7 @@ def schedule_update(
                 params["start_date"] = floor
         phases.append(params)
     end_behavior = "release" if ahead and ahead[-1].end is None else "cancel"
-    summary = describe_phases(ahead)
+    summary = late + describe_phases(ahead)
     return UpdatePhases(
         {
             "phases": phases,
