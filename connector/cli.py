@@ -517,8 +517,13 @@ def _require_state_database(settings: Settings) -> None:
     if path is not None and not path.exists():
         raise _fail(
             f"No state database at {path.absolute()}: nothing has run with it. CPQ2STRIPE_DATABASE_URL is "
-            f"{settings.database_url} (a relative path starts in the connector home, {settings.home}). "
-            "Fix: name the connector's directory with --home or CPQ2STRIPE_HOME (or run from it), "
+            f"{settings.database_url}"
+            + (
+                f" (a relative path starts in the connector home, {settings.home}). "
+                if settings.home
+                else ". "
+            )
+            + "Fix: name the connector's directory with --home or CPQ2STRIPE_HOME (or run from it), "
             "or set CPQ2STRIPE_DATABASE_URL to its database.",
             EXIT_CONFIG,
         )
