@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from connector.home import DEFAULT_MAPPING_FILES, default_mapping
 from connector.mapping import load_mappings
 from connector.settings import load_settings
 from connector.sync.context import SyncContext
@@ -22,9 +23,17 @@ DEMO_ORDERS = 25
 DEMO_SEED = 7
 
 
-def _mappings_dir() -> Path:
+def _mappings_dir(directory: Path) -> Path:
+    """The working directory's mappings/ (the repository's, an admin's edits), else the package's
+    defaults copied into the demo's temporary directory (an installed package has no mappings/)."""
     here = Path.cwd() / "mappings"
-    return here if here.is_dir() else Path(__file__).resolve().parent.parent / "mappings"
+    if here.is_dir():
+        return here
+    copy = directory / "mappings"
+    copy.mkdir()
+    for name in DEFAULT_MAPPING_FILES:
+        (copy / name).write_bytes(default_mapping(name))
+    return copy
 
 
 def run_demo(out: Callable[[str], None], *, accounts: int = DEMO_ACCOUNTS, orders: int = DEMO_ORDERS) -> int:
@@ -42,9 +51,10 @@ def run_demo(out: Callable[[str], None], *, accounts: int = DEMO_ACCOUNTS, order
             out(f"  Salesforce: {sandbox.salesforce_url}   Stripe: {sandbox.stripe_url}")
             env = {k.removeprefix("CPQ2STRIPE_").lower(): v for k, v in sandbox.env.items()}
             settings = load_settings(
+                None,
                 **env,
                 database_url=f"sqlite:///{directory / 'state' / 'connector.db'}",
-                mappings_dir=_mappings_dir(),
+                mappings_dir=_mappings_dir(directory),
             )
             mappings = load_mappings(settings.mappings_dir)
             code = 0
