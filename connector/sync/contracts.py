@@ -32,6 +32,7 @@ from connector.sync.order_rules.contract import (
     AMENDMENT,
     RENEWAL,
     ContractPlan,
+    Phase,
     Term,
     order_kind,
     plan_contract,
@@ -73,6 +74,7 @@ class ApplyContractChange:
     first_order_id: str
     rows: Mapping[str, Mapping[str, Any]]  # every Order of the plan, by id (their lines' prices)
     metadata: dict[str, str]
+    before: tuple[Phase, ...] = ()  # the phases of the Orders applied so far (what a dry run compares)
 
 
 class ContractChanges:
@@ -212,7 +214,19 @@ class ContractChanges:
             "salesforce_contract_id": str(row.get("ContractId") or ""),
         }
         rows = {str(o["Id"]): o for t in included for o in t.orders}
-        return ApplyContractChange(plan, first_link.stripe_id, str(first["Id"]), rows, metadata)
+        before = plan_contract(
+            [
+                t
+                for t in (
+                    Term(t.contract_id, tuple(o for o in t.orders if str(o["Id"]) in applied)) for t in terms
+                )
+                if t.orders
+            ],
+            str(first["Id"]),
+            config,
+        )
+        previous = before.phases if isinstance(before, ContractPlan) else ()
+        return ApplyContractChange(plan, first_link.stripe_id, str(first["Id"]), rows, metadata, previous)
 
     @staticmethod
     def _first_order(terms: list[Term]) -> Mapping[str, Any] | None:
@@ -222,8 +236,8 @@ class ContractChanges:
     def preview(self, task: ApplyContractChange) -> str:
         plan = task.plan
         return (
-            f"{plan.kind} of {task.contract_stripe_id} from {plan.effective.isoformat()}: phases "
-            f"{describe_phases(plan.phases)}"
+            f"{plan.kind} of {task.contract_stripe_id} from {plan.effective.isoformat()}: phases before "
+            f"[{describe_phases(task.before)}], after [{describe_phases(plan.phases)}]"
         )
 
     # ---- applying ----------------------------------------------------------------------------

@@ -182,3 +182,23 @@ def test_seeded_contract_histories_bill_and_each_flawed_one_is_refused_with_its_
     assert seen_flaws == set(FLAW_CODES) - (
         {"currency_change"} if sandbox.sf_admin.profile()["single_currency"] else set()
     )
+
+
+def test_a_dry_run_shows_the_contracts_phases_before_and_after_and_changes_nothing(sandbox, run_sync) -> None:
+    start = TODAY
+    account = sandbox.sf_admin.create_record(
+        "Account", {"Name": "Hooli", "Billing_Email__c": "ap@hooli.example", "Billing_Entity__c": True}
+    )
+    contract = create_contract(sandbox.org, account, start, [Line("Seats", 10, 10.0)], term_months=12)
+    run_sync(("accounts", "orders"))
+    more = amend(sandbox.org, contract, add_months(start, 2), {"Seats": 5})
+    posts = len([r for r in sandbox.stripe_admin.requests() if r["method"] == "POST"])
+    preview = run_sync(("orders",), dry_run=True).outcome(more.id)
+    assert preview.status == "planned"
+    with sandbox.org.lock:
+        seats = next(iter(sandbox.org.records("Product2")))["Id"]
+    end, amended = add_months(start, 12), add_months(start, 2)
+    assert f"before [{start} to {end}: {seats} × 10]" in preview.message
+    assert f"after [{start} to {amended}: {seats} × 10; {amended} to {end}: {seats} × 15]" in preview.message
+    assert len([r for r in sandbox.stripe_admin.requests() if r["method"] == "POST"]) == posts
+    assert run_sync(("orders",)).outcome(more.id).status == "updated"
