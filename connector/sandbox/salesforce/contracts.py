@@ -26,7 +26,7 @@ contract's Orders whose dates hold that day.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any, Literal
 
@@ -163,7 +163,9 @@ class ContractHistory:
         return [line for order in self.orders if order.activated for line in order.lines]
 
     def quantities_on(self, day: date) -> dict[str, ItemInForce]:
-        """Product -> what is in force on `day` (products at quantity 0 left out)."""
+        """Product -> what is in force on `day` (products at quantity 0 left out). Lines count towards
+        the original line they revise; a product on two such groups at once (only when a flawed
+        amendment revises another contract's line) sums its quantities."""
         totals: dict[str, float] = {}
         last: dict[str, OrderLine] = {}
         for line in self.lines():
@@ -177,10 +179,10 @@ class ContractHistory:
             if abs(quantity) < 1e-9:
                 continue
             line = last[group]
-            if line.product in items:
-                raise ValueError(
-                    f"contract {self.contract_id}: two lines of {line.product} in force on {day}"
-                )
+            earlier = items.get(line.product)
+            if earlier is not None:  # only in a flawed history (a line of another contract revised)
+                quantity += earlier.quantity
+                line = replace(line, unit_price=earlier.unit_price, frequency=earlier.frequency)
             items[line.product] = ItemInForce(round(quantity, 2), line.unit_price, line.frequency)
         return items
 
