@@ -271,3 +271,25 @@ def test_order_change_events_carry_the_contract_fields(
         and "ContractId" in c["changed_fields"]
     ]
     assert len(contracted) == 1 and "SBQQ__Contracted__c" in contracted[0]["changed_fields"]
+
+
+# ---------------------------------------------------------------- the admin seed
+def test_admin_seed_writes_contract_histories_only_when_asked(
+    sandbox: SalesforceSandbox, sf: Salesforce
+) -> None:
+    plain = _session(sandbox).post(
+        f"{sandbox.url}/_sandbox/seed", json={"accounts": 5, "orders": 5, "seed": 1}
+    )
+    assert (
+        "Contract" not in plain.json()["counts"]
+        and sf.query("SELECT COUNT() FROM Contract")["totalSize"] == 0
+    )
+    _session(sandbox).post(f"{sandbox.url}/_sandbox/reset")
+    body = {"accounts": 0, "orders": 0, "seed": 1, "contracts": 6, "today": "2026-06-15"}
+    seeded = _session(sandbox).post(f"{sandbox.url}/_sandbox/seed", json=body).json()
+    assert len(seeded["contracts"]) == 6
+    assert seeded["counts"]["Contract"] == sf.query("SELECT COUNT() FROM Contract")["totalSize"] >= 6
+    first = sf.query(f"SELECT SBQQ__Order__r.Type FROM Contract WHERE Id = '{seeded['contracts'][0]}'")[
+        "records"
+    ]
+    assert first[0]["SBQQ__Order__r"]["Type"] == "New"
