@@ -242,6 +242,27 @@ def test_child_subqueries_and_revised_lines(sf: Salesforce, history: ContractHis
     assert in_contracts == 3
 
 
+def test_a_contract_its_orders_and_their_lines_in_one_query_from_api_58(
+    sandbox: SalesforceSandbox, sf: Salesforce, history: ContractHistory
+) -> None:
+    soql = (
+        "SELECT Id, (SELECT Type, (SELECT Quantity FROM OrderItems ORDER BY Quantity) FROM Orders "
+        f"ORDER BY EffectiveDate) FROM Contract WHERE Id = '{history.contract_id}'"
+    )
+    (row,) = sf.query(soql)["records"]
+    orders = row["Orders"]["records"]
+    assert [(o["Type"], [i["Quantity"] for i in o["OrderItems"]["records"]]) for o in orders] == [
+        ("New", [1.0, 10.0]),
+        ("Amendment", [5.0]),
+    ]
+    old = _session(sandbox).get(
+        f"{sandbox.url}/services/data/v57.0/query",
+        params={"q": soql},
+        headers={"Authorization": f"Bearer {sf.session_id}"},
+    )
+    assert old.status_code == 400 and old.json()[0]["errorCode"] == "MALFORMED_QUERY"
+
+
 def test_unknown_relationship_names_are_refused_as_salesforce_does(
     sf: Salesforce, history: ContractHistory
 ) -> None:
