@@ -447,8 +447,10 @@ def amend(
     currency: str | None = None,
     status: str = "Activated",
     user_id: str = ADMIN_USER_ID,
+    **order_fields: Any,
 ) -> ContractOrder:
-    """An Amendment Order of `contract` starting on `effective`, as CPQ writes it.
+    """An Amendment Order of `contract` starting on `effective`, as CPQ writes it. Extra keyword
+    arguments are Order fields.
 
     `quantities`: product name -> delta (+5 adds five, -3 removes three) on the line that product's
     amendments revise; a key that is an OrderItem id revises that order product instead (one of
@@ -515,7 +517,7 @@ def amend(
         org, account_id=contract.account_id, order_type="Amendment", effective=effective,
         end=contract.end, line_end=line_end, currency=order_currency, evergreen=contract.evergreen,
         term_months=contract.term_months, specs=specs, status=status, contract_id=contract.contract_id,
-        opportunity_id=opportunity, groups=groups, user_id=user_id, order_fields={},
+        opportunity_id=opportunity, groups=groups, user_id=user_id, order_fields=order_fields,
     )  # fmt: skip
     if order.activated:
         org.update("Order", order.id, {"SBQQ__Contracted__c": True}, user_id)
@@ -568,12 +570,13 @@ def renew(
     lines: Sequence[Line] | None = None,
     status: str = "Activated",
     user_id: str = ADMIN_USER_ID,
+    **order_fields: Any,
 ) -> ContractHistory:
     """The next term: a renewal Opportunity (`SBQQ__RenewedContract__c` = the contract, also the
     contract's `SBQQ__RenewalOpportunity__c`), a Renewal Order starting the day after the contract
     ends, and the new Contract contracted from it. Lines default to what is in force on the last
     day, at `prices` where given; `lines` replaces them. A second renewal of the same contract is
-    flagged `overlapping_renewal` on both."""
+    flagged `overlapping_renewal` on both. Extra keyword arguments are Order fields."""
     end = contract.end
     if end is None:
         raise ValueError(f"renew: contract {contract.contract_id} is evergreen and has no end to renew at")
@@ -596,7 +599,7 @@ def renew(
         org, account_id=contract.account_id, order_type="Renewal", effective=start, end=new_end,
         line_end=new_end, currency=contract.currency, evergreen=False, term_months=term, specs=specs,
         status=status, contract_id=None, opportunity_id=opportunity, groups={}, user_id=user_id,
-        order_fields={},
+        order_fields=order_fields,
     )  # fmt: skip
     new_id = _contract_from(
         org, order, account_id=contract.account_id, start=start, term_months=term,
