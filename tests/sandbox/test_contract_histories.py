@@ -54,6 +54,20 @@ def in_force_from_org(org: Org, contract_id: str, day: date) -> dict[str, float]
     return {name: round(q, 2) for name, q in totals.items() if abs(q) > 1e-9}
 
 
+def in_force_from_subscriptions(org: Org, contract_id: str, day: date) -> dict[str, float]:
+    """The same from the contract's CPQ subscription records (SBQQ__StartDate__c/EndDate__c formulas)."""
+    rows = org.query(
+        "SELECT SBQQ__Quantity__c, SBQQ__Product__r.Name FROM SBQQ__Subscription__c "
+        f"WHERE SBQQ__Contract__c = '{contract_id}' AND SBQQ__StartDate__c <= {day.isoformat()} "
+        f"AND (SBQQ__EndDate__c >= {day.isoformat()} OR SBQQ__EndDate__c = null)"
+    ).records
+    totals: dict[str, float] = {}
+    for row in rows:
+        name = row["SBQQ__Product__r"]["Name"]
+        totals[name] = totals.get(name, 0.0) + row["SBQQ__Quantity__c"]
+    return {name: round(q, 2) for name, q in totals.items() if abs(q) > 1e-9}
+
+
 def quantities(phase: Phase) -> dict[str, float]:
     return {name: item.quantity for name, item in phase.items.items()}
 
@@ -151,6 +165,24 @@ def test_amendment_lines_are_deltas_on_the_original_line_and_co_terminate(org: O
     ]
     for phase in h.phases():
         assert in_force_from_org(org, h.contract_id, phase.start) == quantities(phase)
+        assert in_force_from_subscriptions(org, h.contract_id, phase.start) == quantities(phase)
+    subscriptions = org.query(
+        "SELECT SBQQ__Quantity__c, SBQQ__RevisedSubscription__r.SBQQ__Quantity__c, SBQQ__OrderProduct__c, "
+        "SBQQ__StartDate__c, SBQQ__EndDate__c FROM SBQQ__Subscription__c "
+        f"WHERE SBQQ__OrderProduct__c = '{up.lines[0].id}'"
+    ).records
+    assert [
+        (
+            r["SBQQ__Quantity__c"],
+            r["SBQQ__RevisedSubscription__r"]["SBQQ__Quantity__c"],
+            r["SBQQ__StartDate__c"],
+            r["SBQQ__EndDate__c"],
+        )
+        for r in subscriptions
+    ] == [(5.0, 10.0, "2025-03-15", "2025-12-31")]
+    assert (
+        org.retrieve("OrderItem", up.lines[0].id)["SBQQ__Subscription__c"] == h.subscriptions[up.lines[0].id]
+    )
     assert h.quantities_on(date(2025, 7, 1)) == {
         "Seats": ItemInForce(12.0, 20.0, "Monthly"),
         "Support": ItemInForce(1.0, 120.0, "Monthly"),
@@ -286,6 +318,10 @@ def test_seeded_histories_match_the_org_and_keep_cpq_invariants(
         for day in days:
             in_force = h.quantities_on(day)
             assert {k: v.quantity for k, v in in_force.items()} == in_force_from_org(org, h.contract_id, day)
+            if h.first_order.activated:
+                assert in_force_from_subscriptions(org, h.contract_id, day) == in_force_from_org(
+                    org, h.contract_id, day
+                )
             if clean:
                 assert all(item.quantity > 0 for item in in_force.values()), (h.contract_id, day)
         phases = h.phases()

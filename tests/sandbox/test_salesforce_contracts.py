@@ -112,6 +112,17 @@ def test_describe_has_contract_opportunity_and_cpq_amendment_fields(sf: Salesfor
     assert opportunity["SBQQ__AmendedContract__c"]["referenceTo"] == ["Contract"]
     assert opportunity["SBQQ__RenewedContract__c"]["relationshipName"] == "SBQQ__RenewedContract__r"
 
+    subscription = _fields(sf, "SBQQ__Subscription__c")
+    assert subscription["SBQQ__RevisedSubscription__c"]["referenceTo"] == ["SBQQ__Subscription__c"]
+    assert (
+        not subscription["SBQQ__EndDate__c"]["updateable"]
+        and subscription["SBQQ__Quantity__c"]["type"] == "double"
+    )
+    assert _children(sf, "Contract")["SBQQ__Subscriptions__r"] == (
+        "SBQQ__Subscription__c",
+        "SBQQ__Contract__c",
+    )
+    assert _fields(sf, "OrderItem")["SBQQ__Subscription__c"]["relationshipName"] == "SBQQ__Subscription__r"
     assert _children(sf, "Contract")["Orders"] == ("Order", "ContractId")
     assert _children(sf, "Account")["Contracts"] == ("Contract", "AccountId")
     assert _children(sf, "Order")["SBQQ__Contracts__r"] == ("Contract", "SBQQ__Order__c")

@@ -8,7 +8,8 @@ instead of re-deriving CPQ's rules.
 What CPQ writes (docs/SANDBOX.md cites the sources):
 - the first Order (Type New) is activated, then contracted: a Contract with `SBQQ__Order__c` = that
   Order, StartDate = the Order's EffectiveDate, ContractTerm in months; the Order's `ContractId`
-  points at it and `SBQQ__Contracted__c` is set.
+  points at it and `SBQQ__Contracted__c` is set; each line gets a CPQ subscription
+  (`SBQQ__Subscription__c`; an amendment line's holds its delta and revises the original's).
 - an Amendment Order has `ContractId` = the amended contract and an Opportunity whose
   `SBQQ__AmendedContract__c` is the contract. Its lines carry deltas (+5, -3) on the line they
   revise (`SBQQ__RevisedOrderProduct__c` = the original order product), start on the amendment's
@@ -127,6 +128,7 @@ class ContractHistory:
     currency: str | None  # None in an org without multi-currency
     orders: list[ContractOrder] = field(default_factory=list)
     originals: dict[str, str] = field(default_factory=dict)  # product -> order product amendments revise
+    subscriptions: dict[str, str] = field(default_factory=dict)  # order product -> its SBQQ__Subscription__c
     renewals: list[ContractHistory] = field(default_factory=list)
     renewed_from: str | None = None  # the contract this one renews
     terminated_on: date | None = None  # first day without service, set by terminate()
@@ -372,9 +374,49 @@ def _contract_from(
     org.update("Contract", contract_id, {"Status": "Activated"}, user_id)
     contracted = {"ContractId": contract_id, "SBQQ__Contracted__c": order.activated}
     org.update("Order", order.id, contracted, user_id)
-    for line in order.lines:
-        org.update("OrderItem", line.id, {"SBQQ__Contract__c": contract_id}, user_id)
     return contract_id
+
+
+def _subscribe(
+    org: Org,
+    order: ContractOrder,
+    *,
+    contract_id: str,
+    account_id: str,
+    currency: str | None,
+    evergreen: bool,
+    known: Mapping[str, str],
+    user_id: str,
+) -> dict[str, str]:
+    """What contracting an activated Order also writes: a CPQ subscription per line (an amendment
+    line's holding its delta and revising the subscription of the line it revises), linked both
+    ways with the line. Returns order product -> subscription."""
+    made: dict[str, str] = {}
+    if not order.activated:
+        return made
+    for line in order.lines:
+        revised = known.get(line.revises or "")
+        if line.revises and revised is None:  # a line of another contract: its own subscription
+            revised = (org.get("OrderItem", line.revises) or {}).get("SBQQ__Subscription__c")
+        item = org.get("OrderItem", line.id) or {}
+        values: dict[str, Any] = {
+            "SBQQ__Account__c": account_id,
+            "SBQQ__Contract__c": contract_id,
+            "SBQQ__Product__c": item.get("Product2Id"),
+            "SBQQ__OrderProduct__c": line.id,
+            "SBQQ__RevisedSubscription__c": revised,
+            "SBQQ__Quantity__c": line.quantity,
+            "SBQQ__NetPrice__c": line.unit_price,
+            "SBQQ__SubscriptionStartDate__c": line.start.isoformat(),
+            "SBQQ__SubscriptionEndDate__c": line.end.isoformat() if line.end else None,
+            "SBQQ__BillingFrequency__c": line.frequency,
+            "SBQQ__SubscriptionType__c": "Evergreen" if evergreen else "Renewable",
+        }
+        subscription = org.insert("SBQQ__Subscription__c", _with_currency(org, values, currency), user_id)
+        link = {"SBQQ__Contract__c": contract_id, "SBQQ__Subscription__c": subscription}
+        org.update("OrderItem", line.id, link, user_id)
+        made[line.id] = subscription
+    return made
 
 
 def create_contract(
@@ -411,6 +453,10 @@ def create_contract(
     history = ContractHistory(account_id, contract_id, start, term_months, _currency(org, currency))
     history.orders.append(order)
     history.originals = {line.product: line.id for line in order.lines}
+    history.subscriptions = _subscribe(
+        org, order, contract_id=contract_id, account_id=account_id, currency=currency,
+        evergreen=term_months is None, known={}, user_id=user_id,
+    )  # fmt: skip
     return history
 
 
@@ -521,6 +567,13 @@ def amend(
     )  # fmt: skip
     if order.activated:
         org.update("Order", order.id, {"SBQQ__Contracted__c": True}, user_id)
+        contract.subscriptions.update(
+            _subscribe(
+                org, order, contract_id=contract.contract_id, account_id=contract.account_id,
+                currency=order_currency, evergreen=contract.evergreen, known=contract.subscriptions,
+                user_id=user_id,
+            )
+        )  # fmt: skip
     order.flaws |= flaws
     contract.flaws |= flaws
     contract.orders.append(order)
@@ -608,6 +661,10 @@ def renew(
     renewal = ContractHistory(contract.account_id, new_id, start, term, contract.currency)
     renewal.orders.append(order)
     renewal.originals = {line.product: line.id for line in order.lines}
+    renewal.subscriptions = _subscribe(
+        org, order, contract_id=new_id, account_id=contract.account_id, currency=contract.currency,
+        evergreen=False, known={}, user_id=user_id,
+    )  # fmt: skip
     renewal.renewed_from = contract.contract_id
     if contract.renewals:
         contract.flaws.add("overlapping_renewal")
