@@ -32,6 +32,7 @@ from datetime import date, timedelta
 from typing import Any, Literal
 
 from connector.sandbox.salesforce.dates import contract_end
+from connector.sandbox.salesforce.ids import is_valid_id
 from connector.sandbox.salesforce.org import ADMIN_USER_ID, ORDER_STATUS_CATEGORY, Org
 
 Flaw = Literal[
@@ -517,7 +518,7 @@ def amend(
     by_id = {line_id: product for product, line_id in contract.originals.items()}
     for key, delta in quantities.items():
         key = by_id.get(key, key)
-        if key.startswith("802"):
+        if is_valid_id(key) and key.startswith("802"):
             revised = org.get("OrderItem", key)
             if revised is None:
                 raise ValueError(f"amend: no order product {key}")
