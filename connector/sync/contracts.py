@@ -237,7 +237,8 @@ class ContractChanges:
         plan = task.plan
         return (
             f"{plan.kind} of {task.contract_stripe_id} from {plan.effective.isoformat()}: phases before "
-            f"[{describe_phases(task.before)}], after [{describe_phases(plan.phases)}]"
+            f"[{describe_phases(task.before, plan.product_names)}], "
+            f"after [{describe_phases(plan.phases, plan.product_names)}]"
         )
 
     # ---- applying ----------------------------------------------------------------------------

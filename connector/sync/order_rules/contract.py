@@ -24,7 +24,7 @@ The rules (CPQ's documented model, as Stripe's own connector applies it):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any, Literal
 
@@ -77,6 +77,7 @@ class ContractPlan:
     products: tuple[ProductSpec, ...]  # the target's lines': ensured before the update
     prices: tuple[LinePrice, ...]
     fingerprint: str
+    product_names: Mapping[str, str] = field(default_factory=dict)  # Product2 id -> Name, for people
 
     @property
     def ends(self) -> date | None:
@@ -164,7 +165,13 @@ def plan_contract(
                 )
                 return OrderRefusal(target_id, target.get("OrderNumber"), tuple(out.reasons))
     assert chain is not None
-    return _plan(chain, target, kind, config)
+    names = {
+        str(rec.get("Product2Id")): str((rec.get("Product2") or {}).get("Name") or rec.get("Product2Id"))
+        for t in terms
+        for o in t.orders
+        for rec in order_lines(o)
+    }
+    return replace(_plan(chain, target, kind, config), product_names=names)
 
 
 def _lines(

@@ -75,13 +75,15 @@ def _items(phase: Phase, price_ids: Mapping[str, str]) -> list[dict[str, Any]]:
     return items
 
 
-def describe_phases(phases: tuple[Phase, ...] | list[Phase]) -> str:
+def describe_phases(phases: tuple[Phase, ...] | list[Phase], names: Mapping[str, str] | None = None) -> str:
     """The phase list in words: what a dry run shows and the Order's sync message says."""
+    names = names or {}
     parts = []
     for p in phases:
         until = f"to {p.end.isoformat()}" if p.end else "on (evergreen)"
         items = ", ".join(
-            f"{i.price.spec.product_sf_id} {'metered' if i.quantity is None else f'× {i.quantity}'}"
+            f"{names.get(i.price.spec.product_sf_id, i.price.spec.product_sf_id)} "
+            f"{'metered' if i.quantity is None else f'× {i.quantity}'}"
             for i in p.items
         )
         parts.append(f"{p.start.isoformat()} {until}: {items}")
@@ -154,7 +156,7 @@ def schedule_update(
                 params["start_date"] = floor
         phases.append(params)
     end_behavior = "release" if ahead and ahead[-1].end is None else "cancel"
-    summary = late + describe_phases(ahead)
+    summary = late + describe_phases(ahead, plan.product_names)
     return UpdatePhases(
         {
             "phases": phases,
