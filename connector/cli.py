@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -53,9 +54,55 @@ def _settings() -> Settings:
     from connector.settings import SettingsError, load_settings
 
     try:
-        return load_settings()
+        settings = load_settings(home=_home_option())
     except SettingsError as exc:
         raise _fail(str(exc), EXIT_CONFIG) from None
+    _note_new_state_database(settings)
+    return settings
+
+
+# The connector home (connector/home.py): the global --home option, before or after the command.
+Home = Annotated[
+    Path | None,
+    typer.Option(
+        "--home",
+        file_okay=False,
+        help="The connector's directory (.env, mappings/, state/); overrides CPQ2STRIPE_HOME.",
+    ),
+]
+# The commands that write the state database (read-only ones refuse a missing one instead).
+STATE_WRITING_COMMANDS = frozenset({"sync", "run", "backfill", "retry", "reconcile"})
+
+
+@dataclass
+class _Invocation:
+    """What the command line said beyond a command's own options (set by the callback and
+    _with_logging_options for the command being run)."""
+
+    home: Path | None = None
+    command: str | None = None
+
+
+_invocation = _Invocation()
+
+
+def _home_option() -> Path | None:
+    return _invocation.home
+
+
+def _note_new_state_database(settings: Settings) -> None:
+    """A run that is about to create its SQLite database says where: a wrong home shows at once."""
+    from connector.state.urls import sqlite_file
+
+    if _invocation.command not in STATE_WRITING_COMMANDS:
+        return
+    path = sqlite_file(settings.database_url)
+    if path is not None and not path.exists():
+        logging.getLogger("connector.settings").info(
+            "no state database at %s yet: this run creates it (connector home: %s)",
+            path.absolute(),
+            settings.home or "none, the path is absolute",
+        )
 
 
 def _mappings(directory: Path) -> Mappings:
@@ -104,6 +151,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _main(
+    home: Home = None,
     verbose: Verbose = False,
     log_level: Level = None,
     json_logs: JsonLogs = False,
@@ -113,15 +161,22 @@ def _main(
     ] = False,
 ) -> None:
     _configure_logging(verbose, log_level, json_logs)  # each command reconfigures with its own options
+    _invocation.home, _invocation.command = home, None
 
 
 def _warn_unknown_variables() -> None:
-    """Name each CPQ2STRIPE_ variable no setting reads, in the environment or `.env` (a typo)."""
+    """Name each CPQ2STRIPE_ variable no setting reads, in the environment or the home's `.env` (a typo)."""
     from dotenv import dotenv_values
 
+    from connector.home import ENV_FILE, HomeError, find_home
     from connector.settings import unknown_variables
 
-    names = [*os.environ, *(dotenv_values(".env") if Path(".env").is_file() else ())]
+    try:
+        home = find_home(_home_option())
+    except HomeError:
+        home = None  # the command that loads settings reports it
+    env_file = home / ENV_FILE if home is not None else None
+    names = [*os.environ, *(dotenv_values(env_file) if env_file is not None and env_file.is_file() else ())]
     for warning in unknown_variables(names, also_known=(LOG_LEVEL_ENV, JSON_LOGS_ENV)):
         logging.getLogger("connector.settings").warning(warning)
 
@@ -139,11 +194,15 @@ def _with_logging_options(command: Callable[..., Any]) -> Callable[..., Any]:
         inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Verbose),
         inspect.Parameter("log_level", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Level),
         inspect.Parameter("json_logs", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonLogs),
+        inspect.Parameter("home", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Home),
     ]
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        before = kwargs.pop("log_ctx").find_root().params
+        ctx = kwargs.pop("log_ctx")
+        before = ctx.find_root().params
+        _invocation.home = kwargs.pop("home") or before.get("home")
+        _invocation.command = ctx.info_name
         verbose, json_logs = kwargs.pop("verbose"), kwargs.pop("json_logs")
         log_level = kwargs.pop("log_level")
         _configure_logging(
@@ -326,7 +385,13 @@ def mappings_check(
     """Report every problem in the mappings at once, with file, line and the fix."""
     from connector.mapping import MappingError, load_mappings
 
-    directory = directory or Path(os.environ.get("CPQ2STRIPE_MAPPINGS_DIR", "mappings"))
+    if directory is None:
+        from connector.settings import SettingsError, find_mappings_dir
+
+        try:
+            directory = find_mappings_dir(_home_option())
+        except SettingsError as exc:
+            raise _fail(str(exc), EXIT_CONFIG) from None
     try:
         mappings = load_mappings(directory)
     except MappingError as exc:
@@ -393,6 +458,45 @@ def backfill(
     raise typer.Exit(run_backfill(settings, mappings, options, out=typer.echo))
 
 
+@app.command()
+def init(
+    directory: Annotated[
+        Path | None,
+        typer.Argument(
+            file_okay=False, help="The new home (default: --home, CPQ2STRIPE_HOME or the working directory)."
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite existing files (edited mappings are lost).")
+    ] = False,
+) -> None:
+    """Make a connector home: editable copies of the default mappings, state/ and a commented .env.example."""
+    from connector.home import HOME_ENV, init_home
+    from connector.settings import env_example
+
+    target = directory or _home_option() or Path(os.environ.get(HOME_ENV) or ".")
+    result = init_home(target, env_example(), force=force)
+    if not result.written:
+        existing = "\n".join(f"  {path}" for path in result.existing)
+        raise _fail(
+            f"Not overwriting what is there:\n{existing}\n"
+            "Fix: choose another directory, or add --force to replace them (edits to the mappings are lost).",
+            EXIT_CONFIG,
+        )
+    home = target.expanduser().resolve()
+    for path in result.written:
+        typer.echo(f"wrote {path}")
+    typer.echo(
+        f"Connector home ready: {home}\n"
+        "Next steps:\n"
+        f"  1. cp {home}/.env.example {home}/.env; fill in the Salesforce and Stripe settings; "
+        f"chmod 600 {home}/.env\n"
+        f"  2. export {HOME_ENV}={home}   (or pass --home {home}, or run from {home})\n"
+        f"  3. edit {home}/mappings/*.yaml to fit your org, then: cpq2stripe mappings check --against-org\n"
+        "  4. cpq2stripe sync --dry-run; then cpq2stripe sync (one pass) or cpq2stripe run (the daemon)"
+    )
+
+
 SANDBOX_PACKAGES = ("trustme",)  # the [sandbox] extra: what the fakes need beyond the connector
 
 
@@ -435,8 +539,14 @@ def _require_state_database(settings: Settings) -> None:
     if path is not None and not path.exists():
         raise _fail(
             f"No state database at {path.absolute()}: nothing has run with it. CPQ2STRIPE_DATABASE_URL is "
-            f"{settings.database_url} (a relative path starts in the working directory, {Path.cwd()}). "
-            "Fix: run this from the connector's directory, or set CPQ2STRIPE_DATABASE_URL to its database.",
+            f"{settings.database_url}"
+            + (
+                f" (a relative path starts in the connector home, {settings.home}). "
+                if settings.home
+                else ". "
+            )
+            + "Fix: name the connector's directory with --home or CPQ2STRIPE_HOME (or run from it), "
+            "or set CPQ2STRIPE_DATABASE_URL to its database.",
             EXIT_CONFIG,
         )
 

@@ -1,7 +1,8 @@
 """`cpq2stripe demo`: the whole connector against the bundled sandbox, in one command.
 
 Starts the fake Salesforce org (seeded with a realistic CPQ org, bad rows included) and the fake
-Stripe, syncs, prints what happened, syncs again to show that nothing changes, then stops.
+Stripe, syncs, prints what happened, syncs again to show that nothing changes, then follows one
+CPQ contract through an amendment and a renewal (phases of one Stripe subscription), then stops.
 Everything lives in a temporary directory; nothing outside it is touched.
 """
 
@@ -9,10 +10,13 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from connector.mapping import load_mappings
-from connector.settings import load_settings
+from connector.home import DEFAULT_MAPPING_FILES, default_mapping
+from connector.mapping import Mappings, load_mappings
+from connector.settings import Settings, load_settings
 from connector.sync.context import SyncContext
 from connector.sync.report import RunReport
 from connector.sync.runner import open_context, run_pass
@@ -22,9 +26,17 @@ DEMO_ORDERS = 25
 DEMO_SEED = 7
 
 
-def _mappings_dir() -> Path:
+def _mappings_dir(directory: Path) -> Path:
+    """The working directory's mappings/ (the repository's, an admin's edits), else the package's
+    defaults copied into the demo's temporary directory (an installed package has no mappings/)."""
     here = Path.cwd() / "mappings"
-    return here if here.is_dir() else Path(__file__).resolve().parent.parent / "mappings"
+    if here.is_dir():
+        return here
+    copy = directory / "mappings"
+    copy.mkdir()
+    for name in DEFAULT_MAPPING_FILES:
+        (copy / name).write_bytes(default_mapping(name))
+    return copy
 
 
 def run_demo(out: Callable[[str], None], *, accounts: int = DEMO_ACCOUNTS, orders: int = DEMO_ORDERS) -> int:
@@ -42,9 +54,10 @@ def run_demo(out: Callable[[str], None], *, accounts: int = DEMO_ACCOUNTS, order
             out(f"  Salesforce: {sandbox.salesforce_url}   Stripe: {sandbox.stripe_url}")
             env = {k.removeprefix("CPQ2STRIPE_").lower(): v for k, v in sandbox.env.items()}
             settings = load_settings(
+                None,
                 **env,
                 database_url=f"sqlite:///{directory / 'state' / 'connector.db'}",
-                mappings_dir=_mappings_dir(),
+                mappings_dir=_mappings_dir(directory),
             )
             mappings = load_mappings(settings.mappings_dir)
             code = 0
@@ -65,6 +78,8 @@ def run_demo(out: Callable[[str], None], *, accounts: int = DEMO_ACCOUNTS, order
                         _show_orders(ctx, reports, out)
                     if any(r.fatal for r in reports):
                         code = 3
+            if code == 0:
+                _show_contract(sandbox, settings, mappings, out)
             out("")
             out(
                 "Stopping the sandbox. Run it yourself with `cpq2stripe sandbox --dir .sandbox "
@@ -102,3 +117,33 @@ def _show_orders(ctx: SyncContext, reports: list[RunReport], out: Callable[[str]
             f"  Order {row['OrderNumber']}  {row.get('Stripe_Subscription_ID__c') or '—':36} "
             f"{row.get('Stripe_Sync_Status__c') or ''}"
         )
+
+
+def _show_contract(sandbox: Any, settings: Settings, mappings: Mappings, out: Callable[[str], None]) -> None:
+    """A CPQ contract's life in one subscription: sold, amended (+5 seats in two months), renewed
+    at a new price, each Order a phase of the same Stripe schedule."""
+    from connector.sandbox.salesforce.contracts import Line, amend, create_contract, renew
+    from connector.sync.order_rules import add_months
+
+    org, today = sandbox.salesforce.org, datetime.now(UTC).date()
+    out("")
+    out("== A contract's life: sold, amended, renewed (one Stripe subscription) ==")
+    with open_context(settings, mappings) as ctx:
+        [made] = ctx.sf.create_many(
+            "Account",
+            [{"Name": "Contoso (contract demo)", "Billing_Email__c": "ap@contoso.example",
+              "BillingCountry": "US", "Billing_Entity__c": True}],
+        )  # fmt: skip
+        assert made.id is not None
+        contract = create_contract(org, made.id, today, [Line("Seats", 10, 10.0)], term_months=12)
+        run_pass(ctx, dry_run=False, objects=["accounts", "orders"])
+        more = amend(org, contract, add_months(today, 2), {"Seats": 5})
+        renewal = renew(org, contract, prices={"Seats": 12.0})
+        reports = run_pass(ctx, dry_run=False, objects=["orders"])
+        outcomes = {o.sf_id: o for r in reports for o in r.outcomes}
+        for label, order_id in (
+            ("Amendment (+5 seats)", more.id),
+            ("Renewal (new price)", renewal.orders[0].id),
+        ):
+            o = outcomes.get(order_id)
+            out(f"  {label}: {o.status if o else 'not seen'} — {o.message if o else ''}")

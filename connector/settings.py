@@ -1,5 +1,8 @@
-"""Connector settings from the environment (prefix CPQ2STRIPE_) or an optional `.env` file.
+"""Connector settings from the environment (prefix CPQ2STRIPE_) or the connector home's `.env` file.
 
+Precedence: an explicit value (a command-line option) > the environment > `.env` in the home >
+the defaults. The home (connector/home.py) is found from `--home` / CPQ2STRIPE_HOME, or is the
+working directory only when that looks like one; relative paths resolve against it.
 Secrets are SecretStr so they never reach logs, reprs or error messages. `load_settings()` turns
 every validation problem into one readable `SettingsError` listing all of them at once.
 """
@@ -11,11 +14,12 @@ import re
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connector.home import ENV_FILE, HomeError, find_home, no_home_message, resolve_database_url, resolve_path
 from connector.state.urls import normalise_database_url
 
 ENV_PREFIX = "CPQ2STRIPE_"
@@ -31,11 +35,48 @@ class AuthFlow(StrEnum):
     JWT_BEARER = "jwt_bearer"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
+class HomePaths(BaseSettings):
+    """The settings that locate things: the home and the paths resolved against it. `mappings check`
+    reads only these (find_mappings_dir: no credentials needed); Settings extends them."""
 
+    # No env_file here: load_settings() passes the home's .env, never the working directory's.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file_encoding="utf-8", extra="ignore")
+
+    home: Path | None = None  # the connector home (CPQ2STRIPE_HOME); see connector/home.py
+    database_url: str = "sqlite:///state/connector.db"
+    mappings_dir: Path = Path("mappings")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_form(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @model_validator(mode="after")
+    def _resolve_against_home(self) -> HomePaths:
+        """Relative paths start in the home, never in whatever directory the command ran from."""
+        database_url = resolve_database_url(self.database_url, self.home)
+        mappings_dir = resolve_path(self.mappings_dir, self.home)
+        if database_url is None or mappings_dir is None:
+            relative = [
+                f"{ENV_PREFIX}{name.upper()} is {value}"
+                for name, value, resolved in (
+                    ("database_url", self.database_url, database_url),
+                    ("mappings_dir", self.mappings_dir, mappings_dir),
+                )
+                if resolved is None
+            ]
+            raise ValueError(
+                f"{no_home_message()}. Or make the paths absolute: {' and '.join(relative)} (relative)"
+            )
+        self.database_url, self.mappings_dir = database_url, mappings_dir
+        for name in ("salesforce_private_key_file", "salesforce_ca_bundle"):
+            value = getattr(self, name, None)
+            if isinstance(value, Path) and self.home is not None:
+                setattr(self, name, resolve_path(value, self.home))
+        return self
+
+
+class Settings(HomePaths):
     # Salesforce
     salesforce_login_url: AnyHttpUrl = AnyHttpUrl("https://login.salesforce.com")
     salesforce_api_version: str = "61.0"
@@ -67,9 +108,7 @@ class Settings(BaseSettings):
     stripe_timeout_seconds: float = Field(default=80.0, gt=0)
     stripe_workers: int | None = Field(default=None, ge=1, le=64)  # None: from the rps budget
 
-    # State and behaviour
-    database_url: str = "sqlite:///state/connector.db"
-    mappings_dir: Path = Path("mappings")
+    # Behaviour (the state database and the mappings: HomePaths)
     poll_interval_seconds: int = Field(default=60, ge=1)
     cursor_overlap_seconds: int = Field(default=5, ge=0, le=3600)
 
@@ -92,11 +131,6 @@ class Settings(BaseSettings):
                 "(expected sk_test_…, sk_live_…, rk_test_… or rk_live_…)"
             )
         return value
-
-    @field_validator("database_url")
-    @classmethod
-    def _database_url_form(cls, value: str) -> str:
-        return normalise_database_url(value)
 
     @field_validator("salesforce_api_version")
     @classmethod
@@ -181,14 +215,39 @@ def _describe(error: Mapping[str, Any]) -> list[str]:
     return [f"{name}: {message}"]
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Load settings, or raise SettingsError naming every problem (never the secret values)."""
+def load_settings(home: Path | None = None, **overrides: object) -> Settings:
+    """Load settings, or raise SettingsError naming every problem (never the secret values).
+
+    `home` is the --home option; without it CPQ2STRIPE_HOME or a working directory that looks like
+    a home (connector/home.py). The home's `.env` is read; relative paths resolve against the home."""
+    return _load(Settings, home, overrides)
+
+
+_S = TypeVar("_S", bound="HomePaths")
+
+
+def find_mappings_dir(home: Path | None = None) -> Path:
+    """The mappings directory exactly as load_settings finds it, without needing the credentials
+    (`mappings check`). Raises SettingsError."""
+    # the state database plays no part here: an in-memory URL keeps a relative one from counting
+    return _load(HomePaths, home, {"database_url": "sqlite://"}).mappings_dir
+
+
+def _load(cls: type[_S], home: Path | None, overrides: dict[str, object]) -> _S:
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        found = find_home(home)
+    except HomeError as exc:
+        raise SettingsError([str(exc)]) from None
+    env_file = found / ENV_FILE if found is not None and (found / ENV_FILE).is_file() else None
+    try:
+        return cls(_env_file=env_file, home=found, **overrides)  # type: ignore[arg-type, call-arg]
     except ValidationError as exc:
+        errors = exc.errors(include_input=False)
         problems: list[str] = []
-        for err in exc.errors(include_input=False):
+        for err in errors:
             problems.extend(_describe(err))
+        if found is None and any(err["type"] == "missing" for err in errors):
+            problems.insert(0, no_home_message())  # the settings may be in a .env that was not read
         raise SettingsError(problems) from None
 
 
@@ -203,3 +262,47 @@ def unknown_variables(names: Iterable[str], also_known: Iterable[str] = ()) -> l
         hint = f"; did you mean {close[0]}?" if close else "; see the settings in README.md, Configuration"
         warnings.append(f"{name} is not a setting and is ignored{hint}")
     return warnings
+
+
+# The settings a new home must fill in (client credentials; the JWT bearer flow: README.md), each
+# with what it is. No values: secrets go in the copy, `.env`, never in a file `init` writes.
+_REQUIRED_EXAMPLE = (
+    (
+        "salesforce_login_url",
+        "https://MYDOMAIN.my.salesforce.com",
+        "the org's My Domain URL (Setup -> My Domain); the client_credentials flow is refused on "
+        "login.salesforce.com",
+    ),
+    ("salesforce_consumer_key", "", "the connected app's consumer key"),
+    ("salesforce_consumer_secret", "", "the connected app's consumer secret (client_credentials flow)"),
+    (
+        "stripe_secret_key",
+        "",
+        "sk_test_..., sk_live_... or a restricted key rk_... (docs/PRODUCTION.md lists its permissions)",
+    ),
+)
+
+
+def env_example() -> str:
+    """The commented `.env.example` `cpq2stripe init` writes: the required settings without values,
+    then every other setting commented out with its default (generated, so none is ever missing)."""
+    lines = [
+        "# cpq2stripe settings for this connector home. Copy this file to .env in the same directory",
+        "# (chmod 600: it will hold secrets) and fill in the required values.",
+        "# Precedence: a command-line option > the environment > this directory's .env > the default.",
+        "# Relative paths (the state database, the mappings directory, key files) start in this directory.",
+        "",
+        "# --- Required -----------------------------------------------------------------------------",
+    ]
+    required = set()
+    for name, example, meaning in _REQUIRED_EXAMPLE:
+        required.add(name)
+        lines += [f"# {meaning}", f"{ENV_PREFIX}{name.upper()}={example}"]
+    lines += ["", "# --- Optional: the defaults (README.md, Configuration, says what each does) ---"]
+    for name, info in Settings.model_fields.items():
+        if name in required or name == "home":  # the home is where this file is, not a setting in it
+            continue
+        default = info.default
+        shown = "" if default is None else str(getattr(default, "value", default))
+        lines.append(f"# {ENV_PREFIX}{name.upper()}={shown}")
+    return "\n".join(lines) + "\n"

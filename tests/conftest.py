@@ -21,6 +21,12 @@ import requests
 if TYPE_CHECKING:
     from connector.sandbox.runner import RunningSandbox
 
+# The connector home for in-process tests: the repository (its mappings/ and state/), whatever the
+# directory pytest runs from and whatever home the developer's shell names. Subprocess tests pass
+# their own environment (without CPQ2STRIPE_ variables) and working directory.
+REPO = Path(__file__).resolve().parents[1]
+os.environ["CPQ2STRIPE_HOME"] = str(REPO)
+
 API_VERSION = "61.0"
 ADMIN_CLIENT_ID = "sandbox-admin"
 ADMIN_CLIENT_SECRET = "sandbox-admin-secret"

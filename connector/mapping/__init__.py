@@ -16,8 +16,8 @@ Imports nothing from the rest of `connector`; its only I/O is reading the two YA
 
 `mapping` is a CustomerMapping (mappings.customer), SubscriptionMapping (mappings.subscription,
 order level) or LineMapping (mappings.subscription.lines, one OrderItem). The YAML format is
-documented by the shipped files in `mappings/`; the Stripe targets by `targets.py`; the
-transforms by `transforms.py`.
+documented by the shipped files in `defaults/` (`cpq2stripe init` copies them); the Stripe
+targets by `targets.py`; the transforms by `transforms.py`.
 """
 
 from connector.mapping.checks import check_against_describe, check_user_permissions

@@ -13,7 +13,7 @@ object is described once. Reports, with the file:line of the mapping entry:
 - a source longer than the Stripe target allows with no truncate (a warning-level problem),
 - fields a transform reads besides the source (the phone's region_from) that do not exist.
 - conditions naming fields the object lacks (with a "did you mean"), or comparing a field with a
-  value of another type (a checkbox with 'Yes').
+  value of another type (a checkbox with 'Yes'), or a picklist with a value it does not have.
 
 `check_conditions_in_org(mappings, query)` then runs each condition in a one-row query and reports
 what Salesforce answers, at the condition's file:line.

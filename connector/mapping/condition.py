@@ -319,7 +319,51 @@ def literal_problem(field: dict[str, Any], comparison: Comparison, value: Value)
     if value.kind not in accepted:
         fix = f"quote the value: '{value.text}'" if family == "text" else fix
         return f"{name} is {label}: {value.text} does not fit it", fix
-    return None
+    return _picklist_problem(field, comparison, value)
+
+
+_PICKLIST_OPS = frozenset({"=", "!=", "IN", "NOT IN", "INCLUDES", "EXCLUDES"})
+_SHOWN_VALUES = 12
+
+
+def _picklist_problem(field: dict[str, Any], comparison: Comparison, value: Value) -> tuple[str, str] | None:
+    """A picklist compared with a value that is not one of its values: on a restricted picklist no
+    record can hold it, so the comparison never matches; on an unrestricted one only records written
+    through the API or a data load can. Salesforce compares picklist values case-insensitively."""
+    sf_type = field.get("type")
+    if sf_type not in ("picklist", "multipicklist") or comparison.op not in _PICKLIST_OPS:
+        return None
+    allowed = [str(v["value"]) for v in field.get("picklistValues") or () if v.get("value") is not None]
+    if not allowed or value.kind != "string":
+        return None
+    text = unquote(value.text)
+    wanted = [part.strip() for part in text.split(";")] if sf_type == "multipicklist" else [text]
+    known = {v.casefold() for v in allowed}
+    unknown = next((w for w in wanted if w and w.casefold() not in known), None)
+    if unknown is None:
+        return None
+    shown = ", ".join(allowed[:_SHOWN_VALUES]) + (", …" if len(allowed) > _SHOWN_VALUES else "")
+    close = difflib.get_close_matches(unknown.casefold(), list(known), n=1, cutoff=0.6)
+    suggestion = next((v for v in allowed if close and v.casefold() == close[0]), None)
+    did_you_mean = f"did you mean '{suggestion}'?" if suggestion else f"use one of: {shown}"
+    name = comparison.field
+    if field.get("restrictedPicklist"):
+        message = (
+            f"'{unknown}' is not a value of the restricted picklist {name} ({shown}): "
+            "no record can hold it, so this comparison never matches"
+        )
+        return message, did_you_mean
+    message = (
+        f"'{unknown}' is not one of {name}'s picklist values ({shown}); the picklist is unrestricted, "
+        "so only records written through the API or a data load could hold it"
+    )
+    on_purpose = f"(if records hold '{unknown}' on purpose, add it to the picklist's values)"
+    return message, f"{did_you_mean} {on_purpose}"
+
+
+def unquote(literal: str) -> str:
+    """The text of a SOQL string literal ('O\\'Brien' -> O'Brien)."""
+    return re.sub(r"\\(.)", r"\1", literal[1:-1])
 
 
 # ---------------------------------------------------------------- conditions in the org

@@ -77,7 +77,18 @@ _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, 
 
 
 def coerce_to_target(value: Any, spec: tg.TargetSpec) -> Any:
-    """Make a transformed value fit a Stripe target, or raise TransformError saying why it cannot."""
+    """Make a transformed value fit a Stripe target, or raise TransformError saying why it cannot.
+
+    The one check of every value, whatever its origin: a mapping's default (checked when the mapping
+    loads) and a Salesforce field's value (when the record syncs), e.g. 'German' as a locale."""
+    fitted = _fit(value, spec)
+    problem = tg.value_problem(spec, fitted)
+    if problem is not None:
+        raise tf.TransformError(f"{problem} for {spec.path}", spec.pattern_fix)
+    return fitted
+
+
+def _fit(value: Any, spec: tg.TargetSpec) -> Any:
     if is_empty(value):
         return None
     if spec.kind in ("string", "metadata"):

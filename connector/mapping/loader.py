@@ -472,12 +472,9 @@ def _check_default(report: _Report, path: Path_, default: Any, steps: list[Any],
     try:
         for name, arg in probe.steps:
             value = tf.apply(name, arg, value, spec.max_length)
-        problem = tg.value_problem(spec, coerce_to_target(value, spec))
+        coerce_to_target(value, spec)
     except tf.TransformError as exc:
         report.add(path, f"default {default!r} cannot be used: {exc.message}", exc.fix)
-        return
-    if problem:
-        report.add(path, f"default {default!r} cannot be used: {problem}", spec.pattern_fix)
 
 
 def _check_condition(report: _Report, path: Path_, condition: Any) -> None:

@@ -26,11 +26,14 @@ OPERATION_PERMISSIONS: dict[str, str] = {
     "subscriptions.retrieve": "rak_subscription_read",
     "subscriptions.update": "rak_subscription_write",
     "subscriptions.list": "rak_subscription_read",
+    "subscriptions.cancel": "rak_subscription_write",
     "subscription_schedules.create": "rak_subscription_schedule_write",
     "subscription_schedules.retrieve": "rak_subscription_schedule_read",
     "subscription_schedules.update": "rak_subscription_schedule_write",
     "subscription_schedules.list": "rak_subscription_schedule_read",
     "subscription_schedules.cancel": "rak_subscription_schedule_write",
+    # test mode only: a contract change on a customer with a test clock is planned at the clock's time
+    "test_helpers.test_clocks.retrieve": "rak_test_clock_read",
 }
 NO_RESTRICTED_PERMISSION = frozenset({"account.retrieve"})
 
@@ -42,6 +45,7 @@ DASHBOARD_NAMES: dict[str, str] = {
     "billing_meter": "Billing Meters",
     "subscription": "Subscriptions",
     "subscription_schedule": "Subscription Schedules",
+    "test_clock": "Test clocks",
 }
 
 

@@ -109,6 +109,29 @@ class SubscriptionSink:
                 return None
             raise
 
+    def cancel_subscription(self, subscription_id: str, *, prorate: bool) -> Any:
+        """End a subscription now (a termination dated today or earlier, no schedule yet)."""
+        client = self.gateway.client.v1
+        try:
+            return self.gateway.call(
+                "subscriptions.cancel",
+                client.subscriptions.cancel,
+                subscription_id,
+                params={"prorate": prorate, "invoice_now": prorate},
+            )
+        except stripe.InvalidRequestError as exc:
+            if "canceled" in str(exc.user_message or exc):
+                return None
+            raise
+
+    def clock_time(self, clock_id: str) -> int:
+        """A test clock's frozen time: "now" for everything of a customer on that clock (test mode)."""
+        client = self.gateway.client.v1
+        clock = self.gateway.call(
+            "test_helpers.test_clocks.retrieve", client.test_helpers.test_clocks.retrieve, clock_id
+        )
+        return int(clock.frozen_time)
+
     def find_for_order(self, customer_id: str, order_id: str, *, schedule: bool) -> Any | None:
         """The oldest subscription (or schedule) of the Customer made for this Order, if any."""
         client = self.gateway.client.v1

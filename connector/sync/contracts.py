@@ -25,13 +25,14 @@ from connector.faults import crash_point
 from connector.salesforce.soql import id_list, quote
 from connector.state.cursor import parse_modstamp
 from connector.stripe_sink import idempotency
-from connector.sync.exactly_once import SUBSCRIPTION, Create, Kind, ensure
+from connector.sync.exactly_once import SUBSCRIPTION, Create, Kind, ensure, link_existing
 from connector.sync.fieldhash import payload_hash
 from connector.sync.order_rules import OrderRefusal, OrderRulesConfig
 from connector.sync.order_rules.contract import (
     AMENDMENT,
     RENEWAL,
     ContractPlan,
+    Phase,
     Term,
     order_kind,
     plan_contract,
@@ -73,6 +74,7 @@ class ApplyContractChange:
     first_order_id: str
     rows: Mapping[str, Mapping[str, Any]]  # every Order of the plan, by id (their lines' prices)
     metadata: dict[str, str]
+    before: tuple[Phase, ...] = ()  # the phases of the Orders applied so far (what a dry run compares)
 
 
 class ContractChanges:
@@ -212,7 +214,19 @@ class ContractChanges:
             "salesforce_contract_id": str(row.get("ContractId") or ""),
         }
         rows = {str(o["Id"]): o for t in included for o in t.orders}
-        return ApplyContractChange(plan, first_link.stripe_id, str(first["Id"]), rows, metadata)
+        before = plan_contract(
+            [
+                t
+                for t in (
+                    Term(t.contract_id, tuple(o for o in t.orders if str(o["Id"]) in applied)) for t in terms
+                )
+                if t.orders
+            ],
+            str(first["Id"]),
+            config,
+        )
+        previous = before.phases if isinstance(before, ContractPlan) else ()
+        return ApplyContractChange(plan, first_link.stripe_id, str(first["Id"]), rows, metadata, previous)
 
     @staticmethod
     def _first_order(terms: list[Term]) -> Mapping[str, Any] | None:
@@ -222,56 +236,61 @@ class ContractChanges:
     def preview(self, task: ApplyContractChange) -> str:
         plan = task.plan
         return (
-            f"{plan.kind} of {task.contract_stripe_id} from {plan.effective.isoformat()}: phases "
-            f"{describe_phases(plan.phases)}"
+            f"{plan.kind} of {task.contract_stripe_id} from {plan.effective.isoformat()}: phases before "
+            f"[{describe_phases(task.before, plan.product_names)}], "
+            f"after [{describe_phases(plan.phases, plan.product_names)}]"
         )
 
     # ---- applying ----------------------------------------------------------------------------
 
     def apply(self, row: Mapping[str, Any], task: ApplyContractChange, batch: Batch) -> Outcome:
         sid, label = str(row["Id"]), self.orders._label(row)
+        sink = self.orders.subscriptions
+        proration = self.orders.mapping.amendment_proration
         with self.orders._locks.hold(SCHEDULE.object_type, task.first_order_id):
-            schedule_id = self._schedule_of(task)
-            live = self._live(schedule_id)
+            schedule_id, sub = self._attached(task)
+            # a plain subscription is judged as the schedule Stripe would make of it, so a refused
+            # change leaves it untouched
+            live = self._live(schedule_id) if schedule_id else self._as_schedule(sub)
             price_ids = self._price_ids(task, batch)
-            proration = self.orders.mapping.amendment_proration
             now = int(self.ctx.now().timestamp())
             decision = schedule_update(task.plan, live, now, price_ids, task.metadata, proration)
             if isinstance(decision, Refused):
+                message = f"{decision.problem}. Fix: {decision.fix}."
                 return Outcome(
-                    SUBSCRIPTION.object_type,
-                    sid,
-                    label,
-                    "refuse",
-                    "refused",
-                    None,
-                    f"{decision.problem}. Fix: {decision.fix}.",
-                    decision.code,
+                    SUBSCRIPTION.object_type, sid, label, "refuse", "refused", None, message, decision.code
                 )
-            sink = self.orders.subscriptions
             if isinstance(decision, CancelNow):
-                sink.cancel_schedule(schedule_id, prorate=proration != "none")
-                summary = decision.summary
+                if schedule_id:
+                    sink.cancel_schedule(schedule_id, prorate=proration != "none")
+                else:
+                    sink.cancel_subscription(task.contract_stripe_id, prorate=proration != "none")
+                target = schedule_id or task.contract_stripe_id
             else:
-                assert isinstance(decision, UpdatePhases)
+                if schedule_id is None:
+                    schedule_id = self._schedule_from(task)
+                    decision = schedule_update(
+                        task.plan, self._live(schedule_id), now, price_ids, task.metadata, proration
+                    )
+                    if not isinstance(decision, UpdatePhases):  # the same inputs: cannot differ
+                        raise RecordError("contract_changed", f"the schedule {schedule_id} changed meanwhile")
                 sink.update(schedule_id, decision.params, payload_hash({"phases": str(decision.params)}))
-                summary = decision.summary
+                target = schedule_id
             crash_point("contract.after_update")
         key = idempotency.create_key(self.ctx.stripe_account, SUBSCRIPTION.object_type, sid)
         modstamp = parse_modstamp(row["SystemModstamp"]) if row.get("SystemModstamp") else None
         batch.linked(sid, task.contract_stripe_id, task.plan.fingerprint, modstamp, adopted_key=key)
-        message = f"{task.plan.kind.capitalize()} applied to {schedule_id}: {summary}"
+        message = f"{task.plan.kind.capitalize()} applied to {target}: {decision.summary}"
         return Outcome(
             SUBSCRIPTION.object_type, sid, label, "update", "updated", task.contract_stripe_id, message
         )
 
-    def _schedule_of(self, task: ApplyContractChange) -> str:
-        """The contract's schedule: its first Order's, or one made from its subscription, once."""
+    def _attached(self, task: ApplyContractChange) -> tuple[str | None, Any]:
+        """The contract's schedule id (None: a plain subscription still) and its subscription."""
         stripe_id = task.contract_stripe_id
         if stripe_id.startswith("sub_sched_"):
-            return stripe_id
-        sink = self.orders.subscriptions
-        sub = sink.retrieve(stripe_id)
+            return stripe_id, None
+        sub = self.orders.subscriptions.retrieve(stripe_id)
         if sub is None:
             raise RecordError(
                 "stripe_missing",
@@ -279,17 +298,57 @@ class ContractChanges:
                 "re-creates billing on its own",
             )
         attached = getattr(sub, "schedule", None)
-        if attached:
-            return str(attached if isinstance(attached, str) else attached.id)
-        create = Create(
+        if not attached:
+            return None, sub
+        schedule_id = str(attached if isinstance(attached, str) else attached.id)
+        link = self.ctx.store.links.get(self.ctx.stripe_account, SCHEDULE.object_type, task.first_order_id)
+        if link is None or link.status != "linked":  # made by a run killed before it linked it
+            link_existing(self.ctx.store, self.ctx.stripe_account, self._schedule_create(task), schedule_id)
+        return schedule_id, sub
+
+    def _schedule_from(self, task: ApplyContractChange) -> str:
+        """A schedule made from the contract's subscription, exactly once."""
+        return ensure(self.ctx.store, self.ctx.stripe_account, self._schedule_create(task), self.ctx.now())
+
+    def _schedule_create(self, task: ApplyContractChange) -> Create:
+        sink, stripe_id = self.orders.subscriptions, task.contract_stripe_id
+        return Create(
             SCHEDULE,
             "Order",
             task.first_order_id,
             idempotency.create_key(self.ctx.stripe_account, SCHEDULE.object_type, task.first_order_id),
             send=lambda key: sink.schedule_from_subscription(stripe_id, key),
-            find=lambda: _attached(sink.retrieve(stripe_id), sink),
+            find=lambda: _attached(sink.retrieve(stripe_id)),
         )
-        return ensure(self.ctx.store, self.ctx.stripe_account, create, self.ctx.now())
+
+    def _as_schedule(self, sub: Any) -> LiveSchedule:
+        """A plain subscription seen as the one-phase schedule `from_subscription` makes of it."""
+        data = sub.to_dict()
+        items = (data.get("items") or {}).get("data") or []
+        start = min(
+            (int(i["current_period_start"]) for i in items if i.get("current_period_start")), default=0
+        )
+        settings: dict[str, Any] = {"collection_method": data.get("collection_method")}
+        if data.get("days_until_due") is not None:
+            settings["invoice_settings"] = {"days_until_due": data["days_until_due"]}
+        method = data.get("default_payment_method")
+        if method:
+            settings["default_payment_method"] = method if isinstance(method, str) else method.get("id")
+        live_items = tuple(
+            {"price": i["price"], "quantity": i.get("quantity"), "metadata": i.get("metadata") or {}}
+            for i in items
+        )
+        clock = data.get("test_clock")
+        clock_id = clock if isinstance(clock, str) or clock is None else clock.get("id")
+        return LiveSchedule(
+            id=str(data["id"]),
+            status="active" if data.get("status") not in ("canceled", "incomplete_expired") else "canceled",
+            current_start=start,
+            first_start=start,
+            current_items=live_items,
+            settings=settings,
+            clock_time=self.orders.subscriptions.clock_time(clock_id) if clock_id else None,
+        )
 
     def _live(self, schedule_id: str) -> LiveSchedule:
         found = self.orders.subscriptions.retrieve(schedule_id)
@@ -313,7 +372,10 @@ class ContractChanges:
         method = model.get("default_payment_method")
         if method:
             settings["default_payment_method"] = method if isinstance(method, str) else method.get("id")
+        clock = data.get("test_clock")
+        clock_id = clock if isinstance(clock, str) or clock is None else clock.get("id")
         return LiveSchedule(
+            clock_time=self.orders.subscriptions.clock_time(clock_id) if clock_id else None,
             id=schedule_id,
             status=str(data.get("status")),
             current_start=current_start,
@@ -345,7 +407,7 @@ class ContractChanges:
         return out
 
 
-def _attached(sub: Any, _sink: Any) -> Any | None:
+def _attached(sub: Any) -> Any | None:
     """The schedule a subscription is attached to (what an interrupted from_subscription made)."""
     schedule = getattr(sub, "schedule", None) if sub is not None else None
     if not schedule:

@@ -53,14 +53,27 @@ def test_out_of_range_numbers_are_refused_naming_the_option(tmp_path, args, opti
 
 
 def test_status_never_creates_a_missing_state_database_and_says_where_it_looked(tmp_path):
-    env = {**SETTINGS, "CPQ2STRIPE_DATABASE_URL": "sqlite:///state/connector.db"}
+    env = {**SETTINGS, "CPQ2STRIPE_DATABASE_URL": "sqlite:///state/connector.db", "CPQ2STRIPE_HOME": "."}
 
     done = cli("status", env=env, cwd=tmp_path)
 
     assert done.returncode == 2
     assert str(tmp_path / "state" / "connector.db") in done.stderr
-    assert "CPQ2STRIPE_DATABASE_URL" in done.stderr
+    assert "CPQ2STRIPE_DATABASE_URL" in done.stderr and "--home" in done.stderr
     assert not (tmp_path / "state").exists()
+
+
+def test_a_relative_database_from_a_directory_that_is_no_home_is_refused_naming_the_fix(tmp_path):
+    env = {**SETTINGS, "CPQ2STRIPE_DATABASE_URL": "sqlite:///state/connector.db"}
+
+    done = cli("status", env=env, cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert (
+        f"No connector home: CPQ2STRIPE_HOME is not set and the working directory {tmp_path}" in done.stderr
+    )
+    assert "cpq2stripe init DIR" in done.stderr and "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_postgres_url_is_accepted_and_an_unreachable_one_is_a_message(tmp_path):

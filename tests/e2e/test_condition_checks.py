@@ -41,6 +41,8 @@ CUSTOMER_LINE = _line_of((MAPPINGS / "customer.yaml").read_text(), SHIPPED)
         ("Billing_Entty__c = true", "did you mean Billing_Entity__c?"),
         ("Billing_Entity__c == true", "use = (SOQL has no ==)"),
         ("Billing_Entity__c = 'Yes'", "Billing_Entity__c is a checkbox"),
+        # runs fine in Salesforce, but no Account holds the misspelt picklist value
+        ("Billing_Entity__c = true AND Industry = 'Finanse'", "did you mean 'Finance'?"),
         # fits the describe, but Salesforce refuses it: only running it finds out
         ("Id = 'not-an-id'", "INVALID_QUERY_FILTER_OPERATOR"),
     ],

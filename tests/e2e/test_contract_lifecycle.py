@@ -7,7 +7,7 @@ advance the clock month by month and assert what Stripe invoices, as CPQ says it
 from __future__ import annotations
 
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import stripe
@@ -113,3 +113,91 @@ def test_an_evergreen_contract_is_cancelled_by_a_zero_quantity_amendment(sandbox
     [sub] = sandbox.stripe_admin.objects("subscription")
     assert sub["status"] == "canceled"
     assert billed_by_month(client, sub["customer"], start, 5) == [4000, 4000, 0, 0, 0]
+
+
+def test_a_backdated_amendment_takes_effect_when_it_reaches_stripe(sandbox, run_sync) -> None:
+    """Dated five days before Stripe's now, inside the period being billed: the new quantity starts
+    now (Stripe never starts a phase in the past) and is prorated over what is left of the period."""
+    client = stripe_client(sandbox)
+    start = TODAY
+    account, clock = clocked_account(sandbox, client, start)
+    contract = create_contract(sandbox.org, account, start, [Line("Seats", 10, 10.0)], term_months=12)
+    run_sync(("accounts", "orders"))
+    period_start, period_end = add_months(start, 1), add_months(start, 2)
+    stripe_now = period_start + timedelta(days=10)
+    advance(client, clock, stripe_now)
+    late = amend(sandbox.org, contract, period_start + timedelta(days=5), {"Seats": 5})
+    result = run_sync(("orders",))
+    outcome = result.outcome(late.id)
+    assert outcome.status == "updated", outcome.message
+    assert f"dated {period_start + timedelta(days=5)}, in Stripe from {stripe_now}" in outcome.message
+
+    for month in range(2, 12):
+        advance(client, clock, add_months(start, month))
+    [sub] = [s for s in sandbox.stripe_admin.objects("subscription")]
+    billed = billed_by_month(client, sub["customer"], start, 12)
+    left = (period_end - stripe_now).days / (period_end - period_start).days
+    assert billed[0] == 10000
+    assert abs(billed[1] - (10000 + 5000 * left)) <= 1  # the 5 extra seats for what was left of month 2
+    assert billed[2:] == [15000] * 10
+
+
+FLAW_CODES = {
+    "not_coterminous": {"not_coterminous"},
+    "currency_change": {"currency_change"},
+    "interval_change": {"interval_change"},
+    "overlapping_renewal": {"renewal_overlap"},
+    "unknown_revised_line": {"unknown_revised_line"},
+    "original_not_activated": {"no_first_order"},
+}
+
+
+def test_seeded_contract_histories_bill_and_each_flawed_one_is_refused_with_its_reason(
+    sandbox, run_sync
+) -> None:
+    """Generated histories (amendments up and down, new products, price changes, renewals,
+    terminations, evergreen cancellations), all in the future so none is refused for lying in the
+    past: every Order of a sound contract is applied; each flaw is refused with its own reason,
+    and nothing of the flawed Order reaches Stripe."""
+    from connector.sandbox.salesforce.seed import seed_contracts
+
+    histories = seed_contracts(sandbox.org, 14, seed=11, today=TODAY + timedelta(days=600), flawed_share=0.45)
+    result = run_sync(("accounts", "orders"))
+    outcomes = {o.sf_id: o for r in result.reports for o in r.outcomes}
+    seen_flaws = set()
+    for history in histories:
+        chain = [history, *history.renewals]
+        orders = [o for h in chain for o in h.orders if o.activated]
+        if not history.flaws:
+            assert all(outcomes[o.id].status in ("created", "updated") for o in orders), [
+                (outcomes[o.id].code, outcomes[o.id].message) for o in orders
+            ]
+            continue
+        for order in orders:
+            if order.flaws:
+                seen_flaws |= order.flaws
+                codes = set().union(*(FLAW_CODES[f] for f in order.flaws))
+                assert outcomes[order.id].status == "refused"
+                assert outcomes[order.id].code in codes, (order.flaws, outcomes[order.id].message)
+    assert seen_flaws == set(FLAW_CODES) - (
+        {"currency_change"} if sandbox.sf_admin.profile()["single_currency"] else set()
+    )
+
+
+def test_a_dry_run_shows_the_contracts_phases_before_and_after_and_changes_nothing(sandbox, run_sync) -> None:
+    start = TODAY
+    account = sandbox.sf_admin.create_record(
+        "Account", {"Name": "Hooli", "Billing_Email__c": "ap@hooli.example", "Billing_Entity__c": True}
+    )
+    contract = create_contract(sandbox.org, account, start, [Line("Seats", 10, 10.0)], term_months=12)
+    run_sync(("accounts", "orders"))
+    more = amend(sandbox.org, contract, add_months(start, 2), {"Seats": 5})
+    posts = len([r for r in sandbox.stripe_admin.requests() if r["method"] == "POST"])
+    preview = run_sync(("orders",), dry_run=True).outcome(more.id)
+    assert preview.status == "planned"
+    seats = "Seats"
+    end, amended = add_months(start, 12), add_months(start, 2)
+    assert f"before [{start} to {end}: {seats} × 10]" in preview.message
+    assert f"after [{start} to {amended}: {seats} × 10; {amended} to {end}: {seats} × 15]" in preview.message
+    assert len([r for r in sandbox.stripe_admin.requests() if r["method"] == "POST"]) == posts
+    assert run_sync(("orders",)).outcome(more.id).status == "updated"

@@ -8,6 +8,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 
 from connector.salesforce.pubsub import pubsub_api_pb2 as pb
 from connector.salesforce.pubsub import pubsub_api_pb2_grpc as pb_grpc
+from connector.sandbox.salesforce.contracts import Line, create_contract
 
 ACCOUNTS = "/data/AccountChangeEvent"
 ORDER_ACTIVATED = "/event/Order_Activated__e"
@@ -209,6 +211,24 @@ def test_change_events_carry_header_ids_and_changed_values(sandbox: Any, api: Ap
         assert header["commitUser"] == sandbox.org.users["admin@sandbox.example"]
         assert updated["Name"] == "Acme Corp"
         assert updated["Phone"] is None  # unchanged fields carry no value
+    finally:
+        sub.close()
+
+
+def test_order_change_events_carry_the_contract_an_order_belongs_to(sandbox: Any, api: Api) -> None:
+    orders = "/data/OrderChangeEvent"
+    sub = api.subscribe(pb.FetchRequest(topic_name=orders, replay_preset=pb.LATEST, num_requested=10))
+    try:
+        wait_for(lambda: _subscribed(sandbox, orders), what="subscription")
+        account = sandbox.sf_admin.create_record("Account", {"Name": "Globex"})
+        history = create_contract(sandbox.org, account, date(2025, 1, 1), [Line("Seats", 10, 20.0)])
+        # the Order is inserted, activated, then contracted: three events
+        events = [api.decode(e.event) for e in sub.events(3)]
+        contracted = [e for e in events if "ContractId" in e["ChangeEventHeader"]["changedFields"]]
+        assert len(contracted) == 1
+        assert contracted[0]["ChangeEventHeader"]["recordIds"] == [history.first_order.id]
+        assert contracted[0]["ContractId"] == history.contract_id
+        assert contracted[0]["SBQQ__Contracted__c"] is True
     finally:
         sub.close()
 

@@ -266,3 +266,16 @@ def test_escape_like_marks_every_wildcard_as_literal(value):
     lit = literal("'" + escape_like(value) + "'")
     assert "".join(ch for ch, _ in lit.chars) == value
     assert all(escaped for ch, escaped in lit.chars if ch in "%_")
+
+
+def test_subqueries_nest_four_deep_when_allowed():
+    """API 58.0 and later: five levels of parent-to-child relationships (the root and four nested)."""
+    five = "SELECT Id, (SELECT Id, (SELECT Id, (SELECT Id, (SELECT Id FROM E) FROM D) FROM C) FROM B) FROM A"
+    query = parse(five, max_subquery_depth=4)
+    assert isinstance(query.select[1], SubQuery)
+    six = five.replace("(SELECT Id FROM E)", "(SELECT Id, (SELECT Id FROM F) FROM E)")
+    with pytest.raises(SoqlError) as exc:
+        parse(six, max_subquery_depth=4)
+    assert exc.value.error_code == "MALFORMED_QUERY"
+    with pytest.raises(SoqlError):
+        parse("SELECT Id, (SELECT Id, (SELECT Id FROM B) FROM A) FROM Account")  # before 58.0: one level

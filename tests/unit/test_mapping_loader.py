@@ -159,6 +159,7 @@ def _describe_from_schema():
                 "referenceTo": list(f.reference_to),
                 "relationshipName": f.relationship_name,
                 "picklistValues": [{"value": v, "active": True} for v in f.values],
+                "restrictedPicklist": f.restricted,
             }
             for f in obj.fields.values()
         ]

@@ -19,7 +19,9 @@ BASE = {
 @pytest.fixture(autouse=True)
 def _no_ambient_settings(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no .env
+    monkeypatch.setenv("CPQ2STRIPE_HOME", str(tmp_path))  # an empty home: relative paths start there
     monkeypatch.delenv("CPQ2STRIPE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CPQ2STRIPE_MAPPINGS_DIR", raising=False)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,8 @@ instead of re-deriving CPQ's rules.
 What CPQ writes (docs/SANDBOX.md cites the sources):
 - the first Order (Type New) is activated, then contracted: a Contract with `SBQQ__Order__c` = that
   Order, StartDate = the Order's EffectiveDate, ContractTerm in months; the Order's `ContractId`
-  points at it and `SBQQ__Contracted__c` is set.
+  points at it and `SBQQ__Contracted__c` is set; each line gets a CPQ subscription
+  (`SBQQ__Subscription__c`; an amendment line's holds its delta and revises the original's).
 - an Amendment Order has `ContractId` = the amended contract and an Opportunity whose
   `SBQQ__AmendedContract__c` is the contract. Its lines carry deltas (+5, -3) on the line they
   revise (`SBQQ__RevisedOrderProduct__c` = the original order product), start on the amendment's
@@ -26,11 +27,12 @@ contract's Orders whose dates hold that day.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any, Literal
 
 from connector.sandbox.salesforce.dates import contract_end
+from connector.sandbox.salesforce.ids import is_valid_id
 from connector.sandbox.salesforce.org import ADMIN_USER_ID, ORDER_STATUS_CATEGORY, Org
 
 Flaw = Literal[
@@ -127,6 +129,7 @@ class ContractHistory:
     currency: str | None  # None in an org without multi-currency
     orders: list[ContractOrder] = field(default_factory=list)
     originals: dict[str, str] = field(default_factory=dict)  # product -> order product amendments revise
+    subscriptions: dict[str, str] = field(default_factory=dict)  # order product -> its SBQQ__Subscription__c
     renewals: list[ContractHistory] = field(default_factory=list)
     renewed_from: str | None = None  # the contract this one renews
     terminated_on: date | None = None  # first day without service, set by terminate()
@@ -163,7 +166,9 @@ class ContractHistory:
         return [line for order in self.orders if order.activated for line in order.lines]
 
     def quantities_on(self, day: date) -> dict[str, ItemInForce]:
-        """Product -> what is in force on `day` (products at quantity 0 left out)."""
+        """Product -> what is in force on `day` (products at quantity 0 left out). Lines count towards
+        the original line they revise; a product on two such groups at once (only when a flawed
+        amendment revises another contract's line) sums its quantities."""
         totals: dict[str, float] = {}
         last: dict[str, OrderLine] = {}
         for line in self.lines():
@@ -177,10 +182,10 @@ class ContractHistory:
             if abs(quantity) < 1e-9:
                 continue
             line = last[group]
-            if line.product in items:
-                raise ValueError(
-                    f"contract {self.contract_id}: two lines of {line.product} in force on {day}"
-                )
+            earlier = items.get(line.product)
+            if earlier is not None:  # only in a flawed history (a line of another contract revised)
+                quantity += earlier.quantity
+                line = replace(line, unit_price=earlier.unit_price, frequency=earlier.frequency)
             items[line.product] = ItemInForce(round(quantity, 2), line.unit_price, line.frequency)
         return items
 
@@ -370,9 +375,49 @@ def _contract_from(
     org.update("Contract", contract_id, {"Status": "Activated"}, user_id)
     contracted = {"ContractId": contract_id, "SBQQ__Contracted__c": order.activated}
     org.update("Order", order.id, contracted, user_id)
-    for line in order.lines:
-        org.update("OrderItem", line.id, {"SBQQ__Contract__c": contract_id}, user_id)
     return contract_id
+
+
+def _subscribe(
+    org: Org,
+    order: ContractOrder,
+    *,
+    contract_id: str,
+    account_id: str,
+    currency: str | None,
+    evergreen: bool,
+    known: Mapping[str, str],
+    user_id: str,
+) -> dict[str, str]:
+    """What contracting an activated Order also writes: a CPQ subscription per line (an amendment
+    line's holding its delta and revising the subscription of the line it revises), linked both
+    ways with the line. Returns order product -> subscription."""
+    made: dict[str, str] = {}
+    if not order.activated:
+        return made
+    for line in order.lines:
+        revised = known.get(line.revises or "")
+        if line.revises and revised is None:  # a line of another contract: its own subscription
+            revised = (org.get("OrderItem", line.revises) or {}).get("SBQQ__Subscription__c")
+        item = org.get("OrderItem", line.id) or {}
+        values: dict[str, Any] = {
+            "SBQQ__Account__c": account_id,
+            "SBQQ__Contract__c": contract_id,
+            "SBQQ__Product__c": item.get("Product2Id"),
+            "SBQQ__OrderProduct__c": line.id,
+            "SBQQ__RevisedSubscription__c": revised,
+            "SBQQ__Quantity__c": line.quantity,
+            "SBQQ__NetPrice__c": line.unit_price,
+            "SBQQ__SubscriptionStartDate__c": line.start.isoformat(),
+            "SBQQ__SubscriptionEndDate__c": line.end.isoformat() if line.end else None,
+            "SBQQ__BillingFrequency__c": line.frequency,
+            "SBQQ__SubscriptionType__c": "Evergreen" if evergreen else "Renewable",
+        }
+        subscription = org.insert("SBQQ__Subscription__c", _with_currency(org, values, currency), user_id)
+        link = {"SBQQ__Contract__c": contract_id, "SBQQ__Subscription__c": subscription}
+        org.update("OrderItem", line.id, link, user_id)
+        made[line.id] = subscription
+    return made
 
 
 def create_contract(
@@ -409,6 +454,10 @@ def create_contract(
     history = ContractHistory(account_id, contract_id, start, term_months, _currency(org, currency))
     history.orders.append(order)
     history.originals = {line.product: line.id for line in order.lines}
+    history.subscriptions = _subscribe(
+        org, order, contract_id=contract_id, account_id=account_id, currency=currency,
+        evergreen=term_months is None, known={}, user_id=user_id,
+    )  # fmt: skip
     return history
 
 
@@ -445,8 +494,10 @@ def amend(
     currency: str | None = None,
     status: str = "Activated",
     user_id: str = ADMIN_USER_ID,
+    **order_fields: Any,
 ) -> ContractOrder:
-    """An Amendment Order of `contract` starting on `effective`, as CPQ writes it.
+    """An Amendment Order of `contract` starting on `effective`, as CPQ writes it. Extra keyword
+    arguments are Order fields.
 
     `quantities`: product name -> delta (+5 adds five, -3 removes three) on the line that product's
     amendments revise; a key that is an OrderItem id revises that order product instead (one of
@@ -467,7 +518,7 @@ def amend(
     by_id = {line_id: product for product, line_id in contract.originals.items()}
     for key, delta in quantities.items():
         key = by_id.get(key, key)
-        if key.startswith("802"):
+        if is_valid_id(key) and key.startswith("802"):
             revised = org.get("OrderItem", key)
             if revised is None:
                 raise ValueError(f"amend: no order product {key}")
@@ -513,10 +564,17 @@ def amend(
         org, account_id=contract.account_id, order_type="Amendment", effective=effective,
         end=contract.end, line_end=line_end, currency=order_currency, evergreen=contract.evergreen,
         term_months=contract.term_months, specs=specs, status=status, contract_id=contract.contract_id,
-        opportunity_id=opportunity, groups=groups, user_id=user_id, order_fields={},
+        opportunity_id=opportunity, groups=groups, user_id=user_id, order_fields=order_fields,
     )  # fmt: skip
     if order.activated:
         org.update("Order", order.id, {"SBQQ__Contracted__c": True}, user_id)
+        contract.subscriptions.update(
+            _subscribe(
+                org, order, contract_id=contract.contract_id, account_id=contract.account_id,
+                currency=order_currency, evergreen=contract.evergreen, known=contract.subscriptions,
+                user_id=user_id,
+            )
+        )  # fmt: skip
     order.flaws |= flaws
     contract.flaws |= flaws
     contract.orders.append(order)
@@ -566,12 +624,13 @@ def renew(
     lines: Sequence[Line] | None = None,
     status: str = "Activated",
     user_id: str = ADMIN_USER_ID,
+    **order_fields: Any,
 ) -> ContractHistory:
     """The next term: a renewal Opportunity (`SBQQ__RenewedContract__c` = the contract, also the
     contract's `SBQQ__RenewalOpportunity__c`), a Renewal Order starting the day after the contract
     ends, and the new Contract contracted from it. Lines default to what is in force on the last
     day, at `prices` where given; `lines` replaces them. A second renewal of the same contract is
-    flagged `overlapping_renewal` on both."""
+    flagged `overlapping_renewal` on both. Extra keyword arguments are Order fields."""
     end = contract.end
     if end is None:
         raise ValueError(f"renew: contract {contract.contract_id} is evergreen and has no end to renew at")
@@ -594,7 +653,7 @@ def renew(
         org, account_id=contract.account_id, order_type="Renewal", effective=start, end=new_end,
         line_end=new_end, currency=contract.currency, evergreen=False, term_months=term, specs=specs,
         status=status, contract_id=None, opportunity_id=opportunity, groups={}, user_id=user_id,
-        order_fields={},
+        order_fields=order_fields,
     )  # fmt: skip
     new_id = _contract_from(
         org, order, account_id=contract.account_id, start=start, term_months=term,
@@ -603,6 +662,10 @@ def renew(
     renewal = ContractHistory(contract.account_id, new_id, start, term, contract.currency)
     renewal.orders.append(order)
     renewal.originals = {line.product: line.id for line in order.lines}
+    renewal.subscriptions = _subscribe(
+        org, order, contract_id=new_id, account_id=contract.account_id, currency=contract.currency,
+        evergreen=False, known={}, user_id=user_id,
+    )  # fmt: skip
     renewal.renewed_from = contract.contract_id
     if contract.renewals:
         contract.flaws.add("overlapping_renewal")

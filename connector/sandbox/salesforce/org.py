@@ -524,7 +524,8 @@ class Org:
     def _derive(self, obj: ObjectDef, row: dict[str, Any]) -> None:
         """Values Salesforce computes: PricebookEntry.Name from its product, Order.StatusCode and
         Contract.StatusCode (the status categories) from Status, Contract.EndDate from StartDate
-        and ContractTerm (read-only; none without both, as for an evergreen contract)."""
+        and ContractTerm (read-only; none without both, as for an evergreen contract), a CPQ
+        subscription's start and end formulas (its own dates, else its contract's)."""
         if obj.name == "Order":
             row["StatusCode"] = ORDER_STATUS_CATEGORY.get(row.get("Status") or "")
         if obj.name == "Contract":
@@ -535,6 +536,10 @@ class Org:
                 if start and term is not None
                 else None
             )
+        if obj.name == "SBQQ__Subscription__c":
+            contract = self._tables["Contract"].get(row.get("SBQQ__Contract__c") or "") or {}
+            row["SBQQ__StartDate__c"] = row.get("SBQQ__SubscriptionStartDate__c") or contract.get("StartDate")
+            row["SBQQ__EndDate__c"] = row.get("SBQQ__SubscriptionEndDate__c") or contract.get("EndDate")
         if obj.name == "PricebookEntry" and row.get("Product2Id"):
             product = self._tables["Product2"].get(row["Product2Id"])
             row["Name"] = product["Name"] if product else row.get("Name")

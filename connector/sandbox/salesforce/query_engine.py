@@ -647,6 +647,13 @@ def _add_subquery(ctx: _Context, node: _Node, obj: ObjectDef, item: SubQuery) ->
     node.entries[key] = _ChildOut(rel.name, _plan(ctx, sub, child_obj), rel.field)
 
 
+def subquery_depth(base_url_path: str) -> int:
+    """Child subqueries may nest four deep (five levels with the root) from API 58.0 on, one before
+    (SOQL and SOSL Reference, Understanding Relationship Query Limitations)."""
+    match = re.search(r"/v(\d+)\.\d+", base_url_path)
+    return 4 if match is None or int(match.group(1)) >= 58 else 1
+
+
 def execute(
     soql: str,
     schema: Schema,
@@ -660,7 +667,7 @@ def execute(
 
     `now` pins the clock for relative date literals (TODAY, LAST_N_DAYS:n ...); default: current UTC.
     """
-    query = parse(soql)
+    query = parse(soql, subquery_depth(base_url_path))
     today = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).date()
     ctx = _Context(schema, soql, source, include_deleted, base_url_path.rstrip("/"), today)
     obj = ctx.resolve_object(query.sobject, query.sobject_pos)

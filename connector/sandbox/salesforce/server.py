@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connector.sandbox.http import Request, Response, Router, SandboxServer, ServerKnobs
-from connector.sandbox.salesforce.ids import make_id
+from connector.sandbox.salesforce.ids import make_id, restart_after
 from connector.sandbox.salesforce.org import (
     ADMIN_USER_ID,
     INTEGRATION_USER_ID,
@@ -760,6 +760,8 @@ class SalesforceApp:
             for name, _ in records:
                 counts[name] = counts.get(name, 0) + 1
             today = date.fromisoformat(body["today"]) if body.get("today") else None
+            if int(body.get("contracts", 0)):  # the same org and seed: the same contract ids
+                restart_after(r["Id"] for name in self.org.schema.objects for r in self.org.records(name))
             histories = seed.seed_contracts(
                 self.org, int(body.get("contracts", 0)), int(body.get("seed", 0)), today
             )

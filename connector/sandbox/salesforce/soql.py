@@ -527,10 +527,11 @@ _CLAUSE_WORDS = frozenset({"WHERE", "ORDER", "LIMIT", "OFFSET"})
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, max_subquery_depth: int = 1) -> None:
         self.text = text
         self.toks = _Scanner(text).tokens()
         self.i = 0
+        self.max_subquery_depth = max_subquery_depth
 
     # helpers
     @property
@@ -566,10 +567,10 @@ class _Parser:
         return self.advance()
 
     # grammar
-    def query(self, nested: bool = False) -> Query:
+    def query(self, depth: int = 0) -> Query:
         self.expect_kw("SELECT")
         select_pos = self.tok.pos
-        select = self.select_list(nested)
+        select = self.select_list(depth)
         self._check_counts(select, select_pos)
         self.expect_kw("FROM")
         obj = self.expect("IDENT")
@@ -614,18 +615,18 @@ class _Parser:
         self.advance()
         return int(t.value)
 
-    def select_list(self, nested: bool) -> tuple[SelectItem, ...]:
-        items: list[SelectItem] = [self.select_item(nested)]
+    def select_list(self, depth: int) -> tuple[SelectItem, ...]:
+        items: list[SelectItem] = [self.select_item(depth)]
         while self.tok.kind == "COMMA":
             self.advance()
-            items.append(self.select_item(nested))
+            items.append(self.select_item(depth))
         return tuple(items)
 
-    def select_item(self, nested: bool) -> SelectItem:
+    def select_item(self, depth: int) -> SelectItem:
         t = self.tok
-        if t.kind == "LPAREN" and not nested and self.is_kw("SELECT", self.peek()):
+        if t.kind == "LPAREN" and depth < self.max_subquery_depth and self.is_kw("SELECT", self.peek()):
             self.advance()
-            sub = self.query(nested=True)
+            sub = self.query(depth + 1)
             self.expect("RPAREN")
             return SubQuery(sub, t.pos)
         if self.is_kw("COUNT") and self.peek().kind == "LPAREN":
@@ -757,9 +758,10 @@ class _Parser:
         raise self.unexpected()
 
 
-def parse(text: str) -> Query:
-    """Parse one SOQL statement; raises SoqlError(MALFORMED_QUERY) with Salesforce-style location."""
-    parser = _Parser(text)
+def parse(text: str, max_subquery_depth: int = 1) -> Query:
+    """Parse one SOQL statement; raises SoqlError(MALFORMED_QUERY) with Salesforce-style location.
+    `max_subquery_depth`: how many child subqueries may nest (1 before API 58.0, 4 from it)."""
+    parser = _Parser(text, max_subquery_depth)
     query = parser.query()
     if parser.tok.kind != "EOF":
         raise parser.unexpected()

@@ -24,7 +24,7 @@ The rules (CPQ's documented model, as Stripe's own connector applies it):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any, Literal
 
@@ -77,6 +77,7 @@ class ContractPlan:
     products: tuple[ProductSpec, ...]  # the target's lines': ensured before the update
     prices: tuple[LinePrice, ...]
     fingerprint: str
+    product_names: Mapping[str, str] = field(default_factory=dict)  # Product2 id -> Name, for people
 
     @property
     def ends(self) -> date | None:
@@ -164,16 +165,24 @@ def plan_contract(
                 )
                 return OrderRefusal(target_id, target.get("OrderNumber"), tuple(out.reasons))
     assert chain is not None
-    return _plan(chain, target, kind, config)
+    names = {
+        str(rec.get("Product2Id")): str((rec.get("Product2") or {}).get("Name") or rec.get("Product2Id"))
+        for t in terms
+        for o in t.orders
+        for rec in order_lines(o)
+    }
+    return replace(_plan(chain, target, kind, config), product_names=names)
 
 
 def _lines(
     order: Mapping[str, Any], config: OrderRulesConfig, out: Collector, currency: str | None
 ) -> list[Line]:
     start, end = parse_date(order.get("EffectiveDate")), parse_date(order.get("EndDate"))
+    delta = order_kind(order) == AMENDMENT
+    if delta:  # an Amendment's line dates are checked against the contract (co-termination)
+        config = replace(config, require_line_dates_match=False)
     return [
-        check_line(rec, order, currency, start, end, config, out, delta=order_kind(order) == AMENDMENT)
-        for rec in order_lines(order)
+        check_line(rec, order, currency, start, end, config, out, delta=delta) for rec in order_lines(order)
     ]
 
 
@@ -207,8 +216,6 @@ def _term_bounds(
 
 
 def _no_today(config: OrderRulesConfig) -> OrderRulesConfig:
-    from dataclasses import replace
-
     return replace(config, today=date.min)
 
 
@@ -235,10 +242,8 @@ def _first(order: Mapping[str, Any], config: OrderRulesConfig, out: Collector) -
     )
 
 
-def _same_terms(
-    chain: _Chain, order: Mapping[str, Any], lines: list[Line], config: OrderRulesConfig, out: Collector
-) -> None:
-    """Currency and billing interval are the subscription's: an Order cannot change them."""
+def _same_currency(chain: _Chain, order: Mapping[str, Any], config: OrderRulesConfig, out: Collector) -> None:
+    """One Stripe subscription keeps one currency: an Order of the contract cannot change it."""
     currency = _currency(order, config, out)
     if currency is not None and currency != chain.currency:
         out.order(
@@ -248,6 +253,10 @@ def _same_terms(
             f"the contract bills in {chain.currency}; one Stripe subscription keeps one currency",
             f"sell this in {chain.currency}, or end the contract and start a new one in {currency}",
         )
+
+
+def _same_interval(chain: _Chain, lines: list[Line], out: Collector) -> None:
+    """One Stripe subscription bills on one interval: an Order of the contract cannot change it."""
     for ln in lines:
         every = (ln.recurrence.interval, ln.recurrence.interval_count) if ln.recurrence else None
         if (
@@ -269,8 +278,9 @@ def _same_terms(
 def _amend(chain: _Chain | None, order: Mapping[str, Any], config: OrderRulesConfig, out: Collector) -> None:
     if chain is None:
         return
+    _same_currency(chain, order, config, out)
     lines = _lines(order, config, out, chain.currency)
-    _same_terms(chain, order, lines, config, out)
+    _same_interval(chain, lines, out)
     start = parse_date(order.get("EffectiveDate"))
     end_raw = order.get("EndDate")
     end = parse_date(end_raw)
@@ -311,6 +321,19 @@ def _amend(chain: _Chain | None, order: Mapping[str, Any], config: OrderRulesCon
             "one end",
             "set the Amendment's End Date to the contract's",
         )
+    for ln in lines:
+        line_end = parse_date(ln.record.get("EndDate"))
+        if line_end is not None and (
+            chain.term_end is None or line_end + timedelta(days=1) != chain.term_end
+        ):
+            out.line(
+                ln,
+                "not_coterminous",
+                "EndDate",
+                line_end.isoformat(),
+                f"an Amendment's line must end with its contract (End Date {term_end_shown})",
+                "set the line's End Date to the contract's",
+            )
     if out.reasons:
         return
     changes: dict[tuple[str, str], PhaseItem] = {}
@@ -373,8 +396,9 @@ def _amend(chain: _Chain | None, order: Mapping[str, Any], config: OrderRulesCon
 def _renew(chain: _Chain | None, order: Mapping[str, Any], config: OrderRulesConfig, out: Collector) -> None:
     if chain is None:
         return
+    _same_currency(chain, order, config, out)
     lines = _lines(order, config, out, chain.currency)
-    _same_terms(chain, order, lines, config, out)
+    _same_interval(chain, lines, out)
     start, end, evergreen = _term_bounds(order, lines, config, out)
     if chain.evergreen or chain.term_end is None:
         out.order(

@@ -35,6 +35,7 @@ class LiveSchedule:
     first_start: int  # the first phase's start
     current_items: tuple[dict[str, Any], ...]  # the current phase's items as Stripe lists them
     settings: Mapping[str, Any]  # collection settings every phase repeats
+    clock_time: int | None = None  # a test clock's frozen time (test mode): Stripe's "now" for it
 
 
 @dataclass(frozen=True)
@@ -74,13 +75,15 @@ def _items(phase: Phase, price_ids: Mapping[str, str]) -> list[dict[str, Any]]:
     return items
 
 
-def describe_phases(phases: tuple[Phase, ...] | list[Phase]) -> str:
+def describe_phases(phases: tuple[Phase, ...] | list[Phase], names: Mapping[str, str] | None = None) -> str:
     """The phase list in words: what a dry run shows and the Order's sync message says."""
+    names = names or {}
     parts = []
     for p in phases:
         until = f"to {p.end.isoformat()}" if p.end else "on (evergreen)"
         items = ", ".join(
-            f"{i.price.spec.product_sf_id} {'metered' if i.quantity is None else f'× {i.quantity}'}"
+            f"{names.get(i.price.spec.product_sf_id, i.price.spec.product_sf_id)} "
+            f"{'metered' if i.quantity is None else f'× {i.quantity}'}"
             for i in p.items
         )
         parts.append(f"{p.start.isoformat()} {until}: {items}")
@@ -95,6 +98,7 @@ def schedule_update(
     metadata: Mapping[str, str],
     proration: Proration,
 ) -> UpdatePhases | CancelNow | Refused:
+    now = live.clock_time if live.clock_time is not None else now
     if live.status not in ("active", "not_started"):
         return Refused(
             "schedule_ended",
@@ -123,6 +127,7 @@ def schedule_update(
     if live.status == "not_started":
         ahead = [p for p in plan.phases if p.end is None or midnight_utc(p.end) > floor]
     phases: list[dict[str, Any]] = []
+    late = ""
     base = {**live.settings, "metadata": dict(metadata)}
     for index, phase in enumerate(ahead):
         params: dict[str, Any] = {
@@ -137,6 +142,7 @@ def schedule_update(
             start = midnight_utc(phase.start)
             if live.status == "active" and start > floor and _day(start) != _day(floor) and start <= now:
                 # dated inside the current phase, today or earlier: it starts now
+                late = f"dated {phase.start.isoformat()}, in Stripe from {_day(now).isoformat()}; "
                 phases.append(
                     {
                         **base,
@@ -150,7 +156,7 @@ def schedule_update(
                 params["start_date"] = floor
         phases.append(params)
     end_behavior = "release" if ahead and ahead[-1].end is None else "cancel"
-    summary = describe_phases(ahead)
+    summary = late + describe_phases(ahead, plan.product_names)
     return UpdatePhases(
         {
             "phases": phases,
