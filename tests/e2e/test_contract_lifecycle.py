@@ -197,7 +197,10 @@ def test_a_dry_run_shows_the_contracts_phases_before_and_after_and_changes_nothi
     assert preview.status == "planned"
     seats = "Seats"
     end, amended = add_months(start, 12), add_months(start, 2)
-    assert f"before [{start} to {end}: {seats} × 10]" in preview.message
-    assert f"after [{start} to {amended}: {seats} × 10; {amended} to {end}: {seats} × 15]" in preview.message
+    assert f"before [{start} to {end}: {seats} × 10 at 10.00]" in preview.message
+    assert (
+        f"after [{start} to {amended}: {seats} × 10 at 10.00; {amended} to {end}: {seats} × 15 at 10.00]"
+        in preview.message
+    )
     assert len([r for r in sandbox.stripe_admin.requests() if r["method"] == "POST"]) == posts
     assert run_sync(("orders",)).outcome(more.id).status == "updated"

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from connector.sync.order_rules.contract import ContractPlan, Phase
+from connector.sync.money import from_minor_units
+from connector.sync.order_rules.contract import ContractPlan, Phase, PhaseItem
 from connector.sync.order_rules.dates import midnight_utc
 
 Proration = Literal["create_prorations", "none", "always_invoice"]
@@ -75,17 +76,19 @@ def _items(phase: Phase, price_ids: Mapping[str, str]) -> list[dict[str, Any]]:
     return items
 
 
+def _item_text(item: PhaseItem, names: Mapping[str, str]) -> str:
+    spec = item.price.spec
+    amount = from_minor_units(spec.unit_amount, spec.unit_amount_decimal, spec.currency)
+    quantity = "metered" if item.quantity is None else f"× {item.quantity}"
+    return f"{names.get(spec.product_sf_id, spec.product_sf_id)} {quantity} at {amount}"
+
+
 def describe_phases(phases: tuple[Phase, ...] | list[Phase], names: Mapping[str, str] | None = None) -> str:
     """The phase list in words: what a dry run shows and the Order's sync message says."""
-    names = names or {}
     parts = []
     for p in phases:
         until = f"to {p.end.isoformat()}" if p.end else "on (evergreen)"
-        items = ", ".join(
-            f"{names.get(i.price.spec.product_sf_id, i.price.spec.product_sf_id)} "
-            f"{'metered' if i.quantity is None else f'× {i.quantity}'}"
-            for i in p.items
-        )
+        items = ", ".join(_item_text(i, names or {}) for i in p.items)
         parts.append(f"{p.start.isoformat()} {until}: {items}")
     return "; ".join(parts)
 
