@@ -93,32 +93,17 @@ class SubscriptionSink:
             options={"idempotency_key": idempotency_key},
         )
 
-    def cancel_schedule(self, schedule_id: str, *, prorate: bool) -> Any:
-        """End the schedule and its subscription now (a termination dated today or earlier).
-        Cancelling twice is refused by Stripe with the schedule's status: treated as done."""
+    def cancel(self, stripe_id: str, *, prorate: bool) -> Any:
+        """End a subscription (`sub_…`) or a schedule and its subscription (`sub_sched_…`) now: a
+        termination dated today or earlier. Stripe refuses a second cancel naming the status: done."""
         client = self.gateway.client.v1
+        fn: Callable[..., Any]
+        if stripe_id.startswith("sub_sched_"):
+            op, fn = "subscription_schedules.cancel", client.subscription_schedules.cancel
+        else:
+            op, fn = "subscriptions.cancel", client.subscriptions.cancel
         try:
-            return self.gateway.call(
-                "subscription_schedules.cancel",
-                client.subscription_schedules.cancel,
-                schedule_id,
-                params={"prorate": prorate, "invoice_now": prorate},
-            )
-        except stripe.InvalidRequestError as exc:
-            if "canceled" in str(exc.user_message or exc):
-                return None
-            raise
-
-    def cancel_subscription(self, subscription_id: str, *, prorate: bool) -> Any:
-        """End a subscription now (a termination dated today or earlier, no schedule yet)."""
-        client = self.gateway.client.v1
-        try:
-            return self.gateway.call(
-                "subscriptions.cancel",
-                client.subscriptions.cancel,
-                subscription_id,
-                params={"prorate": prorate, "invoice_now": prorate},
-            )
+            return self.gateway.call(op, fn, stripe_id, params={"prorate": prorate, "invoice_now": prorate})
         except stripe.InvalidRequestError as exc:
             if "canceled" in str(exc.user_message or exc):
                 return None

@@ -261,11 +261,8 @@ class ContractChanges:
                     SUBSCRIPTION.object_type, sid, label, "refuse", "refused", None, message, decision.code
                 )
             if isinstance(decision, CancelNow):
-                if schedule_id:
-                    sink.cancel_schedule(schedule_id, prorate=proration != "none")
-                else:
-                    sink.cancel_subscription(task.contract_stripe_id, prorate=proration != "none")
                 target = schedule_id or task.contract_stripe_id
+                sink.cancel(target, prorate=proration != "none")
             else:
                 if schedule_id is None:
                     schedule_id = self._schedule_from(task)

@@ -204,3 +204,18 @@ def test_a_dry_run_shows_the_contracts_phases_before_and_after_and_changes_nothi
     )
     assert len([r for r in sandbox.stripe_admin.requests() if r["method"] == "POST"]) == posts
     assert run_sync(("orders",)).outcome(more.id).status == "updated"
+
+
+def test_a_termination_dated_today_cancels_the_subscription_now(sandbox, run_sync) -> None:
+    client = stripe_client(sandbox)
+    start = add_months(TODAY, -1)
+    account, clock = clocked_account(sandbox, client, start)
+    contract = create_contract(sandbox.org, account, start, [Line("Seats", 3, 10.0)], term_months=12)
+    run_sync(("accounts", "orders"))
+    advance(client, clock, TODAY)
+    stop = terminate(sandbox.org, contract, TODAY)
+    outcome = run_sync(("orders",)).outcome(stop.id)
+    assert outcome.status == "updated" and "the subscription ends now" in outcome.message
+    [sub] = sandbox.stripe_admin.objects("subscription")
+    assert sub["status"] == "canceled"
+    assert sandbox.sf_admin.get_record("Order", stop.id)["Stripe_Subscription_ID__c"] == sub["id"]
