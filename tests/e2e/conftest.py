@@ -23,14 +23,22 @@ REPO = Path(__file__).resolve().parents[2]
 MAPPINGS = REPO / "mappings"
 
 
-def run_cli(
-    sandbox: Any, database_url: str, *args: str, crash_at: str | None = None
-) -> subprocess.CompletedProcess:
-    """`python -m connector ARGS` against the sandbox, as an operator runs it (optionally crashing)."""
+def cli_env(sandbox: Any, database_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a connector subprocess pointed at the sandbox: none of the developer's
+    CPQ2STRIPE_ variables, the sandbox's, this state store and the repo's mappings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CPQ2STRIPE_")}
     env.update(sandbox.env)
     env["CPQ2STRIPE_DATABASE_URL"] = database_url
     env["CPQ2STRIPE_MAPPINGS_DIR"] = str(MAPPINGS)
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    sandbox: Any, database_url: str, *args: str, crash_at: str | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m connector ARGS` against the sandbox, as an operator runs it (optionally crashing)."""
+    env = cli_env(sandbox, database_url)
     if crash_at:
         env[CRASH_ENV] = crash_at
     return subprocess.run(

@@ -23,7 +23,7 @@ from typing import Any
 from connector.mapping import load_mappings
 from connector.progress import RunProgress
 from connector.sync.runner import run_sync_once
-from tests.e2e.conftest import MAPPINGS, REPO, run_cli, settings_for
+from tests.e2e.conftest import MAPPINGS, REPO, cli_env, run_cli, settings_for
 
 SELECTED = "SELECT Id, Stripe_Customer_ID__c FROM Account WHERE Billing_Entity__c = true"
 SUMMARY = re.compile(r"^Accounts → Customers: (\d+) created", re.M)
@@ -31,17 +31,6 @@ BACKFILL_COUNTS = re.compile(r"^Accounts → Customers.*\n  (\d+) created", re.M
 LEFT = re.compile(
     r"^Interrupted: (\d+) records not processed.*run the same command again to continue\.$", re.M
 )
-
-
-def _env(sandbox: Any, database_url: str, **extra: str) -> dict[str, str]:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CPQ2STRIPE_")}
-    env.update(sandbox.env)
-    env["CPQ2STRIPE_DATABASE_URL"] = database_url
-    env["CPQ2STRIPE_MAPPINGS_DIR"] = str(MAPPINGS)
-    env.update(extra)
-    return env
 
 
 def _customers(sandbox: Any) -> Counter[str]:
@@ -63,7 +52,7 @@ def _interrupt_after(sandbox: Any, proc: subprocess.Popen[str], customers: int) 
 def _spawn(sandbox: Any, database_url: str, tmp_path: Path, *args: str, rps: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "connector", *args],
-        env=_env(sandbox, database_url, CPQ2STRIPE_STRIPE_RPS=str(rps)),
+        env=cli_env(sandbox, database_url, CPQ2STRIPE_STRIPE_RPS=str(rps)),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -169,7 +158,7 @@ def test_a_backfill_dry_run_that_cannot_reach_salesforce_says_it_stopped_and_why
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = _env(sandbox, f"sqlite:///{tmp_path / 'state.db'}")
+    env = cli_env(sandbox, f"sqlite:///{tmp_path / 'state.db'}")
     env["CPQ2STRIPE_SALESFORCE_LOGIN_URL"] = f"https://127.0.0.1:{port}"
     dry = subprocess.run(
         [sys.executable, "-m", "connector", "backfill", "--dry-run"],

@@ -20,7 +20,7 @@ import pytest
 
 from connector.faults import ENV as CRASH_ENV
 from connector.state import StateStore
-from tests.e2e.conftest import MAPPINGS, REPO
+from tests.e2e.conftest import REPO, cli_env
 from tests.unit.conftest import postgres_schema_url, sqlite_url, store_url  # noqa: F401  (fixtures)
 
 SCALE_ENV = "CPQ2STRIPE_RELIABILITY_SCALE"
@@ -55,13 +55,7 @@ def size() -> Size:
 # The CLI as a subprocess
 
 
-def connector_env(sandbox: Any, database_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CPQ2STRIPE_")}
-    env.update(sandbox.env)
-    env["CPQ2STRIPE_DATABASE_URL"] = database_url
-    env["CPQ2STRIPE_MAPPINGS_DIR"] = str(MAPPINGS)
-    env.update(extra)
-    return env
+connector_env = cli_env
 
 
 def spawn(sandbox: Any, database_url: str, *args: str, output: Any, crash_at: str | None = None):

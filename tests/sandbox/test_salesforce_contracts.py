@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from datetime import date
 
 import pytest
-import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from connector.sandbox.salesforce.contracts import ContractHistory, Line, amend, create_contract, renew
 from connector.sandbox.salesforce.pubsub.schemas import all_topics
 from connector.sandbox.salesforce.server import SalesforceSandbox, start_salesforce
+from tests.sandbox.org_client import fresh_client, org_session
 
 
 @pytest.fixture(scope="module")
@@ -26,34 +26,9 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SalesforceSand
     sb.stop()
 
 
-def _session(sb: SalesforceSandbox) -> requests.Session:
-    s = requests.Session()
-    s.verify = str(sb.ca_file)
-    s.trust_env = False
-    return s
-
-
 @pytest.fixture
 def sf(sandbox: SalesforceSandbox) -> Salesforce:
-    _session(sandbox).post(f"{sandbox.url}/_sandbox/reset")
-    tok = (
-        _session(sandbox)
-        .post(
-            f"{sandbox.url}/services/oauth2/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": "sandbox-client",
-                "client_secret": "sandbox-secret",
-            },
-        )
-        .json()
-    )
-    return Salesforce(
-        instance_url=tok["instance_url"],
-        session_id=tok["access_token"],
-        session=_session(sandbox),
-        version="61.0",
-    )
+    return fresh_client(sandbox)
 
 
 def _fields(sf: Salesforce, sobject: str) -> dict[str, dict]:
@@ -266,7 +241,7 @@ def test_a_contract_its_orders_and_their_lines_in_one_query_from_api_58(
         ("New", [1.0, 10.0]),
         ("Amendment", [5.0]),
     ]
-    old = _session(sandbox).get(
+    old = org_session(sandbox).get(
         f"{sandbox.url}/services/data/v57.0/query",
         params={"q": soql},
         headers={"Authorization": f"Bearer {sf.session_id}"},
@@ -309,16 +284,16 @@ def test_order_change_events_carry_the_contract_fields(
 def test_admin_seed_writes_contract_histories_only_when_asked(
     sandbox: SalesforceSandbox, sf: Salesforce
 ) -> None:
-    plain = _session(sandbox).post(
+    plain = org_session(sandbox).post(
         f"{sandbox.url}/_sandbox/seed", json={"accounts": 5, "orders": 5, "seed": 1}
     )
     assert (
         "Contract" not in plain.json()["counts"]
         and sf.query("SELECT COUNT() FROM Contract")["totalSize"] == 0
     )
-    _session(sandbox).post(f"{sandbox.url}/_sandbox/reset")
+    org_session(sandbox).post(f"{sandbox.url}/_sandbox/reset")
     body = {"accounts": 0, "orders": 0, "seed": 1, "contracts": 6, "today": "2026-06-15"}
-    seeded = _session(sandbox).post(f"{sandbox.url}/_sandbox/seed", json=body).json()
+    seeded = org_session(sandbox).post(f"{sandbox.url}/_sandbox/seed", json=body).json()
     assert len(seeded["contracts"]) == 6
     assert seeded["counts"]["Contract"] == sf.query("SELECT COUNT() FROM Contract")["totalSize"] >= 6
     first = sf.query(f"SELECT SBQQ__Order__r.Type FROM Contract WHERE Id = '{seeded['contracts'][0]}'")[

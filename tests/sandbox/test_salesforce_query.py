@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from connector.sandbox.salesforce.server import SalesforceSandbox, start_salesforce
+from tests.sandbox.org_client import fresh_client
 
 
 @pytest.fixture(scope="module")
@@ -20,34 +20,9 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SalesforceSand
     sb.stop()
 
 
-def _session(sb: SalesforceSandbox) -> requests.Session:
-    s = requests.Session()
-    s.verify = str(sb.ca_file)
-    s.trust_env = False
-    return s
-
-
 @pytest.fixture
 def sf(sandbox: SalesforceSandbox) -> Salesforce:
-    _session(sandbox).post(f"{sandbox.url}/_sandbox/reset")
-    tok = (
-        _session(sandbox)
-        .post(
-            f"{sandbox.url}/services/oauth2/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": "sandbox-client",
-                "client_secret": "sandbox-secret",
-            },
-        )
-        .json()
-    )
-    return Salesforce(
-        instance_url=tok["instance_url"],
-        session_id=tok["access_token"],
-        session=_session(sandbox),
-        version="61.0",
-    )
+    return fresh_client(sandbox)
 
 
 def _bulk_accounts(sandbox: SalesforceSandbox, n: int) -> list[str]:
