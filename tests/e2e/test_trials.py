@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from connector.sandbox.salesforce.contracts import Line, create_contract
+from connector.sandbox.salesforce.contracts import Line, amend, create_contract
 from connector.sync.order_rules import add_months, midnight_utc
 from tests.e2e.test_contract_lifecycle import TODAY, advance, clocked_account, stripe_client
 
@@ -59,3 +59,36 @@ def test_a_trial_that_does_not_end_after_the_start_is_refused_on_the_order(sandb
     assert "Stripe_Trial_End_Date__c" in record["Stripe_Sync_Message__c"]
     assert "not after the Order starts" in record["Stripe_Sync_Message__c"]
     assert not sandbox.stripe_admin.objects("subscription")
+
+
+def test_an_amendment_keeps_the_trial_and_one_dated_inside_it_is_refused(sandbox, run_sync) -> None:
+    client = stripe_client(sandbox)
+    trial_end = TODAY + timedelta(days=14)
+    contracts = []
+    for _ in range(2):
+        account, _clock = clocked_account(sandbox, client, TODAY)
+        contracts.append(
+            create_contract(
+                sandbox.org,
+                account,
+                TODAY,
+                [Line("Seats", 10, 10.0)],
+                term_months=12,
+                Stripe_Trial_End_Date__c=trial_end.isoformat(),
+            )
+        )
+    later = amend(sandbox.org, contracts[0], add_months(TODAY, 3), {"Seats": 5})
+    inside = amend(sandbox.org, contracts[1], TODAY + timedelta(days=7), {"Seats": 5})
+
+    result = run_sync(("accounts", "orders"))
+    assert result.outcome(later.id).status == "updated", result.outcome(later.id).message
+    refused = result.outcome(inside.id)
+    assert refused.status == "refused" and refused.code == "during_trial"
+    assert f"during the contract's free trial (until {trial_end.isoformat()})" in refused.message
+
+    [schedule] = sandbox.stripe_admin.objects("subscription_schedule")
+    assert schedule["phases"][0]["trial_end"] == midnight_utc(trial_end)
+    subs = {s["id"]: s for s in sandbox.stripe_admin.objects("subscription")}
+    amended = subs[schedule["subscription"]]
+    assert amended["status"] == "trialing" and amended["trial_end"] == midnight_utc(trial_end)
+    assert [p["items"][0]["quantity"] for p in schedule["phases"]] == [10, 15]
