@@ -225,6 +225,33 @@ def run_orders(sb: Sandbox, work: Path, *, rps: float, orders: int) -> str:
     )
 
 
+def run_contracts(sb: Sandbox, work: Path, *, rps: float, contracts: int) -> str:
+    """Contract histories at the real limit: their Accounts are loaded first without latency
+    (setup), then every Order of every contract (first Orders, amendments, renewals,
+    terminations) is backfilled with Stripe and Salesforce latency on."""
+    sb.sf("POST", "/_sandbox/reset")
+    sb.sf("POST", "/_sandbox/seed", {"contracts": contracts, "seed": 7})
+    sb.stripe("POST", "/_sandbox/reset")
+    sb.limits(rps=0, latency=False)
+    run_connector(sb, work, rps=1000, tag="contracts", workers=16)
+    sb.limits(rps=rps, latency=True)
+    before = stripe_calls(sb)[0]
+    result = run_connector(sb, work, rps=rps, tag="contracts", objects="orders")
+    calls, limited = stripe_calls(sb)
+    calls -= before
+    counts, seconds = result["counts"], result["seconds"]
+    done = sum(counts.values())
+    shown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    changed = counts.get("updated", 0)
+    return (
+        f"  Contracts: {contracts} histories, {done} Orders ({shown}; 'updated' = amendments, renewals "
+        f"and terminations applied) in {seconds:.1f}s = {done / seconds:.1f} Orders/s, "
+        f"{changed / seconds:.2f} contract changes/s; {calls} Stripe calls = {calls / max(done, 1):.2f} "
+        f"per Order, {calls / seconds:.1f}/s of {rps:g}; 429 answers: {limited}; connector CPU per "
+        f"Order: {cpu_ms(result, max(done, 1))}"
+    )
+
+
 def cpu_ms(run: dict[str, Any], records: int) -> str:
     """The process's CPU per record, and how much of it was the backfill itself (not start-up)."""
     total, backfill = run["cpu_s"], run["backfill_cpu_s"]
@@ -254,6 +281,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         metavar="N",
         help="also measure the Orders phase: N seeded Orders (N/2 Accounts loaded first)",
+    )
+    parser.add_argument(
+        "--contracts",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also measure contract histories: N seeded contracts (amendments, renewals, terminations)",
     )
     args = parser.parse_args(argv)
     q = args.quick
@@ -294,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         results["rss"] = rss
         if args.orders:
             results["orders"] = run_orders(sb, work, rps=rps, orders=args.orders)
+        if args.contracts:
+            results["contracts"] = run_contracts(sb, work, rps=rps, contracts=args.contracts)
     finally:
         sb.stop()
 
@@ -359,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if "orders" in results:
         print(results["orders"])
+    if "contracts" in results:
+        print(results["contracts"])
     print(f"  total benchmark time {time.monotonic() - t0:.0f}s")
     print(f"  load average at start: {load_at_start}; at the end: {load_average()}")
     return 0

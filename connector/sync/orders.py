@@ -37,7 +37,7 @@ from connector.stripe_sink.catalog import PRODUCT_ID_KEY, CatalogSink
 from connector.stripe_sink.subscriptions import ORDER_ID_KEY, SubscriptionSink, metadata_of
 from connector.sync import pipeline, polling
 from connector.sync.context import SyncContext
-from connector.sync.contracts import ApplyContractChange, ContractChanges, is_contract_change
+from connector.sync.contracts import ApplyContractChange, ContractChanges, contract_lanes, is_contract_change
 from connector.sync.exactly_once import (
     CUSTOMER,
     METER,
@@ -367,31 +367,31 @@ class OrderSync:
     def _change_contracts(
         self, changes: list[OrderWork], config: OrderRulesConfig, report: RunReport, failing: set[str]
     ) -> None:
-        """Amendments and Renewals, after the Orders they may amend: one at a time in the order of
-        the contracts' lives (an earlier one's phases are in Stripe before a later one is planned)."""
+        """Amendments and Renewals, after the Orders they may amend. A contract's Orders apply one
+        at a time in the order of its life (an earlier one's phases are in Stripe before a later one
+        is planned); different contracts side by side (`contract_lanes`)."""
         ctx = self.ctx
-        ordered = sorted(
-            changes, key=lambda w: (str(w.row.get("EffectiveDate")), self._label(w.row), w.row["Id"])
-        )
-        for number, w in enumerate(ordered):
-            if pipeline.stop_requested(ctx, report, ordered[number:]):  # Ctrl-C: the rest next run
-                break
+
+        def one(w: OrderWork) -> Outcome | None:
             row = w.row
             batch = Batch(SUBSCRIPTION, SF_OBJECT, WriteBack(ctx.sf))  # linked before the next is planned
 
-            def one(row: dict[str, Any] = row, batch: Batch = batch) -> Outcome:
+            def change() -> Outcome:
                 decided = self.contracts.decide(row, self._for_order(row, config))
                 return decided if isinstance(decided, Outcome) else self.contracts.apply(row, decided, batch)
 
             base = Outcome(OBJECT_TYPE, row["Id"], self._label(row), "update", "failed")
-            outcome = pipeline.apply_safely(ctx, base, one)
-            if outcome is None:
-                report.fatal = ctx.fatal_message or "a fatal error stopped the run"
-                break
-            if ctx.progress is not None:
-                ctx.progress.tick(outcome)
-            report.add(outcome)
-            pipeline.finish(ctx, batch, [outcome], {row["Id"]: row}, self.mapping.write_back, failing)
+            outcome = pipeline.apply_safely(ctx, base, change)
+            if outcome is not None:
+                pipeline.finish(ctx, batch, [outcome], {row["Id"]: row}, self.mapping.write_back, failing)
+            return outcome
+
+        for outcomes in pipeline.apply_lanes(ctx, contract_lanes(changes, lambda w: w.row), one):
+            for outcome in outcomes:
+                if outcome is None:  # fatal, or not attempted after a fatal error or a stop request
+                    pipeline.unapplied(ctx, report, 1)
+                else:
+                    report.add(outcome)
 
     def _normalise(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of the row shaped as the order rules read it: the mapping's write-back fields
