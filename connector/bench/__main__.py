@@ -71,9 +71,12 @@ class Sandbox:
         r.raise_for_status()
         return r.json()
 
-    def prepare(self, accounts: int, *, rps: float, latency: bool, orders: int = 0) -> None:
+    def prepare(
+        self, accounts: int, *, rps: float, latency: bool, orders: int = 0, contracts: int = 0
+    ) -> None:
         self.sf("POST", "/_sandbox/reset")
-        self.sf("POST", "/_sandbox/seed", {"accounts": accounts, "orders": orders, "seed": 7})
+        seed = {"accounts": accounts, "orders": orders, "contracts": contracts, "seed": 7}
+        self.sf("POST", "/_sandbox/seed", seed)
         self.stripe("POST", "/_sandbox/reset")
         self.limits(rps=rps, latency=latency)
 
@@ -205,50 +208,59 @@ def run_baseline(sb: Sandbox, limit: int) -> dict[str, Any]:
     return {"records": done, "seconds": seconds, "rate": done / seconds}
 
 
-def run_orders(sb: Sandbox, work: Path, *, rps: float, orders: int) -> str:
-    """The Orders phase at the real limit: Accounts are loaded first without latency (setup), then
-    the activated Orders are backfilled with Stripe and Salesforce latency on."""
-    sb.prepare(orders // 2, rps=0, latency=False, orders=orders)
-    run_connector(sb, work, rps=1000, tag="orders", workers=16)
+@dataclass
+class OrdersRun:
+    """One Orders backfill at the real limit: the child's result and the Stripe calls it made."""
+
+    result: dict[str, Any]
+    calls: int
+    limited: int
+
+    @property
+    def done(self) -> int:
+        return sum(self.result["counts"].values())
+
+    @property
+    def seconds(self) -> float:
+        return float(self.result["seconds"])
+
+    def shown(self) -> str:
+        return ", ".join(f"{n} {status}" for status, n in sorted(self.result["counts"].items()))
+
+
+def orders_at_limit(sb: Sandbox, work: Path, *, rps: float, tag: str) -> OrdersRun:
+    """The seeded Accounts loaded first without latency (setup), then the activated Orders
+    backfilled with Stripe and Salesforce latency on."""
+    run_connector(sb, work, rps=1000, tag=tag, workers=16)
     sb.limits(rps=rps, latency=True)
     before = stripe_calls(sb)[0]
-    result = run_connector(sb, work, rps=rps, tag="orders", objects="orders")
+    result = run_connector(sb, work, rps=rps, tag=tag, objects="orders")
     calls, limited = stripe_calls(sb)
-    calls -= before
-    counts, seconds = result["counts"], result["seconds"]
-    done = sum(counts.values())
-    shown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return OrdersRun(result, calls - before, limited)
+
+
+def run_orders(sb: Sandbox, work: Path, *, rps: float, orders: int) -> str:
+    sb.prepare(orders // 2, rps=0, latency=False, orders=orders)
+    run = orders_at_limit(sb, work, rps=rps, tag="orders")
     return (
-        f"  Orders phase: {done} activated Orders ({shown}) in {seconds:.1f}s = "
-        f"{done / seconds:.1f} Orders/s; {calls} Stripe calls = {calls / seconds:.1f}/s of {rps:g}; "
-        f"429 answers: {limited}"
+        f"  Orders phase: {run.done} activated Orders ({run.shown()}) in {run.seconds:.1f}s = "
+        f"{run.done / run.seconds:.1f} Orders/s; {run.calls} Stripe calls = {run.calls / run.seconds:.1f}/s "
+        f"of {rps:g}; 429 answers: {run.limited}"
     )
 
 
 def run_contracts(sb: Sandbox, work: Path, *, rps: float, contracts: int) -> str:
-    """Contract histories at the real limit: their Accounts are loaded first without latency
-    (setup), then every Order of every contract (first Orders, amendments, renewals,
-    terminations) is backfilled with Stripe and Salesforce latency on."""
-    sb.sf("POST", "/_sandbox/reset")
-    sb.sf("POST", "/_sandbox/seed", {"contracts": contracts, "seed": 7})
-    sb.stripe("POST", "/_sandbox/reset")
-    sb.limits(rps=0, latency=False)
-    run_connector(sb, work, rps=1000, tag="contracts", workers=16)
-    sb.limits(rps=rps, latency=True)
-    before = stripe_calls(sb)[0]
-    result = run_connector(sb, work, rps=rps, tag="contracts", objects="orders")
-    calls, limited = stripe_calls(sb)
-    calls -= before
-    counts, seconds = result["counts"], result["seconds"]
-    done = sum(counts.values())
-    shown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    changed = counts.get("updated", 0)
+    """Every Order of `contracts` contract histories (first Orders, amendments, renewals,
+    terminations), each contract with its own Account."""
+    sb.prepare(0, rps=0, latency=False, contracts=contracts)
+    run = orders_at_limit(sb, work, rps=rps, tag="contracts")
+    changed = run.result["counts"].get("updated", 0)
     return (
-        f"  Contracts: {contracts} histories, {done} Orders ({shown}; 'updated' = amendments, renewals "
-        f"and terminations applied) in {seconds:.1f}s = {done / seconds:.1f} Orders/s, "
-        f"{changed / seconds:.2f} contract changes/s; {calls} Stripe calls = {calls / max(done, 1):.2f} "
-        f"per Order, {calls / seconds:.1f}/s of {rps:g}; 429 answers: {limited}; connector CPU per "
-        f"Order: {cpu_ms(result, max(done, 1))}"
+        f"  Contracts: {contracts} histories, {run.done} Orders ({run.shown()}; 'updated' = amendments, "
+        f"renewals and terminations applied) in {run.seconds:.1f}s = {run.done / run.seconds:.1f} Orders/s, "
+        f"{changed / run.seconds:.2f} contract changes/s; {run.calls} Stripe calls = "
+        f"{run.calls / max(run.done, 1):.2f} per Order, {run.calls / run.seconds:.1f}/s of {rps:g}; "
+        f"429 answers: {run.limited}; connector CPU per Order: {cpu_ms(run.result, max(run.done, 1))}"
     )
 
 
