@@ -17,6 +17,8 @@ Decisions (see also the report in the Orders issue):
   end and `end_behavior: cancel`. Evergreen -> no `end_date` (Stripe makes the last phase one
   billing period long) and `end_behavior: release`, which leaves the subscription running with
   the same items and no end.
+- Only one-time lines: one Stripe invoice (`invoice_plan.py`), issued when the Order is synced
+  whatever its start date, with an invoice item per line; finalized unless the mapping says draft.
 """
 
 from connector.sync.order_rules.config import OrderRulesConfig
@@ -26,6 +28,7 @@ from connector.sync.order_rules.planning import plan_order
 from connector.sync.order_rules.refusals import OrderRefusal, Reason
 from connector.sync.order_rules.specs import (
     Collection,
+    InvoiceSpec,
     ItemSpec,
     LinePrice,
     OrderPlan,
@@ -38,6 +41,7 @@ from connector.sync.order_rules.specs import (
 
 __all__ = [
     "Collection",
+    "InvoiceSpec",
     "ItemSpec",
     "LinePrice",
     "OrderPlan",
