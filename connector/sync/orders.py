@@ -843,15 +843,20 @@ class OrderSync:
         """Link the subscription Salesforce names if it was made for this Order; never create a
         second one."""
         sid = w.row["Id"]
-        obj = self.subscriptions.retrieve(task.stripe_id)
+        invoice = is_invoice_id(task.stripe_id)  # an Order of one-time lines: its invoice
+        noun = "invoice" if invoice else "subscription"
+        sink = self.invoices.sink if invoice else self.subscriptions
+        obj = sink.retrieve(task.stripe_id)
         if obj is None or metadata_of(obj).get(ORDER_ID_KEY) != sid:
             raise RecordError(
                 "stripe_id_unknown",
-                f"{self.mapping.write_back.stripe_id} holds {task.stripe_id}, which is not a subscription "
-                "made for this Order in this Stripe account; the connector never bills an Order twice. "
-                "Clear the field to have the connector create the subscription",
+                f"{self.mapping.write_back.id_field(task.stripe_id)} holds {task.stripe_id}, which is not "
+                f"a {noun} made for this Order in this Stripe account; the connector never bills an Order "
+                f"twice. Clear the field to have the connector create the {noun}",
             )
-        key = idempotency.create_key(self.ctx.stripe_account, OBJECT_TYPE, sid)
+        if invoice:
+            self.invoices.stage_url(w.row, obj, batch)
+        key = idempotency.create_key(self.ctx.stripe_account, "invoice" if invoice else OBJECT_TYPE, sid)
         modstamp = parse_modstamp(w.row["SystemModstamp"])
         batch.linked(sid, task.stripe_id, task.fingerprint, modstamp, adopted_key=key)
         return Outcome(

@@ -10,7 +10,7 @@ from typing import Any
 
 from connector.mapping import load_mappings
 
-from .conftest import MAPPINGS
+from .conftest import MAPPINGS, settings_for
 from .test_orders import ONE_TIME, Org, record, stripe_objects, stripe_posts
 
 SYNC_ALL = ("accounts", "orders")
@@ -126,3 +126,18 @@ def test_dry_run_shows_the_invoice_it_would_create(sandbox, run_sync):
     assert "Onboarding 1 × 1500.00" in message and "Training 3 × 180.00" in message
     assert "total USD 2040.00" in message and "due 30 days after finalizing" in message
     assert stripe_posts(sandbox) == []
+
+
+def test_a_rebuilt_state_store_adopts_the_invoice_named_in_salesforce(sandbox, run_sync, tmp_path: Path):
+    org = Org(sandbox)
+    order_id, _ = org.order(org.account(), SERVICES, end=None)
+    assert run_sync(SYNC_ALL).outcome(order_id).status == "created"
+    [invoice] = one_off_invoices(sandbox)
+
+    fresh = settings_for(sandbox, f"sqlite:///{tmp_path / 'rebuilt.db'}")
+    result = run_sync(SYNC_ALL, settings=fresh)
+
+    outcome = result.outcome(order_id)
+    assert (outcome.action, outcome.stripe_id) == ("adopt", invoice["id"]), outcome.message
+    assert [i["id"] for i in one_off_invoices(sandbox)] == [invoice["id"]]
+    assert run_sync(SYNC_ALL, settings=fresh).outcome(order_id).status == "unchanged"
