@@ -265,6 +265,8 @@ def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[st
             "subscription", ("skip_elapsed_periods",), order.object, order.skip_elapsed_periods,
             tg.SKIP_ELAPSED_PERIODS,
         )  # fmt: skip
+    if order.trial_end is not None:
+        checker.source("subscription", ("trial_end",), order.object, order.trial_end, tg.TRIAL_END)
     for kind, path, obj, text in mapping_conditions(mappings):
         if checker.org.fields(obj) is not None:
             checker.condition(kind, path, obj, text)

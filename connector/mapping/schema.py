@@ -147,6 +147,8 @@ class SubscriptionMapping(_Model):
     write_back: OrderWriteBack
     default_payment_method: ValueSource | None = None
     skip_elapsed_periods: ValueSource | None = None
+    # A date field: the subscription trials until that day, then bills (refused unless after the start).
+    trial_end: ValueSource | None = None
     # How Stripe bills an Amendment's change inside a period: create_prorations (on the next
     # invoice), always_invoice (invoiced at once) or none.
     amendment_proration: Literal["create_prorations", "always_invoice", "none"] = "create_prorations"

@@ -129,6 +129,10 @@ SKIP_ELAPSED_PERIODS = TargetSpec(
     "skip_elapsed_periods", "boolean", None, SF_BOOLEAN | SF_TEXT, doc="a checkbox, or true/false text"
 )
 
+TRIAL_END = TargetSpec(
+    "trial_end", "date", None, SF_TEMPORAL | SF_TEXT, doc="a date (YYYY-MM-DD): the day billing starts"
+)
+
 TARGETS_BY_OBJECT: dict[str, dict[str, TargetSpec]] = {
     "customer": CUSTOMER_TARGETS,
     "subscription": SUBSCRIPTION_TARGETS,

@@ -345,6 +345,7 @@ class ContractChanges:
             current_items=live_items,
             settings=settings,
             clock_time=self.orders.subscriptions.clock_time(clock_id) if clock_id else None,
+            trial_end=int(data["trial_end"]) if data.get("status") == "trialing" else None,
         )
 
     def _live(self, schedule_id: str) -> LiveSchedule:
@@ -379,6 +380,7 @@ class ContractChanges:
             first_start=int(phases[0]["start_date"]) if phases else int(data.get("created") or 0),
             current_items=tuple((now_phase or {}).get("items") or ()),
             settings=settings,
+            trial_end=int(model["trial_end"]) if model.get("trial_end") else None,
         )
 
     def _price_ids(self, task: ApplyContractChange, batch: Batch) -> dict[str, str]:

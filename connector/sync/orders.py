@@ -27,7 +27,7 @@ from connector.errors import RecordError
 from connector.mapping import map_record, soql_fields
 from connector.mapping.engine import resolve_value
 from connector.mapping.schema import SubscriptionMapping
-from connector.mapping.targets import SKIP_ELAPSED_PERIODS
+from connector.mapping.targets import SKIP_ELAPSED_PERIODS, TRIAL_END
 from connector.mapping.transforms import TransformError
 from connector.salesforce.writeback import WriteBack
 from connector.state.cursor import parse_modstamp
@@ -68,6 +68,7 @@ from connector.sync.order_rules import (
     order_fingerprint,
     plan_order,
 )
+from connector.sync.order_rules.config import TRIAL_END_KEY
 from connector.sync.order_rules.fields import LINE_FIELDS, ORDER_FIELDS
 from connector.sync.pipeline import Batch
 from connector.sync.plan import Action
@@ -105,6 +106,8 @@ def rules_config(mapping: SubscriptionMapping, today: date) -> OrderRulesConfig:
         kwargs["skip_elapsed_field"] = skip.source
         kwargs["bill_backdated_period"] = skip.default is not True
     kwargs["finalize_invoices"] = mapping.one_time_invoices.finalize
+    if mapping.trial_end is not None and mapping.trial_end.source:
+        kwargs["trial_end_field"] = mapping.trial_end.source
     lines = mapping.lines
     if lines.unit_price.source:
         kwargs["unit_price_field"] = lines.unit_price.source
@@ -165,6 +168,8 @@ def order_preview(plan: OrderPlan, customer: str) -> str:
     parts.append(f"starts {start}, {end}")
     if isinstance(sub, SubscriptionSpec) and sub.backdating():
         parts.append(sub.backdating())
+    if sub.trial_end is not None:
+        parts.append(f"trial until {_day(sub.trial_end)} (billing starts then)")
     return "; ".join(parts)
 
 
@@ -512,7 +517,8 @@ class OrderSync:
             and not account[PAYMENT_METHOD_KEY]
         ):
             config = replace(config, collection_method="charge_automatically")
-        result = plan_order({**row, "Account": account}, config)
+        trial = mapped.params.get(TRIAL_END.path)
+        result = plan_order({**row, "Account": account, TRIAL_END_KEY: trial}, config)
         messages = [str(e) for e in mapped.errors]
         if isinstance(result, OrderRefusal):
             messages = [result.message(), *messages]

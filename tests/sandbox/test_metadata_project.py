@@ -85,6 +85,7 @@ BEFORE = {
         "Stripe_Skip_Elapsed_Periods__c": ("boolean", 0, (), False),
         "Stripe_Invoice_ID__c": ("string", 255, (), True),
         "Stripe_Invoice_URL__c": ("url", 255, (), False),
+        "Stripe_Trial_End_Date__c": ("date", 0, (), False),
     },
     "OrderItem": {"Stripe_Price_ID__c": ("string", 255, (), False)},
 }
@@ -94,6 +95,7 @@ READ_ONLY = {
     "Account.Stripe_Payment_Method_ID__c",
     "Order.Payment_Term__c",
     "Order.Stripe_Skip_Elapsed_Periods__c",
+    "Order.Stripe_Trial_End_Date__c",
 }
 _CUSTOM_NAME = re.compile(r"\b[A-Za-z][A-Za-z0-9_]*__c\b")
 

@@ -112,3 +112,10 @@ def test_dry_run_preview_names_items_total_and_due():
     text = invoice_preview(p, p.subscription, "cus_1", "Product 1 2 × 100")
     assert text.startswith("invoice for cus_1")
     assert "total USD 200.00" in text and "due 30 days after finalizing" in text and "finalized" in text
+
+
+def test_a_trial_on_an_invoiced_order_is_refused():
+    config = dataclasses.replace(CONFIG, trial_end_field="Stripe_Trial_End_Date__c")
+    r = refuse(order(once(1), EndDate=None, cpq2stripe_trial_end="2026-04-01"), config)
+    assert codes(r) == ["trial_on_invoice"]
+    assert "Stripe_Trial_End_Date__c" in r.message() and "one Stripe invoice" in r.message()

@@ -17,6 +17,9 @@ Decisions (see also the report in the Orders issue):
   end and `end_behavior: cancel`. Evergreen -> no `end_date` (Stripe makes the last phase one
   billing period long) and `end_behavior: release`, which leaves the subscription running with
   the same items and no end.
+- Trial (the mapping's `trial_end`, a date: the day billing starts): refused unless after the
+  start and before the end. Still ahead -> `trial_end` on the subscription (started today) or on
+  a future schedule's first phase; already over -> billing starts on that day, backdated as above.
 - Only one-time lines: one Stripe invoice (`invoice_plan.py`), issued when the Order is synced
   whatever its start date, with an invoice item per line; finalized unless the mapping says draft.
 """

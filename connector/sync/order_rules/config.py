@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
+TRIAL_END_KEY = "cpq2stripe_trial_end"
+
 
 @dataclass(frozen=True)
 class OrderRulesConfig:
@@ -24,6 +26,9 @@ class OrderRulesConfig:
     # mapping's `skip_elapsed_periods`, per Order); the field named here is what the admin ticks.
     bill_backdated_period: bool = True
     skip_elapsed_field: str | None = None
+    # The mapping's trial_end source (for messages and the change fingerprint); the value the
+    # mapping resolved reaches the rules under order[TRIAL_END_KEY].
+    trial_end_field: str | None = None
     refused_order_types: frozenset[str] = frozenset()  # Amendments and Renewals: connector.sync.contracts
     require_line_dates_match: bool = True
     extra_currencies: frozenset[str] = frozenset()

@@ -9,6 +9,8 @@ records a free service without asking anyone to pay.
 
 from __future__ import annotations
 
+from datetime import date
+
 from connector.sync.order_rules.config import OrderRulesConfig
 from connector.sync.order_rules.specs import Collection, InvoiceSpec, ItemSpec
 from connector.sync.order_rules.validation import Collector, Line
@@ -24,6 +26,21 @@ def check_invoice_lines(one_time: list[Line], config: OrderRulesConfig, out: Col
             f"{config.max_items_per_invoice} invoice items",
             "split the Order, or combine one-time lines",
         )
+
+
+def check_no_trial(trial: date | None, config: OrderRulesConfig, out: Collector) -> None:
+    """An invoice bills at once: a trial on an Order of one-time lines has nothing to delay."""
+    if trial is None:
+        return
+    field = config.trial_end_field or "trial_end"
+    out.order(
+        "trial_on_invoice",
+        field,
+        trial.isoformat(),
+        "the Order has only one-time lines, so it becomes one Stripe invoice billed at once; a trial "
+        "has nothing to delay",
+        f"clear {field}, or add the recurring line the trial is for",
+    )
 
 
 def plan_invoice(

@@ -7,11 +7,11 @@ from datetime import date, timedelta
 from typing import Any, Literal
 
 from connector.sync.money import MoneyError, normalize_currency, to_minor_units
-from connector.sync.order_rules.config import OrderRulesConfig
+from connector.sync.order_rules.config import TRIAL_END_KEY, OrderRulesConfig
 from connector.sync.order_rules.dates import add_months, midnight_utc, parse_date
 from connector.sync.order_rules.fields import order_lines
 from connector.sync.order_rules.fingerprint import order_fingerprint
-from connector.sync.order_rules.invoice_plan import check_invoice_lines, plan_invoice
+from connector.sync.order_rules.invoice_plan import check_invoice_lines, check_no_trial, plan_invoice
 from connector.sync.order_rules.refusals import OrderRefusal
 from connector.sync.order_rules.specs import (
     Collection,
@@ -109,7 +109,12 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
         )
 
     end_exclusive = subscription_end(order, start, end, recurring, config, out)
-    check_elapsed_lines(order, start, recurring, len(one_time), config, out)
+    trial = check_trial(order, start, end_exclusive, config, out)
+    if invoice_only:
+        check_no_trial(trial, config, out)
+    # A trial already over when the Order syncs: billing began the day it ended.
+    billing_start = trial if trial is not None and trial <= config.today else start
+    check_elapsed_lines(order, billing_start, recurring, len(one_time), config, out)
 
     if out.reasons:
         return OrderRefusal(order_id, order.get("OrderNumber"), tuple(out.reasons))
@@ -129,7 +134,7 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
         shape = plan_invoice(one_time, collection, metadata, config)
     else:
         shape = shape_plan(
-            start, end_exclusive, recurring, items, invoice_items, collection, metadata, config
+            start, end_exclusive, recurring, items, invoice_items, collection, metadata, config, trial
         )
     return OrderPlan(
         order_id=str(order_id),
@@ -219,6 +224,42 @@ def subscription_end(
         )
         return None
     return exclusive
+
+
+def check_trial(
+    order: Mapping[str, Any],
+    start: date | None,
+    end_exclusive: date | None,
+    config: OrderRulesConfig,
+    out: Collector,
+) -> date | None:
+    """The mapped trial end (the day billing starts), refused unless inside the subscription."""
+    raw = order.get(TRIAL_END_KEY)
+    trial = parse_date(raw)
+    if trial is None or start is None:
+        return None
+    field = config.trial_end_field or "trial_end"
+    if trial <= start:
+        out.order(
+            "trial_not_after_start",
+            field,
+            trial.isoformat(),
+            f"the trial ends on {trial.isoformat()}, not after the Order starts ({start.isoformat()})",
+            f"set {field} after the Order Start Date, or clear it for no trial",
+        )
+        return None
+    if end_exclusive is not None and trial >= end_exclusive:
+        last = (end_exclusive - timedelta(days=1)).isoformat()
+        out.order(
+            "trial_after_end",
+            field,
+            trial.isoformat(),
+            f"the trial ends on {trial.isoformat()}, after the Order's last day ({last}): "
+            "nothing would be billed",
+            f"set {field} before the Order End Date, or clear it for no trial",
+        )
+        return None
+    return trial
 
 
 def plan_products(lines: list[Line]) -> tuple[ProductSpec, ...]:
@@ -320,10 +361,21 @@ def shape_plan(
     collection: Collection,
     metadata: dict[str, str],
     config: OrderRulesConfig,
+    trial: date | None = None,
 ) -> SubscriptionSpec | ScheduleSpec:
+    """A future start is a schedule (its first phase trials until `trial`); a trial still ahead
+    starts the subscription now, billing from the trial's end; a trial already over moves the
+    billing start to its end, backdated as any past start is."""
     end_ts = midnight_utc(end_exclusive) if end_exclusive else None
+    trial_ts = midnight_utc(trial) if trial is not None else None
     if start > config.today:
-        return ScheduleSpec(items, invoice_items, collection, midnight_utc(start), end_ts, metadata)
+        return ScheduleSpec(items, invoice_items, collection, midnight_utc(start), end_ts, metadata, trial_ts)
+    if trial is not None and trial > config.today:
+        return SubscriptionSpec(
+            items, invoice_items, collection, None, None, None, end_ts, metadata, trial_end=trial_ts
+        )
+    if trial is not None:
+        start = trial
     backdate = anchor = None
     proration: Literal["create_prorations", "none"] | None = None
     if start < config.today:

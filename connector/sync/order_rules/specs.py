@@ -150,6 +150,7 @@ class SubscriptionSpec:
     proration_behavior: Literal["create_prorations", "none"] | None
     cancel_at: int | None  # None = evergreen
     metadata: dict[str, str]
+    trial_end: int | None = None  # the mapped trial end, when still ahead: billing starts then
 
     def params(self, customer_id: str, price_ids: Mapping[str, str]) -> dict[str, Any]:
         """`price_ids` maps OrderItem id -> Stripe price id."""
@@ -171,6 +172,8 @@ class SubscriptionSpec:
             params["proration_behavior"] = self.proration_behavior
         if self.cancel_at is not None:
             params["cancel_at"] = self.cancel_at
+        if self.trial_end is not None:
+            params["trial_end"] = self.trial_end
         params["metadata"] = dict(self.metadata)
         return params
 
@@ -200,6 +203,7 @@ class ScheduleSpec:
     start_date: int
     end_date: int | None  # None = evergreen
     metadata: dict[str, str]
+    trial_end: int | None = None  # the first phase trials until then
 
     @property
     def end_behavior(self) -> Literal["cancel", "release"]:
@@ -211,6 +215,8 @@ class ScheduleSpec:
             phase["add_invoice_items"] = _items(self.invoice_items, price_ids)
         if self.end_date is not None:
             phase["end_date"] = self.end_date
+        if self.trial_end is not None:
+            phase["trial_end"] = self.trial_end
         phase["collection_method"] = self.collection.method
         if self.collection.method == "send_invoice":
             phase["invoice_settings"] = {"days_until_due": self.collection.days_until_due}

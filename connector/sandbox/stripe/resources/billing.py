@@ -1259,7 +1259,8 @@ def _schedule_from_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
         "proration_behavior": "create_prorations",
         "start_date": first["current_period_start"],
         "transfer_data": None,
-        "trial_end": None,
+        # The phase made from a trialing subscription keeps its trial.
+        "trial_end": sub["trial_end"] if sub["status"] == "trialing" else None,
         "_days": sub["days_until_due"],
         "_method": sub["collection_method"],
     }
