@@ -51,9 +51,11 @@ from connector.sync.exactly_once import (
     record_intents,
 )
 from connector.sync.fieldhash import field_hashes, payload_hash
+from connector.sync.invoices import InvoiceOrders, invoice_preview, is_invoice_id
 from connector.sync.keyed_locks import KeyedLocks
 from connector.sync.money import from_minor_units
 from connector.sync.order_rules import (
+    InvoiceSpec,
     ItemSpec,
     LinePrice,
     OrderPlan,
@@ -103,6 +105,7 @@ def rules_config(mapping: SubscriptionMapping, today: date) -> OrderRulesConfig:
     if skip is not None:
         kwargs["skip_elapsed_field"] = skip.source
         kwargs["bill_backdated_period"] = skip.default is not True
+    kwargs["finalize_invoices"] = mapping.one_time_invoices.finalize
     if mapping.trial_end is not None and mapping.trial_end.source:
         kwargs["trial_end_field"] = mapping.trial_end.source
     lines = mapping.lines
@@ -144,6 +147,8 @@ def order_preview(plan: OrderPlan, customer: str) -> str:
     currency and interval, each item (product, quantity, unit amount), the one-time items, start
     and end (or evergreen), and what a backdated start bills."""
     sub = plan.subscription
+    if isinstance(sub, InvoiceSpec):  # an Order of one-time lines only: connector.sync.invoices
+        return invoice_preview(plan, sub, customer, _items_text(plan, sub.items))
     recurrences = {plan.price_for(i.order_item_id).spec.recurring for i in sub.items} - {None}
     every = ", ".join(sorted(_every(r) for r in recurrences if r is not None)) or "no recurring items"
     parts = [
@@ -269,6 +274,7 @@ class OrderSync:
         self._customers_lock = threading.Lock()
         self._changed: bool | None = None  # see _mapping_changed
         self.contracts = ContractChanges(self)
+        self.invoices = InvoiceOrders(ctx, self.mapping.write_back)
 
     # ---- queries ---------------------------------------------------------------------------
 
@@ -340,9 +346,7 @@ class OrderSync:
         work = [w for w in work if not isinstance(w.task, ChangeContract)]
         todo = [w for w in work if w.outcome is None]
         new = [w for w in todo if w.link is None and isinstance(w.task, CreateSubscription)]
-        intents = record_intents(
-            ctx.store, ctx.stripe_account, [self._subscription(w.row["Id"], {}, "", False) for w in new]
-        )
+        intents = record_intents(ctx.store, ctx.stripe_account, [self._billing_intent(w) for w in new])
 
         def apply(w: OrderWork) -> Outcome | None:
             base = Outcome(OBJECT_TYPE, w.row["Id"], self._label(w.row), "create", "failed")
@@ -363,6 +367,13 @@ class OrderSync:
         )
         if changes and not report.fatal:
             self._change_contracts(changes, config, report, failing)
+
+    def _billing_intent(self, w: OrderWork) -> Create:
+        """The create a new Order's intent is recorded for: its subscription, or its invoice."""
+        assert isinstance(w.task, CreateSubscription)
+        if w.task.plan.invoice is not None:
+            return self.invoices.intent(w.row["Id"], "", {})
+        return self._subscription(w.row["Id"], {}, "", False)
 
     def _change_contracts(
         self, changes: list[OrderWork], config: OrderRulesConfig, report: RunReport, failing: set[str]
@@ -443,7 +454,8 @@ class OrderSync:
         config = self._for_order(row, config)
         sid, label = row["Id"], self._label(row)
         wb = self.mapping.write_back
-        in_salesforce = row.get(wb.stripe_id) or None
+        # The Order's billing object as Salesforce names it: its subscription, or its invoice.
+        in_salesforce = row.get(wb.stripe_id) or (row.get(wb.invoice_id) if wb.invoice_id else None) or None
 
         def refuse(message: str, code: str, stripe_id: str | None = None) -> OrderWork:
             w.outcome = Outcome(OBJECT_TYPE, sid, label, "refuse", "refused", stripe_id, message, code=code)
@@ -463,10 +475,16 @@ class OrderSync:
                     "changed_after_activation",
                     link.stripe_id,
                 )
-            if link.stripe_id and wb.status and row.get(wb.status) in ("Incomplete", "Failed"):
+            billed_by_invoice = is_invoice_id(link.stripe_id)  # nothing to check or refresh on it
+            if (
+                link.stripe_id
+                and not billed_by_invoice
+                and wb.status
+                and row.get(wb.status) in ("Incomplete", "Failed")
+            ):
                 w.task = CheckPayment(link.stripe_id)
                 return w
-            if link.stripe_id and self._mapping_changed():
+            if link.stripe_id and not billed_by_invoice and self._mapping_changed():
                 mapped = map_record(self.mapping, row)
                 if mapped.errors:
                     return refuse("\n".join(str(e) for e in mapped.errors), "invalid_data", link.stripe_id)
@@ -655,11 +673,15 @@ class OrderSync:
             return self._refresh(sid, label, task)
         if isinstance(task, RestoreWriteBack):
             self._catalog(task.plan, w.row, batch)
+            if is_invoice_id(task.stripe_id):
+                return self.invoices.restore(w.row, task.stripe_id, batch, label)
             message = self._success_message(task.plan, task.stripe_id)
             return Outcome(OBJECT_TYPE, sid, label, "recover", "updated", task.stripe_id, message)
         assert isinstance(task, CreateSubscription) and task.customer_id and link is not None
         plan = task.plan
         price_ids = self._catalog(plan, w.row, batch)
+        if isinstance(plan.subscription, InvoiceSpec):
+            return self._invoice(w, task, plan.subscription, price_ids, link, batch)
         params = plan.subscription.params(task.customer_id, price_ids)
         params["metadata"] = {**task.metadata, **params["metadata"]}
         if plan.is_schedule:
@@ -683,6 +705,35 @@ class OrderSync:
             "created",
             created.id,
             self._success_message(plan, created.id),
+        )
+
+    def _invoice(
+        self,
+        w: OrderWork,
+        task: CreateSubscription,
+        spec: InvoiceSpec,
+        price_ids: dict[str, str],
+        link: Link,
+        batch: Batch,
+    ) -> Outcome:
+        """An Order of one-time lines: its invoice (connector.sync.invoices), with what the
+        subscription mapping adds (description, metadata)."""
+        assert task.customer_id
+        params = spec.params(task.customer_id)
+        params["metadata"] = {**task.metadata, **params["metadata"]}
+        if task.description:
+            params["description"] = task.description
+        return self.invoices.apply(
+            w.row,
+            task.plan,
+            spec,
+            task.customer_id,
+            params,
+            price_ids,
+            link,
+            batch,
+            recovering=w.link is not None,
+            label=self._label(w.row),
         )
 
     def _refresh(self, sid: str, label: str, task: RefreshFields) -> Outcome:
@@ -766,6 +817,8 @@ class OrderSync:
 
     def _success_message(self, plan: OrderPlan, stripe_id: str) -> str:
         sub = plan.subscription
+        if isinstance(sub, InvoiceSpec):
+            return f"Invoice {stripe_id}: {len(sub.items)} one-time item(s)"
         parts = [f"{len(sub.items)} recurring item(s)"]
         if sub.invoice_items:
             parts.append(f"{len(sub.invoice_items)} one-time item(s)")
@@ -796,15 +849,20 @@ class OrderSync:
         """Link the subscription Salesforce names if it was made for this Order; never create a
         second one."""
         sid = w.row["Id"]
-        obj = self.subscriptions.retrieve(task.stripe_id)
+        invoice = is_invoice_id(task.stripe_id)  # an Order of one-time lines: its invoice
+        noun = "invoice" if invoice else "subscription"
+        sink = self.invoices.sink if invoice else self.subscriptions
+        obj = sink.retrieve(task.stripe_id)
         if obj is None or metadata_of(obj).get(ORDER_ID_KEY) != sid:
             raise RecordError(
                 "stripe_id_unknown",
-                f"{self.mapping.write_back.stripe_id} holds {task.stripe_id}, which is not a subscription "
-                "made for this Order in this Stripe account; the connector never bills an Order twice. "
-                "Clear the field to have the connector create the subscription",
+                f"{self.mapping.write_back.id_field(task.stripe_id)} holds {task.stripe_id}, which is not "
+                f"a {noun} made for this Order in this Stripe account; the connector never bills an Order "
+                f"twice. Clear the field to have the connector create the {noun}",
             )
-        key = idempotency.create_key(self.ctx.stripe_account, OBJECT_TYPE, sid)
+        if invoice:
+            self.invoices.stage_url(w.row, obj, batch)
+        key = idempotency.create_key(self.ctx.stripe_account, "invoice" if invoice else OBJECT_TYPE, sid)
         modstamp = parse_modstamp(w.row["SystemModstamp"])
         batch.linked(sid, task.stripe_id, task.fingerprint, modstamp, adopted_key=key)
         return Outcome(

@@ -159,7 +159,7 @@ def writeback_fields(
     incomplete = outcome.status == "incomplete"  # billed object made, first payment awaited
     desired: dict[str, Any] = {}
     if (ok or incomplete) and outcome.stripe_id:
-        desired[wb.stripe_id] = outcome.stripe_id
+        desired[wb.id_field(outcome.stripe_id)] = outcome.stripe_id
     status = (
         "Synced"
         if ok

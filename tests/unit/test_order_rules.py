@@ -626,9 +626,7 @@ def test_twenty_items_are_fine():
     assert len(plan(order(*[line(n) for n in range(1, 21)])).subscription.items) == 20
 
 
-def test_only_one_time_lines():
-    r = refuse(order(line(1, SBQQ__ChargeType__c="One-Time", SBQQ__BillingFrequency__c=None)))
-    assert codes(r) == ["no_recurring_lines"]
+# Orders of one-time lines only become an invoice: tests/unit/test_invoice_plan.py
 
 
 @pytest.mark.parametrize("term", ["2/10 Net 30", "Whenever", "Net 731", "-5 days"])

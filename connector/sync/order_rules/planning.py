@@ -11,9 +11,11 @@ from connector.sync.order_rules.config import TRIAL_END_KEY, OrderRulesConfig
 from connector.sync.order_rules.dates import add_months, midnight_utc, parse_date
 from connector.sync.order_rules.fields import order_lines
 from connector.sync.order_rules.fingerprint import order_fingerprint
+from connector.sync.order_rules.invoice_plan import check_invoice_lines, check_no_trial, plan_invoice
 from connector.sync.order_rules.refusals import OrderRefusal
 from connector.sync.order_rules.specs import (
     Collection,
+    InvoiceSpec,
     ItemSpec,
     LinePrice,
     OrderPlan,
@@ -83,14 +85,9 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
     recurring = [ln for ln in lines if ln.kind == "recurring"]
     one_time = [ln for ln in lines if ln.kind == "one_time"]
 
-    if records and not recurring:
-        out.order(
-            "no_recurring_lines",
-            None,
-            None,
-            "the Order has only one-time lines; a Stripe subscription needs at least one recurring line",
-            "add a recurring product, or bill the one-time charges with a Stripe invoice",
-        )
+    invoice_only = bool(records) and not recurring  # one Stripe invoice: order_rules/invoice_plan.py
+    if invoice_only:
+        check_invoice_lines(one_time, config, out)
     check_intervals(recurring, out)
     if len(recurring) > config.max_subscription_items:
         out.order(
@@ -101,7 +98,7 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
             f"{config.max_subscription_items} items",
             "split the Order, or combine lines of the same product",
         )
-    if len(one_time) > config.max_invoice_items:
+    if not invoice_only and len(one_time) > config.max_invoice_items:
         out.order(
             "too_many_invoice_items",
             None,
@@ -113,6 +110,8 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
 
     end_exclusive = subscription_end(order, start, end, recurring, config, out)
     trial = check_trial(order, start, end_exclusive, config, out)
+    if invoice_only:
+        check_no_trial(trial, config, out)
     # A trial already over when the Order syncs: billing began the day it ended.
     billing_start = trial if trial is not None and trial <= config.today else start
     check_elapsed_lines(order, billing_start, recurring, len(one_time), config, out)
@@ -130,9 +129,13 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
     }
     items = tuple(ItemSpec(ln.id, ln.quantity) for ln in recurring)
     invoice_items = tuple(ItemSpec(ln.id, ln.quantity) for ln in one_time)
-    shape = shape_plan(
-        start, end_exclusive, recurring, items, invoice_items, collection, metadata, config, trial
-    )
+    shape: SubscriptionSpec | ScheduleSpec | InvoiceSpec
+    if invoice_only:
+        shape = plan_invoice(one_time, collection, metadata, config)
+    else:
+        shape = shape_plan(
+            start, end_exclusive, recurring, items, invoice_items, collection, metadata, config, trial
+        )
     return OrderPlan(
         order_id=str(order_id),
         order_number=order.get("OrderNumber"),
