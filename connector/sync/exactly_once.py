@@ -60,6 +60,8 @@ CUSTOMER = Kind(
 PRODUCT = Kind("product", "Product", after_create="order.after_product")
 METER = Kind("meter", "Billing Meter")
 PRICE = Kind("price", "Price", after_create="order.after_price")
+# Found again by its content-derived custom id (retrieve: consistent at once), so listable.
+COUPON = Kind("coupon", "Coupon", listable=True, after_create="order.after_coupon")
 SUBSCRIPTION = Kind(
     "subscription",
     "subscription",

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
+from connector.sync.order_rules.discounts import DiscountFields
+
 
 @dataclass(frozen=True)
 class OrderRulesConfig:
@@ -31,3 +33,5 @@ class OrderRulesConfig:
     max_invoice_items: int = 20  # Stripe: add_invoice_items "You may pass up to 20 items"
     # Stripe: "Backdating isn't supported when an invoice has more than 250 line items".
     max_invoice_lines: int = 250
+    # The mapping's `discounts` in coupons mode (None: net_price, the line's unit price is billed).
+    discounts: DiscountFields | None = None

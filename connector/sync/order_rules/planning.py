@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any, Literal
 
 from connector.sync.money import MoneyError, normalize_currency, to_minor_units
 from connector.sync.order_rules.config import OrderRulesConfig
 from connector.sync.order_rules.dates import add_months, midnight_utc, parse_date
+from connector.sync.order_rules.discounts import plan_discounts
 from connector.sync.order_rules.fields import order_lines
 from connector.sync.order_rules.fingerprint import order_fingerprint
 from connector.sync.order_rules.refusals import OrderRefusal
@@ -111,6 +113,7 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
             "split the Order, or combine one-time lines",
         )
 
+    discounts = plan_discounts(lines, order, currency, config, out)  # coupons mode: list prices + coupons
     end_exclusive = subscription_end(order, start, end, recurring, config, out)
     check_elapsed_lines(order, start, recurring, len(one_time), config, out)
 
@@ -125,9 +128,11 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
         "salesforce_account_id": str(order.get("AccountId") or ""),
         "salesforce_order_number": str(order.get("OrderNumber") or ""),
     }
-    items = tuple(ItemSpec(ln.id, ln.quantity) for ln in recurring)
-    invoice_items = tuple(ItemSpec(ln.id, ln.quantity) for ln in one_time)
+    items = tuple(ItemSpec(ln.id, ln.quantity, discounts.lines.get(ln.id)) for ln in recurring)
+    invoice_items = tuple(ItemSpec(ln.id, ln.quantity, discounts.lines.get(ln.id)) for ln in one_time)
     shape = shape_plan(start, end_exclusive, recurring, items, invoice_items, collection, metadata, config)
+    if discounts.order is not None:
+        shape = replace(shape, discount=discounts.order)
     return OrderPlan(
         order_id=str(order_id),
         order_number=order.get("OrderNumber"),
