@@ -16,6 +16,7 @@ import stripe
 from connector.mapping import Mappings, load_mappings
 from connector.sync.order_rules import add_months, midnight_utc
 
+from .test_cli import cli, sandbox_env
 from .test_orders import Org, record, stripe_objects
 
 TODAY = datetime.now(UTC).date()
@@ -121,3 +122,22 @@ def test_a_discount_stripe_would_bill_wrongly_is_refused_on_the_order(sandbox, r
     assert "SBQQ__QuoteLine__r.SBQQ__Discount__c is 120" in order["Stripe_Sync_Message__c"]
     assert "more than 0 and at most 100" in order["Stripe_Sync_Message__c"]
     assert stripe_objects(sandbox, "coupon") == [] and stripe_objects(sandbox, "subscription") == []
+
+
+def test_mappings_check_against_the_org_checks_the_discount_sources(sandbox, tmp_path) -> None:
+    copy = tmp_path / "mappings"
+    shutil.copytree(MAPPINGS, copy)
+    env = sandbox_env(sandbox, f"sqlite:///{tmp_path}/s.db", copy)
+    good = cli("mappings", "check", "--dir", str(copy), "--against-org", env=env)
+    assert good.returncode == 0, good.stderr
+    text = (copy / "subscription.yaml").read_text(encoding="utf-8")
+    text = text.replace("SBQQ__QuoteLine__r.SBQQ__Discount__c", "SBQQ__QuoteLine__r.Name", 1)
+    text = text.replace("source: Stripe_Discount_Months__c", "source: Stripe_Discount_Month__c", 1)
+    (copy / "subscription.yaml").write_text(text, encoding="utf-8")
+
+    bad = cli("mappings", "check", "--dir", str(copy), "--against-org", env=env)
+
+    assert bad.returncode == 2
+    lines = [ln for ln in bad.stderr.splitlines() if "subscription.yaml:" in ln]
+    assert any("'SBQQ__QuoteLine__r.Name' is a string field" in ln for ln in lines), bad.stderr
+    assert any("Stripe_Discount_Month__c" in ln for ln in lines), bad.stderr
