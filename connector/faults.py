@@ -19,7 +19,6 @@ CRASH_POINTS = frozenset(
         "customer.after_link",
         "order.after_product",
         "order.after_price",
-        "order.after_coupon",
         "order.after_subscription",
         "order.before_writeback",
         "contract.after_schedule",  # a subscription moved onto a schedule, not linked yet

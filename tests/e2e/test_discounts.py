@@ -141,3 +141,37 @@ def test_mappings_check_against_the_org_checks_the_discount_sources(sandbox, tmp
     lines = [ln for ln in bad.stderr.splitlines() if "subscription.yaml:" in ln]
     assert any("'SBQQ__QuoteLine__r.Name' is a string field" in ln for ln in lines), bad.stderr
     assert any("Stripe_Discount_Month__c" in ln for ln in lines), bad.stderr
+
+
+def test_a_coupon_already_in_stripe_under_its_id_is_used_and_one_with_other_terms_is_not(
+    sandbox, run_sync, tmp_path
+) -> None:
+    """What an interrupted run left (the coupon made, its link not recorded) is used, never doubled;
+    a coupon made by hand under the same id with other terms fails the Order instead."""
+    client = stripe_client(sandbox)
+    client.v1.coupons.create(
+        params={
+            "id": "cpq2stripe-p50-m3",
+            "percent_off": 50,
+            "duration": "repeating",
+            "duration_in_months": 3,
+        }
+    )
+    client.v1.coupons.create(
+        params={"id": "cpq2stripe-p20-forever", "percent_off": 25, "duration": "forever"}
+    )
+    org = Org(sandbox)
+    account = org.account()
+    good, _ = org.order(account, [discounted_line(sandbox, 50)])
+    clash, _ = org.order(account, [discounted_line(sandbox, 20, months=None)])
+
+    result = run_sync(("accounts", "orders"), mappings=coupons_mappings(tmp_path))
+
+    assert result.outcome(good).status == "created", result.outcome(good).message
+    assert len(stripe_objects(sandbox, "coupon")) == 2
+    [sub] = stripe_objects(sandbox, "subscription")
+    [discount] = sub["items"]["data"][0]["discounts"]
+    assert discount.startswith("di_")
+    failed = record(sandbox, "Order", clash)
+    assert failed["Stripe_Sync_Status__c"] in ("Failed", "Refused")
+    assert "cpq2stripe-p20-forever exists with other terms" in failed["Stripe_Sync_Message__c"]
