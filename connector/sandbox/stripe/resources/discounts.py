@@ -81,8 +81,9 @@ def redeem(
         end = None
         if coupon["duration"] == "repeating":
             end = add_interval(start, "month", int(coupon["duration_in_months"]))
-        discount = {
-            "id": store.new_id("di", 24),
+        ident = store.new_id("di", 24)
+        discount: dict[str, Any] = {
+            "id": ident,
             "object": "discount",
             "checkout_session": None,
             "coupon": copy.deepcopy(coupon),
@@ -95,9 +96,9 @@ def redeem(
             "subscription": subscription,
             "subscription_item": item,
         }
-        store.private[discount["id"]]["uses"] = 0
+        store.private[ident]["uses"] = 0
         store.put(discount)
-        ids.append(discount["id"])
+        ids.append(ident)
     return ids
 
 
