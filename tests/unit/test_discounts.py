@@ -232,3 +232,12 @@ def test_mapping_errors_name_the_line(tmp_path: Path, block: str, line_no: int, 
     found = [p for p in info.value.problems if words in str(p)]
     assert found, info.value.problems
     assert found[0].line == first + line_no - 1, str(found[0])
+
+
+def test_a_dry_run_says_what_each_line_and_the_order_take_off() -> None:
+    from connector.sync.orders import order_preview
+
+    p = plan(order(discounted(percent=50, months=3), Order_Discount__c=10), COUPONS)
+    preview = order_preview(p, "cus_1")
+    assert "Product 1 2 × 100.00 less 50% off for 3 months" in preview
+    assert "the whole Order 10% off" in preview
