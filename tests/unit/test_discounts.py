@@ -31,9 +31,11 @@ COUPONS = OrderRulesConfig(today=date(2026, 3, 10), discounts=FIELDS)
 
 
 def discounted(n: int = 1, *, percent: Any = None, amount: Any = None, months: Any = None, **over: Any):
+    """A line listed at 100.00 whose UnitPrice is the list price less its discount, as CPQ computes it."""
+    net = 100.0 - (float(percent or 0) if isinstance(percent, int | float) else 0) - float(amount or 0)
     return line(
         n,
-        UnitPrice=50.0,
+        UnitPrice=over.pop("UnitPrice", max(net, 0.0)),
         SBQQ__QuoteLine__r={"SBQQ__Discount__c": percent, "SBQQ__AdditionalDiscountAmount__c": amount},
         Stripe_Discount_Months__c=months,
         **over,
@@ -78,7 +80,7 @@ def test_an_amount_off_is_per_unit_times_the_quantity_and_forever_when_no_months
 
 
 def test_an_undiscounted_line_keeps_its_unit_price() -> None:
-    p = plan(order(discounted(percent=0), line(2, UnitPrice=80.0)), COUPONS)
+    p = plan(order(discounted(percent=0, UnitPrice=50.0), line(2, UnitPrice=80.0)), COUPONS)
     assert [lp.spec.unit_amount for lp in p.prices] == [5000, 8000]
     assert [i.coupon for i in p.subscription.items] == [None, None]
 
@@ -134,6 +136,14 @@ def test_discounts_stripe_would_bill_wrongly_are_refused_naming_the_line_and_fie
     [reason] = refusal.reasons
     assert (reason.code, reason.object, reason.field) == (code, "OrderItem", field)
     assert reason.record_id == "802000000000000001" and "Fix:" in reason.message()
+
+
+def test_a_net_price_that_is_not_the_list_price_less_the_discount_is_refused() -> None:
+    """CPQ's volume or partner discounts are in the UnitPrice but not in the coupon: never bill more."""
+    [reason] = refuse(order(discounted(percent=50, UnitPrice=45.0)), COUPONS).reasons
+    assert (reason.code, reason.field, reason.value) == ("net_price_differs", "UnitPrice", 45.0)
+    assert "50.00 per unit" in reason.message()
+    plan(order(discounted(percent=33, UnitPrice=67.0)), COUPONS)  # rounding to the cent is fine
 
 
 def test_a_discount_without_a_list_price_is_refused() -> None:

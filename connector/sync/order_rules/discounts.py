@@ -267,11 +267,30 @@ def _line_coupon(
     when = _duration(months_raw, fields.line_months or "", fail)
     if when is None:
         return None
-    ln.unit = list_unit  # the Price bills the list price; the coupon takes the discount off
+    net = ln.unit  # the line's own (net) unit price as check_line read it
     if percent is not None:
-        return CouponSpec(_plain(percent), None, None, *when)
-    assert amount is not None and fields.line_amount is not None
-    return _amount_coupon(ln, amount, amount_raw, list_unit, currency, when, fields, config, fail)
+        coupon: CouponSpec | None = CouponSpec(_plain(percent), None, None, *when)
+    else:
+        assert amount is not None and fields.line_amount is not None
+        coupon = _amount_coupon(ln, amount, amount_raw, list_unit, currency, when, fields, config, fail)
+    if coupon is None:
+        return None
+    billed = _billed_unit(list_unit, coupon, ln.quantity)
+    if net is not None and abs(billed - _minor(net)) > 1:
+        shown = from_minor_units(None, _plain(billed), currency)
+        fail(
+            "net_price_differs",
+            config.unit_price_field,
+            rec.get(config.unit_price_field),
+            f"the list price less the discount is {shown} per unit, not the line's net price (CPQ applied "
+            "other discounts, such as volume, partner or a contracted price, or the fields disagree), so "
+            "Stripe would bill another amount than the quote",
+            "map discounts.list_price to the price the discount is taken from (CPQ's Regular Price, e.g. "
+            "SBQQ__QuoteLine__r.SBQQ__RegularPrice__c), correct the discount, or use net_price mode",
+        )
+        return None
+    ln.unit = list_unit  # the Price bills the list price; the coupon takes the discount off
+    return coupon
 
 
 def _amount_coupon(
@@ -318,7 +337,7 @@ def _amount_coupon(
             "round the amount off to the currency's smallest unit",
         )
         return None
-    list_minor = Decimal(list_unit[0]) if list_unit[0] is not None else Decimal(list_unit[1] or "0")
+    list_minor = _minor(list_unit)
     total = per_unit * ln.quantity
     if total > list_minor * ln.quantity:
         fail(
@@ -360,3 +379,17 @@ def _filled(record: Mapping[str, Any], path: str | None) -> bool:
         return _number(read_path(record, path)) is not None
     except MoneyError:
         return True
+
+
+def _minor(unit: tuple[int | None, str | None]) -> Decimal:
+    return Decimal(unit[0]) if unit[0] is not None else Decimal(unit[1] or "0")
+
+
+def _billed_unit(
+    list_unit: tuple[int | None, str | None], coupon: CouponSpec, quantity: int | None
+) -> Decimal:
+    """What one unit costs after the coupon, in minor units (unrounded)."""
+    price = _minor(list_unit)
+    if coupon.percent_off:
+        return price * (100 - Decimal(coupon.percent_off)) / 100
+    return price - Decimal(coupon.amount_off or 0) / Decimal(quantity or 1)
