@@ -138,6 +138,9 @@ DISCOUNT_SLOTS: dict[str, TargetSpec] = {
     "order_percent": TargetSpec("discounts.order_percent", "number", None, SF_NUMBER, doc="percent off"),
     "order_months": TargetSpec("discounts.order_months", "integer", None, SF_NUMBER, doc="whole months"),
 }
+TRIAL_END = TargetSpec(
+    "trial_end", "date", None, SF_TEMPORAL | SF_TEXT, doc="a date (YYYY-MM-DD): the day billing starts"
+)
 
 TARGETS_BY_OBJECT: dict[str, dict[str, TargetSpec]] = {
     "customer": CUSTOMER_TARGETS,
