@@ -251,3 +251,10 @@ def test_a_dry_run_says_what_each_line_and_the_order_take_off() -> None:
     preview = order_preview(p, "cus_1")
     assert "Product 1 2 × 100.00 less 50% off for 3 months" in preview
     assert "the whole Order 10% off" in preview
+
+
+def test_an_order_of_one_time_lines_only_bills_its_net_prices_as_an_invoice() -> None:
+    setup = discounted(1, percent=20, SBQQ__ChargeType__c="One-Time", SBQQ__BillingFrequency__c=None)
+    p = plan(order(setup), COUPONS)
+    assert [lp.spec.unit_amount for lp in p.prices] == [8000]  # the net UnitPrice: no coupon on invoices
+    assert plan_coupons(p) == ()
