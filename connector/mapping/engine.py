@@ -327,6 +327,7 @@ def soql_fields(mapping: ObjectMapping) -> list[str]:
             for option in (mapping.default_payment_method, mapping.skip_elapsed_periods, mapping.trial_end):
                 if option is not None and option.source:
                     fields.add(option.source)
+            fields.update(mapping.discounts.order_fields())
     fields -= {"Id", "SystemModstamp"}
     return ["Id", "SystemModstamp", *sorted(fields)]
 

@@ -376,6 +376,40 @@ def _semantic(report: _Report, data: dict[str, Any], kind: str) -> None:
                 if isinstance(block, dict):
                     for name_key, name in block.items():
                         _check_sf_name(report, ("lines", key, name_key), name)
+        discounts = data.get("discounts")
+        if isinstance(discounts, dict):
+            _check_discounts(report, discounts)
+
+
+def _check_discounts(report: _Report, discounts: dict[str, Any]) -> None:
+    """Each source is a plain field (the order rules read the raw number: no default or transforms),
+    and coupons mode names at least one discount."""
+    for slot in tg.DISCOUNT_SLOTS:
+        entry = discounts.get(slot)
+        if not isinstance(entry, dict):
+            continue
+        path: Path_ = ("discounts", slot)
+        if not entry.get("source"):
+            report.add(path, f"discounts.{slot} has no 'source'", "add 'source: FieldName'", "key")
+            continue
+        _check_value_source(report, path, {"source": entry["source"]}, tg.DISCOUNT_SLOTS[slot])
+        for extra in ("default", "transforms"):
+            if entry.get(extra) not in (None, []):
+                report.add(
+                    (*path, extra),
+                    f"discounts.{slot} takes only a source; '{extra}' is not applied to discounts",
+                    f"remove '{extra}' (compute the value in a Salesforce formula field instead)",
+                    "key",
+                )
+    named = [
+        s for s in ("line_percent", "line_amount", "order_percent") if isinstance(discounts.get(s), dict)
+    ]
+    if discounts.get("mode") == "coupons" and not named:
+        report.add(
+            ("discounts", "mode"),
+            "discounts mode is coupons but no discount is mapped",
+            "map line_percent, line_amount or order_percent, or set 'mode: net_price'",
+        )
 
 
 def _check_target(report: _Report, path: Path_, kind: str, target: str) -> tg.TargetSpec | None:

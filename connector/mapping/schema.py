@@ -140,6 +140,47 @@ class LineMapping(_Model):
         return out
 
 
+class DiscountMapping(_Model):
+    """Where CPQ's discounts come from and how they reach Stripe. `net_price` bills the line's net
+    unit price (no discount shown in Stripe); `coupons` bills the list price and applies Stripe
+    coupons (percent or amount, for a number of months or forever) on the item or the subscription."""
+
+    mode: Literal["coupons", "net_price"] = "net_price"
+    list_price: ValueSource = ValueSource(source="PricebookEntry.UnitPrice")  # OrderItem, major unit
+    line_percent: ValueSource | None = None  # OrderItem: percent off, 0 < p <= 100
+    line_amount: ValueSource | None = None  # OrderItem: amount off per unit, major unit
+    line_months: ValueSource | None = None  # OrderItem: months the line's discount lasts (empty: forever)
+    order_percent: ValueSource | None = None  # Order: percent off the whole subscription
+    order_months: ValueSource | None = None  # Order: months the Order's discount lasts (empty: forever)
+
+    LINE_SLOTS: ClassVar[tuple[str, ...]] = ("list_price", "line_percent", "line_amount", "line_months")
+    ORDER_SLOTS: ClassVar[tuple[str, ...]] = ("order_percent", "order_months")
+
+    @property
+    def coupons(self) -> bool:
+        return self.mode == "coupons"
+
+    def slots(self) -> dict[str, ValueSource]:
+        """The sources the mapping gives, by slot (list_price always)."""
+        out: dict[str, ValueSource] = {}
+        for name in (*self.LINE_SLOTS, *self.ORDER_SLOTS):
+            src = getattr(self, name)
+            if src is not None:
+                out[name] = src
+        return out
+
+    def line_fields(self) -> list[str]:
+        """OrderItem fields (and parent paths) read in coupons mode."""
+        if not self.coupons:
+            return []
+        return sorted({s.source for k, s in self.slots().items() if k in self.LINE_SLOTS and s.source})
+
+    def order_fields(self) -> list[str]:
+        if not self.coupons:
+            return []
+        return sorted({s.source for k, s in self.slots().items() if k in self.ORDER_SLOTS and s.source})
+
+
 class SubscriptionMapping(_Model):
     version: Literal[1] = 1
     object: Literal["Order"] = "Order"
@@ -155,6 +196,7 @@ class SubscriptionMapping(_Model):
     one_time_invoices: OneTimeInvoices = OneTimeInvoices()
     fields: list[FieldMapping] = []
     lines: LineMapping = LineMapping()
+    discounts: DiscountMapping = DiscountMapping()
 
     stripe_object: ClassVar[str] = "subscription"
 

@@ -129,6 +129,15 @@ SKIP_ELAPSED_PERIODS = TargetSpec(
     "skip_elapsed_periods", "boolean", None, SF_BOOLEAN | SF_TEXT, doc="a checkbox, or true/false text"
 )
 
+# The subscription mapping's `discounts` sources (not Stripe fields): numbers the coupons are made of.
+DISCOUNT_SLOTS: dict[str, TargetSpec] = {
+    "list_price": TargetSpec("discounts.list_price", "number", None, SF_NUMBER, doc="list price per unit"),
+    "line_percent": TargetSpec("discounts.line_percent", "number", None, SF_NUMBER, doc="percent off"),
+    "line_amount": TargetSpec("discounts.line_amount", "number", None, SF_NUMBER, doc="amount off per unit"),
+    "line_months": TargetSpec("discounts.line_months", "integer", None, SF_NUMBER, doc="whole months"),
+    "order_percent": TargetSpec("discounts.order_percent", "number", None, SF_NUMBER, doc="percent off"),
+    "order_months": TargetSpec("discounts.order_months", "integer", None, SF_NUMBER, doc="whole months"),
+}
 TRIAL_END = TargetSpec(
     "trial_end", "date", None, SF_TEMPORAL | SF_TEXT, doc="a date (YYYY-MM-DD): the day billing starts"
 )

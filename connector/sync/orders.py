@@ -26,7 +26,7 @@ from typing import Any
 from connector.errors import RecordError
 from connector.mapping import map_record, soql_fields
 from connector.mapping.engine import resolve_value
-from connector.mapping.schema import SubscriptionMapping
+from connector.mapping.schema import SubscriptionMapping, ValueSource
 from connector.mapping.targets import SKIP_ELAPSED_PERIODS, TRIAL_END
 from connector.mapping.transforms import TransformError
 from connector.salesforce.writeback import WriteBack
@@ -34,11 +34,13 @@ from connector.state.cursor import parse_modstamp
 from connector.state.models import Link
 from connector.stripe_sink import idempotency
 from connector.stripe_sink.catalog import PRODUCT_ID_KEY, CatalogSink
+from connector.stripe_sink.coupons import CouponSink
 from connector.stripe_sink.subscriptions import ORDER_ID_KEY, SubscriptionSink, metadata_of
 from connector.sync import pipeline, polling
 from connector.sync.context import SyncContext
 from connector.sync.contracts import ApplyContractChange, ContractChanges, contract_lanes, is_contract_change
 from connector.sync.exactly_once import (
+    COUPON,
     CUSTOMER,
     METER,
     PRICE,
@@ -69,6 +71,7 @@ from connector.sync.order_rules import (
     plan_order,
 )
 from connector.sync.order_rules.config import TRIAL_END_KEY
+from connector.sync.order_rules.discounts import CouponSpec, DiscountFields
 from connector.sync.order_rules.fields import LINE_FIELDS, ORDER_FIELDS
 from connector.sync.pipeline import Batch
 from connector.sync.plan import Action
@@ -113,7 +116,37 @@ def rules_config(mapping: SubscriptionMapping, today: date) -> OrderRulesConfig:
         kwargs["unit_price_field"] = lines.unit_price.source
     if lines.quantity.source:
         kwargs["quantity_field"] = lines.quantity.source
+    kwargs["discounts"] = discount_fields(mapping)
     return OrderRulesConfig(**kwargs)
+
+
+def discount_fields(mapping: SubscriptionMapping) -> DiscountFields | None:
+    """Where the order rules read discounts: None in net_price mode (the unit price is billed)."""
+    d = mapping.discounts
+    if not d.coupons:
+        return None
+
+    def source(src: ValueSource | None) -> str | None:
+        return src.source if src is not None else None
+
+    return DiscountFields(
+        list_price=d.list_price.source or "PricebookEntry.UnitPrice",
+        line_percent=source(d.line_percent),
+        line_amount=source(d.line_amount),
+        line_months=source(d.line_months),
+        order_percent=source(d.order_percent),
+        order_months=source(d.order_months),
+    )
+
+
+def plan_coupons(plan: OrderPlan) -> tuple[CouponSpec, ...]:
+    """Every distinct coupon an Order's subscription applies (ensured before it is created)."""
+    sub = plan.subscription
+    if isinstance(sub, InvoiceSpec):  # one-time-only Orders bill net prices (order_rules.planning)
+        return ()
+    specs = [i.coupon for i in (*sub.items, *sub.invoice_items)] + [sub.discount]
+    unique = {c.key(): c for c in specs if c is not None}
+    return tuple(unique[k] for k in sorted(unique))
 
 
 def _short(text: str) -> str:
@@ -138,7 +171,8 @@ def _items_text(plan: OrderPlan, items: Sequence[ItemSpec]) -> str:
         amount = from_minor_units(spec.unit_amount, spec.unit_amount_decimal, spec.currency)
         usage = spec.recurring is not None and spec.recurring.usage_type == "metered"
         quantity = "metered" if usage or item.quantity is None else f"{item.quantity} ×"
-        parts.append(f"{names.get(spec.product_sf_id, spec.product_sf_id)} {quantity} {amount}")
+        off = f" less {item.coupon.name()}" if item.coupon is not None else ""
+        parts.append(f"{names.get(spec.product_sf_id, spec.product_sf_id)} {quantity} {amount}{off}")
     return ", ".join(parts)
 
 
@@ -158,6 +192,8 @@ def order_preview(plan: OrderPlan, customer: str) -> str:
     ]
     if sub.invoice_items:
         parts.append(f"one-time: {_items_text(plan, sub.invoice_items)}")
+    if sub.discount is not None:
+        parts.append(f"the whole Order {sub.discount.name()}")
     if isinstance(sub, ScheduleSpec):
         start, end_at = _day(sub.start_date), sub.end_date
     else:
@@ -267,6 +303,7 @@ class OrderSync:
         self.ctx = ctx
         self.mapping: SubscriptionMapping = ctx.mappings.subscription
         self.catalog = CatalogSink(ctx.gateway)
+        self.coupons = CouponSink(ctx.gateway)
         self.subscriptions = SubscriptionSink(ctx.gateway)
         self._prices: dict[str, Any] = {}  # Stripe price id -> retrieved price (None: missing), per run
         self._locks = KeyedLocks()  # one per shared Product, Meter and Price while it is ensured
@@ -280,7 +317,7 @@ class OrderSync:
 
     def _line_fields(self) -> list[str]:
         lines = self.mapping.lines
-        fields = set(LINE_FIELDS) | set(soql_fields(lines))
+        fields = set(LINE_FIELDS) | set(soql_fields(lines)) | set(self.mapping.discounts.line_fields())
         fields |= {lines.write_back.stripe_price_id}
         fields |= {f"Product2.{lines.product_write_back.stripe_id}"}
         fields |= {f"PricebookEntry.{lines.price_book_entry_write_back.stripe_id}"}
@@ -682,6 +719,8 @@ class OrderSync:
         price_ids = self._catalog(plan, w.row, batch)
         if isinstance(plan.subscription, InvoiceSpec):
             return self._invoice(w, task, plan.subscription, price_ids, link, batch)
+        for coupon in plan_coupons(plan):
+            self._coupon(coupon)
         params = plan.subscription.params(task.customer_id, price_ids)
         params["metadata"] = {**task.metadata, **params["metadata"]}
         if plan.is_schedule:
@@ -925,6 +964,21 @@ class OrderSync:
                 else:
                     params.pop("description", None)
         return params
+
+    def _coupon(self, spec: CouponSpec) -> str:
+        """One Stripe coupon per distinct discount, shared by every line and Order that has it."""
+        key_id = spec.key()
+        with self._locks.hold(COUPON.object_type, key_id):
+            return self._ensure(
+                Create(
+                    COUPON,
+                    "Order",
+                    key_id,
+                    idempotency.create_key(self.ctx.stripe_account, COUPON.object_type, key_id),
+                    send=lambda key: self.coupons.create(spec, key),
+                    find=lambda: self.coupons.find(spec),
+                )
+            )
 
     def _meter(self, spec: ProductSpec) -> str:
         """One Billing Meter per metered Product2 (Stripe requires one behind a metered price)."""

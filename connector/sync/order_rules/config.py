@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
+from connector.sync.order_rules.discounts import DiscountFields
+
 TRIAL_END_KEY = "cpq2stripe_trial_end"
 
 
@@ -36,6 +38,8 @@ class OrderRulesConfig:
     max_invoice_items: int = 20  # Stripe: add_invoice_items "You may pass up to 20 items"
     # Stripe: "Backdating isn't supported when an invoice has more than 250 line items".
     max_invoice_lines: int = 250
+    # The mapping's `discounts` in coupons mode (None: net_price, the line's unit price is billed).
+    discounts: DiscountFields | None = None
     # An Order of one-time lines only becomes an invoice (order_rules/invoice_plan.py): finalized
     # unless the mapping's `one_time_invoices.finalize` is false. Stripe: "You can no longer add
     # more than 250 invoice items to an invoice" (changelog 2016-02-22).

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any, Literal
 
 from connector.sync.money import MoneyError, normalize_currency, to_minor_units
 from connector.sync.order_rules.config import TRIAL_END_KEY, OrderRulesConfig
 from connector.sync.order_rules.dates import add_months, midnight_utc, parse_date
+from connector.sync.order_rules.discounts import OrderDiscounts, plan_discounts
 from connector.sync.order_rules.fields import order_lines
 from connector.sync.order_rules.fingerprint import order_fingerprint
 from connector.sync.order_rules.invoice_plan import check_invoice_lines, check_no_trial, plan_invoice
@@ -108,6 +110,9 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
             "split the Order, or combine one-time lines",
         )
 
+    # Coupons mode: list prices and coupons. An Order of one-time lines only (a Stripe invoice) bills
+    # its net prices in either mode: its invoice items carry no coupons (not built yet).
+    discounts = OrderDiscounts() if invoice_only else plan_discounts(lines, order, currency, config, out)
     end_exclusive = subscription_end(order, start, end, recurring, config, out)
     trial = check_trial(order, start, end_exclusive, config, out)
     if invoice_only:
@@ -127,8 +132,8 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
         "salesforce_account_id": str(order.get("AccountId") or ""),
         "salesforce_order_number": str(order.get("OrderNumber") or ""),
     }
-    items = tuple(ItemSpec(ln.id, ln.quantity) for ln in recurring)
-    invoice_items = tuple(ItemSpec(ln.id, ln.quantity) for ln in one_time)
+    items = tuple(ItemSpec(ln.id, ln.quantity, discounts.lines.get(ln.id)) for ln in recurring)
+    invoice_items = tuple(ItemSpec(ln.id, ln.quantity, discounts.lines.get(ln.id)) for ln in one_time)
     shape: SubscriptionSpec | ScheduleSpec | InvoiceSpec
     if invoice_only:
         shape = plan_invoice(one_time, collection, metadata, config)
@@ -136,6 +141,8 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
         shape = shape_plan(
             start, end_exclusive, recurring, items, invoice_items, collection, metadata, config, trial
         )
+        if discounts.order is not None:
+            shape = replace(shape, discount=discounts.order)
     return OrderPlan(
         order_id=str(order_id),
         order_number=order.get("OrderNumber"),

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from connector.sync.money import to_decimal
+from connector.sync.order_rules.discounts import CouponSpec
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class LinePrice:
 class ItemSpec:
     order_item_id: str
     quantity: int | None  # None for metered prices (Stripe rejects a quantity there)
+    coupon: CouponSpec | None = None  # the line's discount (discounts mode coupons)
 
     def params(self, price_id: str) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -124,6 +126,8 @@ class ItemSpec:
         }
         if self.quantity is not None:
             item["quantity"] = self.quantity
+        if self.coupon is not None:
+            item["discounts"] = self.coupon.discounts()
         return item
 
 
@@ -151,6 +155,7 @@ class SubscriptionSpec:
     cancel_at: int | None  # None = evergreen
     metadata: dict[str, str]
     trial_end: int | None = None  # the mapped trial end, when still ahead: billing starts then
+    discount: CouponSpec | None = None  # the Order-wide discount (discounts mode coupons)
 
     def params(self, customer_id: str, price_ids: Mapping[str, str]) -> dict[str, Any]:
         """`price_ids` maps OrderItem id -> Stripe price id."""
@@ -174,6 +179,8 @@ class SubscriptionSpec:
             params["cancel_at"] = self.cancel_at
         if self.trial_end is not None:
             params["trial_end"] = self.trial_end
+        if self.discount is not None:
+            params["discounts"] = self.discount.discounts()
         params["metadata"] = dict(self.metadata)
         return params
 
@@ -204,6 +211,7 @@ class ScheduleSpec:
     end_date: int | None  # None = evergreen
     metadata: dict[str, str]
     trial_end: int | None = None  # the first phase trials until then
+    discount: CouponSpec | None = None  # the Order-wide discount, on the phase
 
     @property
     def end_behavior(self) -> Literal["cancel", "release"]:
@@ -222,6 +230,8 @@ class ScheduleSpec:
             phase["invoice_settings"] = {"days_until_due": self.collection.days_until_due}
         elif self.collection.default_payment_method:
             phase["default_payment_method"] = self.collection.default_payment_method
+        if self.discount is not None:
+            phase["discounts"] = self.discount.discounts()
         # Phase metadata is what reaches the subscription the schedule creates.
         phase["metadata"] = dict(self.metadata)
         return {

@@ -31,6 +31,7 @@ from ..validation import (
     Ts,
     merge_metadata,
 )
+from . import discounts as disc
 from .catalog import INTERVALS, TAX_BEHAVIOR, new_price
 from .testclocks import clock_time, on_clock_time
 
@@ -334,6 +335,7 @@ def open_invoice(
     pending: list[dict[str, Any]] | None = None,
     only_spanned: bool = False,
     period: tuple[int, int] | None = None,
+    extra_discounts: list[list[str]] | None = None,
 ) -> dict[str, Any]:
     """The invoice a subscription creates: a line per item per billed span (see `first_spans`;
     an item without spans gets one zero line for its current period, unless `only_spanned`: a
@@ -343,6 +345,7 @@ def open_invoice(
     now = store.now()
     ident = store.new_id("in", 24)
     lines = []
+    own: list[list[str]] = []  # each line's own discounts (an item's, an invoice item's)
     for item in sub["items"]["data"]:
         if only_spanned and item["id"] not in spans:
             continue
@@ -350,6 +353,7 @@ def open_invoice(
         current = (item["current_period_start"], item["current_period_end"])
         billed = [(sp.amount(full), (sp.start, sp.end), sp.proration) for sp in spans.get(item["id"], [])]
         for amount, span, proration in billed or [(0, current, False)]:
+            own.append(list(item.get("discounts") or []))
             lines.append(
                 _line(
                     store,
@@ -370,7 +374,8 @@ def open_invoice(
                     },
                 )
             )
-    for price, qty in extra:
+    for index, (price, qty) in enumerate(extra):
+        own.append(list((extra_discounts or [])[index]) if extra_discounts else [])
         lines.append(
             _line(
                 store,
@@ -392,6 +397,7 @@ def open_invoice(
         )
     for ii in pending or []:
         price = store.get("price", ii["pricing"]["price_details"]["price"])
+        own.append([])
         lines.append(
             _line(
                 store,
@@ -412,9 +418,14 @@ def open_invoice(
                 },
             )
         )
+        lines[-1]["discountable"] = ii["discountable"]
         ii["invoice"] = ident
         store.put(ii)
-    total = sum(line["amount"] for line in lines)
+    subtotal = sum(line["amount"] for line in lines)
+    off, discount_amounts, invoice_discounts = disc.apply(
+        ctx, lines, own, list(sub.get("discounts") or []), now
+    )
+    total = subtotal - off
     # A credit (negative total) owes nothing; Stripe moves it to the customer's balance.
     due = max(total, 0)
     if total < 0:
@@ -444,7 +455,7 @@ def open_invoice(
         "customer_name": customer["name"],
         "default_payment_method": None,
         "description": None,
-        "discounts": [],
+        "discounts": invoice_discounts,
         "due_date": now + 86400 * (sub["days_until_due"] or 0) if send else None,
         "hosted_invoice_url": f"https://invoice.stripe.com/i/acct_test/{ident}",
         "lines": {
@@ -471,9 +482,10 @@ def open_invoice(
             "paid_at": now if paid else None,
             "voided_at": None,
         },
-        "subtotal": total,
+        "subtotal": subtotal,
         "test_clock": customer.get("test_clock"),
         "total": total,
+        "total_discount_amounts": discount_amounts,
         "total_excluding_tax": total,
     }
     store.put(customer)
@@ -621,6 +633,15 @@ def build_subscription(
             (resolve_price(ctx, raw, f"add_invoice_items[{idx}]", recurring=False), raw.get("quantity") or 1)
         )
     currency = check_items(items, billing_mode, [(pr["currency"], "") for pr, _ in extra])
+    sub_discounts = disc.check(ctx, p.get("discounts"), "discounts", currency)
+    item_discounts = [
+        disc.check(ctx, raw.get("discounts"), f"items[{idx}][discounts]", currency)
+        for idx, raw in enumerate(items_in)
+    ]
+    extra_entries = [
+        disc.check(ctx, raw.get("discounts"), f"add_invoice_items[{idx}][discounts]", currency)
+        for idx, raw in enumerate(p.get("add_invoice_items") or [])
+    ]
     if customer["currency"] and customer["currency"] != currency:
         raise invalid(
             f"You cannot combine currencies on a single customer. This customer has an active "
@@ -756,9 +777,14 @@ def build_subscription(
         sub["status"] = "incomplete"
     customer["currency"] = currency
     store.private[sub_id]["cancel_proration"] = p.get("proration_behavior") or "create_prorations"
+    redeem = {"customer": customer["id"], "subscription": sub_id, "start": now}
+    sub["discounts"] = disc.redeem(ctx, sub_discounts, item=None, **redeem)
+    for item, entries in zip(items, item_discounts, strict=True):
+        item["discounts"] = disc.redeem(ctx, entries, item=item["id"], **redeem)
+    extra_ids = [disc.redeem(ctx, entries, item=None, **redeem) for entries in extra_entries]
     store.put(sub)
     ctx.emit("customer.subscription.created", sub)
-    invoice = open_invoice(ctx, sub, customer, extra, "subscription_create", spans)
+    invoice = open_invoice(ctx, sub, customer, extra, "subscription_create", spans, extra_discounts=extra_ids)
     sub["latest_invoice"] = invoice["id"]
     mark_unpaid(sub, invoice)
     store.put(sub)
@@ -829,6 +855,7 @@ def update_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     if p.get("default_payment_method"):
         check_pm(ctx, p["default_payment_method"], sub["customer"], "default_payment_method")
     items = [copy.deepcopy(i) for i in sub["items"]["data"]]
+    added: dict[int, dict[str, Any]] = {}
     for idx, raw in enumerate(p.get("items") or []):
         param = f"items[{idx}]"
         if raw.get("id"):
@@ -868,6 +895,7 @@ def update_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
                 )
             )
             items.append(item)
+            added[idx] = item
     if not items:
         raise invalid(
             "A subscription must have at least one active plan. To cancel a subscription, please use "
@@ -880,6 +908,15 @@ def update_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
             (resolve_price(ctx, raw, f"add_invoice_items[{idx}]", recurring=False), raw.get("quantity") or 1)
         )
     check_items(items, sub["billing_mode"]["type"], [(pr["currency"], "") for pr, _ in extra])
+    redeem = {"customer": sub["customer"], "subscription": sub["id"], "start": store.now()}
+    for idx, raw in enumerate(p.get("items") or []):
+        if "discounts" in raw and not raw.get("deleted"):
+            entries = disc.check(ctx, raw["discounts"], f"items[{idx}][discounts]", sub["currency"])
+            target = next(i for i in items if i["id"] == raw["id"]) if raw.get("id") else added[idx]
+            target["discounts"] = disc.redeem(ctx, entries, item=target["id"], **redeem)
+    if "discounts" in p:
+        entries = disc.check(ctx, p["discounts"], "discounts", sub["currency"])
+        sub["discounts"] = disc.redeem(ctx, entries, item=None, **redeem)
     sub["items"]["data"] = items
     sub["items"]["total_count"] = len(items)
     sub["collection_method"], sub["days_until_due"] = method, days
@@ -1059,17 +1096,29 @@ def _phase_out(
             "mismatch in currency field.",
             f"{param}[items]",
         )
+    currency = next(iter(currencies))
+    phase_discounts = disc.check(ctx, raw.get("discounts"), f"{param}[discounts]", currency)
+    item_discounts = [
+        disc.check(ctx, it.get("discounts"), f"{param}[items][{j}][discounts]", currency)
+        for j, it in enumerate(raw["items"])
+    ]
+    extra_discounts = [
+        disc.check(ctx, it.get("discounts"), f"{param}[add_invoice_items][{j}][discounts]", currency)
+        for j, it in enumerate(raw.get("add_invoice_items") or [])
+    ]
     return {
         "add_invoice_items": [
             {
-                "discounts": [],
+                "discounts": entries,
                 "metadata": {},
                 "period": {"end": {"type": "subscription_period_end"}, "start": {"type": "phase_start"}},
                 "price": pr["id"],
                 "quantity": it.get("quantity") or 1,
                 "tax_rates": [],
             }
-            for pr, it in zip(extra, raw.get("add_invoice_items") or [], strict=True)
+            for pr, it, entries in zip(
+                extra, raw.get("add_invoice_items") or [], extra_discounts, strict=True
+            )
         ],
         "application_fee_percent": None,
         "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
@@ -1079,20 +1128,20 @@ def _phase_out(
         "default_payment_method": pm,
         "default_tax_rates": [],
         "description": raw.get("description"),
-        "discounts": [],
+        "discounts": phase_discounts,
         "end_date": end,
         "invoice_settings": {"account_tax_ids": None, "days_until_due": days, "issuer": None}
         if raw.get("invoice_settings")
         else None,
         "items": [
             {
-                "discounts": [],
+                "discounts": entries,
                 "metadata": merge_metadata({}, it.get("metadata")),
                 "price": pr["id"],
                 "quantity": None if pr["recurring"]["usage_type"] == "metered" else (it.get("quantity") or 1),
                 "tax_rates": [],
             }
-            for pr, it in zip(prices, raw["items"], strict=True)
+            for pr, it, entries in zip(prices, raw["items"], item_discounts, strict=True)
         ],
         "metadata": merge_metadata({}, raw.get("metadata")),
         "on_behalf_of": None,
@@ -1191,12 +1240,18 @@ def start_schedule(ctx: Ctx, sched: dict[str, Any], *, from_schedule: bool = Fal
     sub_params: dict[str, Any] = {
         "customer": sched["customer"],
         "items": [
-            {"price": it["price"], **({"quantity": it["quantity"]} if it["quantity"] is not None else {})}
+            {
+                "price": it["price"],
+                "discounts": it["discounts"],
+                **({"quantity": it["quantity"]} if it["quantity"] is not None else {}),
+            }
             for it in first["items"]
         ],
         "add_invoice_items": [
-            {"price": it["price"], "quantity": it["quantity"]} for it in first["add_invoice_items"]
+            {"price": it["price"], "quantity": it["quantity"], "discounts": it["discounts"]}
+            for it in first["add_invoice_items"]
         ],
+        "discounts": first["discounts"],
         "collection_method": first["_method"],
         "days_until_due": first["_days"] if first["_method"] == "send_invoice" else None,
         "default_payment_method": first["default_payment_method"]
