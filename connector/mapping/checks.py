@@ -253,6 +253,11 @@ def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[st
             checker.fields_read(kind, ("fields", index), mapping.object, entry)
         _write_back_block(checker, kind, ("write_back",), mapping.object, mapping.write_back)
 
+    customer = mappings.customer
+    tax_id_spec = tg.TargetSpec("tax_ids", "string", 5000, tg.SF_TEXT | tg.SF_NUMBER)
+    for index, tax_id in enumerate(customer.tax_ids):
+        checker.source("customer", ("tax_ids", index), customer.object, tax_id, tax_id_spec)
+
     order = mappings.subscription
     if order.default_payment_method is not None:
         spec = tg.TargetSpec("default_payment_method", "string", 255, tg.SF_TEXT)

@@ -353,6 +353,19 @@ def _semantic(report: _Report, data: dict[str, Any], kind: str) -> None:
                 "map fewer metadata keys",
             )
 
+    tax_ids = data.get("tax_ids")
+    if kind == "customer" and isinstance(tax_ids, list):
+        for index, entry in enumerate(tax_ids):
+            if isinstance(entry, dict):
+                spec = tg.TargetSpec("tax_ids", "string", 5000, tg.SF_TEXT | tg.SF_NUMBER)
+                _check_value_source(report, ("tax_ids", index), entry, spec)
+                if isinstance(entry.get("type_source"), str) and not _SF_PATH.match(entry["type_source"]):
+                    report.add(
+                        ("tax_ids", index, "type_source"),
+                        f"'{entry['type_source']}' is not a Salesforce field or parent path",
+                        "write the API name of a field holding the Stripe type, e.g. VAT_Type__c",
+                    )
+
     if kind == "subscription":
         dpm = data.get("default_payment_method")
         if isinstance(dpm, dict):

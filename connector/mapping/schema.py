@@ -86,12 +86,20 @@ class RelatedWriteBack(_Model):
     stripe_id: str
 
 
+class TaxIdSource(ValueSource):
+    """One field holding a customer tax id (a VAT number); `type_source` optionally names a field
+    holding the Stripe type (eu_vat, us_ein, ...) when it cannot be inferred from the country."""
+
+    type_source: str | None = None
+
+
 class CustomerMapping(_Model):
     version: Literal[1] = 1
     object: str = "Account"
     condition: str | None = None
     write_back: WriteBack
     fields: list[FieldMapping]
+    tax_ids: list[TaxIdSource] = []
 
     stripe_object: ClassVar[str] = "customer"
 
