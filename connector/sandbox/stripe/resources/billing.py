@@ -32,6 +32,7 @@ from ..validation import (
     merge_metadata,
 )
 from .catalog import INTERVALS, TAX_BEHAVIOR, new_price
+from .tax import AUTOMATIC_TAX, automatic_tax, location_problem
 from .testclocks import clock_time, on_clock_time
 
 COLLECTION = ("charge_automatically", "send_invoice")
@@ -104,6 +105,7 @@ _INVOICE_ITEM = Obj(
 )
 _SUB = {
     "customer": Str(required=True, nullable=False),
+    "automatic_tax": AUTOMATIC_TAX,
     "items": Arr(item=_ITEM, max_items=20),
     "add_invoice_items": Arr(item=_INVOICE_ITEM, max_items=20),
     "collection_method": Str(enum=COLLECTION),
@@ -132,7 +134,10 @@ _SUB = {
     "expand": EXPAND,
 }
 _SUB_UPDATE = {
-    k: v for k, v in _SUB.items() if k not in ("customer", "backdate_start_date", "currency", "billing_mode")
+    k: v
+    for k, v in _SUB.items()
+    # automatic_tax on update: not modelled, so refused as unknown rather than silently ignored
+    if k not in ("customer", "backdate_start_date", "currency", "billing_mode", "automatic_tax")
 } | {
     "items": Arr(item=_UPDATE_ITEM, max_items=20),
     "billing_cycle_anchor": Str(enum=("now", "unchanged")),
@@ -664,7 +669,7 @@ def build_subscription(
         "object": "subscription",
         "application": None,
         "application_fee_percent": None,
-        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+        "automatic_tax": automatic_tax(customer, p.get("automatic_tax"), "automatic_tax[enabled]"),
         "billing_cycle_anchor": anchor,
         "billing_cycle_anchor_config": None,
         "billing_mode": {
@@ -965,6 +970,7 @@ _PHASE = Obj(
     fields={
         "items": Arr(required=True, item=_ITEM, max_items=20),
         "add_invoice_items": Arr(item=_INVOICE_ITEM, max_items=20),
+        "automatic_tax": AUTOMATIC_TAX,
         # `iterations` was removed in 2025-09-30.clover (`duration` replaces it): unknown parameter.
         "end_date": Ts(words=("now",)),
         "start_date": Ts(words=("now",)),
@@ -1072,7 +1078,11 @@ def _phase_out(
             for pr, it in zip(extra, raw.get("add_invoice_items") or [], strict=True)
         ],
         "application_fee_percent": None,
-        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+        "automatic_tax": automatic_tax(
+            ctx.store.get("customer", customer_id),
+            raw.get("automatic_tax"),
+            f"{param}[automatic_tax][enabled]",
+        ),
         "billing_cycle_anchor": raw.get("billing_cycle_anchor"),
         "collection_method": raw.get("collection_method"),
         "currency": next(iter(currencies)),
@@ -1205,6 +1215,9 @@ def start_schedule(ctx: Ctx, sched: dict[str, Any], *, from_schedule: bool = Fal
         "billing_mode": {"type": sched["billing_mode"]["type"]},
         "trial_end": first["trial_end"],
     }
+    customer = store.get("customer", sched["customer"])
+    if (first.get("automatic_tax") or {}).get("enabled") and location_problem(customer) is None:
+        sub_params["automatic_tax"] = {"enabled": True}  # a location lost since: Stripe disables it
     sub = build_subscription(
         ctx, sub_params, schedule_id=sched["id"], start=first["start_date"], from_schedule=from_schedule
     )
