@@ -321,6 +321,8 @@ def soql_fields(mapping: ObjectMapping) -> list[str]:
     fields: set[str] = set()
     if isinstance(mapping, LineMapping):
         fields.update(src.source for src in mapping.slots().values() if src.source)
+        if mapping.tax_behavior is not None and mapping.tax_behavior.source:
+            fields.add(mapping.tax_behavior.source)
         fields.update({"OrderId", "Product2Id", "PricebookEntryId", mapping.write_back.stripe_price_id})
         fields.add(f"Product2.{mapping.product_write_back.stripe_id}")
         fields.add(f"PricebookEntry.{mapping.price_book_entry_write_back.stripe_id}")

@@ -381,6 +381,9 @@ def _semantic(report: _Report, data: dict[str, Any], kind: str) -> None:
                 entry = lines.get(slot)
                 if isinstance(entry, dict):
                     _check_value_source(report, ("lines", slot), entry, spec)
+            tax_behavior = lines.get("tax_behavior")
+            if isinstance(tax_behavior, dict):
+                _check_value_source(report, ("lines", "tax_behavior"), tax_behavior, tg.TAX_BEHAVIOR)
             for key in ("write_back", "product_write_back", "price_book_entry_write_back"):
                 block = lines.get(key)
                 if isinstance(block, dict):

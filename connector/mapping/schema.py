@@ -114,6 +114,9 @@ class LineMapping(_Model):
     write_back: LineWriteBack = LineWriteBack(stripe_price_id="Stripe_Price_ID__c")
     product_write_back: RelatedWriteBack = RelatedWriteBack(stripe_id="Stripe_Product_ID__c")
     price_book_entry_write_back: RelatedWriteBack = RelatedWriteBack(stripe_id="Stripe_Price_ID__c")
+    # The prices' tax_behavior: an OrderItem field (source) and/or one value (default) of
+    # inclusive, exclusive, unspecified. Left out: Stripe's unspecified.
+    tax_behavior: ValueSource | None = None
 
     stripe_object: ClassVar[str] = "subscription_item"
 
@@ -134,6 +137,8 @@ class SubscriptionMapping(_Model):
     # How Stripe bills an Amendment's change inside a period: create_prorations (on the next
     # invoice), always_invoice (invoiced at once) or none.
     amendment_proration: Literal["create_prorations", "always_invoice", "none"] = "create_prorations"
+    # Stripe Tax: automatic_tax[enabled]=true on subscriptions, schedule phases and invoices.
+    automatic_tax: bool = False
     fields: list[FieldMapping] = []
     lines: LineMapping = LineMapping()
 

@@ -137,6 +137,11 @@ SKIP_ELAPSED_PERIODS = TargetSpec(
     "skip_elapsed_periods", "boolean", None, SF_BOOLEAN | SF_TEXT, doc="a checkbox, or true/false text"
 )
 
+# A subscription mapping's prices' tax behaviour (lines.tax_behavior; not a subscription field).
+TAX_BEHAVIOR = TargetSpec(
+    "tax_behavior", "enum", None, SF_TEXT, ("inclusive", "exclusive", "unspecified"), "of every price"
+)
+
 TARGETS_BY_OBJECT: dict[str, dict[str, TargetSpec]] = {
     "customer": CUSTOMER_TARGETS,
     "subscription": SUBSCRIPTION_TARGETS,

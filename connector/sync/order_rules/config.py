@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
+from connector.sync.order_rules.tax import BILLING, SHIPPING, AddressFields
+
 
 @dataclass(frozen=True)
 class OrderRulesConfig:
@@ -31,3 +33,12 @@ class OrderRulesConfig:
     max_invoice_items: int = 20  # Stripe: add_invoice_items "You may pass up to 20 items"
     # Stripe: "Backdating isn't supported when an invoice has more than 250 line items".
     max_invoice_lines: int = 250
+    # Stripe Tax (subscription.yaml `automatic_tax`): `automatic_tax[enabled]=true` on subscriptions,
+    # schedule phases and one-time invoices, after the pure location pre-check (order_rules.tax),
+    # which reads the Account fields the customer mapping fills the billing and shipping address from.
+    automatic_tax: bool = False
+    tax_billing_address: AddressFields = BILLING
+    tax_shipping_address: AddressFields | None = SHIPPING
+    # Prices' tax_behavior (inclusive | exclusive | unspecified): an OrderItem field, else one value.
+    tax_behavior: Literal["inclusive", "exclusive", "unspecified"] | None = None
+    tax_behavior_field: str | None = None
