@@ -63,6 +63,7 @@ BEFORE = {
         "Stripe_Sync_Status__c": ("picklist", 255, STATUSES, False),
         "Stripe_Sync_Message__c": ("textarea", 32768, (), False),
         "Stripe_Last_Synced__c": ("datetime", 0, (), False),
+        "VAT_Number__c": ("string", 32, (), False),
     },
     "Product2": {"Stripe_Product_ID__c": ("string", 255, (), True)},
     "PricebookEntry": {"Stripe_Price_ID__c": ("string", 255, (), True)},
@@ -90,6 +91,7 @@ READ_ONLY = {
     "Account.Billing_Email__c",
     "Account.Billing_Entity__c",
     "Account.Stripe_Payment_Method_ID__c",
+    "Account.VAT_Number__c",
     "Order.Payment_Term__c",
     "Order.Stripe_Skip_Elapsed_Periods__c",
 }
