@@ -105,7 +105,9 @@ def test_the_loader_refuses_a_bad_tax_exempt_default_and_a_bad_tax_ids_entry():
     with pytest.raises(MappingError) as info:
         _customer("tax_ids:\n  - {sorce: VAT_Number__c}\n", "  - {target: tax_exempt, default: yes}\n")
     text = str(info.value)
-    assert "customer.yaml:3:35: default 'yes' cannot be used: 'yes' is not one of none, exempt, reverse" in text
+    assert (
+        "customer.yaml:3:35: default 'yes' cannot be used: 'yes' is not one of none, exempt, reverse" in text
+    )
     assert "unknown key 'sorce'" in text and "did you mean 'source'" in text
 
 
@@ -145,8 +147,11 @@ def test_schedules_carry_automatic_tax_on_their_phase():
 
 
 def test_rules_config_reads_the_option_and_where_the_customer_mapping_reads_the_address():
-    sub = parse_mapping("write_back: {stripe_id: X__c}\nautomatic_tax: true\nlines:\n  tax_behavior:\n"
-                        "    source: Tax_Behavior__c\n    default: exclusive\n", "s.yaml", "subscription")  # fmt: skip
+    text = (
+        "write_back: {stripe_id: X__c}\nautomatic_tax: true\nlines:\n  tax_behavior:\n"
+        "    source: Tax_Behavior__c\n    default: exclusive\n"
+    )
+    sub = parse_mapping(text, "s.yaml", "subscription")
     customer = _customer(fields="  - {target: address.country, source: Country__c}\n")
     config = rules_config(sub, TODAY, customer)
     assert config.automatic_tax and config.tax_behavior == "exclusive"
@@ -166,8 +171,9 @@ def test_tax_behavior_is_part_of_the_price_and_its_key():
     assert plain.key() == "01t1-usd-1000-monthx1-licensed"  # keys made before tax_behavior stay
     assert exclusive.key() != plain.key()
     assert exclusive.params("prod_1")["tax_behavior"] == "exclusive"
+    recurring = {"interval": "month", "interval_count": 1, "usage_type": "licensed"}
     stripe_price = {"active": True, "currency": "usd", "unit_amount": 1000, "tax_behavior": "inclusive",
-                    "recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"}}  # fmt: skip
+                    "recurring": recurring}  # fmt: skip
     assert not exclusive.matches_stripe_price(stripe_price)
     assert not plain.matches_stripe_price(stripe_price)  # an inclusive price is not an untaxed one
     assert exclusive.matches_stripe_price({**stripe_price, "tax_behavior": "exclusive"})
@@ -184,3 +190,20 @@ def test_line_tax_behavior_from_a_field_refuses_unknown_values_and_splits_prices
     refused = plan_order(order(line(1, Tax_Behavior__c="gross")), config)
     assert isinstance(refused, OrderRefusal) and refused.codes == ["tax_behavior"]
     assert "Tax_Behavior__c is gross" in refused.message()
+
+
+def test_drift_puts_tax_exempt_back_and_leaves_tax_ids_to_the_account_pipeline():
+    from connector.sync.reconcile import customer_drift
+
+    mapping = _customer(TAX_IDS, "  - {target: tax_exempt, source: Tax__c, transforms: [lower]}\n" + ADDRESS)
+    desired = map_record(mapping, {"Id": "001A", "Tax__c": "Reverse", "BillingCountry": "DE",
+                                   "VAT_Number__c": "DE123456789"}).params  # fmt: skip
+    stripe_obj = {"id": "cus_1", "tax_exempt": "none", "address": {"country": "DE"},
+                  "metadata": {"salesforce_account_id": "001A"}}  # fmt: skip
+    drifts, changes = customer_drift(mapping, "001A", desired, stripe_obj)
+    assert [(d.field, d.stripe_value, d.salesforce_value) for d in drifts] == [
+        ("tax_exempt", None, "reverse")
+    ]
+    assert changes == {"tax_exempt": "reverse"}
+    drifts, changes = customer_drift(mapping, "001A", desired, {**stripe_obj, "tax_exempt": "reverse"})
+    assert drifts == [] and changes == {}
