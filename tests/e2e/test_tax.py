@@ -104,3 +104,25 @@ def test_an_order_with_automatic_tax_whose_account_has_no_country_is_refused_nam
     assert "BillingCountry is empty" in order["Stripe_Sync_Message__c"]
     assert "fill BillingCountry on the Account" in order["Stripe_Sync_Message__c"]
     assert stripe_objects(sandbox, "subscription") == []
+
+
+def test_an_amended_contract_keeps_automatic_tax_in_every_phase(sandbox, run_sync, connector_settings):
+    from connector.sandbox.salesforce.contracts import Line, amend, create_contract
+    from connector.sync.order_rules import add_months
+
+    from .test_contract_lifecycle import TODAY
+
+    account = Org(sandbox).account(**GERMAN)
+    contract = create_contract(sandbox.org, account, TODAY, [Line("Seats", 4, 10.0)], term_months=12)
+    mappings = _with_automatic_tax(connector_settings)
+    run_sync(SYNC_ALL, mappings=mappings)
+    [sub] = stripe_objects(sandbox, "subscription")
+    assert sub["automatic_tax"]["enabled"] is True
+
+    change = amend(sandbox.org, contract, add_months(TODAY, 3), {"Seats": 6})
+    result = run_sync(("orders",), mappings=mappings)
+
+    assert result.outcome(change.id).status == "updated", result.outcome(change.id).message
+    [schedule] = stripe_objects(sandbox, "subscription_schedule")
+    assert len(schedule["phases"]) == 2
+    assert [p["automatic_tax"]["enabled"] for p in schedule["phases"]] == [True, True]

@@ -1247,7 +1247,7 @@ def _schedule_from_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     phase = {
         "add_invoice_items": [],
         "application_fee_percent": None,
-        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+        "automatic_tax": copy.deepcopy(sub["automatic_tax"]),  # the phase keeps the subscription's
         "billing_cycle_anchor": None,
         "collection_method": sub["collection_method"],
         "currency": sub["currency"],

@@ -152,6 +152,7 @@ def _create(ctx: Ctx, p: dict[str, Any], clock: dict[str, Any] | None) -> dict[s
     _check_common(ctx, {k: v for k, v in p.items() if k != "invoice_settings"}, None)
     for index, datum in enumerate(p.get("tax_id_data") or []):  # all checked before anything is stored
         tax_ids.check(datum["type"], datum["value"], f"tax_id_data[{index}]")
+    tax_ids.check_room(len(p.get("tax_id_data") or []), "tax_id_data")
     cust: dict[str, Any] = {
         "id": ident,
         "object": "customer",

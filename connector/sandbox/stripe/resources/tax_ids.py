@@ -91,9 +91,18 @@ def of_customer(ctx: Ctx, customer_id: str) -> list[dict[str, Any]]:
     return [t for t in ctx.store.newest_first("tax_id") if t["customer"] == customer_id]
 
 
+MAX_PER_CUSTOMER = 5  # "you can add up to five tax IDs to a customer" (docs.stripe.com/tax/invoicing/tax-ids)
+
+
+def check_room(count: int, param: str) -> None:
+    if count > MAX_PER_CUSTOMER:
+        raise invalid(f"A customer can have at most {MAX_PER_CUSTOMER} tax IDs.", param)
+
+
 def create(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     cust = ctx.store.get("customer", ctx.path["id"])
     check(p["type"], p["value"])
+    check_room(len(of_customer(ctx, cust["id"])) + 1, "value")
     return make(ctx, cust["id"], p["type"], p["value"])
 
 
