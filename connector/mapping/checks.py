@@ -275,6 +275,10 @@ def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[st
     lines = order.lines
     for slot, src in lines.slots().items():
         checker.source("subscription", ("lines", slot), lines.object, src, tg.LINE_SLOTS[slot])
+    if lines.tax_behavior is not None:
+        checker.source(
+            "subscription", ("lines", "tax_behavior"), lines.object, lines.tax_behavior, tg.TAX_BEHAVIOR
+        )
     checker.write_back(
         "subscription",
         ("lines", "write_back", "stripe_price_id"),

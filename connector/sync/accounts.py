@@ -182,7 +182,10 @@ class AccountSync:
                 for k, v in sorted(plan.changes.items())
             )
         elif plan.action in (Action.CREATE, Action.ADOPT, Action.RECOVER):
-            message = "send " + preview_params(plan.params)
+            fields = {k: v for k, v in plan.params.items() if k != TAX_IDS_PARAM}
+            message = "send " + preview_params(fields)
+            if plan.params.get(TAX_IDS_PARAM):
+                message += f"; tax IDs {describe(plan.params[TAX_IDS_PARAM])}"
         else:
             message = plan.reason
         return Outcome(

@@ -207,3 +207,26 @@ def test_drift_puts_tax_exempt_back_and_leaves_tax_ids_to_the_account_pipeline()
     assert changes == {"tax_exempt": "reverse"}
     drifts, changes = customer_drift(mapping, "001A", desired, {**stripe_obj, "tax_exempt": "reverse"})
     assert drifts == [] and changes == {}
+
+
+def test_against_the_org_a_missing_tax_field_is_named_with_its_line(tmp_path):
+    import shutil
+
+    from connector.mapping import check_against_describe, load_mappings
+    from tests.unit.test_mapping_loader import MAPPINGS, _describe_from_schema
+
+    shutil.copy(MAPPINGS / "customer.yaml", tmp_path / "customer.yaml")
+    (tmp_path / "subscription.yaml").write_text(
+        (MAPPINGS / "subscription.yaml")
+        .read_text()
+        .replace(
+            "  # tax_behavior:\n  #   default: exclusive", "  tax_behavior:\n    source: Tax_Behaviour__c"
+        )
+    )
+    with (tmp_path / "customer.yaml").open("a") as f:
+        f.write("  - source: VAT_Nummer__c\n")
+    found = check_against_describe(load_mappings(tmp_path), _describe_from_schema())
+    messages = sorted(f"{p.file.rsplit('/', 1)[-1]}: {p.message}" for p in found)
+    assert len(messages) == 2, messages
+    assert "source 'VAT_Nummer__c' on Account" in messages[0]
+    assert "source 'Tax_Behaviour__c' on OrderItem" in messages[1]
