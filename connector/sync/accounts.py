@@ -233,7 +233,8 @@ class AccountSync:
             return Outcome(OBJECT_TYPE, sid, label, "noop", "unchanged", plan.stripe_id)
         if plan.action is Action.UPDATE:
             assert plan.stripe_id
-            _customer, tax_notes = self._update(sid, plan.stripe_id, plan.changes, plan.payload_hash)
+            version = str(row["SystemModstamp"])
+            _customer, tax_notes = self._update(sid, plan.stripe_id, plan.changes, plan.payload_hash, version)
             batch.hashed(sid, plan.payload_hash, modstamp, plan.hashes)
             message = "changed " + ", ".join(sorted(plan.changes))
             outcome = Outcome(OBJECT_TYPE, sid, label, "update", "updated", plan.stripe_id, message)
@@ -249,16 +250,20 @@ class AccountSync:
         return Outcome(OBJECT_TYPE, sid, label, action, "created", customer.id)
 
     def _update(
-        self, sid: str, customer_id: str, changes: dict[str, Any], payload_hash: str
+        self, sid: str, customer_id: str, changes: dict[str, Any], payload_hash: str, version: str = ""
     ) -> tuple[Any, list[str]]:
         """Update the Customer: its own fields in one call, a change of its tax ids (`tax_id_data`,
-        which Stripe takes on create only) as tax id deletes and creates. (customer or None, notes)"""
+        which Stripe takes on create only) as tax id deletes and creates. (customer or None, notes)
+
+        `version` (the Account's SystemModstamp) goes into the tax id creates' keys with the payload:
+        a number removed and added back within Stripe's key window is a new create, not a replay."""
         fields = {k: v for k, v in changes.items() if k != TAX_IDS_PARAM}
         customer = self.sink.update(customer_id, fields, payload_hash) if fields else None
         if TAX_IDS_PARAM not in changes:
             return customer, []
         desired = changes[TAX_IDS_PARAM] or []
-        done = apply_tax_ids(self.tax_ids, self.ctx.stripe_account, sid, customer_id, desired, payload_hash)
+        salt = f"{payload_hash}:{version}"
+        done = apply_tax_ids(self.tax_ids, self.ctx.stripe_account, sid, customer_id, desired, salt)
         return customer, done
 
     def _adopt(self, row: Mapping[str, Any], plan: Plan, modstamp: datetime | None, batch: Batch) -> Outcome:
@@ -295,7 +300,7 @@ class AccountSync:
         unset: dict[str, Any] = (
             {TAX_IDS_PARAM: []} if self.mapping.tax_ids else {}
         )  # mapped: Salesforce's set, even none
-        self._update(sid, plan.stripe_id, {**unset, **params}, plan.payload_hash)
+        self._update(sid, plan.stripe_id, {**unset, **params}, plan.payload_hash, str(row["SystemModstamp"]))
         key = idempotency.create_key(ctx.stripe_account, OBJECT_TYPE, sid)
         batch.linked(sid, plan.stripe_id, plan.payload_hash, modstamp, plan.hashes, adopted_key=key)
         return Outcome(

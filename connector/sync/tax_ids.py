@@ -25,9 +25,10 @@ def apply_tax_ids(
     account_id: str,
     customer_id: str,
     desired: Sequence[dict[str, Any]],
-    payload_hash: str,
+    key_salt: str,
 ) -> list[str]:
-    """Make the Customer hold exactly `desired` ({type, value} each); what changed, in words."""
+    """Make the Customer hold exactly `desired` ({type, value} each); what changed, in words.
+    `key_salt` (the Account's payload hash and version) makes each create's idempotency key."""
     wanted = {(t["type"], t["value"]): t for t in desired}
     kept: dict[tuple[str, str], str] = {}
     done: list[str] = []
@@ -41,7 +42,7 @@ def apply_tax_ids(
     for key, tax_id in wanted.items():
         if key in kept:
             continue
-        discriminator = f"{key[0]}:{key[1]}:{payload_hash}"
+        discriminator = f"{key[0]}:{key[1]}:{key_salt}"
         create_listed(
             Create(
                 TAX_ID,

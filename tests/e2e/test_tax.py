@@ -69,6 +69,10 @@ def test_a_german_vat_number_becomes_an_eu_vat_tax_id_and_its_order_is_taxed_aut
     sandbox.sf_admin.patch_record("Account", account, {"VAT_Number__c": None})
     run_sync(("accounts",), mappings=mappings)
     assert _tax_ids(sandbox, customer_id) == []
+    # put back as it was: a new tax ID again, not Stripe's replay of the first create's answer
+    sandbox.sf_admin.patch_record("Account", account, {"VAT_Number__c": "DE987654321"})
+    run_sync(("accounts",), mappings=mappings)
+    assert _tax_ids(sandbox, customer_id) == [("eu_vat", "DE987654321")]
 
 
 def test_an_invalid_vat_number_is_refused_on_its_account_with_the_fix_and_others_sync(sandbox, run_sync):
