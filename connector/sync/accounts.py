@@ -236,7 +236,8 @@ class AccountSync:
             version = str(row["SystemModstamp"])
             _customer, tax_notes = self._update(sid, plan.stripe_id, plan.changes, plan.payload_hash, version)
             batch.hashed(sid, plan.payload_hash, modstamp, plan.hashes)
-            message = "changed " + ", ".join(sorted(plan.changes))
+            changed = sorted(k for k in plan.changes if k != TAX_IDS_PARAM)
+            message = "changed " + ", ".join(changed) if changed else ""
             outcome = Outcome(OBJECT_TYPE, sid, label, "update", "updated", plan.stripe_id, message)
             return outcome.noted(tax_notes)
         if plan.action is Action.ADOPT:

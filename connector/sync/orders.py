@@ -190,6 +190,8 @@ def order_preview(plan: OrderPlan, customer: str) -> str:
     parts.append(f"starts {start}, {end}")
     if isinstance(sub, SubscriptionSpec) and sub.backdating():
         parts.append(sub.backdating())
+    if sub.automatic_tax:
+        parts.append("automatic tax (Stripe Tax)")
     return "; ".join(parts)
 
 

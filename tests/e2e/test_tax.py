@@ -36,8 +36,9 @@ def test_a_german_vat_number_becomes_an_eu_vat_tax_id_and_its_order_is_taxed_aut
     account = org.account(**GERMAN)
     order_id, _ = org.order(account, [{"product": "Platform", "price": 49.0}])
     mappings = _with_automatic_tax(connector_settings)
-    planned = run_sync(("accounts",), dry_run=True, mappings=mappings)
+    planned = run_sync(SYNC_ALL, dry_run=True, mappings=mappings)
     assert "; tax IDs DE123456789 (eu_vat)" in planned.outcome(account).message
+    assert planned.outcome(order_id).message.endswith("; automatic tax (Stripe Tax)")
 
     result = run_sync(SYNC_ALL, mappings=mappings)
 
