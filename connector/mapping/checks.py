@@ -45,6 +45,7 @@ ORDER_ONLY_STATUS_VALUES = ("Incomplete",)  # a subscription whose first payment
 _ID_TYPES = frozenset({"string", "textarea", "url"})
 _MESSAGE_TYPES = frozenset({"string", "textarea"})
 _DATETIME_TYPES = frozenset({"datetime"})
+_URL_TYPES = frozenset({"url", "string", "textarea"})
 _STATUS_TYPES = frozenset({"picklist", "string", "textarea"})
 
 
@@ -269,6 +270,8 @@ def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[st
             "subscription", ("skip_elapsed_periods",), order.object, order.skip_elapsed_periods,
             tg.SKIP_ELAPSED_PERIODS,
         )  # fmt: skip
+    if order.trial_end is not None:
+        checker.source("subscription", ("trial_end",), order.object, order.trial_end, tg.TRIAL_END)
     for kind, path, obj, text in mapping_conditions(mappings):
         if checker.org.fields(obj) is not None:
             checker.condition(kind, path, obj, text)
@@ -332,9 +335,11 @@ def _write_back_block(checker: _Checker, kind: str, path: tuple[str | int, ...],
         ("status", _STATUS_TYPES, "sync status"),
         ("message", _MESSAGE_TYPES, "sync message"),
         ("synced_at", _DATETIME_TYPES, "synced-at time"),
+        ("invoice_id", _ID_TYPES, "invoice id"),
+        ("invoice_url", _URL_TYPES, "invoice URL"),
     )
     for key, allowed, role in roles:
-        name = getattr(wb, key)
+        name = getattr(wb, key, None)
         if name:
             checker.write_back(kind, (*path, key), obj, name, allowed, role)
 

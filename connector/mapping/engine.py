@@ -10,7 +10,9 @@ map_record(mapping, record) -> MappedRecord
     (the phone's country) and add `remarks`.
     For a SubscriptionMapping: a non-empty default_payment_method switches collection_method to
     charge_automatically and drops days_until_due, and `skip_elapsed_periods` (a bool, not a Stripe
-    param) says whether a backdated Order skips its elapsed periods. For a LineMapping: params has the slots
+    param) says whether a backdated Order skips its elapsed periods; `trial_end` is the trial's
+    last-day-exclusive end as YYYY-MM-DD (the order rules turn it into Stripe's trial_end). For a
+    LineMapping: params has the slots
     unit_price (Decimal), quantity (int), product_name, product_description.
 soql_fields(mapping) -> list[str]
     Fields to SELECT: Id, SystemModstamp, every source and write-back field (sorted, unique).
@@ -32,6 +34,7 @@ import hashlib
 import json
 import math
 import re
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -126,12 +129,32 @@ def _fit(value: Any, spec: tg.TargetSpec) -> Any:
                 f"{value!r} is neither true nor false for {spec.path}", "map a checkbox field (or true/false)"
             )
         return flag
+    if spec.kind == "date":
+        day = _date(value)
+        if day is None:
+            raise tf.TransformError(
+                f"{value!r} is not a date for {spec.path}", "map a Date field (or text as YYYY-MM-DD)"
+            )
+        return day.isoformat()
     if spec.kind == "number":
         number = _number(value)
         if number is None:
             raise tf.TransformError(f"{value!r} is not a number", "map a number or currency field")
         return number
     raise AssertionError(spec.kind)
+
+
+def _date(value: Any) -> date | None:
+    """A Date or Date/Time field's value (Salesforce sends ISO text) as a calendar date."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = _text(value).strip()
+    try:
+        return date.fromisoformat(text[:10]) if re.fullmatch(r"\d{4}-\d{2}-\d{2}([T ].*)?", text) else None
+    except ValueError:
+        return None
 
 
 def _number(value: Any) -> Decimal | None:
@@ -314,6 +337,10 @@ def _finish_subscription(mapping: SubscriptionMapping, record: dict[str, Any], r
         skip = _resolve_into(result, mapping.skip_elapsed_periods, record, spec, spec.path)
         if skip is not None:
             result.params[spec.path] = skip
+    if mapping.trial_end is not None:
+        trial = _resolve_into(result, mapping.trial_end, record, tg.TRIAL_END, tg.TRIAL_END.path)
+        if trial is not None:
+            result.params[tg.TRIAL_END.path] = trial
 
 
 def soql_fields(mapping: ObjectMapping) -> list[str]:
@@ -334,7 +361,7 @@ def soql_fields(mapping: ObjectMapping) -> list[str]:
             fields.update(f for t in mapping.tax_ids for f in (t.source, t.type_source) if f)
         if isinstance(mapping, SubscriptionMapping):
             fields.add("AccountId")
-            for option in (mapping.default_payment_method, mapping.skip_elapsed_periods):
+            for option in (mapping.default_payment_method, mapping.skip_elapsed_periods, mapping.trial_end):
                 if option is not None and option.source:
                     fields.add(option.source)
     fields -= {"Id", "SystemModstamp"}

@@ -374,6 +374,9 @@ def _semantic(report: _Report, data: dict[str, Any], kind: str) -> None:
         skip = data.get("skip_elapsed_periods")
         if isinstance(skip, dict):
             _check_value_source(report, ("skip_elapsed_periods",), skip, tg.SKIP_ELAPSED_PERIODS)
+        trial = data.get("trial_end")
+        if isinstance(trial, dict):
+            _check_value_source(report, ("trial_end",), trial, tg.TRIAL_END)
         lines = data.get("lines")
         if isinstance(lines, dict):
             _check_condition(report, ("lines", "condition"), lines.get("condition"))

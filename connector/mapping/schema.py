@@ -77,6 +77,30 @@ class WriteBack(_Model):
     def fields(self) -> list[str]:
         return [f for f in (self.stripe_id, self.status, self.message, self.synced_at) if f]
 
+    def id_field(self, stripe_id: str) -> str:
+        """The field a Stripe id is written to (an Order's invoice has its own)."""
+        return self.stripe_id
+
+
+class OrderWriteBack(WriteBack):
+    """An Order's fields: its subscription's, and its one-time invoice's id and hosted URL."""
+
+    invoice_id: str | None = None
+    invoice_url: str | None = None
+
+    def fields(self) -> list[str]:
+        return [*super().fields(), *(f for f in (self.invoice_id, self.invoice_url) if f)]
+
+    def id_field(self, stripe_id: str) -> str:
+        return self.invoice_id if self.invoice_id and stripe_id.startswith("in_") else self.stripe_id
+
+
+class OneTimeInvoices(_Model):
+    """An Order with only one-time lines becomes a Stripe invoice: finalized (open, with its hosted
+    URL) or left a draft for someone to review in Stripe."""
+
+    finalize: bool = True
+
 
 class LineWriteBack(_Model):
     stripe_price_id: str
@@ -131,14 +155,17 @@ class SubscriptionMapping(_Model):
     version: Literal[1] = 1
     object: Literal["Order"] = "Order"
     condition: str | None = None
-    write_back: WriteBack
+    write_back: OrderWriteBack
     default_payment_method: ValueSource | None = None
     skip_elapsed_periods: ValueSource | None = None
+    # A date field: the subscription trials until that day, then bills (refused unless after the start).
+    trial_end: ValueSource | None = None
     # How Stripe bills an Amendment's change inside a period: create_prorations (on the next
     # invoice), always_invoice (invoiced at once) or none.
     amendment_proration: Literal["create_prorations", "always_invoice", "none"] = "create_prorations"
     # Stripe Tax: automatic_tax[enabled]=true on subscriptions, schedule phases and invoices.
     automatic_tax: bool = False
+    one_time_invoices: OneTimeInvoices = OneTimeInvoices()
     fields: list[FieldMapping] = []
     lines: LineMapping = LineMapping()
 

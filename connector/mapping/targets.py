@@ -142,6 +142,10 @@ TAX_BEHAVIOR = TargetSpec(
     "tax_behavior", "enum", None, SF_TEXT, ("inclusive", "exclusive", "unspecified"), "of every price"
 )
 
+TRIAL_END = TargetSpec(
+    "trial_end", "date", None, SF_TEMPORAL | SF_TEXT, doc="a date (YYYY-MM-DD): the day billing starts"
+)
+
 TARGETS_BY_OBJECT: dict[str, dict[str, TargetSpec]] = {
     "customer": CUSTOMER_TARGETS,
     "subscription": SUBSCRIPTION_TARGETS,

@@ -36,6 +36,12 @@ OPERATION_PERMISSIONS: dict[str, str] = {
     "subscription_schedules.update": "rak_subscription_schedule_write",
     "subscription_schedules.list": "rak_subscription_schedule_read",
     "subscription_schedules.cancel": "rak_subscription_schedule_write",
+    "invoices.create": "rak_invoice_write",
+    "invoices.retrieve": "rak_invoice_read",
+    "invoices.list": "rak_invoice_read",
+    "invoices.finalize_invoice": "rak_invoice_write",
+    "invoice_items.create": "rak_invoice_item_write",
+    "invoice_items.list": "rak_invoice_item_read",
     # test mode only: a contract change on a customer with a test clock is planned at the clock's time
     "test_helpers.test_clocks.retrieve": "rak_test_clock_read",
 }
@@ -49,6 +55,8 @@ DASHBOARD_NAMES: dict[str, str] = {
     "billing_meter": "Billing Meters",
     "subscription": "Subscriptions",
     "subscription_schedule": "Subscription Schedules",
+    "invoice": "Invoices",
+    "invoice_item": "Invoice Items",
     "test_clock": "Test clocks",
 }
 

@@ -16,9 +16,9 @@ Amendment, a termination, a Renewal and its own amendments) changes that same ob
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from connector.errors import RecordError
 from connector.faults import crash_point
@@ -58,11 +58,51 @@ log = logging.getLogger(__name__)
 SCHEDULE = Kind("subscription_schedule", "subscription schedule", after_create="contract.after_schedule")
 RENEWED_CONTRACT = "SBQQ__RenewedContract__c"
 CONTRACT_TYPES = (AMENDMENT, RENEWAL)
+# A change refused only because an earlier Order of its contract is not in Stripe yet.
+WAITING_CODES = frozenset({"waits_for_first_order", "waits_for_earlier_order"})
 
 
 def is_contract_change(row: Mapping[str, Any]) -> bool:
     """An Order that changes a contract already billed rather than starting one."""
     return order_kind(row) in CONTRACT_TYPES
+
+
+W = TypeVar("W")
+
+
+def contract_lanes(changes: Sequence[W], row_of: Callable[[W], Mapping[str, Any]]) -> list[list[W]]:
+    """Changes that may touch one contract's life in one lane, in the order of that life (date,
+    Order number, Id); other lanes apply side by side. Pure: an Order's Contract and the contract
+    its Renewal renews join their lanes. A renewed contract amended in another lane of the same
+    batch is safe too (the contract's lock serialises the Stripe writes, and a change decided
+    before an earlier one is applied waits and is retried), only slower."""
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    keys: list[str] = []
+    for index, change in enumerate(changes):
+        row = row_of(change)
+        ids = [
+            str(i) for i in (row.get("ContractId"), (row.get("Opportunity") or {}).get(RENEWED_CONTRACT)) if i
+        ]
+        key = ids[0] if ids else f"#{index}"  # no contract: refused on its own
+        for other in ids[1:]:
+            parent[root(other)] = root(key)
+        keys.append(key)
+    lanes: dict[str, list[W]] = {}
+    for key, change in zip(keys, changes, strict=True):
+        lanes.setdefault(root(key), []).append(change)
+
+    def order(change: W) -> tuple[str, str, str]:
+        row = row_of(change)
+        return (str(row.get("EffectiveDate")), str(row.get("OrderNumber") or ""), str(row["Id"]))
+
+    return [sorted(lane, key=order) for lane in lanes.values()]
 
 
 @dataclass(frozen=True)
@@ -347,6 +387,7 @@ class ContractChanges:
             current_items=live_items,
             settings=settings,
             clock_time=self.orders.subscriptions.clock_time(clock_id) if clock_id else None,
+            trial_end=int(data["trial_end"]) if data.get("status") == "trialing" else None,
         )
 
     def _live(self, schedule_id: str) -> LiveSchedule:
@@ -383,6 +424,7 @@ class ContractChanges:
             first_start=int(phases[0]["start_date"]) if phases else int(data.get("created") or 0),
             current_items=tuple((now_phase or {}).get("items") or ()),
             settings=settings,
+            trial_end=int(model["trial_end"]) if model.get("trial_end") else None,
         )
 
     def _price_ids(self, task: ApplyContractChange, batch: Batch) -> dict[str, str]:

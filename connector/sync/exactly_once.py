@@ -72,6 +72,13 @@ SUBSCRIPTION = Kind(
 # write) is read before any create, so an interrupted run's create is seen and not repeated.
 TAX_ID = Kind("tax_id", "tax ID", listable=True)
 
+# An Order of one-time lines is billed by an invoice instead: the Order's billing link (type
+# `subscription`, the Orders stream's) then holds the invoice id, and is marked only once the
+# invoice has all its items (and is finalized), so a pending link means "resume": find the
+# invoice, add the items it lacks, finalize it (connector.sync.invoices).
+INVOICE = Kind("subscription", "invoice", listable=True, after_create="invoice.after_create")
+INVOICE_ITEM = Kind("invoice_item", "invoice item", listable=True, after_create="invoice.after_item")
+
 
 @dataclass(frozen=True)
 class Create:

@@ -133,3 +133,25 @@ def test_an_amended_contract_keeps_automatic_tax_in_every_phase(sandbox, run_syn
     [schedule] = stripe_objects(sandbox, "subscription_schedule")
     assert len(schedule["phases"]) == 2
     assert [p["automatic_tax"]["enabled"] for p in schedule["phases"]] == [True, True]
+
+
+def test_a_one_time_order_with_automatic_tax_becomes_a_taxed_invoice(sandbox, run_sync, connector_settings):
+    from .test_orders import ONE_TIME
+
+    org = Org(sandbox)
+    account = org.account(**GERMAN)
+    nowhere = org.account(Name="Nowhere Ltd", BillingCountry=None, BillingCity=None)
+    services = [{"product": "Onboarding", "price": 1500.0, "kind": ONE_TIME}]
+    taxed, _ = org.order(account, services, end=None)
+    refused, _ = org.order(nowhere, services, end=None)
+    mappings = _with_automatic_tax(connector_settings)
+
+    planned = run_sync(SYNC_ALL, dry_run=True, mappings=mappings)
+    assert planned.outcome(taxed).message.endswith("; automatic tax (Stripe Tax)")
+    result = run_sync(SYNC_ALL, mappings=mappings)
+
+    assert result.outcome(taxed).status == "created", result.outcome(taxed).message
+    [invoice] = [i for i in stripe_objects(sandbox, "invoice") if i["billing_reason"] == "manual"]
+    assert invoice["automatic_tax"]["enabled"] is True
+    assert result.outcome(refused).status == "refused"
+    assert "fill BillingCountry on the Account" in record(sandbox, "Order", refused)["Stripe_Sync_Message__c"]

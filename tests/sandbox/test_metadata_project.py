@@ -84,6 +84,9 @@ BEFORE = {
         "Stripe_Sync_Message__c": ("textarea", 32768, (), False),
         "Stripe_Last_Synced__c": ("datetime", 0, (), False),
         "Stripe_Skip_Elapsed_Periods__c": ("boolean", 0, (), False),
+        "Stripe_Invoice_ID__c": ("string", 255, (), True),
+        "Stripe_Invoice_URL__c": ("url", 255, (), False),
+        "Stripe_Trial_End_Date__c": ("date", 0, (), False),
     },
     "OrderItem": {"Stripe_Price_ID__c": ("string", 255, (), False)},
 }
@@ -94,6 +97,7 @@ READ_ONLY = {
     "Account.VAT_Number__c",
     "Order.Payment_Term__c",
     "Order.Stripe_Skip_Elapsed_Periods__c",
+    "Order.Stripe_Trial_End_Date__c",
 }
 _CUSTOM_NAME = re.compile(r"\b[A-Za-z][A-Za-z0-9_]*__c\b")
 

@@ -119,3 +119,12 @@ def test_tax_behavior_cannot_change_once_inclusive_or_exclusive(client):
     err = _invalid(client.v1.prices.update, price.id, params={"tax_behavior": "inclusive"})
     assert err.param == "tax_behavior"
     assert _price(client).tax_behavior == "unspecified"
+
+
+def test_invoices_check_the_location_too(client):
+    nowhere = client.v1.customers.create(params={"name": "No address"})
+    params = {"automatic_tax": {"enabled": True}, "collection_method": "send_invoice", "days_until_due": 30}
+    err = _invalid(client.v1.invoices.create, params={"customer": nowhere.id, **params})
+    assert (err.code, err.param) == ("customer_tax_location_invalid", "automatic_tax[enabled]")
+    german = client.v1.customers.create(params={"address": {"country": "DE"}})
+    assert client.v1.invoices.create(params={"customer": german.id, **params}).automatic_tax.enabled is True

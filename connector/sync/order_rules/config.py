@@ -9,6 +9,8 @@ from typing import Literal
 
 from connector.sync.order_rules.tax import BILLING, SHIPPING, AddressFields
 
+TRIAL_END_KEY = "cpq2stripe_trial_end"
+
 
 @dataclass(frozen=True)
 class OrderRulesConfig:
@@ -26,6 +28,9 @@ class OrderRulesConfig:
     # mapping's `skip_elapsed_periods`, per Order); the field named here is what the admin ticks.
     bill_backdated_period: bool = True
     skip_elapsed_field: str | None = None
+    # The mapping's trial_end source (for messages and the change fingerprint); the value the
+    # mapping resolved reaches the rules under order[TRIAL_END_KEY].
+    trial_end_field: str | None = None
     refused_order_types: frozenset[str] = frozenset()  # Amendments and Renewals: connector.sync.contracts
     require_line_dates_match: bool = True
     extra_currencies: frozenset[str] = frozenset()
@@ -42,3 +47,8 @@ class OrderRulesConfig:
     # Prices' tax_behavior (inclusive | exclusive | unspecified): an OrderItem field, else one value.
     tax_behavior: Literal["inclusive", "exclusive", "unspecified"] | None = None
     tax_behavior_field: str | None = None
+    # An Order of one-time lines only becomes an invoice (order_rules/invoice_plan.py): finalized
+    # unless the mapping's `one_time_invoices.finalize` is false. Stripe: "You can no longer add
+    # more than 250 invoice items to an invoice" (changelog 2016-02-22).
+    finalize_invoices: bool = True
+    max_items_per_invoice: int = 250

@@ -23,6 +23,13 @@ def _canonical(value: Any) -> Any:
     return str(value)
 
 
+def _read(record: Mapping[str, Any], path: str) -> Any:
+    value: Any = record
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
 def order_fingerprint(order: Mapping[str, Any], config: OrderRulesConfig | None = None) -> str:
     """sha256 of the billing-relevant content (dates, currency, lines, quantities, prices), so an
     Order edited after it was synced is detected and reported instead of billed again. Fields the
@@ -46,5 +53,8 @@ def order_fingerprint(order: Mapping[str, Any], config: OrderRulesConfig | None 
             key=lambda line: line["Id"],
         ),
     }
+    trial = _read(order, config.trial_end_field) if config and config.trial_end_field else None
+    if trial not in (None, ""):  # only when set: Orders synced before trials were mapped keep their hash
+        content["trial_end"] = _canonical(trial)
     blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()

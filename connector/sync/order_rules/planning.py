@@ -7,13 +7,15 @@ from datetime import date, timedelta
 from typing import Any, Literal
 
 from connector.sync.money import MoneyError, normalize_currency, to_minor_units
-from connector.sync.order_rules.config import OrderRulesConfig
+from connector.sync.order_rules.config import TRIAL_END_KEY, OrderRulesConfig
 from connector.sync.order_rules.dates import add_months, midnight_utc, parse_date
 from connector.sync.order_rules.fields import order_lines
 from connector.sync.order_rules.fingerprint import order_fingerprint
+from connector.sync.order_rules.invoice_plan import check_invoice_lines, check_no_trial, plan_invoice
 from connector.sync.order_rules.refusals import OrderRefusal
 from connector.sync.order_rules.specs import (
     Collection,
+    InvoiceSpec,
     ItemSpec,
     LinePrice,
     OrderPlan,
@@ -90,14 +92,9 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
     recurring = [ln for ln in lines if ln.kind == "recurring"]
     one_time = [ln for ln in lines if ln.kind == "one_time"]
 
-    if records and not recurring:
-        out.order(
-            "no_recurring_lines",
-            None,
-            None,
-            "the Order has only one-time lines; a Stripe subscription needs at least one recurring line",
-            "add a recurring product, or bill the one-time charges with a Stripe invoice",
-        )
+    invoice_only = bool(records) and not recurring  # one Stripe invoice: order_rules/invoice_plan.py
+    if invoice_only:
+        check_invoice_lines(one_time, config, out)
     check_intervals(recurring, out)
     if len(recurring) > config.max_subscription_items:
         out.order(
@@ -108,7 +105,7 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
             f"{config.max_subscription_items} items",
             "split the Order, or combine lines of the same product",
         )
-    if len(one_time) > config.max_invoice_items:
+    if not invoice_only and len(one_time) > config.max_invoice_items:
         out.order(
             "too_many_invoice_items",
             None,
@@ -119,7 +116,12 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
         )
 
     end_exclusive = subscription_end(order, start, end, recurring, config, out)
-    check_elapsed_lines(order, start, recurring, len(one_time), config, out)
+    trial = check_trial(order, start, end_exclusive, config, out)
+    if invoice_only:
+        check_no_trial(trial, config, out)
+    # A trial already over when the Order syncs: billing began the day it ended.
+    billing_start = trial if trial is not None and trial <= config.today else start
+    check_elapsed_lines(order, billing_start, recurring, len(one_time), config, out)
 
     if out.reasons:
         return OrderRefusal(order_id, order.get("OrderNumber"), tuple(out.reasons))
@@ -134,7 +136,13 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
     }
     items = tuple(ItemSpec(ln.id, ln.quantity) for ln in recurring)
     invoice_items = tuple(ItemSpec(ln.id, ln.quantity) for ln in one_time)
-    shape = shape_plan(start, end_exclusive, recurring, items, invoice_items, collection, metadata, config)
+    shape: SubscriptionSpec | ScheduleSpec | InvoiceSpec
+    if invoice_only:
+        shape = plan_invoice(one_time, collection, metadata, config)
+    else:
+        shape = shape_plan(
+            start, end_exclusive, recurring, items, invoice_items, collection, metadata, config, trial
+        )
     return OrderPlan(
         order_id=str(order_id),
         order_number=order.get("OrderNumber"),
@@ -223,6 +231,42 @@ def subscription_end(
         )
         return None
     return exclusive
+
+
+def check_trial(
+    order: Mapping[str, Any],
+    start: date | None,
+    end_exclusive: date | None,
+    config: OrderRulesConfig,
+    out: Collector,
+) -> date | None:
+    """The mapped trial end (the day billing starts), refused unless inside the subscription."""
+    raw = order.get(TRIAL_END_KEY)
+    trial = parse_date(raw)
+    if trial is None or start is None:
+        return None
+    field = config.trial_end_field or "trial_end"
+    if trial <= start:
+        out.order(
+            "trial_not_after_start",
+            field,
+            trial.isoformat(),
+            f"the trial ends on {trial.isoformat()}, not after the Order starts ({start.isoformat()})",
+            f"set {field} after the Order Start Date, or clear it for no trial",
+        )
+        return None
+    if end_exclusive is not None and trial >= end_exclusive:
+        last = (end_exclusive - timedelta(days=1)).isoformat()
+        out.order(
+            "trial_after_end",
+            field,
+            trial.isoformat(),
+            f"the trial ends on {trial.isoformat()}, after the Order's last day ({last}): "
+            "nothing would be billed",
+            f"set {field} before the Order End Date, or clear it for no trial",
+        )
+        return None
+    return trial
 
 
 def plan_products(lines: list[Line]) -> tuple[ProductSpec, ...]:
@@ -327,12 +371,25 @@ def shape_plan(
     collection: Collection,
     metadata: dict[str, str],
     config: OrderRulesConfig,
+    trial: date | None = None,
 ) -> SubscriptionSpec | ScheduleSpec:
+    """A future start is a schedule (its first phase trials until `trial`); a trial still ahead
+    starts the subscription now, billing from the trial's end; a trial already over moves the
+    billing start to its end, backdated as any past start is."""
     end_ts = midnight_utc(end_exclusive) if end_exclusive else None
+    trial_ts = midnight_utc(trial) if trial is not None else None
     if start > config.today:
         return ScheduleSpec(
-            items, invoice_items, collection, midnight_utc(start), end_ts, metadata, config.automatic_tax
-        )
+            items, invoice_items, collection, midnight_utc(start), end_ts, metadata, trial_ts,
+            automatic_tax=config.automatic_tax,
+        )  # fmt: skip
+    if trial is not None and trial > config.today:
+        return SubscriptionSpec(
+            items, invoice_items, collection, None, None, None, end_ts, metadata, trial_end=trial_ts,
+            automatic_tax=config.automatic_tax,
+        )  # fmt: skip
+    if trial is not None:
+        start = trial
     backdate = anchor = None
     proration: Literal["create_prorations", "none"] | None = None
     if start < config.today:
@@ -345,5 +402,6 @@ def shape_plan(
             anchor = midnight_utc(boundary)
         proration = "create_prorations" if config.bill_backdated_period else "none"
     return SubscriptionSpec(
-        items, invoice_items, collection, backdate, anchor, proration, end_ts, metadata, config.automatic_tax
-    )
+        items, invoice_items, collection, backdate, anchor, proration, end_ts, metadata,
+        automatic_tax=config.automatic_tax,
+    )  # fmt: skip

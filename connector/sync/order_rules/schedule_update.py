@@ -9,7 +9,9 @@ change to the current phase's items applies now, prorated per `proration_behavio
   `now` and the new quantities follow (same day as the current phase began: its items are
   replaced instead, so a same-day second amendment never stacks a phase);
 - a change dated before the current phase began would rewrite billed history: refused;
-- a termination dated today or earlier cancels the subscription now.
+- a termination dated today or earlier cancels the subscription now;
+- a change dated inside a running free trial is refused; a later one keeps the trial on the
+  current phase.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class LiveSchedule:
     current_items: tuple[dict[str, Any], ...]  # the current phase's items as Stripe lists them
     settings: Mapping[str, Any]  # collection settings every phase repeats
     clock_time: int | None = None  # a test clock's frozen time (test mode): Stripe's "now" for it
+    trial_end: int | None = None  # the current (or first, not started) phase's trial end
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,15 @@ def schedule_update(
             "date the change on or after that day (CPQ: the Contract's Amendment Start Date), or credit "
             "the difference in Stripe by hand",
         )
+    trial = live.trial_end if live.trial_end is not None and live.trial_end > now else None
+    if trial is not None and midnight_utc(plan.effective) < trial:
+        return Refused(
+            "during_trial",
+            f"the Order takes effect {plan.effective.isoformat()}, during the contract's free trial (until "
+            f"{_day(trial).isoformat()}); the connector does not change a trial's items",
+            f"date the change on or after {_day(trial).isoformat()}, or clear the trial on the first Order "
+            "and change the subscription in Stripe by hand",
+        )
     ahead = [p for p in plan.phases if p.end is None or midnight_utc(p.end) > max(now, floor)]
     if live.status == "not_started":
         ahead = [p for p in plan.phases if p.end is None or midnight_utc(p.end) > floor]
@@ -157,6 +169,8 @@ def schedule_update(
                 )
             else:
                 params["start_date"] = floor
+                if trial is not None:  # the current phase is the trial: rewriting it keeps the trial
+                    params["trial_end"] = trial
         phases.append(params)
     end_behavior = "release" if ahead and ahead[-1].end is None else "cancel"
     summary = late + describe_phases(ahead, plan.product_names)

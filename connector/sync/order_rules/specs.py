@@ -159,6 +159,7 @@ class SubscriptionSpec:
     proration_behavior: Literal["create_prorations", "none"] | None
     cancel_at: int | None  # None = evergreen
     metadata: dict[str, str]
+    trial_end: int | None = None  # the mapped trial end, when still ahead: billing starts then
     automatic_tax: bool = False  # Stripe Tax (OrderRulesConfig.automatic_tax)
 
     def params(self, customer_id: str, price_ids: Mapping[str, str]) -> dict[str, Any]:
@@ -181,6 +182,8 @@ class SubscriptionSpec:
             params["proration_behavior"] = self.proration_behavior
         if self.cancel_at is not None:
             params["cancel_at"] = self.cancel_at
+        if self.trial_end is not None:
+            params["trial_end"] = self.trial_end
         if self.automatic_tax:
             params["automatic_tax"] = {"enabled": True}
         params["metadata"] = dict(self.metadata)
@@ -212,6 +215,7 @@ class ScheduleSpec:
     start_date: int
     end_date: int | None  # None = evergreen
     metadata: dict[str, str]
+    trial_end: int | None = None  # the first phase trials until then
     automatic_tax: bool = False  # Stripe Tax on the phase (OrderRulesConfig.automatic_tax)
 
     @property
@@ -224,6 +228,8 @@ class ScheduleSpec:
             phase["add_invoice_items"] = _items(self.invoice_items, price_ids)
         if self.end_date is not None:
             phase["end_date"] = self.end_date
+        if self.trial_end is not None:
+            phase["trial_end"] = self.trial_end
         phase["collection_method"] = self.collection.method
         if self.collection.method == "send_invoice":
             phase["invoice_settings"] = {"days_until_due": self.collection.days_until_due}
@@ -243,6 +249,52 @@ class ScheduleSpec:
 
 
 @dataclass(frozen=True)
+class InvoiceSpec:
+    """An Order whose lines are all one-time: one Stripe invoice (POST /v1/invoices), an invoice
+    item per line on it (POST /v1/invoiceitems), then finalized (POST /v1/invoices/{id}/finalize)
+    unless the mapping leaves it a draft."""
+
+    items: tuple[ItemSpec, ...]
+    collection: Collection
+    finalize: bool
+    metadata: dict[str, str]
+    automatic_tax: bool = False  # Stripe Tax on the invoice (OrderRulesConfig.automatic_tax)
+
+    def params(self, customer_id: str) -> dict[str, Any]:
+        """The draft: never advanced by Stripe on its own (a half-built invoice must not be
+        finalized an hour later); only the Order's items, never the customer's pending ones."""
+        params: dict[str, Any] = {
+            "customer": customer_id,
+            "auto_advance": False,
+            "pending_invoice_items_behavior": "exclude",
+            "collection_method": self.collection.method,
+        }
+        if self.collection.method == "send_invoice":
+            params["days_until_due"] = self.collection.days_until_due
+        elif self.collection.default_payment_method:
+            params["default_payment_method"] = self.collection.default_payment_method
+        if self.automatic_tax:
+            params["automatic_tax"] = {"enabled": True}
+        params["metadata"] = dict(self.metadata)
+        return params
+
+    def item_params(self, item: ItemSpec, invoice_id: str, customer_id: str, price_id: str) -> dict[str, Any]:
+        """One line's invoice item on the draft, carrying its OrderItem id (how a rerun finds it)."""
+        params: dict[str, Any] = {
+            "customer": customer_id,
+            "invoice": invoice_id,
+            "pricing": {"price": price_id},
+            "metadata": {
+                "salesforce_order_item_id": item.order_item_id,
+                "salesforce_order_id": self.metadata.get("salesforce_order_id", ""),
+            },
+        }
+        if item.quantity is not None:
+            params["quantity"] = item.quantity
+        return params
+
+
+@dataclass(frozen=True)
 class OrderPlan:
     order_id: str
     order_number: str | None
@@ -251,12 +303,17 @@ class OrderPlan:
     currency: str  # lower-case
     products: tuple[ProductSpec, ...]
     prices: tuple[LinePrice, ...]
-    subscription: SubscriptionSpec | ScheduleSpec
+    subscription: SubscriptionSpec | ScheduleSpec | InvoiceSpec
     fingerprint: str
 
     @property
     def is_schedule(self) -> bool:
         return isinstance(self.subscription, ScheduleSpec)
+
+    @property
+    def invoice(self) -> InvoiceSpec | None:
+        """The one-time invoice this Order becomes instead of a subscription, if it does."""
+        return self.subscription if isinstance(self.subscription, InvoiceSpec) else None
 
     def price_for(self, order_item_id: str) -> LinePrice:
         return next(p for p in self.prices if p.order_item_id == order_item_id)

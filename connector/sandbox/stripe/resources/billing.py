@@ -1272,7 +1272,8 @@ def _schedule_from_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
         "proration_behavior": "create_prorations",
         "start_date": first["current_period_start"],
         "transfer_data": None,
-        "trial_end": None,
+        # The phase made from a trialing subscription keeps its trial.
+        "trial_end": sub["trial_end"] if sub["status"] == "trialing" else None,
         "_days": sub["days_until_due"],
         "_method": sub["collection_method"],
     }
@@ -1529,13 +1530,18 @@ def list_schedules(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
 
 
 # invoices ------------------------------------------------------------------------------------
+def _subscription_of(invoice: dict[str, Any]) -> str | None:
+    """The subscription an invoice bills (None for a one-off invoice, resources/invoicing.py)."""
+    return ((invoice.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+
+
 def list_invoices(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     rows = list(ctx.store.newest_first("invoice"))
     for key in ("customer", "status", "collection_method"):
         if p.get(key):
             rows = [r for r in rows if r[key] == p[key]]
     if p.get("subscription"):
-        rows = [r for r in rows if r["parent"]["subscription_details"]["subscription"] == p["subscription"]]
+        rows = [r for r in rows if _subscription_of(r) == p["subscription"]]
     return paginate(ctx, "invoice", rows, p, "/v1/invoices")
 
 

@@ -267,7 +267,8 @@ def _pending_for(ctx: Ctx, sub: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         ii
         for ii in ctx.store.all("invoiceitem")
-        if ii["invoice"] is None and ii["parent"]["subscription_details"]["subscription"] == sub["id"]
+        if ii["invoice"] is None
+        and ((ii.get("parent") or {}).get("subscription_details") or {}).get("subscription") == sub["id"]
     ]
 
 
