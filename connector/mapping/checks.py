@@ -254,6 +254,11 @@ def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[st
             checker.fields_read(kind, ("fields", index), mapping.object, entry)
         _write_back_block(checker, kind, ("write_back",), mapping.object, mapping.write_back)
 
+    customer = mappings.customer
+    tax_id_spec = tg.TargetSpec("tax_ids", "string", 5000, tg.SF_TEXT | tg.SF_NUMBER)
+    for index, tax_id in enumerate(customer.tax_ids):
+        checker.source("customer", ("tax_ids", index), customer.object, tax_id, tax_id_spec)
+
     order = mappings.subscription
     if order.default_payment_method is not None:
         spec = tg.TargetSpec("default_payment_method", "string", 255, tg.SF_TEXT)
@@ -276,6 +281,10 @@ def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[st
     for slot, src in order.discounts.slots().items():
         obj = lines.object if slot in order.discounts.LINE_SLOTS else order.object
         checker.source("subscription", ("discounts", slot), obj, src, tg.DISCOUNT_SLOTS[slot])
+    if lines.tax_behavior is not None:
+        checker.source(
+            "subscription", ("lines", "tax_behavior"), lines.object, lines.tax_behavior, tg.TAX_BEHAVIOR
+        )
     checker.write_back(
         "subscription",
         ("lines", "write_back", "stripe_price_id"),

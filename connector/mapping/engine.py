@@ -39,6 +39,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from connector.mapping import targets as tg
+from connector.mapping import tax_ids as tx
 from connector.mapping import transforms as tf
 from connector.mapping.schema import (
     CustomerMapping,
@@ -245,6 +246,7 @@ def map_record(mapping: ObjectMapping, record: dict[str, Any]) -> MappedRecord:
 
     if isinstance(mapping, CustomerMapping):
         _finish_customer(result)
+        _tax_ids(mapping, record, result)
     elif isinstance(mapping, SubscriptionMapping):
         _finish_subscription(mapping, record, result)
     return result
@@ -270,6 +272,8 @@ def _resolve_into(
 
 
 def _finish_customer(result: MappedRecord) -> None:
+    if result.params.get("tax_exempt") == "none":
+        del result.params["tax_exempt"]  # Stripe's default: "none" and no value are the same Customer
     shipping = result.params.get("shipping") or {}
     if not shipping.get("address"):
         result.params.pop("shipping", None)  # a name or phone alone is not a shipping address
@@ -286,6 +290,35 @@ def _finish_customer(result: MappedRecord) -> None:
                 "map a field (e.g. Name) to shipping.name",
             )
         )
+
+
+TAX_IDS_PARAM = "tax_id_data"
+"""Where the desired tax ids sit in a Customer's params: Stripe takes them under this name on create;
+on update the sink turns a change into tax id creates and deletes (connector.stripe_sink.customers)."""
+_TAX_ID_TEXT = tg.TargetSpec("tax_ids", "string", 5000, tg.SF_TEXT | tg.SF_NUMBER)
+
+
+def _tax_ids(mapping: CustomerMapping, record: dict[str, Any], result: MappedRecord) -> None:
+    """The Account's tax ids, typed from the value and the mapped billing (else shipping) country."""
+    params = result.params
+    country = (params.get("address") or {}).get("country") or (
+        (params.get("shipping") or {}).get("address") or {}
+    ).get("country")
+    found: dict[tuple[str, str], dict[str, str]] = {}
+    for source in mapping.tax_ids:
+        value = _resolve_into(result, source, record, _TAX_ID_TEXT, "tax_ids")
+        if value is None:
+            continue
+        explicit = read_path(record, source.type_source) if source.type_source else None
+        try:
+            tax_id = tx.infer_tax_id(str(value), country, str(explicit) if explicit else None)
+        except tx.TaxIdProblem as exc:
+            name = source.source or "(default)"
+            result.errors.append(FieldError(result.record_id, name, "tax_ids", value, exc.message, exc.fix))
+            continue
+        found[(tax_id.type, tax_id.value)] = tax_id.params()
+    if found:
+        params[TAX_IDS_PARAM] = [found[k] for k in sorted(found)]
 
 
 def _finish_subscription(mapping: SubscriptionMapping, record: dict[str, Any], result: MappedRecord) -> None:
@@ -315,6 +348,8 @@ def soql_fields(mapping: ObjectMapping) -> list[str]:
     fields: set[str] = set()
     if isinstance(mapping, LineMapping):
         fields.update(src.source for src in mapping.slots().values() if src.source)
+        if mapping.tax_behavior is not None and mapping.tax_behavior.source:
+            fields.add(mapping.tax_behavior.source)
         fields.update({"OrderId", "Product2Id", "PricebookEntryId", mapping.write_back.stripe_price_id})
         fields.add(f"Product2.{mapping.product_write_back.stripe_id}")
         fields.add(f"PricebookEntry.{mapping.price_book_entry_write_back.stripe_id}")
@@ -322,6 +357,8 @@ def soql_fields(mapping: ObjectMapping) -> list[str]:
         fields.update(e.source for e in mapping.fields if e.source)
         fields.update(f for e in mapping.fields for f in fields_read(e))
         fields.update(mapping.write_back.fields())
+        if isinstance(mapping, CustomerMapping):
+            fields.update(f for t in mapping.tax_ids for f in (t.source, t.type_source) if f)
         if isinstance(mapping, SubscriptionMapping):
             fields.add("AccountId")
             for option in (mapping.default_payment_method, mapping.skip_elapsed_periods, mapping.trial_end):
@@ -352,6 +389,8 @@ def project_stripe_object(
         if not is_empty(value):
             _put(params, path, value)
     if isinstance(mapping, CustomerMapping):
+        if params.get("tax_exempt") == "none":
+            del params["tax_exempt"]  # as map_record leaves it out
         shipping = params.get("shipping")
         if shipping is not None and not shipping.get("address"):
             del params["shipping"]

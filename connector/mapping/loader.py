@@ -353,6 +353,19 @@ def _semantic(report: _Report, data: dict[str, Any], kind: str) -> None:
                 "map fewer metadata keys",
             )
 
+    tax_ids = data.get("tax_ids")
+    if kind == "customer" and isinstance(tax_ids, list):
+        for index, entry in enumerate(tax_ids):
+            if isinstance(entry, dict):
+                spec = tg.TargetSpec("tax_ids", "string", 5000, tg.SF_TEXT | tg.SF_NUMBER)
+                _check_value_source(report, ("tax_ids", index), entry, spec)
+                if isinstance(entry.get("type_source"), str) and not _SF_PATH.match(entry["type_source"]):
+                    report.add(
+                        ("tax_ids", index, "type_source"),
+                        f"'{entry['type_source']}' is not a Salesforce field or parent path",
+                        "write the API name of a field holding the Stripe type, e.g. VAT_Type__c",
+                    )
+
     if kind == "subscription":
         dpm = data.get("default_payment_method")
         if isinstance(dpm, dict):
@@ -371,6 +384,9 @@ def _semantic(report: _Report, data: dict[str, Any], kind: str) -> None:
                 entry = lines.get(slot)
                 if isinstance(entry, dict):
                     _check_value_source(report, ("lines", slot), entry, spec)
+            tax_behavior = lines.get("tax_behavior")
+            if isinstance(tax_behavior, dict):
+                _check_value_source(report, ("lines", "tax_behavior"), tax_behavior, tg.TAX_BEHAVIOR)
             for key in ("write_back", "product_write_back", "price_book_entry_write_back"):
                 block = lines.get(key)
                 if isinstance(block, dict):

@@ -110,12 +110,20 @@ class RelatedWriteBack(_Model):
     stripe_id: str
 
 
+class TaxIdSource(ValueSource):
+    """One field holding a customer tax id (a VAT number); `type_source` optionally names a field
+    holding the Stripe type (eu_vat, us_ein, ...) when it cannot be inferred from the country."""
+
+    type_source: str | None = None
+
+
 class CustomerMapping(_Model):
     version: Literal[1] = 1
     object: str = "Account"
     condition: str | None = None
     write_back: WriteBack
     fields: list[FieldMapping]
+    tax_ids: list[TaxIdSource] = []
 
     stripe_object: ClassVar[str] = "customer"
 
@@ -130,6 +138,9 @@ class LineMapping(_Model):
     write_back: LineWriteBack = LineWriteBack(stripe_price_id="Stripe_Price_ID__c")
     product_write_back: RelatedWriteBack = RelatedWriteBack(stripe_id="Stripe_Product_ID__c")
     price_book_entry_write_back: RelatedWriteBack = RelatedWriteBack(stripe_id="Stripe_Price_ID__c")
+    # The prices' tax_behavior: an OrderItem field (source) and/or one value (default) of
+    # inclusive, exclusive, unspecified. Left out: Stripe's unspecified.
+    tax_behavior: ValueSource | None = None
 
     stripe_object: ClassVar[str] = "subscription_item"
 
@@ -193,6 +204,8 @@ class SubscriptionMapping(_Model):
     # How Stripe bills an Amendment's change inside a period: create_prorations (on the next
     # invoice), always_invoice (invoiced at once) or none.
     amendment_proration: Literal["create_prorations", "always_invoice", "none"] = "create_prorations"
+    # Stripe Tax: automatic_tax[enabled]=true on subscriptions, schedule phases and invoices.
+    automatic_tax: bool = False
     one_time_invoices: OneTimeInvoices = OneTimeInvoices()
     fields: list[FieldMapping] = []
     lines: LineMapping = LineMapping()

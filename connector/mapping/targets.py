@@ -1,7 +1,7 @@
 """The Stripe fields a mapping may write, per Stripe object, with their types and limits.
 
 Only fields the connector knows how to send are listed: an admin typo such as `adress.city`
-or a field the connector does not manage (`balance`, `tax_exempt`) is refused when the mapping
+or a field the connector does not manage (`balance`) is refused when the mapping
 loads, not when Stripe answers 400. Lengths come from Stripe's API reference (OpenAPI
 `maxLength`): customer name 256, phone 20, email 512, description 5000, address and shipping
 parts 5000; subscription description 500; metadata keys 40 and values 500, 50 keys at most.
@@ -96,6 +96,14 @@ CUSTOMER_TARGETS: dict[str, TargetSpec] = {
             pattern=re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$"),
             pattern_fix="write IETF language tags such as de or de-DE (a hyphen, not _), separated by ; or ,",
         ),
+        TargetSpec(
+            "tax_exempt",
+            "enum",
+            None,
+            SF_TEXT,
+            ("none", "exempt", "reverse"),
+            "none, exempt or reverse (reverse charge: the invoice says so and charges no tax)",
+        ),
     ]
 }
 
@@ -138,6 +146,11 @@ DISCOUNT_SLOTS: dict[str, TargetSpec] = {
     "order_percent": TargetSpec("discounts.order_percent", "number", None, SF_NUMBER, doc="percent off"),
     "order_months": TargetSpec("discounts.order_months", "integer", None, SF_NUMBER, doc="whole months"),
 }
+# A subscription mapping's prices' tax behaviour (lines.tax_behavior; not a subscription field).
+TAX_BEHAVIOR = TargetSpec(
+    "tax_behavior", "enum", None, SF_TEXT, ("inclusive", "exclusive", "unspecified"), "of every price"
+)
+
 TRIAL_END = TargetSpec(
     "trial_end", "date", None, SF_TEMPORAL | SF_TEXT, doc="a date (YYYY-MM-DD): the day billing starts"
 )

@@ -17,6 +17,10 @@ OPERATION_PERMISSIONS: dict[str, str] = {
     "customers.retrieve": "rak_customer_read",
     "customers.list": "rak_customer_read",
     "customers.search": "rak_customer_read",
+    # a Customer's tax ids live under /v1/customers/{id}/tax_ids: the Customers permission
+    "customers.tax_ids.list": "rak_customer_read",
+    "customers.tax_ids.create": "rak_customer_write",
+    "customers.tax_ids.delete": "rak_customer_write",
     "products.create": "rak_product_write",
     "products.retrieve": "rak_product_read",
     "prices.create": "rak_plan_write",

@@ -371,6 +371,8 @@ class ContractChanges:
         method = data.get("default_payment_method")
         if method:
             settings["default_payment_method"] = method if isinstance(method, str) else method.get("id")
+        if (data.get("automatic_tax") or {}).get("enabled"):
+            settings["automatic_tax"] = {"enabled": True}  # Stripe Tax stays on in every phase
         live_items = tuple(
             {"price": i["price"], "quantity": i.get("quantity"), "metadata": i.get("metadata") or {}}
             for i in items
@@ -410,6 +412,8 @@ class ContractChanges:
         method = model.get("default_payment_method")
         if method:
             settings["default_payment_method"] = method if isinstance(method, str) else method.get("id")
+        if (model.get("automatic_tax") or {}).get("enabled"):
+            settings["automatic_tax"] = {"enabled": True}  # Stripe Tax stays on in every phase
         clock = data.get("test_clock")
         clock_id = clock if isinstance(clock, str) or clock is None else clock.get("id")
         return LiveSchedule(

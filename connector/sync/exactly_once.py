@@ -72,6 +72,10 @@ SUBSCRIPTION = Kind(
     after_link="order.before_writeback",
 )
 
+# A Customer's tax id: no link of its own; the Customer's list of tax ids (consistent right after a
+# write) is read before any create, so an interrupted run's create is seen and not repeated.
+TAX_ID = Kind("tax_id", "tax ID", listable=True)
+
 # An Order of one-time lines is billed by an invoice instead: the Order's billing link (type
 # `subscription`, the Orders stream's) then holds the invoice id, and is marked only once the
 # invoice has all its items (and is finalized), so a pending link means "resume": find the
@@ -127,6 +131,17 @@ def obtain(create: Create, link: Link, *, recovering: bool, now: datetime) -> An
         log.info("found the %s an interrupted run made for %s", kind.noun, create.key_id)
         obj = create.refresh(found) if create.refresh is not None else found
     crash_point(kind.after_create)
+    return obj
+
+
+def create_listed(create: Create) -> Any:
+    """An object that lives in a list of its parent (a Customer's tax ids) and has no link: found in
+    that list (read by the caller in this run, so `find` is consistent) or created with the key."""
+    found = create.find() if create.find is not None else None
+    if found is not None:
+        return found
+    obj = create.send(create.idempotency_key)
+    crash_point(create.kind.after_create)
     return obj
 
 

@@ -67,9 +67,10 @@ def invoice_preview(plan: OrderPlan, spec: InvoiceSpec, customer: str, items_tex
     else:
         due = "charged automatically"
     state = "finalized" if spec.finalize else "left a draft"
+    tax = "; automatic tax (Stripe Tax)" if spec.automatic_tax else ""
     return (
         f"invoice for {customer}; {plan.currency.upper()} one-time; items: {items_text}; "
-        f"total {plan.currency.upper()} {total}; {due}; {state}"
+        f"total {plan.currency.upper()} {total}; {due}; {state}{tax}"
     )
 
 

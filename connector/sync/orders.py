@@ -26,7 +26,7 @@ from typing import Any
 from connector.errors import RecordError
 from connector.mapping import map_record, soql_fields
 from connector.mapping.engine import resolve_value
-from connector.mapping.schema import SubscriptionMapping, ValueSource
+from connector.mapping.schema import CustomerMapping, SubscriptionMapping, ValueSource
 from connector.mapping.targets import SKIP_ELAPSED_PERIODS, TRIAL_END
 from connector.mapping.transforms import TransformError
 from connector.salesforce.writeback import WriteBack
@@ -73,6 +73,7 @@ from connector.sync.order_rules import (
 from connector.sync.order_rules.config import TRIAL_END_KEY
 from connector.sync.order_rules.discounts import CouponSpec, DiscountFields
 from connector.sync.order_rules.fields import LINE_FIELDS, ORDER_FIELDS
+from connector.sync.order_rules.tax import AddressFields
 from connector.sync.pipeline import Batch
 from connector.sync.plan import Action
 from connector.sync.report import OK_STATUSES, Outcome, RunReport
@@ -93,10 +94,39 @@ CHANGED_MESSAGE = (
 )
 
 
-def rules_config(mapping: SubscriptionMapping, today: date) -> OrderRulesConfig:
-    """The order rules' options as the subscription mapping sets them."""
+def tax_address_fields(customer: CustomerMapping) -> dict[str, Any]:
+    """The Account fields the customer mapping fills the Customer's billing and shipping address
+    from: what the automatic-tax pre-check reads (connector.sync.order_rules.tax)."""
+    sources = {f.target: f.source for f in customer.fields}
+
+    def address(prefix: str) -> AddressFields:
+        return AddressFields(
+            *(sources.get(f"{prefix}.{part}") for part in ("country", "postal_code", "state"))
+        )
+
+    shipping = address("shipping.address")
+    return {
+        "tax_billing_address": address("address"),
+        "tax_shipping_address": shipping if shipping.names() else None,
+    }
+
+
+def rules_config(
+    mapping: SubscriptionMapping, today: date, customer: CustomerMapping | None = None
+) -> OrderRulesConfig:
+    """The order rules' options as the subscription mapping sets them (and, for the automatic-tax
+    pre-check, where the customer mapping reads the address)."""
     fields = {f.target: f for f in mapping.fields}
     kwargs: dict[str, Any] = {"today": today, "payment_method_field": PAYMENT_METHOD_KEY}
+    if mapping.automatic_tax:
+        kwargs["automatic_tax"] = True
+        if customer is not None:
+            kwargs.update(tax_address_fields(customer))
+    tax_behavior = mapping.lines.tax_behavior
+    if tax_behavior is not None:
+        kwargs["tax_behavior_field"] = tax_behavior.source
+        if tax_behavior.default in ("inclusive", "exclusive", "unspecified"):
+            kwargs["tax_behavior"] = tax_behavior.default
     method = fields.get("collection_method")
     if method is not None and method.default in ("send_invoice", "charge_automatically"):
         kwargs["collection_method"] = method.default
@@ -206,6 +236,8 @@ def order_preview(plan: OrderPlan, customer: str) -> str:
         parts.append(sub.backdating())
     if sub.trial_end is not None:
         parts.append(f"trial until {_day(sub.trial_end)} (billing starts then)")
+    if sub.automatic_tax:
+        parts.append("automatic tax (Stripe Tax)")
     return "; ".join(parts)
 
 
@@ -329,6 +361,9 @@ class OrderSync:
     def _select(self) -> str:
         fields = set(soql_fields(self.mapping)) | set(ORDER_FIELDS)
         fields.add(f"Account.{self.ctx.mappings.customer.write_back.stripe_id}")
+        if self.mapping.automatic_tax:  # the pre-check reads the Account's address fields
+            taxed = tax_address_fields(self.ctx.mappings.customer).values()
+            fields |= {f"Account.{name}" for address in taxed if address for name in address.names()}
         if self.ctx.single_currency:
             fields -= {"CurrencyIsoCode"}
         due = next((f for f in self.mapping.fields if f.target == "days_until_due"), None)
@@ -361,7 +396,7 @@ class OrderSync:
         ids = [r["Id"] for r in rows]
         if links is None:
             links = ctx.store.links.get_many(ctx.stripe_account, OBJECT_TYPE, ids)
-        config = rules_config(self.mapping, ctx.now().date())
+        config = rules_config(self.mapping, ctx.now().date(), ctx.mappings.customer)
         work = [self._decide(self._normalise(row), links.get(row["Id"]), config) for row in rows]
         # Every check before a Stripe write, the Accounts' included, whether dry or not: a dry
         # run's plan is what the run does.

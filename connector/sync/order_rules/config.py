@@ -8,6 +8,7 @@ from datetime import date
 from typing import Literal
 
 from connector.sync.order_rules.discounts import DiscountFields
+from connector.sync.order_rules.tax import BILLING, SHIPPING, AddressFields
 
 TRIAL_END_KEY = "cpq2stripe_trial_end"
 
@@ -40,6 +41,15 @@ class OrderRulesConfig:
     max_invoice_lines: int = 250
     # The mapping's `discounts` in coupons mode (None: net_price, the line's unit price is billed).
     discounts: DiscountFields | None = None
+    # Stripe Tax (subscription.yaml `automatic_tax`): `automatic_tax[enabled]=true` on subscriptions,
+    # schedule phases and one-time invoices, after the pure location pre-check (order_rules.tax),
+    # which reads the Account fields the customer mapping fills the billing and shipping address from.
+    automatic_tax: bool = False
+    tax_billing_address: AddressFields = BILLING
+    tax_shipping_address: AddressFields | None = SHIPPING
+    # Prices' tax_behavior (inclusive | exclusive | unspecified): an OrderItem field, else one value.
+    tax_behavior: Literal["inclusive", "exclusive", "unspecified"] | None = None
+    tax_behavior_field: str | None = None
     # An Order of one-time lines only becomes an invoice (order_rules/invoice_plan.py): finalized
     # unless the mapping's `one_time_invoices.finalize` is false. Stripe: "You can no longer add
     # more than 250 invoice items to an invoice" (changelog 2016-02-22).

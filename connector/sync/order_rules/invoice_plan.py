@@ -47,4 +47,4 @@ def plan_invoice(
     one_time: list[Line], collection: Collection, metadata: dict[str, str], config: OrderRulesConfig
 ) -> InvoiceSpec:
     items = tuple(ItemSpec(ln.id, ln.quantity) for ln in one_time)
-    return InvoiceSpec(items, collection, config.finalize_invoices, metadata)
+    return InvoiceSpec(items, collection, config.finalize_invoices, metadata, config.automatic_tax)

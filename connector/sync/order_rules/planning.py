@@ -27,6 +27,7 @@ from connector.sync.order_rules.specs import (
     ScheduleSpec,
     SubscriptionSpec,
 )
+from connector.sync.order_rules.tax import line_tax_behaviors, tax_location_reason
 from connector.sync.order_rules.validation import (
     Collector,
     Line,
@@ -72,6 +73,11 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
         out.order("end_date", "EndDate", end_raw, "not a valid date", "set a valid Order End Date")
 
     collection = read_collection(order, account, config, out)
+    if config.automatic_tax:
+        billed = {**account, "Id": order.get("AccountId")}
+        where = tax_location_reason(billed, config.tax_billing_address, config.tax_shipping_address)
+        if where is not None:
+            out.add(where)
 
     records = order_lines(order)
     if not records:
@@ -84,6 +90,7 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
         )
 
     lines = [check_line(rec, order, currency, start, end, config, out) for rec in records]
+    tax_behaviors = line_tax_behaviors(lines, config, out)
     recurring = [ln for ln in lines if ln.kind == "recurring"]
     one_time = [ln for ln in lines if ln.kind == "one_time"]
 
@@ -126,7 +133,7 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
 
     assert currency is not None and start is not None and collection is not None
     products = plan_products(lines)
-    prices = plan_prices(lines, currency)
+    prices = plan_prices(lines, currency, tax_behaviors)
     metadata = {
         "salesforce_order_id": str(order_id),
         "salesforce_account_id": str(order.get("AccountId") or ""),
@@ -284,7 +291,9 @@ def plan_products(lines: list[Line]) -> tuple[ProductSpec, ...]:
     return tuple(products.values())
 
 
-def plan_prices(lines: list[Line], currency: str) -> tuple[LinePrice, ...]:
+def plan_prices(
+    lines: list[Line], currency: str, tax_behaviors: Mapping[str, str | None] | None = None
+) -> tuple[LinePrice, ...]:
     """Reuse the PricebookEntry's price when the line bills exactly the entry's price, else a price
     for the line. Two lines of one PricebookEntry needing different specs (e.g. Monthly and Annual)
     cannot share the entry's single price id: the first claims it, the others get line prices."""
@@ -292,7 +301,8 @@ def plan_prices(lines: list[Line], currency: str) -> tuple[LinePrice, ...]:
     prices = []
     for ln in lines:
         assert ln.unit is not None
-        spec = PriceSpec(str(ln.record.get("Product2Id")), currency.lower(), *ln.unit, ln.recurrence)
+        tax = (tax_behaviors or {}).get(ln.id)
+        spec = PriceSpec(str(ln.record.get("Product2Id")), currency.lower(), *ln.unit, ln.recurrence, tax)
         pbe = ln.record.get("PricebookEntry") or {}
         pbe_id = ln.record.get("PricebookEntryId")
         pbe_spec = None
@@ -300,7 +310,7 @@ def plan_prices(lines: list[Line], currency: str) -> tuple[LinePrice, ...]:
             try:
                 pbe_unit = to_minor_units(pbe["UnitPrice"], pbe.get("CurrencyIsoCode") or currency)
                 pbe_currency = str(pbe.get("CurrencyIsoCode") or currency).lower()
-                pbe_spec = PriceSpec(spec.product_sf_id, pbe_currency, *pbe_unit, ln.recurrence)
+                pbe_spec = PriceSpec(spec.product_sf_id, pbe_currency, *pbe_unit, ln.recurrence, tax)
             except MoneyError:
                 pbe_spec = None
         own = ln.record.get("Stripe_Price_ID__c") or None
@@ -376,11 +386,15 @@ def shape_plan(
     end_ts = midnight_utc(end_exclusive) if end_exclusive else None
     trial_ts = midnight_utc(trial) if trial is not None else None
     if start > config.today:
-        return ScheduleSpec(items, invoice_items, collection, midnight_utc(start), end_ts, metadata, trial_ts)
+        return ScheduleSpec(
+            items, invoice_items, collection, midnight_utc(start), end_ts, metadata, trial_ts,
+            automatic_tax=config.automatic_tax,
+        )  # fmt: skip
     if trial is not None and trial > config.today:
         return SubscriptionSpec(
-            items, invoice_items, collection, None, None, None, end_ts, metadata, trial_end=trial_ts
-        )
+            items, invoice_items, collection, None, None, None, end_ts, metadata, trial_end=trial_ts,
+            automatic_tax=config.automatic_tax,
+        )  # fmt: skip
     if trial is not None:
         start = trial
     backdate = anchor = None
@@ -394,4 +408,7 @@ def shape_plan(
         if end_exclusive is None or boundary < end_exclusive:
             anchor = midnight_utc(boundary)
         proration = "create_prorations" if config.bill_backdated_period else "none"
-    return SubscriptionSpec(items, invoice_items, collection, backdate, anchor, proration, end_ts, metadata)
+    return SubscriptionSpec(
+        items, invoice_items, collection, backdate, anchor, proration, end_ts, metadata,
+        automatic_tax=config.automatic_tax,
+    )  # fmt: skip

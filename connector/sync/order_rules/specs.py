@@ -35,6 +35,10 @@ class PriceSpec:
     unit_amount: int | None
     unit_amount_decimal: str | None
     recurring: Recurrence | None
+    # inclusive | exclusive | unspecified, None when the mapping sets none (Stripe: unspecified).
+    # Part of the key: Stripe never changes it once inclusive or exclusive, so prices differing in
+    # it are different prices.
+    tax_behavior: str | None = None
 
     def params(self, product_stripe_id: str) -> dict[str, Any]:
         """Create params for POST /v1/prices."""
@@ -45,6 +49,8 @@ class PriceSpec:
             params["unit_amount_decimal"] = self.unit_amount_decimal
         if self.recurring is not None:
             params["recurring"] = self.recurring.params()
+        if self.tax_behavior is not None:
+            params["tax_behavior"] = self.tax_behavior
         params["metadata"] = {"salesforce_product_id": self.product_sf_id, "cpq2stripe_price_key": self.key()}
         return params
 
@@ -56,12 +62,15 @@ class PriceSpec:
             else f"{self.recurring.interval}x{self.recurring.interval_count}-{self.recurring.usage_type}"
         )
         amount = str(self.unit_amount) if self.unit_amount is not None else f"d{self.unit_amount_decimal}"
-        return f"{self.product_sf_id}-{self.currency}-{amount}-{rec}"
+        tax = f"-tax{self.tax_behavior}" if self.tax_behavior is not None else ""  # keys made before stay
+        return f"{self.product_sf_id}-{self.currency}-{amount}-{rec}{tax}"
 
     def matches_stripe_price(self, price: Mapping[str, Any]) -> bool:
         """Whether an existing Stripe Price object bills exactly this (the pipeline checks a
         PricebookEntry's linked price with this before reusing it)."""
         if not price.get("active", True) or str(price.get("currency", "")).lower() != self.currency:
+            return False
+        if (price.get("tax_behavior") or "unspecified") != (self.tax_behavior or "unspecified"):
             return False
         if self.unit_amount is not None:
             if price.get("unit_amount") != self.unit_amount:
@@ -156,6 +165,7 @@ class SubscriptionSpec:
     metadata: dict[str, str]
     trial_end: int | None = None  # the mapped trial end, when still ahead: billing starts then
     discount: CouponSpec | None = None  # the Order-wide discount (discounts mode coupons)
+    automatic_tax: bool = False  # Stripe Tax (OrderRulesConfig.automatic_tax)
 
     def params(self, customer_id: str, price_ids: Mapping[str, str]) -> dict[str, Any]:
         """`price_ids` maps OrderItem id -> Stripe price id."""
@@ -181,6 +191,8 @@ class SubscriptionSpec:
             params["trial_end"] = self.trial_end
         if self.discount is not None:
             params["discounts"] = self.discount.discounts()
+        if self.automatic_tax:
+            params["automatic_tax"] = {"enabled": True}
         params["metadata"] = dict(self.metadata)
         return params
 
@@ -212,6 +224,7 @@ class ScheduleSpec:
     metadata: dict[str, str]
     trial_end: int | None = None  # the first phase trials until then
     discount: CouponSpec | None = None  # the Order-wide discount, on the phase
+    automatic_tax: bool = False  # Stripe Tax on the phase (OrderRulesConfig.automatic_tax)
 
     @property
     def end_behavior(self) -> Literal["cancel", "release"]:
@@ -232,6 +245,8 @@ class ScheduleSpec:
             phase["default_payment_method"] = self.collection.default_payment_method
         if self.discount is not None:
             phase["discounts"] = self.discount.discounts()
+        if self.automatic_tax:
+            phase["automatic_tax"] = {"enabled": True}
         # Phase metadata is what reaches the subscription the schedule creates.
         phase["metadata"] = dict(self.metadata)
         return {
@@ -253,6 +268,7 @@ class InvoiceSpec:
     collection: Collection
     finalize: bool
     metadata: dict[str, str]
+    automatic_tax: bool = False  # Stripe Tax on the invoice (OrderRulesConfig.automatic_tax)
 
     def params(self, customer_id: str) -> dict[str, Any]:
         """The draft: never advanced by Stripe on its own (a half-built invoice must not be
@@ -267,6 +283,8 @@ class InvoiceSpec:
             params["days_until_due"] = self.collection.days_until_due
         elif self.collection.default_payment_method:
             params["default_payment_method"] = self.collection.default_payment_method
+        if self.automatic_tax:
+            params["automatic_tax"] = {"enabled": True}
         params["metadata"] = dict(self.metadata)
         return params
 

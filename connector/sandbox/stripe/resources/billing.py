@@ -33,6 +33,7 @@ from ..validation import (
 )
 from . import discounts as disc
 from .catalog import INTERVALS, TAX_BEHAVIOR, new_price
+from .tax import AUTOMATIC_TAX, automatic_tax, location_problem
 from .testclocks import clock_time, on_clock_time
 
 COLLECTION = ("charge_automatically", "send_invoice")
@@ -105,6 +106,7 @@ _INVOICE_ITEM = Obj(
 )
 _SUB = {
     "customer": Str(required=True, nullable=False),
+    "automatic_tax": AUTOMATIC_TAX,
     "items": Arr(item=_ITEM, max_items=20),
     "add_invoice_items": Arr(item=_INVOICE_ITEM, max_items=20),
     "collection_method": Str(enum=COLLECTION),
@@ -133,7 +135,10 @@ _SUB = {
     "expand": EXPAND,
 }
 _SUB_UPDATE = {
-    k: v for k, v in _SUB.items() if k not in ("customer", "backdate_start_date", "currency", "billing_mode")
+    k: v
+    for k, v in _SUB.items()
+    # automatic_tax on update: not modelled, so refused as unknown rather than silently ignored
+    if k not in ("customer", "backdate_start_date", "currency", "billing_mode", "automatic_tax")
 } | {
     "items": Arr(item=_UPDATE_ITEM, max_items=20),
     "billing_cycle_anchor": Str(enum=("now", "unchanged")),
@@ -685,7 +690,7 @@ def build_subscription(
         "object": "subscription",
         "application": None,
         "application_fee_percent": None,
-        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+        "automatic_tax": automatic_tax(customer, p.get("automatic_tax"), "automatic_tax[enabled]"),
         "billing_cycle_anchor": anchor,
         "billing_cycle_anchor_config": None,
         "billing_mode": {
@@ -1002,6 +1007,7 @@ _PHASE = Obj(
     fields={
         "items": Arr(required=True, item=_ITEM, max_items=20),
         "add_invoice_items": Arr(item=_INVOICE_ITEM, max_items=20),
+        "automatic_tax": AUTOMATIC_TAX,
         # `iterations` was removed in 2025-09-30.clover (`duration` replaces it): unknown parameter.
         "end_date": Ts(words=("now",)),
         "start_date": Ts(words=("now",)),
@@ -1121,7 +1127,11 @@ def _phase_out(
             )
         ],
         "application_fee_percent": None,
-        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+        "automatic_tax": automatic_tax(
+            ctx.store.get("customer", customer_id),
+            raw.get("automatic_tax"),
+            f"{param}[automatic_tax][enabled]",
+        ),
         "billing_cycle_anchor": raw.get("billing_cycle_anchor"),
         "collection_method": raw.get("collection_method"),
         "currency": next(iter(currencies)),
@@ -1260,6 +1270,9 @@ def start_schedule(ctx: Ctx, sched: dict[str, Any], *, from_schedule: bool = Fal
         "billing_mode": {"type": sched["billing_mode"]["type"]},
         "trial_end": first["trial_end"],
     }
+    customer = store.get("customer", sched["customer"])
+    if (first.get("automatic_tax") or {}).get("enabled") and location_problem(customer) is None:
+        sub_params["automatic_tax"] = {"enabled": True}  # a location lost since: Stripe disables it
     sub = build_subscription(
         ctx, sub_params, schedule_id=sched["id"], start=first["start_date"], from_schedule=from_schedule
     )
@@ -1289,7 +1302,7 @@ def _schedule_from_subscription(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     phase = {
         "add_invoice_items": [],
         "application_fee_percent": None,
-        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+        "automatic_tax": copy.deepcopy(sub["automatic_tax"]),  # the phase keeps the subscription's
         "billing_cycle_anchor": None,
         "collection_method": sub["collection_method"],
         "currency": sub["currency"],

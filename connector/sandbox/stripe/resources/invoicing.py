@@ -18,6 +18,7 @@ from ..errors import StripeError, exclusive, invalid, missing_param
 from ..validation import EXPAND, LIST, METADATA, Bool, Decimal, Int, Obj, Str, merge_metadata
 from .billing import COLLECTION, check_pm
 from .catalog import TAX_BEHAVIOR, new_price
+from .tax import AUTOMATIC_TAX, automatic_tax
 from .testclocks import on_clock_time
 
 # Stripe: "You can no longer add more than 250 invoice items to an invoice" (changelog 2016-02-22).
@@ -26,6 +27,7 @@ PENDING_BEHAVIOR = ("exclude", "include")
 
 _INVOICE = {
     "customer": Str(required=True, nullable=False),
+    "automatic_tax": AUTOMATIC_TAX,
     "auto_advance": Bool(),
     "collection_method": Str(enum=COLLECTION),
     "days_until_due": Int(min=0, max=730),
@@ -106,6 +108,7 @@ def create_invoice(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
         "amount_remaining": 0,
         "attempt_count": 0,
         "attempted": False,
+        "automatic_tax": automatic_tax(customer, p.get("automatic_tax"), "automatic_tax[enabled]"),
         "auto_advance": p.get("auto_advance", True),
         "billing_reason": "manual",
         "collection_method": method,
