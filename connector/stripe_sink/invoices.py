@@ -74,6 +74,16 @@ class InvoiceSink:
         ]
         return min(found, key=lambda o: o.created) if found else None
 
+    def pending_item(self, customer_id: str, order_id: str, order_item_id: str) -> Any | None:
+        """The Customer's invoice item (not yet invoiced) made for this Order's line, if any."""
+        client = self.gateway.client.v1
+        params = {"customer": customer_id, "pending": True, "limit": 100}
+        for item in self._pages("invoice_items.list", client.invoice_items.list, params):
+            meta = metadata_of(item)
+            if meta.get(ORDER_ID_KEY) == order_id and meta.get(ORDER_ITEM_ID_KEY) == order_item_id:
+                return item
+        return None
+
     def items(self, invoice_id: str) -> dict[str, Any]:
         """The invoice's items by the OrderItem id they carry."""
         client = self.gateway.client.v1

@@ -163,3 +163,47 @@ def test_restricted_key_needs_invoice_permissions(sb, setup):
     with pytest.raises(stripe.PermissionError) as info:
         rk.v1.invoice_items.create(params={"invoice": inv.id, "pricing": {"price": once.id}})
     assert "rak_invoice_item_write" in str(info.value.user_message)
+
+
+def test_an_amount_item_on_a_subscription_waits_for_that_subscriptions_invoice(client, setup):
+    cus, once, monthly = setup
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": cus.id,
+            "items": [{"price": monthly.id}],
+            "collection_method": "send_invoice",
+            "days_until_due": 30,
+        }
+    )
+    credit = client.v1.invoice_items.create(
+        params={
+            "customer": cus.id,
+            "subscription": sub.id,
+            "amount": -1234,
+            "currency": "usd",
+            "description": "Seats -2 from 2026-03-01 to 2026-03-11",
+            "period": {"start": 1772323200, "end": 1773187200},
+        }
+    )
+    assert credit.amount == -1234 and credit.invoice is None
+    assert credit.parent.subscription_details.subscription == sub.id
+    assert credit.period.start == 1772323200
+    pending = client.v1.invoice_items.list(params={"customer": cus.id, "pending": True}).data
+    assert [i.id for i in pending] == [credit.id]
+    assert (
+        "currency"
+        in _invalid(client.v1.invoice_items.create, params={"customer": cus.id, "amount": 100}).param
+    )
+    other = client.v1.customers.create(params={"name": "Other"})
+    assert (
+        _invalid(
+            client.v1.invoice_items.create,
+            params={"customer": other.id, "subscription": sub.id, "amount": 100, "currency": "usd"},
+        ).param
+        == "subscription"
+    )
+    both = _invalid(
+        client.v1.invoice_items.create,
+        params={"customer": cus.id, "amount": 100, "currency": "usd", "pricing": {"price": once.id}},
+    )
+    assert both.code == "parameters_exclusive" and both.param == "amount"

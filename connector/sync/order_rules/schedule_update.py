@@ -5,10 +5,10 @@ schedules guide): past phases can be omitted and are never changed; the first ph
 current one and keeps its `start_date`; each later phase starts where the one before ends; a
 change to the current phase's items applies now, prorated per `proration_behavior`. So:
 - phases of the plan that ended before now are left to Stripe's history;
-- a change dated today or earlier inside the current phase starts now: the current phase ends
-  `now` and the new quantities follow (same day as the current phase began: its items are
-  replaced instead, so a same-day second amendment never stacks a phase);
-- a change dated before the current phase began would rewrite billed history: refused;
+- a change dated today or earlier starts now: the current phase ends `now` and the new quantities
+  follow (same day as the current phase began: its items are replaced instead, so a same-day
+  second amendment never stacks a phase); the time from its date to now is billed apart
+  (`order_rules.catch_up`), never by rewriting a phase already billed;
 - a termination dated today or earlier cancels the subscription now;
 - a change dated inside a running free trial is refused; a later one keeps the trial on the
   current phase.
@@ -40,6 +40,8 @@ class LiveSchedule:
     settings: Mapping[str, Any]  # collection settings every phase repeats
     clock_time: int | None = None  # a test clock's frozen time (test mode): Stripe's "now" for it
     trial_end: int | None = None  # the current (or first, not started) phase's trial end
+    subscription: str | None = None  # the subscription it bills through (None: not started)
+    customer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,14 +123,6 @@ def schedule_update(
             "bill the past period with a Stripe invoice",
         )
     floor = live.current_start if live.current_start is not None else live.first_start
-    if plan.effective < _day(floor):
-        return Refused(
-            "past_phase",
-            f"the Order takes effect {plan.effective.isoformat()}, before the phase Stripe is billing "
-            f"now began ({_day(floor).isoformat()}); Stripe never rewrites a phase already billed",
-            "date the change on or after that day (CPQ: the Contract's Amendment Start Date), or credit "
-            "the difference in Stripe by hand",
-        )
     trial = live.trial_end if live.trial_end is not None and live.trial_end > now else None
     if trial is not None and midnight_utc(plan.effective) < trial:
         return Refused(
@@ -155,8 +149,9 @@ def schedule_update(
             params["end_date"] = midnight_utc(phase.end)
         if index == 0:
             start = midnight_utc(phase.start)
-            if live.status == "active" and start > floor and _day(start) != _day(floor) and start <= now:
-                # dated inside the current phase, today or earlier: it starts now
+            if live.status == "active" and start <= now and _day(floor) not in (_day(start), _day(now)):
+                # dated today or earlier, not the day the current phase began: it starts now (the
+                # time before is billed as catch-up items, order_rules.catch_up)
                 late = f"dated {phase.start.isoformat()}, in Stripe from {_day(now).isoformat()}; "
                 phases.append(
                     {

@@ -401,29 +401,37 @@ def open_invoice(
             )
         )
     for ii in pending or []:
-        price = store.get("price", ii["pricing"]["price_details"]["price"])
-        own.append([])
-        lines.append(
-            _line(
-                store,
-                ident,
-                sub,
-                price,
-                ii["quantity"],
-                ii["amount"],
-                (ii["period"]["start"], ii["period"]["end"]),
-                {
-                    "type": "subscription_item_details",
-                    "subscription_item_details": {
-                        "subscription": sub["id"],
-                        "subscription_item": ii["parent"]["subscription_details"]["subscription_item"],
-                        "proration": ii["proration"],
-                        "invoice_item": ii["id"],
-                    },
-                },
-            )
+        details = (ii.get("parent") or {}).get("subscription_details") or {}
+        pricing = ii.get("pricing") or {}
+        # An item of a plain `amount` (no price) is billed as that amount, in its own currency.
+        price = (
+            store.get("price", pricing["price_details"]["price"])
+            if pricing.get("price_details")
+            else {"id": None, "product": None, "currency": ii["currency"], "unit_amount_decimal": None}
         )
-        lines[-1]["discountable"] = ii["discountable"]
+        line = _line(
+            store,
+            ident,
+            sub,
+            price,
+            ii["quantity"],
+            ii["amount"],
+            (ii["period"]["start"], ii["period"]["end"]),
+            {
+                "type": "subscription_item_details",
+                "subscription_item_details": {
+                    "subscription": sub["id"],
+                    "subscription_item": details.get("subscription_item"),
+                    "proration": ii["proration"],
+                    "invoice_item": ii["id"],
+                },
+            },
+        )
+        if not pricing.get("price_details"):
+            line["pricing"], line["description"] = None, ii.get("description")
+        line["discountable"] = ii["discountable"]
+        own.append([])
+        lines.append(line)
         ii["invoice"] = ident
         store.put(ii)
     subtotal = sum(line["amount"] for line in lines)

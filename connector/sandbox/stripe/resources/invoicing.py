@@ -57,6 +57,10 @@ _INVOICE_ITEM = {
     "quantity": Int(min=0),
     "amount": Int(),
     "currency": Str(),
+    "subscription": Str(),
+    "period": Obj(
+        fields={"start": Int(required=True, nullable=False), "end": Int(required=True, nullable=False)}
+    ),
     "description": Str(max_len=5000),
     "discountable": Bool(),
     "metadata": METADATA,
@@ -215,7 +219,19 @@ def create_invoice_item(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     price_id = (p.get("pricing") or {}).get("price")
     if price_id and p.get("price_data"):
         raise exclusive("pricing[price]", "price_data")
-    if p.get("price_data"):
+    subscription = _subscription_of(ctx, p, str(customer_id))
+    if p.get("amount") is not None and (price_id or p.get("price_data")):
+        raise exclusive("amount", "pricing[price]" if price_id else "price_data")
+    if p.get("amount") is not None:
+        if not p.get("currency"):
+            raise missing_param("currency")
+        price = {
+            "id": None,
+            "product": None,
+            "currency": str(p["currency"]).lower(),
+            "unit_amount_decimal": None,
+        }
+    elif p.get("price_data"):
         store.get("product", p["price_data"]["product"], "price_data[product]")
         price = new_price(ctx, dict(p["price_data"]), "price_data", active=False)
     elif price_id:
@@ -243,7 +259,7 @@ def create_invoice_item(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     ii = {
         "id": store.new_id("ii", 24),
         "object": "invoiceitem",
-        "amount": _amount(price, quantity),
+        "amount": int(p["amount"]) if p.get("amount") is not None else _amount(price, quantity),
         "currency": price["currency"],
         "customer": customer_id,
         "date": now,
@@ -252,13 +268,21 @@ def create_invoice_item(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
         "invoice": None,
         "livemode": False,
         "metadata": merge_metadata({}, p.get("metadata")),
-        "parent": None,
-        "period": {"start": now, "end": now},
-        "pricing": {
-            "price_details": {"price": price["id"], "product": price["product"]},
-            "type": "price_details",
-            "unit_amount_decimal": price["unit_amount_decimal"],
-        },
+        "parent": (
+            {"subscription_details": {"subscription": subscription}, "type": "subscription_details"}
+            if subscription
+            else None
+        ),
+        "period": dict(p["period"]) if p.get("period") else {"start": now, "end": now},
+        "pricing": (
+            {
+                "price_details": {"price": price["id"], "product": price["product"]},
+                "type": "price_details",
+                "unit_amount_decimal": price["unit_amount_decimal"],
+            }
+            if price["id"]
+            else None
+        ),
         "proration": False,
         "quantity": quantity,
         "test_clock": store.get("customer", customer_id).get("test_clock"),
@@ -273,6 +297,20 @@ def create_invoice_item(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
         store.put(ii)
     ctx.emit("invoiceitem.created", ii)
     return ii
+
+
+def _subscription_of(ctx: Ctx, p: dict[str, Any], customer_id: str) -> str | None:
+    """`subscription`: the item waits for that subscription's next invoice (the customer's own)."""
+    if not p.get("subscription"):
+        return None
+    sub = ctx.store.get("subscription", p["subscription"], "subscription")
+    if sub["customer"] != customer_id:
+        raise invalid(
+            f"The subscription {sub['id']} does not belong to customer {customer_id}.", "subscription"
+        )
+    if p.get("invoice"):
+        raise exclusive("invoice", "subscription")
+    return str(sub["id"])
 
 
 def list_invoice_items(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
