@@ -30,6 +30,7 @@ from connector.stripe_sink.invoices import ORDER_ITEM_ID_KEY
 from connector.stripe_sink.subscriptions import ORDER_ID_KEY
 from connector.sync.exactly_once import INVOICE_ITEM, SUBSCRIPTION, Create, Kind, ensure, link_existing
 from connector.sync.fieldhash import payload_hash
+from connector.sync.money import from_minor_units
 from connector.sync.order_rules import OrderRefusal, OrderRulesConfig
 from connector.sync.order_rules.catch_up import catch_up
 from connector.sync.order_rules.contract import (
@@ -288,11 +289,22 @@ class ContractChanges:
 
     def preview(self, task: ApplyContractChange) -> str:
         plan = task.plan
-        return (
+        text = (
             f"{plan.kind} of {task.contract_stripe_id} from {plan.effective.isoformat()}: phases before "
             f"[{describe_phases(task.before, plan.product_names)}], "
             f"after [{describe_phases(plan.phases, plan.product_names)}]"
         )
+        if self.orders.mapping.amendment_proration == "none":
+            return text
+        now = int(self.ctx.now().timestamp())  # (a test clock's time is read when applying)
+        owed = catch_up(task.before, plan.phases, plan.effective, now, plan.phases[0].start, plan.recurrence)
+        if owed:
+            text += "; catch-up for the time before it reaches Stripe (about): " + ", ".join(
+                f"{from_minor_units(o.amount, None, plan.currency)} {plan.currency.upper()} "
+                f"({o.summary(plan.product_names)})"
+                for o in owed
+            )
+        return text
 
     # ---- applying ----------------------------------------------------------------------------
 

@@ -166,10 +166,14 @@ def test_amendments_dated_before_the_billed_period_are_billed_from_their_dates(s
     account, _clock = clocked_account(sandbox, client, TODAY)
     contract = create_contract(sandbox.org, account, start, [Line("Seats", 10, 10.0)], term_months=12)
     up = amend(sandbox.org, contract, add_months(start, 1), {"Seats": 4})
+    first_run = run_sync(("accounts", "orders"))
+    assert first_run.outcome(up.id).status == "updated"
     down = amend(sandbox.org, contract, add_months(start, 2) + timedelta(days=10), {"Seats": -2})
-    result = run_sync(("accounts", "orders"))
-    for order in (up, down):
-        assert result.outcome(order.id).status == "updated", result.outcome(order.id).message
+    preview = run_sync(("orders",), dry_run=True).outcome(down.id).message
+    assert "catch-up for the time before it reaches Stripe (about): -" in preview
+    assert f"(Seats -2 from {add_months(start, 2) + timedelta(days=10)} to {TODAY})" in preview
+    result = run_sync(("orders",))
+    assert result.outcome(down.id).status == "updated", result.outcome(down.id).message
     owed = {
         i["metadata"]["salesforce_order_id"]: i["amount"] for i in sandbox.stripe_admin.objects("invoiceitem")
     }

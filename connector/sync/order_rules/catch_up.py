@@ -35,12 +35,12 @@ class CatchUp:
     until: int
     quantity_change: int  # the change in force over most of the time (for the description)
 
-    def description(self, names: Mapping[str, str], order_label: str) -> str:
+    def summary(self, names: Mapping[str, str]) -> str:
         name = names.get(self.price.spec.product_sf_id, self.price.spec.product_sf_id)
-        return (
-            f"{name} {self.quantity_change:+d} from {_day(self.since)} to {_day(self.until)}: Order "
-            f"{order_label}, dated before it reached Stripe"
-        )
+        return f"{name} {self.quantity_change:+d} from {_day(self.since)} to {_day(self.until)}"
+
+    def description(self, names: Mapping[str, str], order_label: str) -> str:
+        return f"{self.summary(names)}: Order {order_label}, dated before it reached Stripe"
 
 
 def _day(ts: int) -> str:
