@@ -2,7 +2,8 @@
 
 Starts the fake Salesforce org (seeded with a realistic CPQ org, bad rows included) and the fake
 Stripe, syncs, prints what happened, syncs again to show that nothing changes, then follows one
-CPQ contract through an amendment and a renewal (phases of one Stripe subscription), then stops.
+CPQ contract through an amendment and a renewal (phases of one Stripe subscription) and a German
+customer's VAT number and free trial, then stops.
 Everything lives in a temporary directory; nothing outside it is touched.
 """
 
@@ -80,6 +81,7 @@ def run_demo(out: Callable[[str], None], *, accounts: int = DEMO_ACCOUNTS, order
                         code = 3
             if code == 0:
                 _show_contract(sandbox, settings, mappings, out)
+                _show_trial_and_tax(sandbox, settings, mappings, out)
             out("")
             out(
                 "Stopping the sandbox. Run it yourself with `cpq2stripe sandbox --dir .sandbox "
@@ -147,3 +149,46 @@ def _show_contract(sandbox: Any, settings: Settings, mappings: Mappings, out: Ca
         ):
             o = outcomes.get(order_id)
             out(f"  {label}: {o.status if o else 'not seen'} — {o.message if o else ''}")
+
+
+def _show_trial_and_tax(
+    sandbox: Any, settings: Settings, mappings: Mappings, out: Callable[[str], None]
+) -> None:
+    """A German customer with a VAT number (a Stripe tax ID typed from it and the country) buying
+    with a two-week free trial (the Order's Stripe_Trial_End_Date__c)."""
+    from datetime import timedelta
+
+    from connector.salesforce.soql import id_literal
+    from connector.sandbox.salesforce.contracts import Line, create_contract
+
+    org, today = sandbox.salesforce.org, datetime.now(UTC).date()
+    trial_end = today + timedelta(days=14)
+    out("")
+    out("== A VAT number and a free trial ==")
+    with open_context(settings, mappings) as ctx:
+        [made] = ctx.sf.create_many(
+            "Account",
+            [{"Name": "Müller GmbH (tax demo)", "Billing_Email__c": "rechnung@mueller.example",
+              "BillingStreet": "Hauptstraße 1", "BillingPostalCode": "10115", "BillingCity": "Berlin",
+              "BillingCountry": "DE", "VAT_Number__c": "123456789", "Billing_Entity__c": True}],
+        )  # fmt: skip
+        assert made.id is not None
+        contract = create_contract(
+            org, made.id, today, [Line("Seats", 3, 10.0)], term_months=12,
+            Stripe_Trial_End_Date__c=trial_end.isoformat(),
+        )  # fmt: skip
+        run_pass(ctx, dry_run=False, objects=["accounts", "orders"])
+        stripe = ctx.gateway.client.v1
+        account = ctx.sf.query_all(
+            f"SELECT Stripe_Customer_ID__c FROM Account WHERE Id = {id_literal(made.id)}"
+        )[0]
+        customer = account["Stripe_Customer_ID__c"]
+        tax_ids = [f"{t.type} {t.value}" for t in stripe.customers.tax_ids.list(customer).data]
+        out(f"  Account VAT_Number__c 123456789, country DE -> {customer}, tax ID {', '.join(tax_ids)}")
+        order = contract.orders[0].id
+        row = ctx.sf.query_all(f"SELECT Stripe_Subscription_ID__c FROM Order WHERE Id = {id_literal(order)}")[
+            0
+        ]
+        sub = stripe.subscriptions.retrieve(row["Stripe_Subscription_ID__c"])
+        ends = datetime.fromtimestamp(sub.trial_end or 0, UTC).date()
+        out(f"  Order with Stripe_Trial_End_Date__c {trial_end} -> {sub.id}, {sub.status} until {ends}")

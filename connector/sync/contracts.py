@@ -151,7 +151,8 @@ class ContractChanges:
                 "no_contract",
                 "ContractId",
                 None,
-                f"an {order_kind(row)} Order changes a contract, but this one names no Contract",
+                f"{'an' if order_kind(row) == AMENDMENT else 'a'} {order_kind(row)} Order changes a "
+                "contract, but this one names no Contract",
                 "contract the original Order in CPQ and amend or renew it from its Contract",
             )
             return OrderRefusal(str(row["Id"]), row.get("OrderNumber"), tuple(out.reasons))
