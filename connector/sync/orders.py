@@ -35,7 +35,7 @@ from connector.state.models import Link
 from connector.stripe_sink import idempotency
 from connector.stripe_sink.catalog import PRODUCT_ID_KEY, CatalogSink
 from connector.stripe_sink.subscriptions import ORDER_ID_KEY, SubscriptionSink, metadata_of
-from connector.sync import pipeline, polling
+from connector.sync import pipeline, polling, price_upkeep, products
 from connector.sync.context import SyncContext
 from connector.sync.contracts import ApplyContractChange, ContractChanges, is_contract_change
 from connector.sync.exactly_once import (
@@ -816,8 +816,10 @@ class OrderSync:
     def _linked(self, object_type: str, key_id: str) -> Link | None:
         return self.ctx.store.links.get(self.ctx.stripe_account, object_type, key_id)
 
-    def _ensure(self, create: Create, link: Link | None = None) -> str:
-        return ensure(self.ctx.store, self.ctx.stripe_account, create, self.ctx.now(), link=link)
+    def _ensure(self, create: Create, link: Link | None = None, hashes: dict[str, str] | None = None) -> str:
+        return ensure(
+            self.ctx.store, self.ctx.stripe_account, create, self.ctx.now(), link=link, field_hashes=hashes
+        )
 
     def _product(self, spec: ProductSpec, row: Mapping[str, Any], batch: Batch) -> str:
         """The Stripe Product of a Product2: linked, adopted from the Product2's field, or created."""
@@ -842,7 +844,8 @@ class OrderSync:
                     link_existing(self.ctx.store, self.ctx.stripe_account, create, product.id)
                     stripe_id = str(product.id)
             if stripe_id is None:
-                stripe_id = self._ensure(create, link)
+                # What the Product2 pipeline (connector.sync.products) compares with later.
+                stripe_id = self._ensure(create, link, hashes=products.created_hashes(params))
         self._stage_product(spec, stripe_id, batch)
         return stripe_id
 
@@ -885,6 +888,8 @@ class OrderSync:
             link = self._linked(PRICE.object_type, key_id)
             if link is not None and link.status == "linked" and link.stripe_id:
                 price_id = link.stripe_id
+                if price_upkeep.is_archived(link):  # an entry back at an amount it had before
+                    price_upkeep.revive(self.ctx, self.catalog, link)
             elif lp.existing_price_id and self._reusable(lp, product_id, meter_id):
                 price_id = lp.existing_price_id
             else:
@@ -931,6 +936,12 @@ class OrderSync:
         if spec.stripe_id != stripe_id:
             batch.writeback.stage("Product2", spec.sf_id, {field: stripe_id}, current={field: spec.stripe_id})
 
+    def _retire(self, old_id: str, new_id: str) -> None:
+        if old_id not in self._prices:
+            self._prices[old_id] = self.catalog.retrieve_price(old_id)
+        if price_upkeep.retire(self.ctx, self.catalog, self._prices[old_id], new_id):
+            self._prices.pop(old_id, None)
+
     def _stage_price(self, lp: LinePrice, price_id: str, row: Mapping[str, Any], batch: Batch) -> None:
         lines = self.mapping.lines
         rec = next(r for r in row["OrderItems"]["records"] if str(r.get("Id")) == lp.order_item_id)
@@ -941,6 +952,8 @@ class OrderSync:
             field = lines.write_back.stripe_price_id
             current = rec.get(field)
         if current != price_id:
+            if lp.write_back_object == "PricebookEntry" and current:  # the entry's Price is replaced
+                self._retire(current, price_id)
             batch.writeback.stage(
                 lp.write_back_object, lp.write_back_id, {field: price_id}, current={field: current}
             )

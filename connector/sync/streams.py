@@ -15,9 +15,10 @@ from typing import Protocol
 from connector.sync import polling
 from connector.sync.accounts import AccountSync
 from connector.sync.context import SyncContext
-from connector.sync.exactly_once import CUSTOMER, SUBSCRIPTION, Kind
+from connector.sync.exactly_once import CUSTOMER, PRODUCT, SUBSCRIPTION, Kind
 from connector.sync.orders import OrderSync
 from connector.sync.polling import PolledSync
+from connector.sync.products import ProductSync
 from connector.sync.report import RunReport, regroup
 
 
@@ -55,10 +56,12 @@ class Stream:
         return polling.sync_ids(self.build(ctx), ids, report, should_stop=should_stop)
 
 
-# In dependency order: an Order's Customer comes from its Account.
+# In dependency order: an Order's Customer comes from its Account; a Product2's Product from the
+# first Order that bills it (Products only keep theirs current).
 STREAMS: tuple[Stream, ...] = (
     Stream("accounts", "Accounts → Customers", "Account", CUSTOMER, True, AccountSync),
     Stream("orders", "Orders → Subscriptions", "Order", SUBSCRIPTION, False, OrderSync),
+    Stream("products", "Product2 → Products", "Product2", PRODUCT, True, ProductSync),
 )
 KEYS: tuple[str, ...] = tuple(s.key for s in STREAMS)
 
