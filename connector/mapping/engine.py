@@ -91,7 +91,7 @@ def coerce_to_target(value: Any, spec: tg.TargetSpec) -> Any:
 def _fit(value: Any, spec: tg.TargetSpec) -> Any:
     if is_empty(value):
         return None
-    if spec.kind in ("string", "metadata"):
+    if spec.kind in ("string", "metadata", "named_list"):
         text = _text(value)
         if spec.max_length is not None and len(text) > spec.max_length:
             raise tf.TransformError(
@@ -177,6 +177,14 @@ def _put(params: dict[str, Any], path: str, value: Any) -> None:
     node[leaf] = value
 
 
+def _append(params: dict[str, Any], path: str, item: dict[str, Any]) -> None:
+    *parents, leaf = path.split(".")
+    node = params
+    for part in parents:
+        node = node.setdefault(part, {})
+    node.setdefault(leaf, []).append(item)
+
+
 _REQUIRED_SLOTS = ("unit_price", "quantity", "product_name")
 
 
@@ -217,7 +225,9 @@ def map_record(mapping: ObjectMapping, record: dict[str, Any]) -> MappedRecord:
             )
             continue
         value = _resolve_into(result, entry, record, target_spec, entry.target, omit=entry.omit_invalid)
-        if value is not None:
+        if value is not None and target_spec.kind == "named_list":  # one {name, value} per entry
+            _append(result.params, entry.target, {"name": entry.name, "value": value})
+        elif value is not None:
             _put(result.params, entry.target, value)
 
     if isinstance(mapping, CustomerMapping):
@@ -317,7 +327,7 @@ def project_stripe_object(
     paths = [e.target for e in mapping.fields]
     if isinstance(mapping, SubscriptionMapping) and mapping.default_payment_method is not None:
         paths.append("default_payment_method")
-    for path in paths:
+    for path in dict.fromkeys(paths):  # a named list is mapped once per item
         value = read_path(obj, path)
         if isinstance(value, dict) and "id" in value and path == "default_payment_method":
             value = value["id"]

@@ -56,6 +56,8 @@ class FieldMapping(ValueSource):
 
     target: str
     on_invalid: Literal["omit", "fail"] | None = None
+    # A named list target (invoice_settings.custom_fields): the item's name, e.g. "PO Number".
+    name: str | None = None
 
     @property
     def omit_invalid(self) -> bool:

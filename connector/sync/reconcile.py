@@ -22,7 +22,7 @@ from connector.salesforce.soql import id_list
 from connector.state.models import Link, LogEntry
 from connector.stripe_sink.customers import SALESFORCE_ID_KEY, CustomerSink
 from connector.sync.context import SyncContext
-from connector.sync.fieldhash import field_hashes, payload_hash
+from connector.sync.fieldhash import WHOLE_OBJECTS, field_hashes, payload_hash
 from connector.sync.polling import progress_task
 from connector.sync.runner import finish_run
 
@@ -154,6 +154,18 @@ def customer_drift(
                     )
             continue
         value = desired.get(top)
+        if top not in WHOLE_OBJECTS and (
+            isinstance(value, Mapping) or isinstance(stripe_obj.get(top), Mapping)
+        ):
+            # Merged part by part (invoice_settings): only the drifted parts, "" to unset one.
+            for d in drifts:
+                if d.field.startswith(f"{top}."):
+                    node = changes.setdefault(top, {})
+                    *parents, leaf = d.field.removeprefix(f"{top}.").split(".")
+                    for part in parents:
+                        node = node.setdefault(part, {})
+                    node[leaf] = "" if d.salesforce_value is None else want[d.field]
+            continue
         if isinstance(value, Mapping) or isinstance(stripe_obj.get(top), Mapping):
             prefixes = [t.removeprefix(f"{top}.") for t in mapped_targets if t.startswith(f"{top}.")]
             value = _overlay(stripe_obj.get(top), value or {}, prefixes) or ""

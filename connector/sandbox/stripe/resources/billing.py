@@ -442,6 +442,8 @@ def open_invoice(
         "customer": customer["id"],
         "customer_email": customer["email"],
         "customer_name": customer["name"],
+        # The customer's invoice_settings.custom_fields are the invoice's default custom fields.
+        "custom_fields": copy.deepcopy(customer["invoice_settings"]["custom_fields"]),
         "default_payment_method": None,
         "description": None,
         "discounts": [],

@@ -35,8 +35,26 @@ _FIELDS = {
     "address": ADDRESS,
     "shipping": _SHIPPING,
     "metadata": METADATA,
+    "business_name": Str(max_len=150),
+    "individual_name": Str(max_len=150),
     "invoice_settings": Obj(
-        fields={"default_payment_method": Str(max_len=5000), "footer": Str(max_len=5000)}
+        fields={
+            "default_payment_method": Str(max_len=5000),
+            "footer": Str(max_len=5000),
+            # Up to 4 custom fields shown on the customer's invoices: name 40, value 140 characters.
+            "custom_fields": Arr(
+                item=Obj(
+                    fields={
+                        "name": Str(required=True, nullable=False, max_len=40),
+                        "value": Str(required=True, nullable=False, max_len=140),
+                    }
+                ),
+                max_items=4,
+            ),
+            "rendering_options": Obj(
+                fields={"amount_tax_display": Str(enum=("exclude_tax", "include_inclusive_tax"))}
+            ),
+        }
     ),
     "preferred_locales": Arr(item=Str(nullable=False)),
     "tax_exempt": Str(enum=("exempt", "none", "reverse")),
@@ -85,7 +103,7 @@ def _check_common(ctx: Ctx, p: dict[str, Any], customer_id: str | None) -> None:
 
 
 def _apply(cust: dict[str, Any], p: dict[str, Any]) -> None:
-    for key in ("name", "email", "phone", "description"):
+    for key in ("name", "email", "phone", "description", "business_name", "individual_name"):
         if key in p:
             cust[key] = p[key]
     if "address" in p:
@@ -105,9 +123,9 @@ def _apply(cust: dict[str, Any], p: dict[str, Any]) -> None:
         cust["metadata"] = merge_metadata(cust["metadata"], p["metadata"])
     if "invoice_settings" in p:
         settings = p["invoice_settings"] or {}
-        for key in ("default_payment_method", "footer"):
+        for key in ("default_payment_method", "footer", "custom_fields", "rendering_options"):
             if key in settings:
-                cust["invoice_settings"][key] = settings[key]
+                cust["invoice_settings"][key] = settings[key] or None
     if "preferred_locales" in p:
         cust["preferred_locales"] = p["preferred_locales"] or []
     if "tax_exempt" in p:
