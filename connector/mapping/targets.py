@@ -243,8 +243,17 @@ DENIED: dict[str, dict[str, str]] = {
     },
 }
 # Subscriptions: the connector builds the request from the Order rules and sends what the mapping
-# names only for these (a schedule's phases carry them too); any other schema path is refused.
-SUBSCRIPTION_SENT = frozenset({"description", "collection_method", "days_until_due"})
+# names only for these (a schedule's first phase carries them too); any other schema path is refused.
+SUBSCRIPTION_SENT = frozenset(
+    {
+        "description",
+        "collection_method",
+        "days_until_due",
+        "invoice_settings.custom_fields",
+        "invoice_settings.description",
+        "invoice_settings.footer",
+    }
+)
 
 _ACCEPTS = {
     "string": SF_SCALAR,
@@ -264,8 +273,8 @@ def denied(stripe_object: str, path: str) -> str | None:
             return reason
     if stripe_object == "subscription" and path not in SUBSCRIPTION_SENT:
         return (
-            "the connector sends only description, collection_method, days_until_due and metadata "
-            "on subscriptions; invoice fields (footer, custom fields) go on the Customer (customer.yaml)"
+            "the connector sends only description, collection_method, days_until_due, metadata and "
+            "invoice_settings (custom_fields, description, footer) on subscriptions"
         )
     return None
 

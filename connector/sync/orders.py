@@ -19,7 +19,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -179,6 +179,7 @@ class CreateSubscription:
     metadata: dict[str, str]
     customer_id: str | None = None  # set once the Account's Customer is known
     new_customer: str = ""  # a dry run: the Account whose Customer the run would create first
+    invoice_settings: dict[str, Any] = field(default_factory=dict)  # mapped: custom fields, footer
 
 
 @dataclass(frozen=True)
@@ -506,6 +507,7 @@ class OrderSync:
             result,
             mapped.params.get("description"),
             {k: str(v) for k, v in (mapped.params.get("metadata") or {}).items()},
+            invoice_settings=dict(mapped.params.get("invoice_settings") or {}),
         )
         return w
 
@@ -663,6 +665,9 @@ class OrderSync:
                 phase["description"] = task.description
         elif task.description:
             params["description"] = task.description
+        if task.invoice_settings:  # a schedule's first phase carries them to its subscription
+            holder = params["phases"][0] if plan.is_schedule else params
+            holder["invoice_settings"] = {**holder.get("invoice_settings", {}), **task.invoice_settings}
         recovering = w.link is not None
         create = self._subscription(sid, params, task.customer_id, plan.is_schedule)
         created = obtain(create, link, recovering=recovering, now=self.ctx.now())

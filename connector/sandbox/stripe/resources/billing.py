@@ -17,6 +17,7 @@ from ..common import Ctx, Endpoint, paginate
 from ..errors import StripeError, exclusive, invalid, missing_param
 from ..search import run_search
 from ..validation import (
+    CUSTOM_FIELDS,
     EXPAND,
     LIST,
     METADATA,
@@ -102,6 +103,8 @@ _INVOICE_ITEM = Obj(
         ),
     }
 )
+# What a subscription (or a schedule phase) says its invoices carry.
+_INVOICE_SETTINGS = {"custom_fields": CUSTOM_FIELDS, "description": Str(), "footer": Str(max_len=5000)}
 _SUB = {
     "customer": Str(required=True, nullable=False),
     "items": Arr(item=_ITEM, max_items=20),
@@ -110,6 +113,7 @@ _SUB = {
     "days_until_due": Int(min=0, max=730),
     "default_payment_method": Str(),
     "description": Str(max_len=500),
+    "invoice_settings": Obj(fields=_INVOICE_SETTINGS),
     "off_session": Bool(),
     "backdate_start_date": Ts(),
     "billing_cycle_anchor": Ts(),
@@ -442,8 +446,11 @@ def open_invoice(
         "customer": customer["id"],
         "customer_email": customer["email"],
         "customer_name": customer["name"],
-        # The customer's invoice_settings.custom_fields are the invoice's default custom fields.
-        "custom_fields": copy.deepcopy(customer["invoice_settings"]["custom_fields"]),
+        # The subscription's invoice_settings.custom_fields, else the customer's defaults.
+        "custom_fields": copy.deepcopy(
+            (sub.get("invoice_settings") or {}).get("custom_fields")
+            or customer["invoice_settings"]["custom_fields"]
+        ),
         "default_payment_method": None,
         "description": None,
         "discounts": [],
@@ -690,7 +697,11 @@ def build_subscription(
         "description": p.get("description"),
         "discounts": [],
         "ended_at": None,
-        "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+        "invoice_settings": {
+            "account_tax_ids": None,
+            "issuer": {"type": "self"},
+            **{k: (p.get("invoice_settings") or {}).get(k) for k in _INVOICE_SETTINGS},
+        },
         "items": {
             "object": "list",
             "data": items,
@@ -973,7 +984,7 @@ _PHASE = Obj(
         "trial_end": Ts(words=("now",)),
         "trial": Bool(),
         "collection_method": Str(enum=COLLECTION),
-        "invoice_settings": Obj(fields={"days_until_due": Int(min=0, max=730)}),
+        "invoice_settings": Obj(fields={"days_until_due": Int(min=0, max=730), **_INVOICE_SETTINGS}),
         "default_payment_method": Str(),
         "description": Str(max_len=500),
         "metadata": METADATA,
@@ -1083,7 +1094,12 @@ def _phase_out(
         "description": raw.get("description"),
         "discounts": [],
         "end_date": end,
-        "invoice_settings": {"account_tax_ids": None, "days_until_due": days, "issuer": None}
+        "invoice_settings": {
+            "account_tax_ids": None,
+            "days_until_due": days,
+            "issuer": None,
+            **{k: raw["invoice_settings"].get(k) for k in _INVOICE_SETTINGS},
+        }
         if raw.get("invoice_settings")
         else None,
         "items": [
@@ -1206,6 +1222,7 @@ def start_schedule(ctx: Ctx, sched: dict[str, Any], *, from_schedule: bool = Fal
         "metadata": first["metadata"],
         "billing_mode": {"type": sched["billing_mode"]["type"]},
         "trial_end": first["trial_end"],
+        "invoice_settings": {k: (first["invoice_settings"] or {}).get(k) for k in _INVOICE_SETTINGS},
     }
     sub = build_subscription(
         ctx, sub_params, schedule_id=sched["id"], start=first["start_date"], from_schedule=from_schedule

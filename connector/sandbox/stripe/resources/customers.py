@@ -9,7 +9,19 @@ from typing import Any
 from ..common import Ctx, Endpoint, paginate
 from ..errors import StripeError, invalid
 from ..search import run_search
-from ..validation import ADDRESS, EXPAND, LIST, METADATA, RETRIEVE, SEARCH, Arr, Obj, Str, merge_metadata
+from ..validation import (
+    ADDRESS,
+    CUSTOM_FIELDS,
+    EXPAND,
+    LIST,
+    METADATA,
+    RETRIEVE,
+    SEARCH,
+    Arr,
+    Obj,
+    Str,
+    merge_metadata,
+)
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _COUNTRY_CODES = (
@@ -41,16 +53,7 @@ _FIELDS = {
         fields={
             "default_payment_method": Str(max_len=5000),
             "footer": Str(max_len=5000),
-            # Up to 4 custom fields shown on the customer's invoices: name 40, value 140 characters.
-            "custom_fields": Arr(
-                item=Obj(
-                    fields={
-                        "name": Str(required=True, nullable=False, max_len=40),
-                        "value": Str(required=True, nullable=False, max_len=140),
-                    }
-                ),
-                max_items=4,
-            ),
+            "custom_fields": CUSTOM_FIELDS,  # the default custom fields of the customer's invoices
             "rendering_options": Obj(
                 fields={"amount_tax_display": Str(enum=("exclude_tax", "include_inclusive_tax"))}
             ),
