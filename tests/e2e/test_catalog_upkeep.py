@@ -55,7 +55,8 @@ def test_a_renamed_and_a_deactivated_product2_update_their_products_with_only_wh
 
     assert result.outcome(platform).status == "updated", result.outcome(platform).message
     assert result.outcome(support).status == "updated", result.outcome(support).message
-    assert product_posts(sandbox, before) == {platform_id: {"name": "Platform Pro"}, support_id: {"active": "false"}}
+    sent = product_posts(sandbox, before)
+    assert sent == {platform_id: {"name": "Platform Pro"}, support_id: {"active": "false"}}
     renamed, archived = stripe_product(sandbox, platform_id), stripe_product(sandbox, support_id)
     assert (renamed["name"], renamed["description"], renamed["active"]) == (
         "Platform Pro",

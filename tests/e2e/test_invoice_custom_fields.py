@@ -10,7 +10,7 @@ from typing import Any
 from connector.mapping import load_mappings
 
 from .conftest import MAPPINGS
-from .test_orders import Org, TODAY, add_months, record, stripe_objects
+from .test_orders import TODAY, Org, add_months, record, stripe_objects
 
 ALL = ("accounts", "orders", "products")
 
@@ -110,4 +110,3 @@ def test_an_accounts_custom_field_is_on_its_customers_invoices_and_updated_alone
     before = len(sandbox.stripe_admin.requests())
     run_sync(ALL, mappings=mappings)
     assert not [r for r in sandbox.stripe_admin.requests()[before:] if r["method"] == "POST"]
-

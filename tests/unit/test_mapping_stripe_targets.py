@@ -4,7 +4,6 @@ curated entries on top, the deny-list, and named lists (invoice_settings.custom_
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
