@@ -20,6 +20,7 @@ OPERATION_PERMISSIONS: dict[str, str] = {
     "products.create": "rak_product_write",
     "products.retrieve": "rak_product_read",
     "products.update": "rak_product_write",
+    "products.list": "rak_product_read",
     "prices.create": "rak_plan_write",
     "prices.retrieve": "rak_plan_read",
     "prices.update": "rak_plan_write",

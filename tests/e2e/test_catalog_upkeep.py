@@ -162,3 +162,36 @@ def test_a_replaced_price_a_subscription_still_bills_is_kept_and_the_subscriptio
     )
     assert [i["price"]["id"] for i in sub_items(first_sub)] == [old_price]
     assert only([p for p in stripe_objects(sandbox, "product")])["active"] is True
+
+
+def test_reconcile_puts_a_product_edited_in_stripe_back(sandbox, run_sync, connector_settings):
+    from connector.mapping import load_mappings
+    from connector.sync.reconcile import reconcile
+    from connector.sync.runner import open_context
+
+    org = Org(sandbox)
+    org.order(org.account(), [{"product": "Platform", "price": 49.0}])
+    run_sync(ALL)
+    product_id = record(sandbox, "Product2", org.products["Platform"])["Stripe_Product_ID__c"]
+    _client(sandbox).v1.products.update(product_id, params={"name": "Renamed by hand", "active": False})
+
+    def run(dry_run: bool = False):
+        with open_context(connector_settings, load_mappings(connector_settings.mappings_dir)) as ctx:
+            return reconcile(ctx, dry_run=dry_run)
+
+    planned = run(dry_run=True)
+    assert sorted(d.field for d in planned.drifts if d.object_type == "product") == ["active", "name"]
+    assert stripe_product(sandbox, product_id)["name"] == "Renamed by hand"
+
+    before = logged(sandbox)
+    report = run()
+    assert product_posts(sandbox, before) == {product_id: {"name": "Platform", "active": "true"}}
+    assert any(
+        line.startswith("Reconcile: 1 Products checked, 1 drifted, 1 put back")
+        for line in report.summary_lines()
+    )
+    restored = stripe_product(sandbox, product_id)
+    assert (restored["name"], restored["active"]) == ("Platform", True)
+
+    again = run()
+    assert not [d for d in again.drifts if d.object_type == "product"]
