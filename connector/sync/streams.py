@@ -56,12 +56,13 @@ class Stream:
         return polling.sync_ids(self.build(ctx), ids, report, should_stop=should_stop)
 
 
-# In dependency order: an Order's Customer comes from its Account; a Product2's Product from the
-# first Order that bills it (Products only keep theirs current).
+# In dependency order: an Order's Customer comes from its Account. A Product2's Product is made by
+# the first Order that bills it; the Product2 pass only keeps existing ones current, before the
+# Orders that bill them (a Product2 an Order links in this pass is compared on the next one).
 STREAMS: tuple[Stream, ...] = (
     Stream("accounts", "Accounts → Customers", "Account", CUSTOMER, True, AccountSync),
-    Stream("orders", "Orders → Subscriptions", "Order", SUBSCRIPTION, False, OrderSync),
     Stream("products", "Product2 → Products", "Product2", PRODUCT, True, ProductSync),
+    Stream("orders", "Orders → Subscriptions", "Order", SUBSCRIPTION, False, OrderSync),
 )
 KEYS: tuple[str, ...] = tuple(s.key for s in STREAMS)
 
