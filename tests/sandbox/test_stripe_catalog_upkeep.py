@@ -96,3 +96,20 @@ def test_subscriptions_list_by_price_leaves_out_ended_ones(client):
     assert client.v1.subscriptions.list(params={"price": price.id}).data == []
     everything = client.v1.subscriptions.list(params={"price": price.id, "status": "all"}).data
     assert [s.id for s in everything] == [sub.id]
+
+
+def test_no_new_subscription_on_an_archived_products_price(client):
+    prod = client.v1.products.create(params={"name": "Legacy"})
+    price = _price(client, prod.id)
+    client.v1.products.update(prod.id, params={"active": False})
+    customer = client.v1.customers.create(params={"name": "Acme"})
+    params = {
+        "customer": customer.id,
+        "items": [{"price": price.id}],
+        "collection_method": "send_invoice",
+        "days_until_due": 30,
+    }
+    error = _invalid(client.v1.subscriptions.create, params=params)
+    assert error.param == "items[0][price]" and "marked as inactive" in str(error.user_message)
+    client.v1.products.update(prod.id, params={"active": True})
+    assert client.v1.subscriptions.create(params=params).status == "active"

@@ -248,6 +248,17 @@ def resolve_price(ctx: Ctx, item: dict[str, Any], param: str, *, recurring: bool
     return price
 
 
+def check_product_active(ctx: Ctx, price: dict[str, Any], param: str) -> None:
+    """A new subscription on an archived product's price: Stripe's error (stripe/stripe-go#1031)."""
+    product = ctx.store.get("product", price["product"])
+    if not product["active"]:
+        raise invalid(
+            f"The product {product['id']} is marked as inactive, and thus no new subscriptions can be "
+            f"created to any plans of this product. You provided the plan {price['id']}.",
+            param,
+        )
+
+
 def new_item(ctx: Ctx, sub_id: str, price: dict[str, Any], raw: dict[str, Any], param: str) -> dict[str, Any]:
     metered = price["recurring"]["usage_type"] == "metered"
     if metered and raw.get("quantity") is not None:
@@ -623,6 +634,8 @@ def build_subscription(
     items = []
     for idx, raw in enumerate(items_in):
         price = resolve_price(ctx, raw, f"items[{idx}]", recurring=True)
+        if not from_schedule:
+            check_product_active(ctx, price, f"items[{idx}][price]")
         items.append(new_item(ctx, sub_id, price, raw, f"items[{idx}]"))
     extra: list[tuple[dict[str, Any], int]] = []
     for idx, raw in enumerate(p.get("add_invoice_items") or []):
