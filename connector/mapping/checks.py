@@ -270,6 +270,9 @@ def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[st
     lines = order.lines
     for slot, src in lines.slots().items():
         checker.source("subscription", ("lines", slot), lines.object, src, tg.LINE_SLOTS[slot])
+    for index, entry in enumerate(lines.fields):
+        spec = tg.metadata_spec(entry.target.rpartition(".")[2])
+        checker.source("subscription", ("lines", "fields", index), lines.object, entry, spec)
     checker.write_back(
         "subscription",
         ("lines", "write_back", "stripe_price_id"),

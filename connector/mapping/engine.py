@@ -208,6 +208,15 @@ def map_record(mapping: ObjectMapping, record: dict[str, Any]) -> MappedRecord:
                         "fill it in Salesforce",
                     )
                 )
+        for entry in mapping.fields:  # product.metadata.<key> / price.metadata.<key>
+            parsed = tg.line_target(entry.target)
+            if parsed is None:
+                continue  # the loader refuses these
+            obj, key = parsed
+            spec = tg.metadata_spec(key)
+            value = _resolve_into(result, entry, record, spec, entry.target, omit=entry.omit_invalid)
+            if value is not None:
+                result.params.setdefault(f"{obj}_metadata", {})[key] = value
         return result
 
     for entry in mapping.fields:
@@ -298,6 +307,7 @@ def soql_fields(mapping: ObjectMapping) -> list[str]:
     fields: set[str] = set()
     if isinstance(mapping, LineMapping):
         fields.update(src.source for src in mapping.slots().values() if src.source)
+        fields.update(e.source for e in mapping.fields if e.source)
         fields.update({"OrderId", "Product2Id", "PricebookEntryId", mapping.write_back.stripe_price_id})
         fields.add(f"Product2.{mapping.product_write_back.stripe_id}")
         fields.add(f"PricebookEntry.{mapping.price_book_entry_write_back.stripe_id}")

@@ -373,11 +373,34 @@ def _semantic(report: _Report, data: dict[str, Any], kind: str) -> None:
                 entry = lines.get(slot)
                 if isinstance(entry, dict):
                     _check_value_source(report, ("lines", slot), entry, spec)
+            _check_line_fields(report, lines.get("fields"))
             for key in ("write_back", "product_write_back", "price_book_entry_write_back"):
                 block = lines.get(key)
                 if isinstance(block, dict):
                     for name_key, name in block.items():
                         _check_sf_name(report, ("lines", key, name_key), name)
+
+
+def _check_line_fields(report: _Report, fields: Any) -> None:
+    """`lines.fields`: product.metadata.<key> / price.metadata.<key>, each once."""
+    if not isinstance(fields, list):
+        return
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(fields):
+        if not isinstance(entry, dict) or not isinstance(entry.get("target"), str):
+            continue
+        path: Path_ = ("lines", "fields", index)
+        target = entry["target"]
+        problem = tg.line_target_problem(target)
+        if problem is not None:
+            report.add((*path, "target"), *problem)
+        elif target in seen:
+            line = report.positions.at(("lines", "fields", seen[target], "target"))[0]
+            report.add(
+                (*path, "target"), f"target '{target}' is mapped twice (first on line {line})", "keep one"
+            )
+        seen.setdefault(target, index)
+        _check_value_source(report, path, entry, tg.metadata_spec(target.rpartition(".")[2]))
 
 
 def _check_item_name(

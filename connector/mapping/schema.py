@@ -108,6 +108,8 @@ class LineMapping(_Model):
     write_back: LineWriteBack = LineWriteBack(stripe_price_id="Stripe_Price_ID__c")
     product_write_back: RelatedWriteBack = RelatedWriteBack(stripe_id="Stripe_Product_ID__c")
     price_book_entry_write_back: RelatedWriteBack = RelatedWriteBack(stripe_id="Stripe_Price_ID__c")
+    # product.metadata.<key> / price.metadata.<key> from the Order Product's fields
+    fields: list[FieldMapping] = []
 
     stripe_object: ClassVar[str] = "subscription_item"
 

@@ -308,3 +308,38 @@ def refusal(stripe_object: str, path: str) -> str | None:
     if schema_target(stripe_object, path) is None:
         return None
     return denied(stripe_object, path)
+
+
+# ---- a subscription mapping's `lines.fields`: the metadata of the Products and Prices ----------
+
+# Keys the connector sets on them itself (recovery and reuse find objects by them).
+LINE_RESERVED_KEYS: dict[str, frozenset[str]] = {
+    "product": frozenset({"salesforce_product_id", "managed_by"}),
+    "price": frozenset(
+        {"salesforce_product_id", "cpq2stripe_price_key", "salesforce_record_id", "managed_by"}
+    ),
+}
+LINE_TARGET_FORMS = ("product.metadata.<key>", "price.metadata.<key>")
+
+
+def line_target(path: str) -> tuple[str, str] | None:
+    """`product.metadata.family` -> ("product", "family"); None for anything else."""
+    head, _, key = path.partition(".metadata.")
+    if head in LINE_RESERVED_KEYS and key:
+        return head, key
+    return None
+
+
+def line_target_problem(path: str) -> tuple[str, str] | None:
+    """(message, fix) when a `lines.fields` target is not one a mapping may write."""
+    parsed = line_target(path)
+    if parsed is None:
+        return (
+            f"'{path}' is not a line target; lines take {' or '.join(LINE_TARGET_FORMS)}",
+            "write e.g. 'product.metadata.family'",
+        )
+    obj, key = parsed
+    if key in LINE_RESERVED_KEYS[obj]:
+        return f"{obj} metadata key '{key}' is reserved for the connector", "choose another key"
+    problem = metadata_key_problem(key)
+    return (problem, "use a key of at most 40 characters without [ or ]") if problem else None

@@ -496,7 +496,7 @@ class OrderSync:
         ):
             config = replace(config, collection_method="charge_automatically")
         result = plan_order({**row, "Account": account}, config)
-        messages = [str(e) for e in mapped.errors]
+        messages = [str(e) for e in mapped.errors] + self._line_field_errors(row)
         if isinstance(result, OrderRefusal):
             messages = [result.message(), *messages]
         if messages:
@@ -860,6 +860,8 @@ class OrderSync:
         rec = next((r for r in items if str(r.get("Product2Id")) == spec.sf_id), None)
         if rec is not None:
             mapped = map_record(self.mapping.lines, dict(rec))
+            # lines.fields product.metadata.<key>; the connector's own keys win
+            params["metadata"] = {**mapped.params.get("product_metadata", {}), **params.get("metadata", {})}
             if mapped.params.get("product_name"):
                 params["name"] = mapped.params["product_name"]
             if "product_description" in mapped.params or self.mapping.lines.product_description:
@@ -901,7 +903,11 @@ class OrderSync:
                 params = lp.spec.params(product_id)
                 # The Salesforce record the price belongs to (PricebookEntry or OrderItem): exactly
                 # one price per record and spec, checkable from Stripe alone.
-                params["metadata"] = {**params.get("metadata", {}), "salesforce_record_id": lp.write_back_id}
+                params["metadata"] = {
+                    **self._price_metadata(lp, row),  # lines.fields price.metadata.<key>
+                    **params.get("metadata", {}),
+                    "salesforce_record_id": lp.write_back_id,
+                }
                 if meter_id is not None:
                     params["recurring"] = {**params["recurring"], "meter": meter_id}
                 create = Create(
@@ -920,6 +926,23 @@ class OrderSync:
                 price_id = self._ensure(create, link)
         self._stage_price(lp, price_id, row, batch)
         return price_id
+
+    def _line_field_errors(self, row: Mapping[str, Any]) -> list[str]:
+        """Values `lines.fields` cannot send (product or price metadata), per Order Product."""
+        targets = {f.target for f in self.mapping.lines.fields}
+        if not targets:
+            return []
+        errors: list[str] = []
+        for rec in (row.get("OrderItems") or {}).get("records") or []:
+            mapped = map_record(self.mapping.lines, dict(rec))
+            errors.extend(str(e) for e in mapped.errors if e.stripe_target in targets)
+        return errors
+
+    def _price_metadata(self, lp: LinePrice, row: Mapping[str, Any]) -> dict[str, Any]:
+        if not self.mapping.lines.fields:
+            return {}
+        rec = next(r for r in row["OrderItems"]["records"] if str(r.get("Id")) == lp.order_item_id)
+        return dict(map_record(self.mapping.lines, dict(rec)).params.get("price_metadata", {}))
 
     def _reusable(self, lp: LinePrice, product_id: str, meter_id: str | None) -> bool:
         assert lp.existing_price_id

@@ -19,7 +19,14 @@ from connector.state.models import Link, LogEntry
 from connector.stripe_sink.catalog import CatalogSink
 from connector.sync.context import SyncContext
 from connector.sync.fieldhash import changed_params, field_hashes, payload_hash
-from connector.sync.products import OBJECT_TYPE, SF_OBJECT, compared_fields, product_fields, product_params
+from connector.sync.products import (
+    OBJECT_TYPE,
+    OWNED,
+    SF_OBJECT,
+    compared_fields,
+    product_fields,
+    product_params,
+)
 from connector.sync.reconcile import PAGE, SOQL_CHUNK, Drift, ReconcileReport
 
 log = logging.getLogger(__name__)
@@ -44,7 +51,8 @@ class ProductReconciler:
         self.ctx = ctx
         self.lines = ctx.mappings.subscription.lines
         self.sink = CatalogSink(ctx.gateway)
-        self.compared = compared_fields(self.lines)
+        # name, description, active (metadata drift is not Product data a person edits by hand)
+        self.compared = compared_fields(self.lines) & set(OWNED)
 
     def list_products(self) -> Iterator[dict[str, Any]]:
         gateway = self.ctx.gateway

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from connector.errors import RecordError
-from connector.mapping import LineMapping, ValueSource, WriteBack
+from connector.mapping import FieldMapping, LineMapping, ValueSource, WriteBack
 from connector.mapping import targets as tg
 from connector.mapping.engine import resolve_value
 from connector.mapping.transforms import TransformError
@@ -50,10 +50,21 @@ def slot_field(source: ValueSource | None) -> str | None:
     return rest or None
 
 
+def metadata_entries(lines: LineMapping) -> list[tuple[str, FieldMapping]]:
+    """`lines.fields` entries for product.metadata.<key> that read the Product2: (key, entry)."""
+    found = []
+    for entry in lines.fields:
+        parsed = tg.line_target(entry.target)
+        if parsed is not None and parsed[0] == "product" and (entry.source is None or slot_field(entry)):
+            found.append((parsed[1], entry))
+    return found
+
+
 def product_fields(lines: LineMapping) -> list[str]:
     """The Product2 fields the pipeline reads besides Id and SystemModstamp."""
     fields = ["Name", "IsActive", lines.product_write_back.stripe_id]
-    for slot in (lines.product_name, lines.product_description):
+    slots = [lines.product_name, lines.product_description, *(e for _k, e in metadata_entries(lines))]
+    for slot in slots:
         field = slot_field(slot)
         if field is not None:
             fields.append(field)
@@ -80,6 +91,14 @@ def product_params(lines: LineMapping, row: Mapping[str, Any]) -> tuple[dict[str
             params[target] = value
         elif target == "name":
             errors.append(f"{source.source} ({slot}): the product has no name; fill it in Salesforce")
+    for key, entry in metadata_entries(lines):
+        try:
+            value = resolve_value(entry, record, tg.metadata_spec(key))
+        except TransformError as exc:
+            errors.append(f"{entry.source or '(default)'} ({entry.target}): {exc.message}; {exc.fix}")
+            continue
+        if value not in (None, ""):
+            params.setdefault("metadata", {})[key] = value
     return params, errors
 
 
@@ -91,6 +110,7 @@ def compared_fields(lines: LineMapping) -> set[str]:
         fields.add("name")
     if lines.product_description is not None and slot_field(lines.product_description) is not None:
         fields.add("description")
+    fields.update(f"metadata.{key}" for key, _entry in metadata_entries(lines))
     return fields
 
 
@@ -99,6 +119,8 @@ def created_hashes(params: Mapping[str, Any]) -> dict[str, str]:
     this pipeline compares with, so the first pass after a create sends nothing."""
     owned = {k: params[k] for k in OWNED if params.get(k) not in (None, "")}
     owned.setdefault("active", True)
+    if params.get("metadata"):
+        owned["metadata"] = dict(params["metadata"])
     return field_hashes(owned)
 
 
@@ -136,6 +158,7 @@ class ProductSync:
                 product_name=self.lines.product_name,
                 product_description=self.lines.product_description,
                 product_write_back=self.lines.product_write_back,
+                fields=[e for _k, e in metadata_entries(self.lines)],
             )
         )
 

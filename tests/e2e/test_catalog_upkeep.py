@@ -195,3 +195,45 @@ def test_reconcile_puts_a_product_edited_in_stripe_back(sandbox, run_sync, conne
 
     again = run()
     assert not [d for d in again.drifts if d.object_type == "product"]
+
+
+LINE_FIELDS = """
+  fields:
+    - target: product.metadata.family
+      source: Product2.Family
+    - target: price.metadata.product_code
+      source: Product2.ProductCode
+"""
+
+
+def test_product_and_price_metadata_through_the_mapping(sandbox, run_sync, tmp_path):
+    from connector.mapping import load_mappings
+
+    from .conftest import MAPPINGS
+
+    (tmp_path / "customer.yaml").write_text((MAPPINGS / "customer.yaml").read_text())
+    (tmp_path / "subscription.yaml").write_text((MAPPINGS / "subscription.yaml").read_text() + LINE_FIELDS)
+    mappings = load_mappings(tmp_path)
+    org = Org(sandbox)
+    platform = org.product("Platform")
+    sandbox.sf_admin.patch_record("Product2", platform, {"Family": "Software", "ProductCode": "PLAT-1"})
+    order_id, _ = org.order(org.account(), [{"product": "Platform", "price": 49.0}])
+
+    result = run_sync(ALL, mappings=mappings)
+
+    assert result.outcome(order_id).status == "created", result.outcome(order_id).message
+    product_id = record(sandbox, "Product2", platform)["Stripe_Product_ID__c"]
+    assert stripe_product(sandbox, product_id)["metadata"]["family"] == "Software"
+    price = only(stripe_objects(sandbox, "price"))
+    assert price["metadata"]["product_code"] == "PLAT-1"
+    assert price["metadata"]["cpq2stripe_price_key"]  # the connector's own keys are kept
+
+    sandbox.sf_admin.patch_record("Product2", platform, {"Family": "Hardware"})
+    before = logged(sandbox)
+    run_sync(ALL, mappings=mappings)
+    assert product_posts(sandbox, before) == {product_id: {"metadata": {"family": "Hardware"}}}
+    assert stripe_product(sandbox, product_id)["metadata"]["salesforce_product_id"] == platform
+
+    before = logged(sandbox)
+    run_sync(ALL, mappings=mappings)
+    assert product_posts(sandbox, before) == {}

@@ -124,3 +124,41 @@ def test_custom_fields_map_to_name_value_items_in_order():
     }
     long = map_record(mapping, {"Id": "001", "Name": "Acme", "PO__c": "x" * 141})
     assert long.errors and "140" in str(long.errors[0])
+
+
+LINES = "write_back: {stripe_id: S}\nlines:\n  fields:\n"
+
+
+def test_line_fields_are_product_or_price_metadata_outside_the_connectors_keys():
+    found = problems(
+        LINES
+        + "    - {target: product.metadata.family, source: Product2.Family}\n"
+        + "    - {target: price.metadata.cpq2stripe_price_key, source: Product2.ProductCode}\n"
+        + "    - {target: product.name, source: Product2.Name}\n"
+        + "    - {target: product.metadata.family, source: Product2.Family}\n",
+        "subscription",
+    )
+    by_line = {p.line: p for p in found}
+    assert 4 not in by_line
+    assert "reserved" in by_line[5].message
+    assert "product.metadata.<key>" in by_line[6].message
+    assert "twice" in by_line[7].message
+
+
+def test_line_fields_map_to_product_and_price_metadata():
+    mapping = parse_mapping(
+        LINES
+        + "    - {target: product.metadata.family, source: Product2.Family}\n"
+        + "    - {target: price.metadata.sku, source: Product2.ProductCode, transforms: [upper]}\n",
+        "subscription.yaml",
+        "subscription",
+    )
+    record = {
+        "Id": "802",
+        "UnitPrice": 10,
+        "Quantity": 1,
+        "Product2": {"Name": "P", "Family": "Software", "ProductCode": "ab-1"},
+    }
+    mapped = map_record(mapping.lines, record)
+    assert mapped.params["product_metadata"] == {"family": "Software"}
+    assert mapped.params["price_metadata"] == {"sku": "AB-1"}
