@@ -22,7 +22,12 @@ CRASH_POINTS = frozenset(
         "order.after_subscription",
         "order.before_writeback",
         "contract.after_schedule",  # a subscription moved onto a schedule, not linked yet
+        "contract.after_catch_up",  # a late change's catch-up items made, the phases not updated yet
         "contract.after_update",  # a contract's phases updated in Stripe, the Order not linked yet
+        "invoice.after_create",  # a one-time Order's draft invoice made, no item on it yet
+        "invoice.after_item",  # one invoice item made, not linked yet
+        "invoice.after_items",  # every item on the draft, not finalized yet
+        "invoice.after_finalize",  # finalized, the Order not linked yet
     }
 )
 

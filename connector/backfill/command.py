@@ -36,9 +36,10 @@ from connector.interrupt import EXIT_INTERRUPTED, interrupted_line
 from connector.mapping.condition import QUERY_ERROR_CODES
 from connector.salesforce.soql import datetime_literal, id_literal, is_record_id
 from connector.sync import polling, streams
+from connector.sync.contracts import WAITING_CODES
 from connector.sync.lanes import Lanes
 from connector.sync.polling import progress_task
-from connector.sync.report import RunReport
+from connector.sync.report import Outcome, RunReport
 from connector.sync.streams import Pipeline, Stream
 
 log = logging.getLogger(__name__)
@@ -177,10 +178,19 @@ class Backfill:
         # batch only once it and every batch before it are done.
         lanes: Lanes[list[dict[str, Any]], _BatchResult] = Lanes(lambda b: self._run_batch(spec, sync, b))
 
+        # Contract changes that waited for an Order still in flight in the other lane: applied
+        # once every batch is in (`_apply_waiting`), counted then.
+        waiting: dict[str, Outcome] = {}
+
         def settle(batch: list[dict[str, Any]], result: _BatchResult) -> None:
             nonlocal done
             ordered = in_id_order.popleft()
-            self.report.add_outcomes(totals, result.report.outcomes, result.codes)
+            outcomes = result.report.outcomes
+            if not opts.dry_run:
+                held = {o.sf_id: o for o in outcomes if o.code in WAITING_CODES}
+                waiting.update(held)
+                outcomes = [o for o in outcomes if o.sf_id not in held]
+            self.report.add_outcomes(totals, outcomes, result.codes)
             if progress is not None:
                 progress.settle(result.report.outcomes)
             done += len(batch) - result.report.unprocessed
@@ -215,6 +225,9 @@ class Backfill:
                 # cursor stays before it: a rerun starts there.
                 for settled in lanes.drain():
                     settle(*settled)
+                if waiting and not totals.fatal and not ctx.stop.is_set():
+                    self._apply_waiting(spec, totals, waiting)
+                self.report.add_outcomes(totals, waiting.values())  # what still waits, as it waited
                 if totals.fatal:
                     return totals
                 if ctx.stop.is_set():
@@ -231,6 +244,24 @@ class Backfill:
                 # The poll cursor starts where this pass started: later changes are polled.
                 ctx.store.cursors.set(spec.sf_object, started, [])
         return totals
+
+    def _apply_waiting(self, spec: Stream, totals: ObjectTotals, waiting: dict[str, Outcome]) -> None:
+        """Contract changes refused only because an earlier Order of their contract was in the
+        other batch in flight: applied again, in passes, while each pass applies some. What still
+        waits is left in `waiting` (its earlier Order was refused, or is not in this backfill)."""
+        while waiting:
+            again = RunReport(spec.title)
+            spec.sync_ids(self.ctx, list(waiting), again, should_stop=lambda: bool(totals.fatal))
+            if again.fatal:
+                totals.fatal = totals.fatal or again.fatal
+            still = {o.sf_id: o for o in again.outcomes if o.code in WAITING_CODES}
+            done = [o for o in again.outcomes if o.sf_id in waiting and o.sf_id not in still]
+            self.report.add_outcomes(totals, done)
+            for o in done:
+                del waiting[o.sf_id]
+            if not done or again.fatal or again.unprocessed:
+                return
+            waiting.update(still)
 
     def _run_batch(self, spec: Stream, sync: Pipeline, batch: list[dict[str, Any]]) -> _BatchResult:
         batch_report = RunReport(spec.title, dry_run=self.options.dry_run)

@@ -71,9 +71,12 @@ class Sandbox:
         r.raise_for_status()
         return r.json()
 
-    def prepare(self, accounts: int, *, rps: float, latency: bool, orders: int = 0) -> None:
+    def prepare(
+        self, accounts: int, *, rps: float, latency: bool, orders: int = 0, contracts: int = 0
+    ) -> None:
         self.sf("POST", "/_sandbox/reset")
-        self.sf("POST", "/_sandbox/seed", {"accounts": accounts, "orders": orders, "seed": 7})
+        seed = {"accounts": accounts, "orders": orders, "contracts": contracts, "seed": 7}
+        self.sf("POST", "/_sandbox/seed", seed)
         self.stripe("POST", "/_sandbox/reset")
         self.limits(rps=rps, latency=latency)
 
@@ -205,23 +208,59 @@ def run_baseline(sb: Sandbox, limit: int) -> dict[str, Any]:
     return {"records": done, "seconds": seconds, "rate": done / seconds}
 
 
-def run_orders(sb: Sandbox, work: Path, *, rps: float, orders: int) -> str:
-    """The Orders phase at the real limit: Accounts are loaded first without latency (setup), then
-    the activated Orders are backfilled with Stripe and Salesforce latency on."""
-    sb.prepare(orders // 2, rps=0, latency=False, orders=orders)
-    run_connector(sb, work, rps=1000, tag="orders", workers=16)
+@dataclass
+class OrdersRun:
+    """One Orders backfill at the real limit: the child's result and the Stripe calls it made."""
+
+    result: dict[str, Any]
+    calls: int
+    limited: int
+
+    @property
+    def done(self) -> int:
+        return sum(self.result["counts"].values())
+
+    @property
+    def seconds(self) -> float:
+        return float(self.result["seconds"])
+
+    def shown(self) -> str:
+        return ", ".join(f"{n} {status}" for status, n in sorted(self.result["counts"].items()))
+
+
+def orders_at_limit(sb: Sandbox, work: Path, *, rps: float, tag: str) -> OrdersRun:
+    """The seeded Accounts loaded first without latency (setup), then the activated Orders
+    backfilled with Stripe and Salesforce latency on."""
+    run_connector(sb, work, rps=1000, tag=tag, workers=16)
     sb.limits(rps=rps, latency=True)
     before = stripe_calls(sb)[0]
-    result = run_connector(sb, work, rps=rps, tag="orders", objects="orders")
+    result = run_connector(sb, work, rps=rps, tag=tag, objects="orders")
     calls, limited = stripe_calls(sb)
-    calls -= before
-    counts, seconds = result["counts"], result["seconds"]
-    done = sum(counts.values())
-    shown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return OrdersRun(result, calls - before, limited)
+
+
+def run_orders(sb: Sandbox, work: Path, *, rps: float, orders: int) -> str:
+    sb.prepare(orders // 2, rps=0, latency=False, orders=orders)
+    run = orders_at_limit(sb, work, rps=rps, tag="orders")
     return (
-        f"  Orders phase: {done} activated Orders ({shown}) in {seconds:.1f}s = "
-        f"{done / seconds:.1f} Orders/s; {calls} Stripe calls = {calls / seconds:.1f}/s of {rps:g}; "
-        f"429 answers: {limited}"
+        f"  Orders phase: {run.done} activated Orders ({run.shown()}) in {run.seconds:.1f}s = "
+        f"{run.done / run.seconds:.1f} Orders/s; {run.calls} Stripe calls = {run.calls / run.seconds:.1f}/s "
+        f"of {rps:g}; 429 answers: {run.limited}"
+    )
+
+
+def run_contracts(sb: Sandbox, work: Path, *, rps: float, contracts: int) -> str:
+    """Every Order of `contracts` contract histories (first Orders, amendments, renewals,
+    terminations), each contract with its own Account."""
+    sb.prepare(0, rps=0, latency=False, contracts=contracts)
+    run = orders_at_limit(sb, work, rps=rps, tag="contracts")
+    changed = run.result["counts"].get("updated", 0)
+    return (
+        f"  Contracts: {contracts} histories, {run.done} Orders ({run.shown()}; 'updated' = amendments, "
+        f"renewals and terminations applied) in {run.seconds:.1f}s = {run.done / run.seconds:.1f} Orders/s, "
+        f"{changed / run.seconds:.2f} contract changes/s; {run.calls} Stripe calls = "
+        f"{run.calls / max(run.done, 1):.2f} per Order, {run.calls / run.seconds:.1f}/s of {rps:g}; "
+        f"429 answers: {run.limited}; connector CPU per Order: {cpu_ms(run.result, max(run.done, 1))}"
     )
 
 
@@ -254,6 +293,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         metavar="N",
         help="also measure the Orders phase: N seeded Orders (N/2 Accounts loaded first)",
+    )
+    parser.add_argument(
+        "--contracts",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also measure contract histories: N seeded contracts (amendments, renewals, terminations)",
     )
     args = parser.parse_args(argv)
     q = args.quick
@@ -294,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         results["rss"] = rss
         if args.orders:
             results["orders"] = run_orders(sb, work, rps=rps, orders=args.orders)
+        if args.contracts:
+            results["contracts"] = run_contracts(sb, work, rps=rps, contracts=args.contracts)
     finally:
         sb.stop()
 
@@ -359,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if "orders" in results:
         print(results["orders"])
+    if "contracts" in results:
+        print(results["contracts"])
     print(f"  total benchmark time {time.monotonic() - t0:.0f}s")
     print(f"  load average at start: {load_at_start}; at the end: {load_average()}")
     return 0

@@ -45,6 +45,7 @@ ORDER_ONLY_STATUS_VALUES = ("Incomplete",)  # a subscription whose first payment
 _ID_TYPES = frozenset({"string", "textarea", "url"})
 _MESSAGE_TYPES = frozenset({"string", "textarea"})
 _DATETIME_TYPES = frozenset({"datetime"})
+_URL_TYPES = frozenset({"url", "string", "textarea"})
 _STATUS_TYPES = frozenset({"picklist", "string", "textarea"})
 
 
@@ -253,6 +254,11 @@ def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[st
             checker.fields_read(kind, ("fields", index), mapping.object, entry)
         _write_back_block(checker, kind, ("write_back",), mapping.object, mapping.write_back)
 
+    customer = mappings.customer
+    tax_id_spec = tg.TargetSpec("tax_ids", "string", 5000, tg.SF_TEXT | tg.SF_NUMBER)
+    for index, tax_id in enumerate(customer.tax_ids):
+        checker.source("customer", ("tax_ids", index), customer.object, tax_id, tax_id_spec)
+
     order = mappings.subscription
     if order.default_payment_method is not None:
         spec = tg.TargetSpec("default_payment_method", "string", 255, tg.SF_TEXT)
@@ -264,6 +270,8 @@ def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[st
             "subscription", ("skip_elapsed_periods",), order.object, order.skip_elapsed_periods,
             tg.SKIP_ELAPSED_PERIODS,
         )  # fmt: skip
+    if order.trial_end is not None:
+        checker.source("subscription", ("trial_end",), order.object, order.trial_end, tg.TRIAL_END)
     for kind, path, obj, text in mapping_conditions(mappings):
         if checker.org.fields(obj) is not None:
             checker.condition(kind, path, obj, text)
@@ -273,6 +281,13 @@ def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[st
     for index, entry in enumerate(lines.fields):
         spec = tg.metadata_spec(entry.target.rpartition(".")[2])
         checker.source("subscription", ("lines", "fields", index), lines.object, entry, spec)
+    for slot, src in order.discounts.slots().items():
+        obj = lines.object if slot in order.discounts.LINE_SLOTS else order.object
+        checker.source("subscription", ("discounts", slot), obj, src, tg.DISCOUNT_SLOTS[slot])
+    if lines.tax_behavior is not None:
+        checker.source(
+            "subscription", ("lines", "tax_behavior"), lines.object, lines.tax_behavior, tg.TAX_BEHAVIOR
+        )
     checker.write_back(
         "subscription",
         ("lines", "write_back", "stripe_price_id"),
@@ -326,9 +341,11 @@ def _write_back_block(checker: _Checker, kind: str, path: tuple[str | int, ...],
         ("status", _STATUS_TYPES, "sync status"),
         ("message", _MESSAGE_TYPES, "sync message"),
         ("synced_at", _DATETIME_TYPES, "synced-at time"),
+        ("invoice_id", _ID_TYPES, "invoice id"),
+        ("invoice_url", _URL_TYPES, "invoice URL"),
     )
     for key, allowed, role in roles:
-        name = getattr(wb, key)
+        name = getattr(wb, key, None)
         if name:
             checker.write_back(kind, (*path, key), obj, name, allowed, role)
 

@@ -10,7 +10,9 @@ map_record(mapping, record) -> MappedRecord
     (the phone's country) and add `remarks`.
     For a SubscriptionMapping: a non-empty default_payment_method switches collection_method to
     charge_automatically and drops days_until_due, and `skip_elapsed_periods` (a bool, not a Stripe
-    param) says whether a backdated Order skips its elapsed periods. For a LineMapping: params has the slots
+    param) says whether a backdated Order skips its elapsed periods; `trial_end` is the trial's
+    last-day-exclusive end as YYYY-MM-DD (the order rules turn it into Stripe's trial_end). For a
+    LineMapping: params has the slots
     unit_price (Decimal), quantity (int), product_name, product_description.
 soql_fields(mapping) -> list[str]
     Fields to SELECT: Id, SystemModstamp, every source and write-back field (sorted, unique).
@@ -32,10 +34,12 @@ import hashlib
 import json
 import math
 import re
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from connector.mapping import targets as tg
+from connector.mapping import tax_ids as tx
 from connector.mapping import transforms as tf
 from connector.mapping.schema import (
     CustomerMapping,
@@ -125,12 +129,32 @@ def _fit(value: Any, spec: tg.TargetSpec) -> Any:
                 f"{value!r} is neither true nor false for {spec.path}", "map a checkbox field (or true/false)"
             )
         return flag
+    if spec.kind == "date":
+        day = _date(value)
+        if day is None:
+            raise tf.TransformError(
+                f"{value!r} is not a date for {spec.path}", "map a Date field (or text as YYYY-MM-DD)"
+            )
+        return day.isoformat()
     if spec.kind == "number":
         number = _number(value)
         if number is None:
             raise tf.TransformError(f"{value!r} is not a number", "map a number or currency field")
         return number
     raise AssertionError(spec.kind)
+
+
+def _date(value: Any) -> date | None:
+    """A Date or Date/Time field's value (Salesforce sends ISO text) as a calendar date."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = _text(value).strip()
+    try:
+        return date.fromisoformat(text[:10]) if re.fullmatch(r"\d{4}-\d{2}-\d{2}([T ].*)?", text) else None
+    except ValueError:
+        return None
 
 
 def _number(value: Any) -> Decimal | None:
@@ -241,6 +265,7 @@ def map_record(mapping: ObjectMapping, record: dict[str, Any]) -> MappedRecord:
 
     if isinstance(mapping, CustomerMapping):
         _finish_customer(result)
+        _tax_ids(mapping, record, result)
     elif isinstance(mapping, SubscriptionMapping):
         _finish_subscription(mapping, record, result)
     return result
@@ -266,6 +291,8 @@ def _resolve_into(
 
 
 def _finish_customer(result: MappedRecord) -> None:
+    if result.params.get("tax_exempt") == "none":
+        del result.params["tax_exempt"]  # Stripe's default: "none" and no value are the same Customer
     shipping = result.params.get("shipping") or {}
     if not shipping.get("address"):
         result.params.pop("shipping", None)  # a name or phone alone is not a shipping address
@@ -284,6 +311,35 @@ def _finish_customer(result: MappedRecord) -> None:
         )
 
 
+TAX_IDS_PARAM = "tax_id_data"
+"""Where the desired tax ids sit in a Customer's params: Stripe takes them under this name on create;
+on update the sink turns a change into tax id creates and deletes (connector.stripe_sink.customers)."""
+_TAX_ID_TEXT = tg.TargetSpec("tax_ids", "string", 5000, tg.SF_TEXT | tg.SF_NUMBER)
+
+
+def _tax_ids(mapping: CustomerMapping, record: dict[str, Any], result: MappedRecord) -> None:
+    """The Account's tax ids, typed from the value and the mapped billing (else shipping) country."""
+    params = result.params
+    country = (params.get("address") or {}).get("country") or (
+        (params.get("shipping") or {}).get("address") or {}
+    ).get("country")
+    found: dict[tuple[str, str], dict[str, str]] = {}
+    for source in mapping.tax_ids:
+        value = _resolve_into(result, source, record, _TAX_ID_TEXT, "tax_ids")
+        if value is None:
+            continue
+        explicit = read_path(record, source.type_source) if source.type_source else None
+        try:
+            tax_id = tx.infer_tax_id(str(value), country, str(explicit) if explicit else None)
+        except tx.TaxIdProblem as exc:
+            name = source.source or "(default)"
+            result.errors.append(FieldError(result.record_id, name, "tax_ids", value, exc.message, exc.fix))
+            continue
+        found[(tax_id.type, tax_id.value)] = tax_id.params()
+    if found:
+        params[TAX_IDS_PARAM] = [found[k] for k in sorted(found)]
+
+
 def _finish_subscription(mapping: SubscriptionMapping, record: dict[str, Any], result: MappedRecord) -> None:
     if mapping.default_payment_method is None:
         pm = None
@@ -300,6 +356,10 @@ def _finish_subscription(mapping: SubscriptionMapping, record: dict[str, Any], r
         skip = _resolve_into(result, mapping.skip_elapsed_periods, record, spec, spec.path)
         if skip is not None:
             result.params[spec.path] = skip
+    if mapping.trial_end is not None:
+        trial = _resolve_into(result, mapping.trial_end, record, tg.TRIAL_END, tg.TRIAL_END.path)
+        if trial is not None:
+            result.params[tg.TRIAL_END.path] = trial
 
 
 def soql_fields(mapping: ObjectMapping) -> list[str]:
@@ -308,6 +368,8 @@ def soql_fields(mapping: ObjectMapping) -> list[str]:
     if isinstance(mapping, LineMapping):
         fields.update(src.source for src in mapping.slots().values() if src.source)
         fields.update(e.source for e in mapping.fields if e.source)
+        if mapping.tax_behavior is not None and mapping.tax_behavior.source:
+            fields.add(mapping.tax_behavior.source)
         fields.update({"OrderId", "Product2Id", "PricebookEntryId", mapping.write_back.stripe_price_id})
         fields.add(f"Product2.{mapping.product_write_back.stripe_id}")
         fields.add(f"PricebookEntry.{mapping.price_book_entry_write_back.stripe_id}")
@@ -315,11 +377,14 @@ def soql_fields(mapping: ObjectMapping) -> list[str]:
         fields.update(e.source for e in mapping.fields if e.source)
         fields.update(f for e in mapping.fields for f in fields_read(e))
         fields.update(mapping.write_back.fields())
+        if isinstance(mapping, CustomerMapping):
+            fields.update(f for t in mapping.tax_ids for f in (t.source, t.type_source) if f)
         if isinstance(mapping, SubscriptionMapping):
             fields.add("AccountId")
-            for option in (mapping.default_payment_method, mapping.skip_elapsed_periods):
+            for option in (mapping.default_payment_method, mapping.skip_elapsed_periods, mapping.trial_end):
                 if option is not None and option.source:
                     fields.add(option.source)
+            fields.update(mapping.discounts.order_fields())
     fields -= {"Id", "SystemModstamp"}
     return ["Id", "SystemModstamp", *sorted(fields)]
 
@@ -344,6 +409,8 @@ def project_stripe_object(
         if not is_empty(value):
             _put(params, path, value)
     if isinstance(mapping, CustomerMapping):
+        if params.get("tax_exempt") == "none":
+            del params["tax_exempt"]  # as map_record leaves it out
         shipping = params.get("shipping")
         if shipping is not None and not shipping.get("address"):
             del params["shipping"]

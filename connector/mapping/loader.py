@@ -358,6 +358,19 @@ def _semantic(report: _Report, data: dict[str, Any], kind: str) -> None:
                 "map fewer metadata keys",
             )
 
+    tax_ids = data.get("tax_ids")
+    if kind == "customer" and isinstance(tax_ids, list):
+        for index, entry in enumerate(tax_ids):
+            if isinstance(entry, dict):
+                spec = tg.TargetSpec("tax_ids", "string", 5000, tg.SF_TEXT | tg.SF_NUMBER)
+                _check_value_source(report, ("tax_ids", index), entry, spec)
+                if isinstance(entry.get("type_source"), str) and not _SF_PATH.match(entry["type_source"]):
+                    report.add(
+                        ("tax_ids", index, "type_source"),
+                        f"'{entry['type_source']}' is not a Salesforce field or parent path",
+                        "write the API name of a field holding the Stripe type, e.g. VAT_Type__c",
+                    )
+
     if kind == "subscription":
         dpm = data.get("default_payment_method")
         if isinstance(dpm, dict):
@@ -366,6 +379,9 @@ def _semantic(report: _Report, data: dict[str, Any], kind: str) -> None:
         skip = data.get("skip_elapsed_periods")
         if isinstance(skip, dict):
             _check_value_source(report, ("skip_elapsed_periods",), skip, tg.SKIP_ELAPSED_PERIODS)
+        trial = data.get("trial_end")
+        if isinstance(trial, dict):
+            _check_value_source(report, ("trial_end",), trial, tg.TRIAL_END)
         lines = data.get("lines")
         if isinstance(lines, dict):
             _check_condition(report, ("lines", "condition"), lines.get("condition"))
@@ -374,11 +390,48 @@ def _semantic(report: _Report, data: dict[str, Any], kind: str) -> None:
                 if isinstance(entry, dict):
                     _check_value_source(report, ("lines", slot), entry, spec)
             _check_line_fields(report, lines.get("fields"))
+            tax_behavior = lines.get("tax_behavior")
+            if isinstance(tax_behavior, dict):
+                _check_value_source(report, ("lines", "tax_behavior"), tax_behavior, tg.TAX_BEHAVIOR)
             for key in ("write_back", "product_write_back", "price_book_entry_write_back"):
                 block = lines.get(key)
                 if isinstance(block, dict):
                     for name_key, name in block.items():
                         _check_sf_name(report, ("lines", key, name_key), name)
+        discounts = data.get("discounts")
+        if isinstance(discounts, dict):
+            _check_discounts(report, discounts)
+
+
+def _check_discounts(report: _Report, discounts: dict[str, Any]) -> None:
+    """Each source is a plain field (the order rules read the raw number: no default or transforms),
+    and coupons mode names at least one discount."""
+    for slot in tg.DISCOUNT_SLOTS:
+        entry = discounts.get(slot)
+        if not isinstance(entry, dict):
+            continue
+        path: Path_ = ("discounts", slot)
+        if not entry.get("source"):
+            report.add(path, f"discounts.{slot} has no 'source'", "add 'source: FieldName'", "key")
+            continue
+        _check_value_source(report, path, {"source": entry["source"]}, tg.DISCOUNT_SLOTS[slot])
+        for extra in ("default", "transforms"):
+            if entry.get(extra) not in (None, []):
+                report.add(
+                    (*path, extra),
+                    f"discounts.{slot} takes only a source; '{extra}' is not applied to discounts",
+                    f"remove '{extra}' (compute the value in a Salesforce formula field instead)",
+                    "key",
+                )
+    named = [
+        s for s in ("line_percent", "line_amount", "order_percent") if isinstance(discounts.get(s), dict)
+    ]
+    if discounts.get("mode") == "coupons" and not named:
+        report.add(
+            ("discounts", "mode"),
+            "discounts mode is coupons but no discount is mapped",
+            "map line_percent, line_amount or order_percent, or set 'mode: net_price'",
+        )
 
 
 def _check_line_fields(report: _Report, fields: Any) -> None:

@@ -79,6 +79,30 @@ class WriteBack(_Model):
     def fields(self) -> list[str]:
         return [f for f in (self.stripe_id, self.status, self.message, self.synced_at) if f]
 
+    def id_field(self, stripe_id: str) -> str:
+        """The field a Stripe id is written to (an Order's invoice has its own)."""
+        return self.stripe_id
+
+
+class OrderWriteBack(WriteBack):
+    """An Order's fields: its subscription's, and its one-time invoice's id and hosted URL."""
+
+    invoice_id: str | None = None
+    invoice_url: str | None = None
+
+    def fields(self) -> list[str]:
+        return [*super().fields(), *(f for f in (self.invoice_id, self.invoice_url) if f)]
+
+    def id_field(self, stripe_id: str) -> str:
+        return self.invoice_id if self.invoice_id and stripe_id.startswith("in_") else self.stripe_id
+
+
+class OneTimeInvoices(_Model):
+    """An Order with only one-time lines becomes a Stripe invoice: finalized (open, with its hosted
+    URL) or left a draft for someone to review in Stripe."""
+
+    finalize: bool = True
+
 
 class LineWriteBack(_Model):
     stripe_price_id: str
@@ -88,12 +112,20 @@ class RelatedWriteBack(_Model):
     stripe_id: str
 
 
+class TaxIdSource(ValueSource):
+    """One field holding a customer tax id (a VAT number); `type_source` optionally names a field
+    holding the Stripe type (eu_vat, us_ein, ...) when it cannot be inferred from the country."""
+
+    type_source: str | None = None
+
+
 class CustomerMapping(_Model):
     version: Literal[1] = 1
     object: str = "Account"
     condition: str | None = None
     write_back: WriteBack
     fields: list[FieldMapping]
+    tax_ids: list[TaxIdSource] = []
 
     stripe_object: ClassVar[str] = "customer"
 
@@ -110,6 +142,9 @@ class LineMapping(_Model):
     price_book_entry_write_back: RelatedWriteBack = RelatedWriteBack(stripe_id="Stripe_Price_ID__c")
     # product.metadata.<key> / price.metadata.<key> from the Order Product's fields
     fields: list[FieldMapping] = []
+    # The prices' tax_behavior: an OrderItem field (source) and/or one value (default) of
+    # inclusive, exclusive, unspecified. Left out: Stripe's unspecified.
+    tax_behavior: ValueSource | None = None
 
     stripe_object: ClassVar[str] = "subscription_item"
 
@@ -120,18 +155,65 @@ class LineMapping(_Model):
         return out
 
 
+class DiscountMapping(_Model):
+    """Where CPQ's discounts come from and how they reach Stripe. `net_price` bills the line's net
+    unit price (no discount shown in Stripe); `coupons` bills the list price and applies Stripe
+    coupons (percent or amount, for a number of months or forever) on the item or the subscription."""
+
+    mode: Literal["coupons", "net_price"] = "net_price"
+    list_price: ValueSource = ValueSource(source="PricebookEntry.UnitPrice")  # OrderItem, major unit
+    line_percent: ValueSource | None = None  # OrderItem: percent off, 0 < p <= 100
+    line_amount: ValueSource | None = None  # OrderItem: amount off per unit, major unit
+    line_months: ValueSource | None = None  # OrderItem: months the line's discount lasts (empty: forever)
+    order_percent: ValueSource | None = None  # Order: percent off the whole subscription
+    order_months: ValueSource | None = None  # Order: months the Order's discount lasts (empty: forever)
+
+    LINE_SLOTS: ClassVar[tuple[str, ...]] = ("list_price", "line_percent", "line_amount", "line_months")
+    ORDER_SLOTS: ClassVar[tuple[str, ...]] = ("order_percent", "order_months")
+
+    @property
+    def coupons(self) -> bool:
+        return self.mode == "coupons"
+
+    def slots(self) -> dict[str, ValueSource]:
+        """The sources the mapping gives, by slot (list_price always)."""
+        out: dict[str, ValueSource] = {}
+        for name in (*self.LINE_SLOTS, *self.ORDER_SLOTS):
+            src = getattr(self, name)
+            if src is not None:
+                out[name] = src
+        return out
+
+    def line_fields(self) -> list[str]:
+        """OrderItem fields (and parent paths) read in coupons mode."""
+        if not self.coupons:
+            return []
+        return sorted({s.source for k, s in self.slots().items() if k in self.LINE_SLOTS and s.source})
+
+    def order_fields(self) -> list[str]:
+        if not self.coupons:
+            return []
+        return sorted({s.source for k, s in self.slots().items() if k in self.ORDER_SLOTS and s.source})
+
+
 class SubscriptionMapping(_Model):
     version: Literal[1] = 1
     object: Literal["Order"] = "Order"
     condition: str | None = None
-    write_back: WriteBack
+    write_back: OrderWriteBack
     default_payment_method: ValueSource | None = None
     skip_elapsed_periods: ValueSource | None = None
+    # A date field: the subscription trials until that day, then bills (refused unless after the start).
+    trial_end: ValueSource | None = None
     # How Stripe bills an Amendment's change inside a period: create_prorations (on the next
     # invoice), always_invoice (invoiced at once) or none.
     amendment_proration: Literal["create_prorations", "always_invoice", "none"] = "create_prorations"
+    # Stripe Tax: automatic_tax[enabled]=true on subscriptions, schedule phases and invoices.
+    automatic_tax: bool = False
+    one_time_invoices: OneTimeInvoices = OneTimeInvoices()
     fields: list[FieldMapping] = []
     lines: LineMapping = LineMapping()
+    discounts: DiscountMapping = DiscountMapping()
 
     stripe_object: ClassVar[str] = "subscription"
 

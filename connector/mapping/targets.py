@@ -109,6 +109,14 @@ CUSTOMER_TARGETS: dict[str, TargetSpec] = {
             pattern=re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$"),
             pattern_fix="write IETF language tags such as de or de-DE (a hyphen, not _), separated by ; or ,",
         ),
+        TargetSpec(
+            "tax_exempt",
+            "enum",
+            None,
+            SF_TEXT,
+            ("none", "exempt", "reverse"),
+            "none, exempt or reverse (reverse charge: the invoice says so and charges no tax)",
+        ),
     ]
 }
 
@@ -140,6 +148,24 @@ LINE_SLOTS: dict[str, TargetSpec] = {
 # boundary instead of billing every elapsed period of a backdated Order.
 SKIP_ELAPSED_PERIODS = TargetSpec(
     "skip_elapsed_periods", "boolean", None, SF_BOOLEAN | SF_TEXT, doc="a checkbox, or true/false text"
+)
+
+# The subscription mapping's `discounts` sources (not Stripe fields): numbers the coupons are made of.
+DISCOUNT_SLOTS: dict[str, TargetSpec] = {
+    "list_price": TargetSpec("discounts.list_price", "number", None, SF_NUMBER, doc="list price per unit"),
+    "line_percent": TargetSpec("discounts.line_percent", "number", None, SF_NUMBER, doc="percent off"),
+    "line_amount": TargetSpec("discounts.line_amount", "number", None, SF_NUMBER, doc="amount off per unit"),
+    "line_months": TargetSpec("discounts.line_months", "integer", None, SF_NUMBER, doc="whole months"),
+    "order_percent": TargetSpec("discounts.order_percent", "number", None, SF_NUMBER, doc="percent off"),
+    "order_months": TargetSpec("discounts.order_months", "integer", None, SF_NUMBER, doc="whole months"),
+}
+# A subscription mapping's prices' tax behaviour (lines.tax_behavior; not a subscription field).
+TAX_BEHAVIOR = TargetSpec(
+    "tax_behavior", "enum", None, SF_TEXT, ("inclusive", "exclusive", "unspecified"), "of every price"
+)
+
+TRIAL_END = TargetSpec(
+    "trial_end", "date", None, SF_TEMPORAL | SF_TEXT, doc="a date (YYYY-MM-DD): the day billing starts"
 )
 
 TARGETS_BY_OBJECT: dict[str, dict[str, TargetSpec]] = {

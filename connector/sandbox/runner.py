@@ -108,11 +108,10 @@ def write_env_file(path: Path, env: dict[str, str]) -> None:
     os.replace(tmp, path)
 
 
-def seed_org(org: Any, accounts: int, orders: int, seed: int) -> dict[str, int]:
-    """Load a generated CPQ org into `org`; returns records per object."""
-    records = seed_data.generate(accounts, orders, seed)
-    org.load(records)  # created by the org's Admin User, as if a human had built it
-    return seed_data.counts(records)
+def seed_org(org: Any, accounts: int, orders: int, seed: int, contracts: int = 0) -> dict[str, int]:
+    """Load a generated CPQ org (and `contracts` contract histories) into `org`, created by the
+    org's Admin User as if a human had built it; returns records per object."""
+    return seed_data.populate(org, accounts, orders, seed, contracts=contracts).counts
 
 
 def start_sandbox(
@@ -125,9 +124,11 @@ def start_sandbox(
     seed: int = 0,
     latency_ms: float = 0,
     stripe_rps: float = 25,
+    contracts: int = 0,
 ) -> RunningSandbox:
-    """Start both fakes, seed exactly `accounts` Accounts and `orders` Orders (nothing at all when
-    both are 0), write DIR/ca.pem, DIR/jwt-key.pem and DIR/env."""
+    """Start both fakes, seed exactly `accounts` Accounts and `orders` Orders, plus `contracts`
+    contract histories (each with its own Account; nothing at all when all are 0), write
+    DIR/ca.pem, DIR/jwt-key.pem and DIR/env."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     salesforce = start_salesforce(directory, port=salesforce_port, latency_ms=latency_ms)
@@ -138,8 +139,8 @@ def start_sandbox(
         raise
     running = RunningSandbox(directory, salesforce, stripe, sandbox_env(salesforce, stripe, stripe_rps))
     try:
-        if accounts or orders:
-            running.seeded = seed_org(salesforce.org, accounts, orders, seed)
+        if accounts or orders or contracts:
+            running.seeded = seed_org(salesforce.org, accounts, orders, seed, contracts)
         write_env_file(running.env_file, running.env)
     except BaseException:
         running.stop()
@@ -159,6 +160,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--stripe-port", type=int, default=0, help="fake Stripe port (default: a free one)")
     parser.add_argument("--accounts", type=int, default=0, help="Accounts to seed")
     parser.add_argument("--orders", type=int, default=0, help="Orders to seed")
+    parser.add_argument(
+        "--contracts",
+        type=int,
+        default=0,
+        help="CPQ contract histories to seed (amendments, renewals, terminations; about 20%% flawed)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the generated org")
     parser.add_argument("--latency-ms", type=float, default=0, help="delay added to every API call")
     parser.add_argument("--stripe-rps", type=float, default=25, help="fake Stripe requests/s limit")
@@ -167,7 +174,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, *, prog: str = "cpq2stripe sandbox") -> int:
     args = _parser(prog).parse_args(argv)
-    if min(args.accounts, args.orders, args.salesforce_port, args.stripe_port) < 0:
+    if min(args.accounts, args.orders, args.contracts, args.salesforce_port, args.stripe_port) < 0:
         print("error: counts and ports must not be negative", file=sys.stderr)
         return 2
     if args.orders and not args.accounts:
@@ -187,6 +194,7 @@ def main(argv: list[str] | None = None, *, prog: str = "cpq2stripe sandbox") -> 
             stripe_port=args.stripe_port,
             accounts=args.accounts,
             orders=args.orders,
+            contracts=args.contracts,
             seed=args.seed,
             latency_ms=args.latency_ms,
             stripe_rps=args.stripe_rps,

@@ -28,3 +28,9 @@ def create_key(stripe_account: str, object_type: str, salesforce_id: str, discri
 def update_key(stripe_account: str, object_type: str, stripe_id: str, payload_hash: str) -> str:
     """Updates are keyed by their content: retrying the same update replays, a new one is new."""
     return f"{PREFIX}-{VERSION}-{stripe_account}-{object_type}-update-{stripe_id}-{payload_hash[:32]}"
+
+
+def action_key(stripe_account: str, object_type: str, stripe_id: str, action: str) -> str:
+    """A one-way action on an object (finalizing an invoice): one key per object and action, so a
+    retry replays the first answer."""
+    return f"{PREFIX}-{VERSION}-{stripe_account}-{object_type}-{action}-{stripe_id}"

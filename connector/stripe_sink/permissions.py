@@ -17,6 +17,10 @@ OPERATION_PERMISSIONS: dict[str, str] = {
     "customers.retrieve": "rak_customer_read",
     "customers.list": "rak_customer_read",
     "customers.search": "rak_customer_read",
+    # a Customer's tax ids live under /v1/customers/{id}/tax_ids: the Customers permission
+    "customers.tax_ids.list": "rak_customer_read",
+    "customers.tax_ids.create": "rak_customer_write",
+    "customers.tax_ids.delete": "rak_customer_write",
     "products.create": "rak_product_write",
     "products.retrieve": "rak_product_read",
     "products.update": "rak_product_write",
@@ -25,6 +29,8 @@ OPERATION_PERMISSIONS: dict[str, str] = {
     "prices.retrieve": "rak_plan_read",
     "prices.update": "rak_plan_write",
     "billing.meters.create": "rak_billing_meter_write",
+    "coupons.create": "rak_coupon_write",
+    "coupons.retrieve": "rak_coupon_read",
     "subscriptions.create": "rak_subscription_write",
     "subscriptions.retrieve": "rak_subscription_read",
     "subscriptions.update": "rak_subscription_write",
@@ -35,6 +41,12 @@ OPERATION_PERMISSIONS: dict[str, str] = {
     "subscription_schedules.update": "rak_subscription_schedule_write",
     "subscription_schedules.list": "rak_subscription_schedule_read",
     "subscription_schedules.cancel": "rak_subscription_schedule_write",
+    "invoices.create": "rak_invoice_write",
+    "invoices.retrieve": "rak_invoice_read",
+    "invoices.list": "rak_invoice_read",
+    "invoices.finalize_invoice": "rak_invoice_write",
+    "invoice_items.create": "rak_invoice_item_write",
+    "invoice_items.list": "rak_invoice_item_read",
     # test mode only: a contract change on a customer with a test clock is planned at the clock's time
     "test_helpers.test_clocks.retrieve": "rak_test_clock_read",
 }
@@ -46,8 +58,11 @@ DASHBOARD_NAMES: dict[str, str] = {
     "product": "Products",
     "plan": "Prices",
     "billing_meter": "Billing Meters",
+    "coupon": "Coupons",
     "subscription": "Subscriptions",
     "subscription_schedule": "Subscription Schedules",
+    "invoice": "Invoices",
+    "invoice_item": "Invoice Items",
     "test_clock": "Test clocks",
 }
 

@@ -15,18 +15,21 @@ from typing import Any
 
 from connector.errors import RecordError
 from connector.mapping import map_record, soql_fields
+from connector.mapping.engine import TAX_IDS_PARAM
 from connector.salesforce.soql import id_list
 from connector.salesforce.writeback import WriteBack
 from connector.state.cursor import parse_modstamp
 from connector.state.models import Link
 from connector.stripe_sink import idempotency
 from connector.stripe_sink.customers import SALESFORCE_ID_KEY, CustomerSink
+from connector.stripe_sink.tax_ids import TaxIdSink
 from connector.sync import pipeline, polling
 from connector.sync.context import SyncContext
 from connector.sync.exactly_once import CUSTOMER, Create, obtain, record_intents
 from connector.sync.pipeline import Batch
 from connector.sync.plan import Action, LinkView, Plan, plan_record
 from connector.sync.report import Outcome, RunReport
+from connector.sync.tax_ids import apply_tax_ids, describe
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ class AccountSync:
         self.ctx = ctx
         self.mapping = ctx.mappings.customer
         self.sink = CustomerSink(ctx.gateway)
+        self.tax_ids = TaxIdSink(ctx.gateway)
 
     # ---- queries ---------------------------------------------------------------------------
 
@@ -173,9 +177,15 @@ class AccountSync:
 
     def dry_outcome(self, row: Mapping[str, Any], plan: Plan) -> Outcome:
         if plan.action is Action.UPDATE:
-            message = "send " + ", ".join(f"{k}={v!r}" for k, v in sorted(plan.changes.items()))
+            message = "send " + ", ".join(
+                f"tax IDs -> {describe(v or [])}" if k == TAX_IDS_PARAM else f"{k}={v!r}"
+                for k, v in sorted(plan.changes.items())
+            )
         elif plan.action in (Action.CREATE, Action.ADOPT, Action.RECOVER):
-            message = "send " + preview_params(plan.params)
+            fields = {k: v for k, v in plan.params.items() if k != TAX_IDS_PARAM}
+            message = "send " + preview_params(fields)
+            if plan.params.get(TAX_IDS_PARAM):
+                message += f"; tax IDs {describe(plan.params[TAX_IDS_PARAM])}"
         else:
             message = plan.reason
         return Outcome(
@@ -197,7 +207,7 @@ class AccountSync:
             idempotency.create_key(self.ctx.stripe_account, OBJECT_TYPE, sid),
             send=lambda key: self.sink.create(sid, plan.params, key),
             find=lambda: self.sink.find_by_salesforce_id(sid),
-            refresh=lambda found: self.sink.update(found.id, plan.params, plan.payload_hash),
+            refresh=lambda found: self._update(sid, found.id, plan.params, plan.payload_hash)[0] or found,
             expired_fix="clear the Account's Stripe ID field and run the sync again",
         )
 
@@ -223,10 +233,13 @@ class AccountSync:
             return Outcome(OBJECT_TYPE, sid, label, "noop", "unchanged", plan.stripe_id)
         if plan.action is Action.UPDATE:
             assert plan.stripe_id
-            self.sink.update(plan.stripe_id, plan.changes, plan.payload_hash)
+            version = str(row["SystemModstamp"])
+            _customer, tax_notes = self._update(sid, plan.stripe_id, plan.changes, plan.payload_hash, version)
             batch.hashed(sid, plan.payload_hash, modstamp, plan.hashes)
-            message = "changed " + ", ".join(sorted(plan.changes))
-            return Outcome(OBJECT_TYPE, sid, label, "update", "updated", plan.stripe_id, message)
+            changed = sorted(k for k in plan.changes if k != TAX_IDS_PARAM)
+            message = "changed " + ", ".join(changed) if changed else ""
+            outcome = Outcome(OBJECT_TYPE, sid, label, "update", "updated", plan.stripe_id, message)
+            return outcome.noted(tax_notes)
         if plan.action is Action.ADOPT:
             return self._adopt(row, plan, modstamp, batch)
         assert link is not None, "an intent is recorded before every create"
@@ -236,6 +249,23 @@ class AccountSync:
         batch.linked(sid, customer.id, plan.payload_hash, modstamp, plan.hashes)
         action = "recover" if plan.action is Action.RECOVER else "create"
         return Outcome(OBJECT_TYPE, sid, label, action, "created", customer.id)
+
+    def _update(
+        self, sid: str, customer_id: str, changes: dict[str, Any], payload_hash: str, version: str = ""
+    ) -> tuple[Any, list[str]]:
+        """Update the Customer: its own fields in one call, a change of its tax ids (`tax_id_data`,
+        which Stripe takes on create only) as tax id deletes and creates. (customer or None, notes)
+
+        `version` (the Account's SystemModstamp) goes into the tax id creates' keys with the payload:
+        a number removed and added back within Stripe's key window is a new create, not a replay."""
+        fields = {k: v for k, v in changes.items() if k != TAX_IDS_PARAM}
+        customer = self.sink.update(customer_id, fields, payload_hash) if fields else None
+        if TAX_IDS_PARAM not in changes:
+            return customer, []
+        desired = changes[TAX_IDS_PARAM] or []
+        salt = f"{payload_hash}:{version}"
+        done = apply_tax_ids(self.tax_ids, self.ctx.stripe_account, sid, customer_id, desired, salt)
+        return customer, done
 
     def _adopt(self, row: Mapping[str, Any], plan: Plan, modstamp: datetime | None, batch: Batch) -> Outcome:
         ctx, store, sid = self.ctx, self.ctx.store, plan.salesforce_id
@@ -268,7 +298,10 @@ class AccountSync:
                 code="stripe_id_belongs_to_other",
             )
         params = {**plan.params, "metadata": {**plan.params.get("metadata", {}), SALESFORCE_ID_KEY: sid}}
-        self.sink.update(plan.stripe_id, params, plan.payload_hash)
+        unset: dict[str, Any] = (
+            {TAX_IDS_PARAM: []} if self.mapping.tax_ids else {}
+        )  # mapped: Salesforce's set, even none
+        self._update(sid, plan.stripe_id, {**unset, **params}, plan.payload_hash, str(row["SystemModstamp"]))
         key = idempotency.create_key(ctx.stripe_account, OBJECT_TYPE, sid)
         batch.linked(sid, plan.stripe_id, plan.payload_hash, modstamp, plan.hashes, adopted_key=key)
         return Outcome(

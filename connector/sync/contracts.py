@@ -16,18 +16,22 @@ Amendment, a termination, a Renewal and its own amendments) changes that same ob
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from connector.errors import RecordError
 from connector.faults import crash_point
 from connector.salesforce.soql import id_list, quote
 from connector.state.cursor import parse_modstamp
 from connector.stripe_sink import idempotency
-from connector.sync.exactly_once import SUBSCRIPTION, Create, Kind, ensure, link_existing
+from connector.stripe_sink.invoices import ORDER_ITEM_ID_KEY
+from connector.stripe_sink.subscriptions import ORDER_ID_KEY
+from connector.sync.exactly_once import INVOICE_ITEM, SUBSCRIPTION, Create, Kind, ensure, link_existing
 from connector.sync.fieldhash import payload_hash
 from connector.sync.order_rules import OrderRefusal, OrderRulesConfig
+from connector.sync.order_rules.catch_up import catch_up
 from connector.sync.order_rules.contract import (
     AMENDMENT,
     RENEWAL,
@@ -57,12 +61,61 @@ log = logging.getLogger(__name__)
 
 SCHEDULE = Kind("subscription_schedule", "subscription schedule", after_create="contract.after_schedule")
 RENEWED_CONTRACT = "SBQQ__RenewedContract__c"
+SF_ORDER_ITEM = "OrderItem"
 CONTRACT_TYPES = (AMENDMENT, RENEWAL)
+# A change refused only because an earlier Order of its contract is not in Stripe yet.
+WAITING_CODES = frozenset({"waits_for_first_order", "waits_for_earlier_order"})
 
 
 def is_contract_change(row: Mapping[str, Any]) -> bool:
     """An Order that changes a contract already billed rather than starting one."""
     return order_kind(row) in CONTRACT_TYPES
+
+
+W = TypeVar("W")
+
+
+def _id_of(value: Any) -> str | None:
+    """An id field as Stripe returns it: the id, or the object when expanded."""
+    if value is None or isinstance(value, str):
+        return value
+    found = value.get("id") if isinstance(value, Mapping) else getattr(value, "id", None)
+    return str(found) if found else None
+
+
+def contract_lanes(changes: Sequence[W], row_of: Callable[[W], Mapping[str, Any]]) -> list[list[W]]:
+    """Changes that may touch one contract's life in one lane, in the order of that life (date,
+    Order number, Id); other lanes apply side by side. Pure: an Order's Contract and the contract
+    its Renewal renews join their lanes. A renewed contract amended in another lane of the same
+    batch is safe too (the contract's lock serialises the Stripe writes, and a change decided
+    before an earlier one is applied waits and is retried), only slower."""
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    keys: list[str] = []
+    for index, change in enumerate(changes):
+        row = row_of(change)
+        ids = [
+            str(i) for i in (row.get("ContractId"), (row.get("Opportunity") or {}).get(RENEWED_CONTRACT)) if i
+        ]
+        key = ids[0] if ids else f"#{index}"  # no contract: refused on its own
+        for other in ids[1:]:
+            parent[root(other)] = root(key)
+        keys.append(key)
+    lanes: dict[str, list[W]] = {}
+    for key, change in zip(keys, changes, strict=True):
+        lanes.setdefault(root(key), []).append(change)
+
+    def order(change: W) -> tuple[str, str, str]:
+        row = row_of(change)
+        return (str(row.get("EffectiveDate")), str(row.get("OrderNumber") or ""), str(row["Id"]))
+
+    return [sorted(lane, key=order) for lane in lanes.values()]
 
 
 @dataclass(frozen=True)
@@ -260,6 +313,8 @@ class ContractChanges:
                 return Outcome(
                     SUBSCRIPTION.object_type, sid, label, "refuse", "refused", None, message, decision.code
                 )
+            if proration != "none":
+                self._catch_up(task, live, now, sid, label)
             if isinstance(decision, CancelNow):
                 target = schedule_id or task.contract_stripe_id
                 sink.cancel(target, prorate=proration != "none")
@@ -281,6 +336,43 @@ class ContractChanges:
         return Outcome(
             SUBSCRIPTION.object_type, sid, label, "update", "updated", task.contract_stripe_id, message
         )
+
+    def _catch_up(
+        self, task: ApplyContractChange, live: LiveSchedule, now: int, sid: str, label: str
+    ) -> None:
+        """A change dated before now: the time in between billed (or credited) on the
+        subscription's next invoice, one item per changed line, each exactly once."""
+        until = live.clock_time if live.clock_time is not None else now
+        plan = task.plan
+        owed = catch_up(
+            task.before, plan.phases, plan.effective, until, plan.phases[0].start, plan.recurrence
+        )
+        if not owed or live.subscription is None or live.customer is None:
+            return
+        sink, ctx = self.orders.invoices.sink, self.ctx
+        customer = live.customer
+        for item in owed:
+            line = item.price.order_item_id
+            params = {
+                "customer": customer,
+                "subscription": live.subscription,
+                "currency": plan.currency,
+                "amount": item.amount,
+                "description": item.description(plan.product_names, label or sid),
+                "period": {"start": item.since, "end": item.until},
+                "metadata": {ORDER_ID_KEY: sid, ORDER_ITEM_ID_KEY: line, "cpq2stripe_catch_up": "true"},
+            }
+            create = Create(
+                INVOICE_ITEM,
+                SF_ORDER_ITEM,
+                f"{sid}-{line}",
+                idempotency.create_key(ctx.stripe_account, INVOICE_ITEM.object_type, sid, f"catch-up-{line}"),
+                send=partial(sink.add_item, params),
+                find=partial(sink.pending_item, customer, sid, line),
+                expired_fix=f"check customer {customer}'s pending invoice items for Order {label or sid}",
+            )
+            ensure(ctx.store, ctx.stripe_account, create, ctx.now())
+        crash_point("contract.after_catch_up")
 
     def _attached(self, task: ApplyContractChange) -> tuple[str | None, Any]:
         """The contract's schedule id (None: a plain subscription still) and its subscription."""
@@ -331,6 +423,8 @@ class ContractChanges:
         method = data.get("default_payment_method")
         if method:
             settings["default_payment_method"] = method if isinstance(method, str) else method.get("id")
+        if (data.get("automatic_tax") or {}).get("enabled"):
+            settings["automatic_tax"] = {"enabled": True}  # Stripe Tax stays on in every phase
         live_items = tuple(
             {"price": i["price"], "quantity": i.get("quantity"), "metadata": i.get("metadata") or {}}
             for i in items
@@ -345,6 +439,9 @@ class ContractChanges:
             current_items=live_items,
             settings=settings,
             clock_time=self.orders.subscriptions.clock_time(clock_id) if clock_id else None,
+            trial_end=int(data["trial_end"]) if data.get("status") == "trialing" else None,
+            subscription=str(data["id"]),
+            customer=_id_of(data.get("customer")),
         )
 
     def _live(self, schedule_id: str) -> LiveSchedule:
@@ -369,6 +466,8 @@ class ContractChanges:
         method = model.get("default_payment_method")
         if method:
             settings["default_payment_method"] = method if isinstance(method, str) else method.get("id")
+        if (model.get("automatic_tax") or {}).get("enabled"):
+            settings["automatic_tax"] = {"enabled": True}  # Stripe Tax stays on in every phase
         clock = data.get("test_clock")
         clock_id = clock if isinstance(clock, str) or clock is None else clock.get("id")
         return LiveSchedule(
@@ -379,6 +478,9 @@ class ContractChanges:
             first_start=int(phases[0]["start_date"]) if phases else int(data.get("created") or 0),
             current_items=tuple((now_phase or {}).get("items") or ()),
             settings=settings,
+            trial_end=int(model["trial_end"]) if model.get("trial_end") else None,
+            subscription=_id_of(data.get("subscription")),
+            customer=_id_of(data.get("customer")),
         )
 
     def _price_ids(self, task: ApplyContractChange, batch: Batch) -> dict[str, str]:

@@ -60,6 +60,10 @@ CUSTOMER = Kind(
 PRODUCT = Kind("product", "Product", after_create="order.after_product")
 METER = Kind("meter", "Billing Meter")
 PRICE = Kind("price", "Price", after_create="order.after_price")
+# Found again by its content-derived custom id (retrieve: consistent at once), so listable. No crash
+# point of its own: a second create of the same content cannot make a second coupon (Stripe refuses
+# a taken id, and the sink then uses the one there), which tests/e2e/test_discounts.py shows.
+COUPON = Kind("coupon", "Coupon", listable=True)
 SUBSCRIPTION = Kind(
     "subscription",
     "subscription",
@@ -67,6 +71,17 @@ SUBSCRIPTION = Kind(
     after_create="order.after_subscription",
     after_link="order.before_writeback",
 )
+
+# A Customer's tax id: no link of its own; the Customer's list of tax ids (consistent right after a
+# write) is read before any create, so an interrupted run's create is seen and not repeated.
+TAX_ID = Kind("tax_id", "tax ID", listable=True)
+
+# An Order of one-time lines is billed by an invoice instead: the Order's billing link (type
+# `subscription`, the Orders stream's) then holds the invoice id, and is marked only once the
+# invoice has all its items (and is finalized), so a pending link means "resume": find the
+# invoice, add the items it lacks, finalize it (connector.sync.invoices).
+INVOICE = Kind("subscription", "invoice", listable=True, after_create="invoice.after_create")
+INVOICE_ITEM = Kind("invoice_item", "invoice item", listable=True, after_create="invoice.after_item")
 
 
 @dataclass(frozen=True)
@@ -116,6 +131,17 @@ def obtain(create: Create, link: Link, *, recovering: bool, now: datetime) -> An
         log.info("found the %s an interrupted run made for %s", kind.noun, create.key_id)
         obj = create.refresh(found) if create.refresh is not None else found
     crash_point(kind.after_create)
+    return obj
+
+
+def create_listed(create: Create) -> Any:
+    """An object that lives in a list of its parent (a Customer's tax ids) and has no link: found in
+    that list (read by the caller in this run, so `find` is consistent) or created with the key."""
+    found = create.find() if create.find is not None else None
+    if found is not None:
+        return found
+    obj = create.send(create.idempotency_key)
+    crash_point(create.kind.after_create)
     return obj
 
 

@@ -26,19 +26,21 @@ from typing import Any
 from connector.errors import RecordError
 from connector.mapping import map_record, soql_fields
 from connector.mapping.engine import resolve_value
-from connector.mapping.schema import SubscriptionMapping
-from connector.mapping.targets import SKIP_ELAPSED_PERIODS
+from connector.mapping.schema import CustomerMapping, SubscriptionMapping, ValueSource
+from connector.mapping.targets import SKIP_ELAPSED_PERIODS, TRIAL_END
 from connector.mapping.transforms import TransformError
 from connector.salesforce.writeback import WriteBack
 from connector.state.cursor import parse_modstamp
 from connector.state.models import Link
 from connector.stripe_sink import idempotency
 from connector.stripe_sink.catalog import PRODUCT_ID_KEY, CatalogSink
+from connector.stripe_sink.coupons import CouponSink
 from connector.stripe_sink.subscriptions import ORDER_ID_KEY, SubscriptionSink, metadata_of
 from connector.sync import pipeline, polling, price_upkeep, products
 from connector.sync.context import SyncContext
-from connector.sync.contracts import ApplyContractChange, ContractChanges, is_contract_change
+from connector.sync.contracts import ApplyContractChange, ContractChanges, contract_lanes, is_contract_change
 from connector.sync.exactly_once import (
+    COUPON,
     CUSTOMER,
     METER,
     PRICE,
@@ -51,9 +53,11 @@ from connector.sync.exactly_once import (
     record_intents,
 )
 from connector.sync.fieldhash import field_hashes, payload_hash
+from connector.sync.invoices import InvoiceOrders, invoice_preview, is_invoice_id
 from connector.sync.keyed_locks import KeyedLocks
 from connector.sync.money import from_minor_units
 from connector.sync.order_rules import (
+    InvoiceSpec,
     ItemSpec,
     LinePrice,
     OrderPlan,
@@ -66,7 +70,10 @@ from connector.sync.order_rules import (
     order_fingerprint,
     plan_order,
 )
+from connector.sync.order_rules.config import TRIAL_END_KEY
+from connector.sync.order_rules.discounts import CouponSpec, DiscountFields
 from connector.sync.order_rules.fields import LINE_FIELDS, ORDER_FIELDS
+from connector.sync.order_rules.tax import AddressFields
 from connector.sync.pipeline import Batch
 from connector.sync.plan import Action
 from connector.sync.report import OK_STATUSES, Outcome, RunReport
@@ -87,10 +94,39 @@ CHANGED_MESSAGE = (
 )
 
 
-def rules_config(mapping: SubscriptionMapping, today: date) -> OrderRulesConfig:
-    """The order rules' options as the subscription mapping sets them."""
+def tax_address_fields(customer: CustomerMapping) -> dict[str, Any]:
+    """The Account fields the customer mapping fills the Customer's billing and shipping address
+    from: what the automatic-tax pre-check reads (connector.sync.order_rules.tax)."""
+    sources = {f.target: f.source for f in customer.fields}
+
+    def address(prefix: str) -> AddressFields:
+        return AddressFields(
+            *(sources.get(f"{prefix}.{part}") for part in ("country", "postal_code", "state"))
+        )
+
+    shipping = address("shipping.address")
+    return {
+        "tax_billing_address": address("address"),
+        "tax_shipping_address": shipping if shipping.names() else None,
+    }
+
+
+def rules_config(
+    mapping: SubscriptionMapping, today: date, customer: CustomerMapping | None = None
+) -> OrderRulesConfig:
+    """The order rules' options as the subscription mapping sets them (and, for the automatic-tax
+    pre-check, where the customer mapping reads the address)."""
     fields = {f.target: f for f in mapping.fields}
     kwargs: dict[str, Any] = {"today": today, "payment_method_field": PAYMENT_METHOD_KEY}
+    if mapping.automatic_tax:
+        kwargs["automatic_tax"] = True
+        if customer is not None:
+            kwargs.update(tax_address_fields(customer))
+    tax_behavior = mapping.lines.tax_behavior
+    if tax_behavior is not None:
+        kwargs["tax_behavior_field"] = tax_behavior.source
+        if tax_behavior.default in ("inclusive", "exclusive", "unspecified"):
+            kwargs["tax_behavior"] = tax_behavior.default
     method = fields.get("collection_method")
     if method is not None and method.default in ("send_invoice", "charge_automatically"):
         kwargs["collection_method"] = method.default
@@ -102,12 +138,45 @@ def rules_config(mapping: SubscriptionMapping, today: date) -> OrderRulesConfig:
     if skip is not None:
         kwargs["skip_elapsed_field"] = skip.source
         kwargs["bill_backdated_period"] = skip.default is not True
+    kwargs["finalize_invoices"] = mapping.one_time_invoices.finalize
+    if mapping.trial_end is not None and mapping.trial_end.source:
+        kwargs["trial_end_field"] = mapping.trial_end.source
     lines = mapping.lines
     if lines.unit_price.source:
         kwargs["unit_price_field"] = lines.unit_price.source
     if lines.quantity.source:
         kwargs["quantity_field"] = lines.quantity.source
+    kwargs["discounts"] = discount_fields(mapping)
     return OrderRulesConfig(**kwargs)
+
+
+def discount_fields(mapping: SubscriptionMapping) -> DiscountFields | None:
+    """Where the order rules read discounts: None in net_price mode (the unit price is billed)."""
+    d = mapping.discounts
+    if not d.coupons:
+        return None
+
+    def source(src: ValueSource | None) -> str | None:
+        return src.source if src is not None else None
+
+    return DiscountFields(
+        list_price=d.list_price.source or "PricebookEntry.UnitPrice",
+        line_percent=source(d.line_percent),
+        line_amount=source(d.line_amount),
+        line_months=source(d.line_months),
+        order_percent=source(d.order_percent),
+        order_months=source(d.order_months),
+    )
+
+
+def plan_coupons(plan: OrderPlan) -> tuple[CouponSpec, ...]:
+    """Every distinct coupon an Order's subscription applies (ensured before it is created)."""
+    sub = plan.subscription
+    if isinstance(sub, InvoiceSpec):  # one-time-only Orders bill net prices (order_rules.planning)
+        return ()
+    specs = [i.coupon for i in (*sub.items, *sub.invoice_items)] + [sub.discount]
+    unique = {c.key(): c for c in specs if c is not None}
+    return tuple(unique[k] for k in sorted(unique))
 
 
 def _short(text: str) -> str:
@@ -132,7 +201,8 @@ def _items_text(plan: OrderPlan, items: Sequence[ItemSpec]) -> str:
         amount = from_minor_units(spec.unit_amount, spec.unit_amount_decimal, spec.currency)
         usage = spec.recurring is not None and spec.recurring.usage_type == "metered"
         quantity = "metered" if usage or item.quantity is None else f"{item.quantity} ×"
-        parts.append(f"{names.get(spec.product_sf_id, spec.product_sf_id)} {quantity} {amount}")
+        off = f" less {item.coupon.name()}" if item.coupon is not None else ""
+        parts.append(f"{names.get(spec.product_sf_id, spec.product_sf_id)} {quantity} {amount}{off}")
     return ", ".join(parts)
 
 
@@ -141,6 +211,8 @@ def order_preview(plan: OrderPlan, customer: str) -> str:
     currency and interval, each item (product, quantity, unit amount), the one-time items, start
     and end (or evergreen), and what a backdated start bills."""
     sub = plan.subscription
+    if isinstance(sub, InvoiceSpec):  # an Order of one-time lines only: connector.sync.invoices
+        return invoice_preview(plan, sub, customer, _items_text(plan, sub.items))
     recurrences = {plan.price_for(i.order_item_id).spec.recurring for i in sub.items} - {None}
     every = ", ".join(sorted(_every(r) for r in recurrences if r is not None)) or "no recurring items"
     parts = [
@@ -150,6 +222,8 @@ def order_preview(plan: OrderPlan, customer: str) -> str:
     ]
     if sub.invoice_items:
         parts.append(f"one-time: {_items_text(plan, sub.invoice_items)}")
+    if sub.discount is not None:
+        parts.append(f"the whole Order {sub.discount.name()}")
     if isinstance(sub, ScheduleSpec):
         start, end_at = _day(sub.start_date), sub.end_date
     else:
@@ -160,6 +234,10 @@ def order_preview(plan: OrderPlan, customer: str) -> str:
     parts.append(f"starts {start}, {end}")
     if isinstance(sub, SubscriptionSpec) and sub.backdating():
         parts.append(sub.backdating())
+    if sub.trial_end is not None:
+        parts.append(f"trial until {_day(sub.trial_end)} (billing starts then)")
+    if sub.automatic_tax:
+        parts.append("automatic tax (Stripe Tax)")
     return "; ".join(parts)
 
 
@@ -258,6 +336,7 @@ class OrderSync:
         self.ctx = ctx
         self.mapping: SubscriptionMapping = ctx.mappings.subscription
         self.catalog = CatalogSink(ctx.gateway)
+        self.coupons = CouponSink(ctx.gateway)
         self.subscriptions = SubscriptionSink(ctx.gateway)
         self._prices: dict[str, Any] = {}  # Stripe price id -> retrieved price (None: missing), per run
         self._locks = KeyedLocks()  # one per shared Product, Meter and Price while it is ensured
@@ -265,12 +344,13 @@ class OrderSync:
         self._customers_lock = threading.Lock()
         self._changed: bool | None = None  # see _mapping_changed
         self.contracts = ContractChanges(self)
+        self.invoices = InvoiceOrders(ctx, self.mapping.write_back)
 
     # ---- queries ---------------------------------------------------------------------------
 
     def _line_fields(self) -> list[str]:
         lines = self.mapping.lines
-        fields = set(LINE_FIELDS) | set(soql_fields(lines))
+        fields = set(LINE_FIELDS) | set(soql_fields(lines)) | set(self.mapping.discounts.line_fields())
         fields |= {lines.write_back.stripe_price_id}
         fields |= {f"Product2.{lines.product_write_back.stripe_id}"}
         fields |= {f"PricebookEntry.{lines.price_book_entry_write_back.stripe_id}"}
@@ -282,6 +362,9 @@ class OrderSync:
     def _select(self) -> str:
         fields = set(soql_fields(self.mapping)) | set(ORDER_FIELDS)
         fields.add(f"Account.{self.ctx.mappings.customer.write_back.stripe_id}")
+        if self.mapping.automatic_tax:  # the pre-check reads the Account's address fields
+            taxed = tax_address_fields(self.ctx.mappings.customer).values()
+            fields |= {f"Account.{name}" for address in taxed if address for name in address.names()}
         if self.ctx.single_currency:
             fields -= {"CurrencyIsoCode"}
         due = next((f for f in self.mapping.fields if f.target == "days_until_due"), None)
@@ -314,7 +397,7 @@ class OrderSync:
         ids = [r["Id"] for r in rows]
         if links is None:
             links = ctx.store.links.get_many(ctx.stripe_account, OBJECT_TYPE, ids)
-        config = rules_config(self.mapping, ctx.now().date())
+        config = rules_config(self.mapping, ctx.now().date(), ctx.mappings.customer)
         work = [self._decide(self._normalise(row), links.get(row["Id"]), config) for row in rows]
         # Every check before a Stripe write, the Accounts' included, whether dry or not: a dry
         # run's plan is what the run does.
@@ -336,9 +419,7 @@ class OrderSync:
         work = [w for w in work if not isinstance(w.task, ChangeContract)]
         todo = [w for w in work if w.outcome is None]
         new = [w for w in todo if w.link is None and isinstance(w.task, CreateSubscription)]
-        intents = record_intents(
-            ctx.store, ctx.stripe_account, [self._subscription(w.row["Id"], {}, "", False) for w in new]
-        )
+        intents = record_intents(ctx.store, ctx.stripe_account, [self._billing_intent(w) for w in new])
 
         def apply(w: OrderWork) -> Outcome | None:
             base = Outcome(OBJECT_TYPE, w.row["Id"], self._label(w.row), "create", "failed")
@@ -360,34 +441,41 @@ class OrderSync:
         if changes and not report.fatal:
             self._change_contracts(changes, config, report, failing)
 
+    def _billing_intent(self, w: OrderWork) -> Create:
+        """The create a new Order's intent is recorded for: its subscription, or its invoice."""
+        assert isinstance(w.task, CreateSubscription)
+        if w.task.plan.invoice is not None:
+            return self.invoices.intent(w.row["Id"], "", {})
+        return self._subscription(w.row["Id"], {}, "", False)
+
     def _change_contracts(
         self, changes: list[OrderWork], config: OrderRulesConfig, report: RunReport, failing: set[str]
     ) -> None:
-        """Amendments and Renewals, after the Orders they may amend: one at a time in the order of
-        the contracts' lives (an earlier one's phases are in Stripe before a later one is planned)."""
+        """Amendments and Renewals, after the Orders they may amend. A contract's Orders apply one
+        at a time in the order of its life (an earlier one's phases are in Stripe before a later one
+        is planned); different contracts side by side (`contract_lanes`)."""
         ctx = self.ctx
-        ordered = sorted(
-            changes, key=lambda w: (str(w.row.get("EffectiveDate")), self._label(w.row), w.row["Id"])
-        )
-        for number, w in enumerate(ordered):
-            if pipeline.stop_requested(ctx, report, ordered[number:]):  # Ctrl-C: the rest next run
-                break
+
+        def one(w: OrderWork) -> Outcome | None:
             row = w.row
             batch = Batch(SUBSCRIPTION, SF_OBJECT, WriteBack(ctx.sf))  # linked before the next is planned
 
-            def one(row: dict[str, Any] = row, batch: Batch = batch) -> Outcome:
+            def change() -> Outcome:
                 decided = self.contracts.decide(row, self._for_order(row, config))
                 return decided if isinstance(decided, Outcome) else self.contracts.apply(row, decided, batch)
 
             base = Outcome(OBJECT_TYPE, row["Id"], self._label(row), "update", "failed")
-            outcome = pipeline.apply_safely(ctx, base, one)
-            if outcome is None:
-                report.fatal = ctx.fatal_message or "a fatal error stopped the run"
-                break
-            if ctx.progress is not None:
-                ctx.progress.tick(outcome)
-            report.add(outcome)
-            pipeline.finish(ctx, batch, [outcome], {row["Id"]: row}, self.mapping.write_back, failing)
+            outcome = pipeline.apply_safely(ctx, base, change)
+            if outcome is not None:
+                pipeline.finish(ctx, batch, [outcome], {row["Id"]: row}, self.mapping.write_back, failing)
+            return outcome
+
+        for outcomes in pipeline.apply_lanes(ctx, contract_lanes(changes, lambda w: w.row), one):
+            for outcome in outcomes:
+                if outcome is None:  # fatal, or not attempted after a fatal error or a stop request
+                    pipeline.unapplied(ctx, report, 1)
+                else:
+                    report.add(outcome)
 
     def _normalise(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of the row shaped as the order rules read it: the mapping's write-back fields
@@ -439,7 +527,8 @@ class OrderSync:
         config = self._for_order(row, config)
         sid, label = row["Id"], self._label(row)
         wb = self.mapping.write_back
-        in_salesforce = row.get(wb.stripe_id) or None
+        # The Order's billing object as Salesforce names it: its subscription, or its invoice.
+        in_salesforce = row.get(wb.stripe_id) or (row.get(wb.invoice_id) if wb.invoice_id else None) or None
 
         def refuse(message: str, code: str, stripe_id: str | None = None) -> OrderWork:
             w.outcome = Outcome(OBJECT_TYPE, sid, label, "refuse", "refused", stripe_id, message, code=code)
@@ -459,10 +548,16 @@ class OrderSync:
                     "changed_after_activation",
                     link.stripe_id,
                 )
-            if link.stripe_id and wb.status and row.get(wb.status) in ("Incomplete", "Failed"):
+            billed_by_invoice = is_invoice_id(link.stripe_id)  # nothing to check or refresh on it
+            if (
+                link.stripe_id
+                and not billed_by_invoice
+                and wb.status
+                and row.get(wb.status) in ("Incomplete", "Failed")
+            ):
                 w.task = CheckPayment(link.stripe_id)
                 return w
-            if link.stripe_id and self._mapping_changed():
+            if link.stripe_id and not billed_by_invoice and self._mapping_changed():
                 mapped = map_record(self.mapping, row)
                 if mapped.errors:
                     return refuse("\n".join(str(e) for e in mapped.errors), "invalid_data", link.stripe_id)
@@ -495,7 +590,8 @@ class OrderSync:
             and not account[PAYMENT_METHOD_KEY]
         ):
             config = replace(config, collection_method="charge_automatically")
-        result = plan_order({**row, "Account": account}, config)
+        trial = mapped.params.get(TRIAL_END.path)
+        result = plan_order({**row, "Account": account, TRIAL_END_KEY: trial}, config)
         messages = [str(e) for e in mapped.errors] + self._line_field_errors(row)
         if isinstance(result, OrderRefusal):
             messages = [result.message(), *messages]
@@ -651,11 +747,17 @@ class OrderSync:
             return self._refresh(sid, label, task)
         if isinstance(task, RestoreWriteBack):
             self._catalog(task.plan, w.row, batch)
+            if is_invoice_id(task.stripe_id):
+                return self.invoices.restore(w.row, task.stripe_id, batch, label)
             message = self._success_message(task.plan, task.stripe_id)
             return Outcome(OBJECT_TYPE, sid, label, "recover", "updated", task.stripe_id, message)
         assert isinstance(task, CreateSubscription) and task.customer_id and link is not None
         plan = task.plan
         price_ids = self._catalog(plan, w.row, batch)
+        if isinstance(plan.subscription, InvoiceSpec):
+            return self._invoice(w, task, plan.subscription, price_ids, link, batch)
+        for coupon in plan_coupons(plan):
+            self._coupon(coupon)
         params = plan.subscription.params(task.customer_id, price_ids)
         params["metadata"] = {**task.metadata, **params["metadata"]}
         if plan.is_schedule:
@@ -682,6 +784,35 @@ class OrderSync:
             "created",
             created.id,
             self._success_message(plan, created.id),
+        )
+
+    def _invoice(
+        self,
+        w: OrderWork,
+        task: CreateSubscription,
+        spec: InvoiceSpec,
+        price_ids: dict[str, str],
+        link: Link,
+        batch: Batch,
+    ) -> Outcome:
+        """An Order of one-time lines: its invoice (connector.sync.invoices), with what the
+        subscription mapping adds (description, metadata)."""
+        assert task.customer_id
+        params = spec.params(task.customer_id)
+        params["metadata"] = {**task.metadata, **params["metadata"]}
+        if task.description:
+            params["description"] = task.description
+        return self.invoices.apply(
+            w.row,
+            task.plan,
+            spec,
+            task.customer_id,
+            params,
+            price_ids,
+            link,
+            batch,
+            recovering=w.link is not None,
+            label=self._label(w.row),
         )
 
     def _refresh(self, sid: str, label: str, task: RefreshFields) -> Outcome:
@@ -765,6 +896,8 @@ class OrderSync:
 
     def _success_message(self, plan: OrderPlan, stripe_id: str) -> str:
         sub = plan.subscription
+        if isinstance(sub, InvoiceSpec):
+            return f"Invoice {stripe_id}: {len(sub.items)} one-time item(s)"
         parts = [f"{len(sub.items)} recurring item(s)"]
         if sub.invoice_items:
             parts.append(f"{len(sub.invoice_items)} one-time item(s)")
@@ -795,15 +928,20 @@ class OrderSync:
         """Link the subscription Salesforce names if it was made for this Order; never create a
         second one."""
         sid = w.row["Id"]
-        obj = self.subscriptions.retrieve(task.stripe_id)
+        invoice = is_invoice_id(task.stripe_id)  # an Order of one-time lines: its invoice
+        noun = "invoice" if invoice else "subscription"
+        sink = self.invoices.sink if invoice else self.subscriptions
+        obj = sink.retrieve(task.stripe_id)
         if obj is None or metadata_of(obj).get(ORDER_ID_KEY) != sid:
             raise RecordError(
                 "stripe_id_unknown",
-                f"{self.mapping.write_back.stripe_id} holds {task.stripe_id}, which is not a subscription "
-                "made for this Order in this Stripe account; the connector never bills an Order twice. "
-                "Clear the field to have the connector create the subscription",
+                f"{self.mapping.write_back.id_field(task.stripe_id)} holds {task.stripe_id}, which is not "
+                f"a {noun} made for this Order in this Stripe account; the connector never bills an Order "
+                f"twice. Clear the field to have the connector create the {noun}",
             )
-        key = idempotency.create_key(self.ctx.stripe_account, OBJECT_TYPE, sid)
+        if invoice:
+            self.invoices.stage_url(w.row, obj, batch)
+        key = idempotency.create_key(self.ctx.stripe_account, "invoice" if invoice else OBJECT_TYPE, sid)
         modstamp = parse_modstamp(w.row["SystemModstamp"])
         batch.linked(sid, task.stripe_id, task.fingerprint, modstamp, adopted_key=key)
         return Outcome(
@@ -871,6 +1009,21 @@ class OrderSync:
                 else:
                     params.pop("description", None)
         return params
+
+    def _coupon(self, spec: CouponSpec) -> str:
+        """One Stripe coupon per distinct discount, shared by every line and Order that has it."""
+        key_id = spec.key()
+        with self._locks.hold(COUPON.object_type, key_id):
+            return self._ensure(
+                Create(
+                    COUPON,
+                    "Order",
+                    key_id,
+                    idempotency.create_key(self.ctx.stripe_account, COUPON.object_type, key_id),
+                    send=lambda key: self.coupons.create(spec, key),
+                    find=lambda: self.coupons.find(spec),
+                )
+            )
 
     def _meter(self, spec: ProductSpec) -> str:
         """One Billing Meter per metered Product2 (Stripe requires one behind a metered price)."""

@@ -101,6 +101,14 @@ def apply_all(
     the run is asked to stop (Ctrl-C: `ctx.stop`), the items not started yet are not attempted
     (None): the next run does them; those started finish. Each record finished counts on the
     command's progress at once, not when the batch ends."""
+    return [outcome for [outcome] in apply_lanes(ctx, [[item] for item in work], apply)]
+
+
+def apply_lanes(
+    ctx: SyncContext, lanes: Sequence[Sequence[T]], apply: Callable[[T], Outcome | None]
+) -> list[list[Outcome | None]]:
+    """`apply_all` for work that must keep an order inside each lane (a contract's Orders): the
+    lanes side by side on the Stripe workers, each lane's items one after another."""
     stopping = threading.Event()
     progress = ctx.progress
 
@@ -114,9 +122,12 @@ def apply_all(
             progress.tick(outcome)
         return outcome
 
-    if len(work) <= 1 or threading.current_thread().name.startswith("stripe"):
-        return [one(item) for item in work]  # (never wait on the pool from one of its own workers)
-    return list(ctx.stripe_workers.map(one, work))
+    def lane(items: Sequence[T]) -> list[Outcome | None]:
+        return [one(item) for item in items]  # after a None, `one` starts nothing more
+
+    if len(lanes) <= 1 or threading.current_thread().name.startswith("stripe"):
+        return [lane(items) for items in lanes]  # (never wait on the pool from one of its own workers)
+    return list(ctx.stripe_workers.map(lane, lanes))
 
 
 def unapplied(ctx: SyncContext, report: RunReport, count: int) -> None:
@@ -148,7 +159,7 @@ def writeback_fields(
     incomplete = outcome.status == "incomplete"  # billed object made, first payment awaited
     desired: dict[str, Any] = {}
     if (ok or incomplete) and outcome.stripe_id:
-        desired[wb.stripe_id] = outcome.stripe_id
+        desired[wb.id_field(outcome.stripe_id)] = outcome.stripe_id
     status = (
         "Synced"
         if ok

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from connector.errors import Disposition, classify
 from connector.interrupt import EXIT_INTERRUPTED, interrupted_line
 from connector.mapping import map_record, project_stripe_object, soql_fields
+from connector.mapping.engine import TAX_IDS_PARAM
 from connector.salesforce.soql import id_list
 from connector.state.models import Link, LogEntry
 from connector.stripe_sink.customers import SALESFORCE_ID_KEY, CustomerSink
@@ -135,6 +136,9 @@ def customer_drift(
     ``metadata.salesforce_account_id``; everything else on the Customer is out of scope.
     """
     stripe_id = str(stripe_obj["id"])
+    # A Customer object does not carry its tax ids (they are a list of their own): they are kept in
+    # step when the Account's tax id fields change (connector.sync.tax_ids), not compared here.
+    desired = {k: v for k, v in desired.items() if k != TAX_IDS_PARAM}
     current = project_stripe_object(mapping, dict(stripe_obj))
     want, have = flatten(desired), flatten(current)
     owner = (stripe_obj.get("metadata") or {}).get(SALESFORCE_ID_KEY)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -258,3 +259,35 @@ def test_bulk_reads_without_order_by_so_a_large_org_does_not_time_out_and_a_reru
     _, _, again = _backfill(settings, tmp_path, bulk_threshold=50, max_records=40)
     assert again.objects[0].counts.get("created", 0) == 0
     assert len(sandbox.stripe_admin.objects("customer")) == creates
+
+
+def test_contract_changes_that_waited_for_the_batch_in_flight_are_applied_before_the_backfill_ends(
+    sandbox, tmp_path
+):
+    """Small batches, two in flight: an Amendment often reaches Stripe's lane while its contract's
+    first Order is still being billed in the other. It waits, and is applied once every batch is in:
+    what still waits at the end waits only for an Order that is itself refused."""
+    sandbox.sf_admin.seed(accounts=0, orders=0, seed=5, contracts=24)
+    settings = settings_for(sandbox, f"sqlite:///{tmp_path / 'state.db'}")
+    _backfill(settings, tmp_path, objects=["accounts"])
+    sandbox.stripe_admin.config(latency_ms=150)  # a first Order's creates outlast the next batch's planning
+    _code, _lines, report = _backfill(settings, tmp_path, objects=["orders"], batch_size=4)
+    sandbox.stripe_admin.config(latency_ms=0)
+    [orders] = report.objects
+    assert orders.counts["updated"] >= 10, "amendments, renewals and terminations were applied"
+    with open(tmp_path / "failures.csv", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["object"] == "Order"]
+    not_billed = {r["name"] for r in rows}
+    for row in rows:
+        if row["error_code"].startswith("waits_for"):
+            named = re.search(
+                r"waits for (?:the contract's first Order|Order\(s\)) ([\w, ]+?)(?:,| of)", row["message"]
+            )
+            assert named, row["message"]
+            blockers = {n.strip() for n in named.group(1).split(",")}
+            assert blockers <= not_billed, (row["name"], blockers, row["message"])
+    assert orders.counts["updated"] + orders.counts["created"] + len(rows) == sum(orders.counts.values())
+    # A second run applies nothing new and creates nothing.
+    posts = len([r for r in sandbox.stripe_admin.requests() if r["method"] == "POST"])
+    _backfill(settings, tmp_path, objects=["accounts", "orders"], batch_size=4)
+    assert len([r for r in sandbox.stripe_admin.requests() if r["method"] == "POST"]) == posts

@@ -212,7 +212,10 @@ def test_product_and_price_metadata_through_the_mapping(sandbox, run_sync, tmp_p
     from .conftest import MAPPINGS
 
     (tmp_path / "customer.yaml").write_text((MAPPINGS / "customer.yaml").read_text())
-    (tmp_path / "subscription.yaml").write_text((MAPPINGS / "subscription.yaml").read_text() + LINE_FIELDS)
+    shipped = (MAPPINGS / "subscription.yaml").read_text()
+    anchor = "  price_book_entry_write_back:\n    stripe_id: Stripe_Price_ID__c"
+    end = shipped.index("\n", shipped.index(anchor) + len(anchor)) + 1  # the end of the lines block
+    (tmp_path / "subscription.yaml").write_text(shipped[:end] + LINE_FIELDS + shipped[end:])
     mappings = load_mappings(tmp_path)
     org = Org(sandbox)
     platform = org.product("Platform")

@@ -115,31 +115,70 @@ def test_an_evergreen_contract_is_cancelled_by_a_zero_quantity_amendment(sandbox
     assert billed_by_month(client, sub["customer"], start, 5) == [4000, 4000, 0, 0, 0]
 
 
-def test_a_backdated_amendment_takes_effect_when_it_reaches_stripe(sandbox, run_sync) -> None:
+def catch_ups(sandbox: Any) -> list[dict[str, Any]]:
+    """The invoice items the connector made for changes dated before they reached Stripe."""
+    return [
+        i for i in sandbox.stripe_admin.objects("invoiceitem") if i["metadata"].get("cpq2stripe_catch_up")
+    ]
+
+
+def test_a_backdated_amendment_is_billed_from_its_date(sandbox, run_sync) -> None:
     """Dated five days before Stripe's now, inside the period being billed: the new quantity starts
-    now (Stripe never starts a phase in the past) and is prorated over what is left of the period."""
+    now in Stripe (it never starts a phase in the past), prorated over what is left of the period,
+    and the five days before are billed as a catch-up item: month two bills 5 more seats from the
+    amendment's date, as CPQ says."""
     client = stripe_client(sandbox)
     start = TODAY
     account, clock = clocked_account(sandbox, client, start)
     contract = create_contract(sandbox.org, account, start, [Line("Seats", 10, 10.0)], term_months=12)
     run_sync(("accounts", "orders"))
     period_start, period_end = add_months(start, 1), add_months(start, 2)
-    stripe_now = period_start + timedelta(days=10)
+    dated, stripe_now = period_start + timedelta(days=5), period_start + timedelta(days=10)
     advance(client, clock, stripe_now)
-    late = amend(sandbox.org, contract, period_start + timedelta(days=5), {"Seats": 5})
+    late = amend(sandbox.org, contract, dated, {"Seats": 5})
     result = run_sync(("orders",))
     outcome = result.outcome(late.id)
     assert outcome.status == "updated", outcome.message
-    assert f"dated {period_start + timedelta(days=5)}, in Stripe from {stripe_now}" in outcome.message
+    assert f"dated {dated}, in Stripe from {stripe_now}" in outcome.message
+    [item] = catch_ups(sandbox)
+    assert item["period"] == {"start": midnight_utc(dated), "end": midnight_utc(stripe_now)}
+    assert item["amount"] == round(5000 * 5 / (period_end - period_start).days)
 
     for month in range(2, 12):
         advance(client, clock, add_months(start, month))
     [sub] = [s for s in sandbox.stripe_admin.objects("subscription")]
     billed = billed_by_month(client, sub["customer"], start, 12)
-    left = (period_end - stripe_now).days / (period_end - period_start).days
+    from_dated = (period_end - dated).days / (period_end - period_start).days
     assert billed[0] == 10000
-    assert abs(billed[1] - (10000 + 5000 * left)) <= 1  # the 5 extra seats for what was left of month 2
+    assert abs(billed[1] - (10000 + 5000 * from_dated)) <= 1  # 5 more seats from the amendment's date
     assert billed[2:] == [15000] * 10
+    # run again: the catch-up is made once
+    run_sync(("orders",))
+    assert len(catch_ups(sandbox)) == 1
+
+
+def test_amendments_dated_before_the_billed_period_are_billed_from_their_dates(sandbox, run_sync) -> None:
+    """A first load: the contract started three months ago and was amended twice since, before any
+    of it reached Stripe. Stripe bills the elapsed months at the first Order's quantities; the
+    amendments start now, and what they owed since their dates is billed on the next invoice."""
+    client = stripe_client(sandbox)
+    start = add_months(TODAY, -3)
+    account, _clock = clocked_account(sandbox, client, TODAY)
+    contract = create_contract(sandbox.org, account, start, [Line("Seats", 10, 10.0)], term_months=12)
+    up = amend(sandbox.org, contract, add_months(start, 1), {"Seats": 4})
+    down = amend(sandbox.org, contract, add_months(start, 2) + timedelta(days=10), {"Seats": -2})
+    result = run_sync(("accounts", "orders"))
+    for order in (up, down):
+        assert result.outcome(order.id).status == "updated", result.outcome(order.id).message
+    owed = {
+        i["metadata"]["salesforce_order_id"]: i["amount"] for i in sandbox.stripe_admin.objects("invoiceitem")
+    }
+    # +4 seats for the two whole months since the first amendment (this month's part too, to today)
+    month3 = (add_months(start, 3) - add_months(start, 2)).days
+    this_month = (TODAY - add_months(start, 3)).days / (add_months(start, 4) - add_months(start, 3)).days
+    assert owed[up.id] == round(4000 * (2 + this_month))
+    # -2 seats from the 10th day of month three
+    assert owed[down.id] == -round(2000 * ((month3 - 10) / month3 + this_month))
 
 
 FLAW_CODES = {

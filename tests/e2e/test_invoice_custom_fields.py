@@ -30,13 +30,13 @@ SECTOR = """
 
 
 def mappings_with(tmp_path: Path, *, subscription: str = "", customer: str = "") -> Any:
-    """The shipped mappings with entries added at the end of `fields:` (before `lines:`)."""
+    """The shipped mappings with entries added to `fields:` (the Order's before `lines:`)."""
     for name, extra in (("subscription.yaml", subscription), ("customer.yaml", customer)):
         text = (MAPPINGS / name).read_text()
         if extra and name == "subscription.yaml":
             text = text.replace("\nlines:\n", f"{extra}\nlines:\n", 1)
-        elif extra:
-            text = text.rstrip("\n") + "\n" + extra
+        elif extra:  # first in the customer's `fields:` (other sections follow it)
+            text = text.replace("\nfields:\n", f"\nfields:{extra}", 1)
         (tmp_path / name).write_text(text)
     return load_mappings(tmp_path)
 

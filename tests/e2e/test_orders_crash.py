@@ -66,3 +66,52 @@ def test_killed_mid_create_leaves_exactly_one_of_each(sandbox, store_url, point,
             assert len(mine) == n and all(link.status == "linked" for link in mine), mine
         [sub_link] = [link for link in links if link.object_type == "subscription"]
         assert sub_link.sf_id == order_id and sub_link.stripe_id == sub["id"]
+
+
+INVOICE_POINTS = [
+    "order.after_product",
+    "order.after_price",
+    "invoice.after_create",
+    "invoice.after_item",
+    "invoice.after_items",
+    "invoice.after_finalize",
+    "order.before_writeback",
+]
+
+
+@pytest.mark.parametrize("point", INVOICE_POINTS)
+def test_killed_mid_invoice_resumes_to_one_complete_invoice(sandbox, store_url, point):
+    """A services-only Order killed after each step of its invoice: the rerun finds the draft,
+    adds only the items it lacks, finalizes it, and writes it back; nothing is made twice."""
+    org = Org(sandbox)
+    order_id, items = org.order(
+        org.account(),
+        [
+            {"product": "Onboarding", "price": 1500.0, "kind": ONE_TIME},
+            {"product": "Training", "price": 200.0, "quantity": 3, "kind": ONE_TIME},
+            {"product": "Travel", "price": 80.0, "unit": 75.0, "kind": ONE_TIME},
+        ],
+        end=None,
+    )
+
+    crashed = cli(sandbox, store_url, "sync", crash_at=point)
+    assert crashed.returncode == CRASH_EXIT, crashed.stdout + crashed.stderr
+    for _ in range(2):
+        finished = cli(sandbox, store_url, "sync")
+        assert finished.returncode == 0, finished.stdout + finished.stderr
+
+    invoices = [i for i in stripe_objects(sandbox, "invoice") if not i.get("parent")]
+    assert len(invoices) == 1, invoices
+    invoice = invoices[0]
+    assert invoice["status"] == "open" and invoice["total"] == 150000 + 60000 + 7500
+    lines = stripe_objects(sandbox, "invoiceitem")
+    assert sorted(i["metadata"]["salesforce_order_item_id"] for i in lines) == sorted(items)
+    assert len(stripe_objects(sandbox, "price")) == 3 and len(stripe_objects(sandbox, "product")) == 3
+    order = record(sandbox, "Order", order_id)
+    assert order["Stripe_Invoice_ID__c"] == invoice["id"] and order["Stripe_Sync_Status__c"] == "Synced"
+    assert order["Stripe_Invoice_URL__c"] == invoice["hosted_invoice_url"]
+    with StateStore.open(store_url) as store:
+        links = store.links.all()
+    [billing] = [link for link in links if link.object_type == "subscription"]
+    assert billing.status == "linked" and billing.stripe_id == invoice["id"]
+    assert sorted(link.sf_id for link in links if link.object_type == "invoice_item") == sorted(items)

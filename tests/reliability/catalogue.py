@@ -150,6 +150,9 @@ ORDER_CASES = [
     OrderCase("decimal quantity", line={"quantity": 1.5}, expect=("Quantity is 1.5", "whole")),
     OrderCase("zero quantity", line={"quantity": 0}, expect=("Quantity", "at least 1")),
     OrderCase("negative amount", line={"unit": -10.0}, expect=("UnitPrice is -10",)),
+    OrderCase(  # all lines one-time: an invoice, under the same money rules
+        "negative one-time amount", line={"one_time": True, "unit": -10.0}, expect=("UnitPrice is -10",)
+    ),
     OrderCase("huge amount", line={"unit": 1e12}, expect=("UnitPrice", "maximum")),
     OrderCase(
         "start date out of range (year 1700)",

@@ -63,6 +63,7 @@ BEFORE = {
         "Stripe_Sync_Status__c": ("picklist", 255, STATUSES, False),
         "Stripe_Sync_Message__c": ("textarea", 32768, (), False),
         "Stripe_Last_Synced__c": ("datetime", 0, (), False),
+        "VAT_Number__c": ("string", 32, (), False),
     },
     "Product2": {"Stripe_Product_ID__c": ("string", 255, (), True)},
     "PricebookEntry": {"Stripe_Price_ID__c": ("string", 255, (), True)},
@@ -83,15 +84,26 @@ BEFORE = {
         "Stripe_Sync_Message__c": ("textarea", 32768, (), False),
         "Stripe_Last_Synced__c": ("datetime", 0, (), False),
         "Stripe_Skip_Elapsed_Periods__c": ("boolean", 0, (), False),
+        "Stripe_Discount_Months__c": ("double", 0, (), False),
+        "Stripe_Invoice_ID__c": ("string", 255, (), True),
+        "Stripe_Invoice_URL__c": ("url", 255, (), False),
+        "Stripe_Trial_End_Date__c": ("date", 0, (), False),
     },
-    "OrderItem": {"Stripe_Price_ID__c": ("string", 255, (), False)},
+    "OrderItem": {
+        "Stripe_Price_ID__c": ("string", 255, (), False),
+        "Stripe_Discount_Months__c": ("double", 0, (), False),
+    },
 }
 READ_ONLY = {
     "Account.Billing_Email__c",
     "Account.Billing_Entity__c",
     "Account.Stripe_Payment_Method_ID__c",
+    "Account.VAT_Number__c",
     "Order.Payment_Term__c",
     "Order.Stripe_Skip_Elapsed_Periods__c",
+    "Order.Stripe_Discount_Months__c",
+    "OrderItem.Stripe_Discount_Months__c",
+    "Order.Stripe_Trial_End_Date__c",
 }
 _CUSTOM_NAME = re.compile(r"\b[A-Za-z][A-Za-z0-9_]*__c\b")
 

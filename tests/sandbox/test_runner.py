@@ -119,6 +119,16 @@ def test_empty_sandbox_seeds_nothing(tmp_path: Path) -> None:
         assert running.env_file.is_file()
 
 
+def test_contract_histories_are_seeded_on_request(tmp_path: Path) -> None:
+    with start_sandbox(tmp_path, contracts=6, seed=2) as running:
+        sf = salesforce_from_env(running.env)
+        contracts = sf.query("SELECT COUNT() FROM Contract")["totalSize"]
+        changes = sf.query("SELECT COUNT() FROM Order WHERE Type IN ('Amendment', 'Renewal')")["totalSize"]
+        assert contracts >= 6 and running.seeded["Contract"] == contracts
+        assert changes > 0, "the histories carry amendments or renewals"
+        assert running.seeded["Order"] == sf.query("SELECT COUNT() FROM Order")["totalSize"]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_module_cli_prints_env_and_exits_cleanly_on_signal(tmp_path: Path, sig: signal.Signals) -> None:
     proc = subprocess.Popen(

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from connector.sync.contracts import contract_lanes
 from connector.sync.order_rules import OrderRefusal, OrderRulesConfig
 from connector.sync.order_rules.contract import ContractPlan, Phase, Term, plan_contract
 
@@ -230,3 +231,31 @@ def test_the_quantity_in_force_is_the_sum_of_every_delta_so_far(changes: list[tu
         assert [i.quantity for i in phase.items] == [by_month[phase.start.month]]
     assert result.kind == ("termination" if ended_by == len(changes) - 1 else "amendment")
     assert result.phases[-1].end == (date(2026, ended, 1) if ended else date(2027, 1, 1))
+
+
+# ---------------------------------------------------------------------------------------------- lanes
+
+
+def _change(order_id: str, contract: str | None, day: str, renews: str | None = None) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "Id": order_id,
+        "ContractId": contract,
+        "EffectiveDate": day,
+        "OrderNumber": order_id,
+    }
+    if renews:
+        row["Opportunity"] = {"SBQQ__RenewedContract__c": renews}
+    return row
+
+
+def test_a_contracts_changes_share_a_lane_in_date_order_and_other_contracts_run_beside_it():
+    changes = [
+        _change("o3", "A", "2026-05-01"),
+        _change("o1", "B", "2026-02-01"),
+        _change("o2", "A", "2026-03-01"),
+        _change("o4", "C", "2027-01-01", renews="A"),  # a Renewal of A (its own new Contract C)
+        _change("o5", None, "2026-01-01"),  # no contract: alone, refused
+        _change("o6", "C", "2027-06-01"),  # an Amendment of the renewal's contract
+    ]
+    lanes = contract_lanes(changes, lambda row: row)
+    assert sorted([r["Id"] for r in lane] for lane in lanes) == [["o1"], ["o2", "o3", "o4", "o6"], ["o5"]]

@@ -266,6 +266,23 @@ def test_payment_method_switches_to_charge_automatically(mappings):
     assert "days_until_due" not in params
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("2026-04-01", "2026-04-01"), ("2026-04-01T00:00:00.000+0000", "2026-04-01"), (None, None)],
+)
+def test_trial_end_reads_a_date_or_date_time(mappings, value, expected):
+    result = map_record(mappings.subscription, {"Id": "801", "Stripe_Trial_End_Date__c": value})
+    assert result.errors == [] and result.params.get("trial_end") == expected
+
+
+def test_a_trial_end_that_is_not_a_date_names_the_field_and_the_fix(mappings):
+    result = map_record(mappings.subscription, {"Id": "801", "Stripe_Trial_End_Date__c": "next week"})
+    [error] = result.errors
+    assert error.salesforce_field == "Stripe_Trial_End_Date__c" and error.stripe_target == "trial_end"
+    assert "is not a date" in str(error) and "YYYY-MM-DD" in str(error)
+    assert "Stripe_Trial_End_Date__c" in soql_fields(mappings.subscription)
+
+
 def test_lines(mappings):
     item = {
         "Id": "802",

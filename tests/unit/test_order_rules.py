@@ -626,9 +626,7 @@ def test_twenty_items_are_fine():
     assert len(plan(order(*[line(n) for n in range(1, 21)])).subscription.items) == 20
 
 
-def test_only_one_time_lines():
-    r = refuse(order(line(1, SBQQ__ChargeType__c="One-Time", SBQQ__BillingFrequency__c=None)))
-    assert codes(r) == ["no_recurring_lines"]
+# Orders of one-time lines only become an invoice: tests/unit/test_invoice_plan.py
 
 
 @pytest.mark.parametrize("term", ["2/10 Net 30", "Whenever", "Net 731", "-5 days"])
@@ -768,3 +766,61 @@ def test_the_orders_query_reads_every_field_the_fingerprint_hashes():
         assert re.search(rf"\b{re.escape(name)}\b", order_part), name
     for name in (*BILLED_LINE_FIELDS, config.quantity_field, config.unit_price_field):
         assert re.search(rf"\b{re.escape(name)}\b", line_part), name
+
+
+# ---------------------------------------------------------------------------------------------- trials
+
+TRIAL = "cpq2stripe_trial_end"
+TRIAL_CONFIG = OrderRulesConfig(today=TODAY, trial_end_field="Stripe_Trial_End_Date__c")
+
+
+def test_a_trial_still_ahead_starts_today_and_bills_from_its_end():
+    p = plan(order(line(1), **{TRIAL: "2026-04-01"}), TRIAL_CONFIG)
+    params = p.subscription.params("cus_1", {"802000000000000001": "price_A"})
+    assert params["trial_end"] == ts("2026-04-01")
+    # Stripe anchors the cycle on the trial's end: no backdating, no anchor of our own.
+    assert "backdate_start_date" not in params and "billing_cycle_anchor" not in params
+    assert params["cancel_at"] == ts("2027-03-10")
+
+
+def test_a_backdated_order_with_a_trial_still_ahead_bills_nothing_before_it_ends():
+    p = plan(order(line(1), EffectiveDate="2026-01-15", EndDate="2027-01-14", **{TRIAL: "2026-03-20"}))
+    params = p.subscription.params("cus_1", {"802000000000000001": "price_A"})
+    assert params["trial_end"] == ts("2026-03-20")
+    assert "backdate_start_date" not in params
+
+
+def test_a_trial_already_over_moves_the_billing_start_to_its_end():
+    p = plan(order(line(1), EffectiveDate="2026-01-15", EndDate="2027-01-14", **{TRIAL: "2026-02-01"}))
+    params = p.subscription.params("cus_1", {"802000000000000001": "price_A"})
+    assert "trial_end" not in params
+    assert params["backdate_start_date"] == ts("2026-02-01")
+    assert params["billing_cycle_anchor"] == ts("2026-04-01")  # the calendar of the billing start
+
+
+def test_a_future_order_trials_in_its_first_phase():
+    p = plan(order(line(1), EffectiveDate="2026-04-01", EndDate="2027-03-31", **{TRIAL: "2026-05-01"}))
+    params = p.subscription.params("cus_1", {"802000000000000001": "price_A"})
+    [phase] = params["phases"]
+    assert params["start_date"] == ts("2026-04-01") and phase["trial_end"] == ts("2026-05-01")
+
+
+@pytest.mark.parametrize(
+    ("trial", "code", "words"),
+    [
+        ("2026-03-10", "trial_not_after_start", "not after the Order starts (2026-03-10)"),
+        ("2026-01-01", "trial_not_after_start", "not after the Order starts"),
+        ("2027-03-10", "trial_after_end", "after the Order's last day (2027-03-09)"),
+    ],
+)
+def test_a_trial_outside_the_subscription_is_refused(trial, code, words):
+    r = refuse(order(line(1), **{TRIAL: trial}), TRIAL_CONFIG)
+    assert r.codes == [code]
+    assert words in r.message() and "Stripe_Trial_End_Date__c" in r.message()
+
+
+def test_a_trial_changes_the_fingerprint_only_when_set():
+    base = order(line(1))
+    assert order_fingerprint(base, TRIAL_CONFIG) == order_fingerprint(base, CONFIG)
+    with_trial = {**base, "Stripe_Trial_End_Date__c": "2026-04-01"}
+    assert order_fingerprint(with_trial, TRIAL_CONFIG) != order_fingerprint(base, TRIAL_CONFIG)

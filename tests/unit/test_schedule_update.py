@@ -73,9 +73,13 @@ def test_a_change_dated_earlier_in_the_current_phase_starts_now_and_never_rewrit
         [{"price": "price_a", "quantity": 10}],
     )
     assert second["items"][0]["quantity"] == 15 and "start_date" not in second
-    # the same plan after the current phase moved past its date: refused, not rewritten
-    refused = update(plan, live("2026-03-01"), "2026-03-10")
-    assert isinstance(refused, Refused) and refused.code == "past_phase"
+    # the same plan after the current phase moved past its date: it still starts now, and the
+    # phase already billed (from 2026-03-01) is kept as it is, ending now
+    later = update(plan, live("2026-03-01"), "2026-03-10")
+    assert isinstance(later, UpdatePhases)
+    kept, changed = later.params["phases"]
+    assert (kept["start_date"], kept["end_date"]) == (ts("2026-03-01"), "now")
+    assert kept["items"] == [{"price": "price_a", "quantity": 10}] and changed["items"][0]["quantity"] == 15
 
 
 def test_a_same_day_change_replaces_the_current_phases_items() -> None:

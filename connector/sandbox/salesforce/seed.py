@@ -28,7 +28,7 @@ from connector.sandbox.salesforce.contracts import (
     terminate,
 )
 from connector.sandbox.salesforce.dates import add_months, contract_end
-from connector.sandbox.salesforce.ids import make_id
+from connector.sandbox.salesforce.ids import make_id, restart_after
 from connector.sandbox.salesforce.org import ADMIN_USER_ID, Org
 
 Record = tuple[str, dict[str, Any]]
@@ -735,3 +735,34 @@ def seed_contracts(
             terminate(org, history, after + timedelta(days=rng.randint(0, (last - after).days)))
         histories.append(history)
     return histories
+
+
+@dataclass
+class Seeded:
+    """What `populate` put in an org: records per object, and the contract histories."""
+
+    loaded: int
+    counts: dict[str, int]
+    contracts: list[ContractHistory]
+
+
+def populate(
+    org: Org, accounts: int, orders: int, seed: int, *, contracts: int = 0, today: date | None = None
+) -> Seeded:
+    """The generated org (`generate`) loaded into `org`, then `contracts` contract histories
+    (`seed_contracts`): the one seeding routine behind the admin API and `cpq2stripe sandbox`.
+    A single-currency org gets no CurrencyIsoCode values."""
+    records = generate(accounts, orders, seed)
+    if "CurrencyIsoCode" not in org.schema.objects["Order"].fields:
+        records = [
+            (name, {k: v for k, v in values.items() if k != "CurrencyIsoCode"}) for name, values in records
+        ]
+    loaded = org.load(records)
+    totals = counts(records)
+    if contracts:  # the same org and seed: the same contract ids
+        restart_after(r["Id"] for name in org.schema.objects for r in org.records(name))
+    histories = seed_contracts(org, contracts, seed, today)
+    if histories:  # contract histories are written through the org: count what is there now
+        for name in ("Account", "Contract", "Opportunity", "Order", "OrderItem", "PricebookEntry"):
+            totals[name] = org.count(name)
+    return Seeded(loaded, totals, histories)

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connector.sandbox.http import Request, Response, Router, SandboxServer, ServerKnobs
-from connector.sandbox.salesforce.ids import make_id, restart_after
+from connector.sandbox.salesforce.ids import make_id
 from connector.sandbox.salesforce.org import (
     ADMIN_USER_ID,
     INTEGRATION_USER_ID,
@@ -749,31 +749,21 @@ class SalesforceApp:
             body = _parse_json(req) or {}
             from connector.sandbox.salesforce import seed
 
-            records = seed.generate(
-                int(body.get("accounts", 0)), int(body.get("orders", 0)), int(body.get("seed", 0))
-            )
-            if self.profile.single_currency:  # no CurrencyIsoCode field: the org's one currency
-                records = [(name, {k: v for k, v in values.items() if k != "CurrencyIsoCode"})
-                           for name, values in records]  # fmt: skip
-            loaded = self.org.load(records)
-            counts: dict[str, int] = {}
-            for name, _ in records:
-                counts[name] = counts.get(name, 0) + 1
             today = date.fromisoformat(body["today"]) if body.get("today") else None
-            if int(body.get("contracts", 0)):  # the same org and seed: the same contract ids
-                restart_after(r["Id"] for name in self.org.schema.objects for r in self.org.records(name))
-            histories = seed.seed_contracts(
-                self.org, int(body.get("contracts", 0)), int(body.get("seed", 0)), today
+            seeded = seed.populate(
+                self.org,
+                int(body.get("accounts", 0)),
+                int(body.get("orders", 0)),
+                int(body.get("seed", 0)),
+                contracts=int(body.get("contracts", 0)),
+                today=today,
             )
-            if histories:  # contract histories are written through the org: count what is there now
-                for name in ("Account", "Contract", "Opportunity", "Order", "OrderItem", "PricebookEntry"):
-                    counts[name] = self.org.count(name)
             return Response.json(
                 {
                     "ok": True,
-                    "loaded": loaded,
-                    "counts": counts,
-                    "contracts": [h.contract_id for h in histories],
+                    "loaded": seeded.loaded,
+                    "counts": seeded.counts,
+                    "contracts": [h.contract_id for h in seeded.contracts],
                 }
             )
 

@@ -37,6 +37,7 @@ KIND_NAMES = {
     "billing.meter": "billing.meter",
     "test_helpers.test_clock": "test clock",
     "invoiceitem": "invoiceitem",
+    "tax_id": "tax_id",
 }
 SEARCHABLE = {"customer", "product", "price", "subscription", "invoice"}
 

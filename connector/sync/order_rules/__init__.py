@@ -17,6 +17,11 @@ Decisions (see also the report in the Orders issue):
   end and `end_behavior: cancel`. Evergreen -> no `end_date` (Stripe makes the last phase one
   billing period long) and `end_behavior: release`, which leaves the subscription running with
   the same items and no end.
+- Trial (the mapping's `trial_end`, a date: the day billing starts): refused unless after the
+  start and before the end. Still ahead -> `trial_end` on the subscription (started today) or on
+  a future schedule's first phase; already over -> billing starts on that day, backdated as above.
+- Only one-time lines: one Stripe invoice (`invoice_plan.py`), issued when the Order is synced
+  whatever its start date, with an invoice item per line; finalized unless the mapping says draft.
 """
 
 from connector.sync.order_rules.config import OrderRulesConfig
@@ -26,6 +31,7 @@ from connector.sync.order_rules.planning import plan_order
 from connector.sync.order_rules.refusals import OrderRefusal, Reason
 from connector.sync.order_rules.specs import (
     Collection,
+    InvoiceSpec,
     ItemSpec,
     LinePrice,
     OrderPlan,
@@ -38,6 +44,7 @@ from connector.sync.order_rules.specs import (
 
 __all__ = [
     "Collection",
+    "InvoiceSpec",
     "ItemSpec",
     "LinePrice",
     "OrderPlan",

@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
+from connector.sync.order_rules.discounts import DiscountFields
+from connector.sync.order_rules.tax import BILLING, SHIPPING, AddressFields
+
+TRIAL_END_KEY = "cpq2stripe_trial_end"
+
 
 @dataclass(frozen=True)
 class OrderRulesConfig:
@@ -24,6 +29,9 @@ class OrderRulesConfig:
     # mapping's `skip_elapsed_periods`, per Order); the field named here is what the admin ticks.
     bill_backdated_period: bool = True
     skip_elapsed_field: str | None = None
+    # The mapping's trial_end source (for messages and the change fingerprint); the value the
+    # mapping resolved reaches the rules under order[TRIAL_END_KEY].
+    trial_end_field: str | None = None
     refused_order_types: frozenset[str] = frozenset()  # Amendments and Renewals: connector.sync.contracts
     require_line_dates_match: bool = True
     extra_currencies: frozenset[str] = frozenset()
@@ -31,3 +39,19 @@ class OrderRulesConfig:
     max_invoice_items: int = 20  # Stripe: add_invoice_items "You may pass up to 20 items"
     # Stripe: "Backdating isn't supported when an invoice has more than 250 line items".
     max_invoice_lines: int = 250
+    # The mapping's `discounts` in coupons mode (None: net_price, the line's unit price is billed).
+    discounts: DiscountFields | None = None
+    # Stripe Tax (subscription.yaml `automatic_tax`): `automatic_tax[enabled]=true` on subscriptions,
+    # schedule phases and one-time invoices, after the pure location pre-check (order_rules.tax),
+    # which reads the Account fields the customer mapping fills the billing and shipping address from.
+    automatic_tax: bool = False
+    tax_billing_address: AddressFields = BILLING
+    tax_shipping_address: AddressFields | None = SHIPPING
+    # Prices' tax_behavior (inclusive | exclusive | unspecified): an OrderItem field, else one value.
+    tax_behavior: Literal["inclusive", "exclusive", "unspecified"] | None = None
+    tax_behavior_field: str | None = None
+    # An Order of one-time lines only becomes an invoice (order_rules/invoice_plan.py): finalized
+    # unless the mapping's `one_time_invoices.finalize` is false. Stripe: "You can no longer add
+    # more than 250 invoice items to an invoice" (changelog 2016-02-22).
+    finalize_invoices: bool = True
+    max_items_per_invoice: int = 250

@@ -31,6 +31,7 @@ from typing import Any, Literal
 from connector.sync.money import MoneyError, normalize_currency
 from connector.sync.order_rules.config import OrderRulesConfig
 from connector.sync.order_rules.dates import parse_date
+from connector.sync.order_rules.discounts import discounted_fields
 from connector.sync.order_rules.fields import order_lines
 from connector.sync.order_rules.fingerprint import order_fingerprint
 from connector.sync.order_rules.planning import plan_prices, plan_products, subscription_end
@@ -123,6 +124,21 @@ def plan_contract(
     target = next((o for t in terms for o in t.orders if str(o["Id"]) == target_id), None)
     if target is None:
         raise ValueError(f"Order {target_id} is not in the contract chain given")
+    if config.discounts is not None:  # coupons mode: phases do not carry coupons (yet)
+        discounted = [f for t in terms for o in t.orders for f in discounted_fields(o, config.discounts)]
+        if discounted:
+            out = Collector(target_id, target.get("OrderNumber"))
+            out.order(
+                "discounted_contract",
+                None,
+                None,
+                f"the contract has discounts ({', '.join(discounted[:3])}) and the connector does not "
+                "carry coupons into a contract's schedule phases, so Stripe would bill the change at "
+                "list price",
+                "apply this change in Stripe by hand (keeping the coupons), or set the subscription "
+                "mapping's discounts mode to net_price for contracts with discounts",
+            )
+            return OrderRefusal(target_id, target.get("OrderNumber"), tuple(out.reasons))
     chain: _Chain | None = None
     kind: Kind = "amendment"
     for index, term in enumerate(terms):

@@ -11,6 +11,7 @@ from typing import Any
 
 from connector.sync.money import to_decimal
 from connector.sync.order_rules.config import OrderRulesConfig
+from connector.sync.order_rules.discounts import read_path
 from connector.sync.order_rules.fields import BILLED_LINE_FIELDS, BILLED_ORDER_FIELDS, order_lines
 
 
@@ -21,6 +22,13 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, int | float | Decimal):
         return format(to_decimal(value).normalize(), "f")
     return str(value)
+
+
+def _read(record: Mapping[str, Any], path: str) -> Any:
+    value: Any = record
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
 
 
 def order_fingerprint(order: Mapping[str, Any], config: OrderRulesConfig | None = None) -> str:
@@ -46,5 +54,30 @@ def order_fingerprint(order: Mapping[str, Any], config: OrderRulesConfig | None 
             key=lambda line: line["Id"],
         ),
     }
+    discounts = _discounts(order, config)
+    if discounts:  # only Orders with a discount: an undiscounted Order's hash is the same in both modes
+        content["discounts"] = discounts
+    trial = _read(order, config.trial_end_field) if config and config.trial_end_field else None
+    if trial not in (None, ""):  # only when set: Orders synced before trials were mapped keep their hash
+        content["trial_end"] = _canonical(trial)
     blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _discounts(order: Mapping[str, Any], config: OrderRulesConfig | None) -> dict[str, Any]:
+    """The discount values coupons mode bills (its list price only beside a discount)."""
+    fields = config.discounts if config else None
+    if fields is None:
+        return {}
+    found: dict[str, Any] = {}
+    for path in fields.order_paths:
+        if read_path(order, path) not in (None, ""):
+            found[f"order.{path}"] = _canonical(read_path(order, path))
+    for rec in order_lines(order):
+        values = {
+            p: _canonical(read_path(rec, p)) for p in fields.line_paths if read_path(rec, p) not in (None, "")
+        }
+        if values:
+            values[fields.list_price] = _canonical(read_path(rec, fields.list_price))
+            found[str(rec.get("Id"))] = values
+    return found

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any, Literal
 
 from connector.sync.money import MoneyError, normalize_currency, to_minor_units
-from connector.sync.order_rules.config import OrderRulesConfig
+from connector.sync.order_rules.config import TRIAL_END_KEY, OrderRulesConfig
 from connector.sync.order_rules.dates import add_months, midnight_utc, parse_date
+from connector.sync.order_rules.discounts import OrderDiscounts, plan_discounts
 from connector.sync.order_rules.fields import order_lines
 from connector.sync.order_rules.fingerprint import order_fingerprint
+from connector.sync.order_rules.invoice_plan import check_invoice_lines, check_no_trial, plan_invoice
 from connector.sync.order_rules.refusals import OrderRefusal
 from connector.sync.order_rules.specs import (
     Collection,
+    InvoiceSpec,
     ItemSpec,
     LinePrice,
     OrderPlan,
@@ -23,6 +27,7 @@ from connector.sync.order_rules.specs import (
     ScheduleSpec,
     SubscriptionSpec,
 )
+from connector.sync.order_rules.tax import line_tax_behaviors, tax_location_reason
 from connector.sync.order_rules.validation import (
     Collector,
     Line,
@@ -68,6 +73,11 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
         out.order("end_date", "EndDate", end_raw, "not a valid date", "set a valid Order End Date")
 
     collection = read_collection(order, account, config, out)
+    if config.automatic_tax:
+        billed = {**account, "Id": order.get("AccountId")}
+        where = tax_location_reason(billed, config.tax_billing_address, config.tax_shipping_address)
+        if where is not None:
+            out.add(where)
 
     records = order_lines(order)
     if not records:
@@ -80,17 +90,13 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
         )
 
     lines = [check_line(rec, order, currency, start, end, config, out) for rec in records]
+    tax_behaviors = line_tax_behaviors(lines, config, out)
     recurring = [ln for ln in lines if ln.kind == "recurring"]
     one_time = [ln for ln in lines if ln.kind == "one_time"]
 
-    if records and not recurring:
-        out.order(
-            "no_recurring_lines",
-            None,
-            None,
-            "the Order has only one-time lines; a Stripe subscription needs at least one recurring line",
-            "add a recurring product, or bill the one-time charges with a Stripe invoice",
-        )
+    invoice_only = bool(records) and not recurring  # one Stripe invoice: order_rules/invoice_plan.py
+    if invoice_only:
+        check_invoice_lines(one_time, config, out)
     check_intervals(recurring, out)
     if len(recurring) > config.max_subscription_items:
         out.order(
@@ -101,7 +107,7 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
             f"{config.max_subscription_items} items",
             "split the Order, or combine lines of the same product",
         )
-    if len(one_time) > config.max_invoice_items:
+    if not invoice_only and len(one_time) > config.max_invoice_items:
         out.order(
             "too_many_invoice_items",
             None,
@@ -111,23 +117,39 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
             "split the Order, or combine one-time lines",
         )
 
+    # Coupons mode: list prices and coupons. An Order of one-time lines only (a Stripe invoice) bills
+    # its net prices in either mode: its invoice items carry no coupons (not built yet).
+    discounts = OrderDiscounts() if invoice_only else plan_discounts(lines, order, currency, config, out)
     end_exclusive = subscription_end(order, start, end, recurring, config, out)
-    check_elapsed_lines(order, start, recurring, len(one_time), config, out)
+    trial = check_trial(order, start, end_exclusive, config, out)
+    if invoice_only:
+        check_no_trial(trial, config, out)
+    # A trial already over when the Order syncs: billing began the day it ended.
+    billing_start = trial if trial is not None and trial <= config.today else start
+    check_elapsed_lines(order, billing_start, recurring, len(one_time), config, out)
 
     if out.reasons:
         return OrderRefusal(order_id, order.get("OrderNumber"), tuple(out.reasons))
 
     assert currency is not None and start is not None and collection is not None
     products = plan_products(lines)
-    prices = plan_prices(lines, currency)
+    prices = plan_prices(lines, currency, tax_behaviors)
     metadata = {
         "salesforce_order_id": str(order_id),
         "salesforce_account_id": str(order.get("AccountId") or ""),
         "salesforce_order_number": str(order.get("OrderNumber") or ""),
     }
-    items = tuple(ItemSpec(ln.id, ln.quantity) for ln in recurring)
-    invoice_items = tuple(ItemSpec(ln.id, ln.quantity) for ln in one_time)
-    shape = shape_plan(start, end_exclusive, recurring, items, invoice_items, collection, metadata, config)
+    items = tuple(ItemSpec(ln.id, ln.quantity, discounts.lines.get(ln.id)) for ln in recurring)
+    invoice_items = tuple(ItemSpec(ln.id, ln.quantity, discounts.lines.get(ln.id)) for ln in one_time)
+    shape: SubscriptionSpec | ScheduleSpec | InvoiceSpec
+    if invoice_only:
+        shape = plan_invoice(one_time, collection, metadata, config)
+    else:
+        shape = shape_plan(
+            start, end_exclusive, recurring, items, invoice_items, collection, metadata, config, trial
+        )
+        if discounts.order is not None:
+            shape = replace(shape, discount=discounts.order)
     return OrderPlan(
         order_id=str(order_id),
         order_number=order.get("OrderNumber"),
@@ -218,6 +240,42 @@ def subscription_end(
     return exclusive
 
 
+def check_trial(
+    order: Mapping[str, Any],
+    start: date | None,
+    end_exclusive: date | None,
+    config: OrderRulesConfig,
+    out: Collector,
+) -> date | None:
+    """The mapped trial end (the day billing starts), refused unless inside the subscription."""
+    raw = order.get(TRIAL_END_KEY)
+    trial = parse_date(raw)
+    if trial is None or start is None:
+        return None
+    field = config.trial_end_field or "trial_end"
+    if trial <= start:
+        out.order(
+            "trial_not_after_start",
+            field,
+            trial.isoformat(),
+            f"the trial ends on {trial.isoformat()}, not after the Order starts ({start.isoformat()})",
+            f"set {field} after the Order Start Date, or clear it for no trial",
+        )
+        return None
+    if end_exclusive is not None and trial >= end_exclusive:
+        last = (end_exclusive - timedelta(days=1)).isoformat()
+        out.order(
+            "trial_after_end",
+            field,
+            trial.isoformat(),
+            f"the trial ends on {trial.isoformat()}, after the Order's last day ({last}): "
+            "nothing would be billed",
+            f"set {field} before the Order End Date, or clear it for no trial",
+        )
+        return None
+    return trial
+
+
 def plan_products(lines: list[Line]) -> tuple[ProductSpec, ...]:
     products: dict[str, ProductSpec] = {}
     for ln in lines:
@@ -233,7 +291,9 @@ def plan_products(lines: list[Line]) -> tuple[ProductSpec, ...]:
     return tuple(products.values())
 
 
-def plan_prices(lines: list[Line], currency: str) -> tuple[LinePrice, ...]:
+def plan_prices(
+    lines: list[Line], currency: str, tax_behaviors: Mapping[str, str | None] | None = None
+) -> tuple[LinePrice, ...]:
     """Reuse the PricebookEntry's price when the line bills exactly the entry's price, else a price
     for the line. Two lines of one PricebookEntry needing different specs (e.g. Monthly and Annual)
     cannot share the entry's single price id: the first claims it, the others get line prices."""
@@ -241,7 +301,8 @@ def plan_prices(lines: list[Line], currency: str) -> tuple[LinePrice, ...]:
     prices = []
     for ln in lines:
         assert ln.unit is not None
-        spec = PriceSpec(str(ln.record.get("Product2Id")), currency.lower(), *ln.unit, ln.recurrence)
+        tax = (tax_behaviors or {}).get(ln.id)
+        spec = PriceSpec(str(ln.record.get("Product2Id")), currency.lower(), *ln.unit, ln.recurrence, tax)
         pbe = ln.record.get("PricebookEntry") or {}
         pbe_id = ln.record.get("PricebookEntryId")
         pbe_spec = None
@@ -249,7 +310,7 @@ def plan_prices(lines: list[Line], currency: str) -> tuple[LinePrice, ...]:
             try:
                 pbe_unit = to_minor_units(pbe["UnitPrice"], pbe.get("CurrencyIsoCode") or currency)
                 pbe_currency = str(pbe.get("CurrencyIsoCode") or currency).lower()
-                pbe_spec = PriceSpec(spec.product_sf_id, pbe_currency, *pbe_unit, ln.recurrence)
+                pbe_spec = PriceSpec(spec.product_sf_id, pbe_currency, *pbe_unit, ln.recurrence, tax)
             except MoneyError:
                 pbe_spec = None
         own = ln.record.get("Stripe_Price_ID__c") or None
@@ -317,10 +378,25 @@ def shape_plan(
     collection: Collection,
     metadata: dict[str, str],
     config: OrderRulesConfig,
+    trial: date | None = None,
 ) -> SubscriptionSpec | ScheduleSpec:
+    """A future start is a schedule (its first phase trials until `trial`); a trial still ahead
+    starts the subscription now, billing from the trial's end; a trial already over moves the
+    billing start to its end, backdated as any past start is."""
     end_ts = midnight_utc(end_exclusive) if end_exclusive else None
+    trial_ts = midnight_utc(trial) if trial is not None else None
     if start > config.today:
-        return ScheduleSpec(items, invoice_items, collection, midnight_utc(start), end_ts, metadata)
+        return ScheduleSpec(
+            items, invoice_items, collection, midnight_utc(start), end_ts, metadata, trial_ts,
+            automatic_tax=config.automatic_tax,
+        )  # fmt: skip
+    if trial is not None and trial > config.today:
+        return SubscriptionSpec(
+            items, invoice_items, collection, None, None, None, end_ts, metadata, trial_end=trial_ts,
+            automatic_tax=config.automatic_tax,
+        )  # fmt: skip
+    if trial is not None:
+        start = trial
     backdate = anchor = None
     proration: Literal["create_prorations", "none"] | None = None
     if start < config.today:
@@ -332,4 +408,7 @@ def shape_plan(
         if end_exclusive is None or boundary < end_exclusive:
             anchor = midnight_utc(boundary)
         proration = "create_prorations" if config.bill_backdated_period else "none"
-    return SubscriptionSpec(items, invoice_items, collection, backdate, anchor, proration, end_ts, metadata)
+    return SubscriptionSpec(
+        items, invoice_items, collection, backdate, anchor, proration, end_ts, metadata,
+        automatic_tax=config.automatic_tax,
+    )  # fmt: skip

@@ -5,11 +5,13 @@ schedules guide): past phases can be omitted and are never changed; the first ph
 current one and keeps its `start_date`; each later phase starts where the one before ends; a
 change to the current phase's items applies now, prorated per `proration_behavior`. So:
 - phases of the plan that ended before now are left to Stripe's history;
-- a change dated today or earlier inside the current phase starts now: the current phase ends
-  `now` and the new quantities follow (same day as the current phase began: its items are
-  replaced instead, so a same-day second amendment never stacks a phase);
-- a change dated before the current phase began would rewrite billed history: refused;
-- a termination dated today or earlier cancels the subscription now.
+- a change dated today or earlier starts now: the current phase ends `now` and the new quantities
+  follow (same day as the current phase began: its items are replaced instead, so a same-day
+  second amendment never stacks a phase); the time from its date to now is billed apart
+  (`order_rules.catch_up`), never by rewriting a phase already billed;
+- a termination dated today or earlier cancels the subscription now;
+- a change dated inside a running free trial is refused; a later one keeps the trial on the
+  current phase.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ class LiveSchedule:
     current_items: tuple[dict[str, Any], ...]  # the current phase's items as Stripe lists them
     settings: Mapping[str, Any]  # collection settings every phase repeats
     clock_time: int | None = None  # a test clock's frozen time (test mode): Stripe's "now" for it
+    trial_end: int | None = None  # the current (or first, not started) phase's trial end
+    subscription: str | None = None  # the subscription it bills through (None: not started)
+    customer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,13 +123,14 @@ def schedule_update(
             "bill the past period with a Stripe invoice",
         )
     floor = live.current_start if live.current_start is not None else live.first_start
-    if plan.effective < _day(floor):
+    trial = live.trial_end if live.trial_end is not None and live.trial_end > now else None
+    if trial is not None and midnight_utc(plan.effective) < trial:
         return Refused(
-            "past_phase",
-            f"the Order takes effect {plan.effective.isoformat()}, before the phase Stripe is billing "
-            f"now began ({_day(floor).isoformat()}); Stripe never rewrites a phase already billed",
-            "date the change on or after that day (CPQ: the Contract's Amendment Start Date), or credit "
-            "the difference in Stripe by hand",
+            "during_trial",
+            f"the Order takes effect {plan.effective.isoformat()}, during the contract's free trial (until "
+            f"{_day(trial).isoformat()}); the connector does not change a trial's items",
+            f"date the change on or after {_day(trial).isoformat()}, or clear the trial on the first Order "
+            "and change the subscription in Stripe by hand",
         )
     ahead = [p for p in plan.phases if p.end is None or midnight_utc(p.end) > max(now, floor)]
     if live.status == "not_started":
@@ -143,8 +149,9 @@ def schedule_update(
             params["end_date"] = midnight_utc(phase.end)
         if index == 0:
             start = midnight_utc(phase.start)
-            if live.status == "active" and start > floor and _day(start) != _day(floor) and start <= now:
-                # dated inside the current phase, today or earlier: it starts now
+            if live.status == "active" and start <= now and _day(floor) not in (_day(start), _day(now)):
+                # dated today or earlier, not the day the current phase began: it starts now (the
+                # time before is billed as catch-up items, order_rules.catch_up)
                 late = f"dated {phase.start.isoformat()}, in Stripe from {_day(now).isoformat()}; "
                 phases.append(
                     {
@@ -157,6 +164,8 @@ def schedule_update(
                 )
             else:
                 params["start_date"] = floor
+                if trial is not None:  # the current phase is the trial: rewriting it keeps the trial
+                    params["trial_end"] = trial
         phases.append(params)
     end_behavior = "release" if ahead and ahead[-1].end is None else "cancel"
     summary = late + describe_phases(ahead, plan.product_names)

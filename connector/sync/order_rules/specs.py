@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from connector.sync.money import to_decimal
+from connector.sync.order_rules.discounts import CouponSpec
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class PriceSpec:
     unit_amount: int | None
     unit_amount_decimal: str | None
     recurring: Recurrence | None
+    # inclusive | exclusive | unspecified, None when the mapping sets none (Stripe: unspecified).
+    # Part of the key: Stripe never changes it once inclusive or exclusive, so prices differing in
+    # it are different prices.
+    tax_behavior: str | None = None
 
     def params(self, product_stripe_id: str) -> dict[str, Any]:
         """Create params for POST /v1/prices."""
@@ -44,6 +49,8 @@ class PriceSpec:
             params["unit_amount_decimal"] = self.unit_amount_decimal
         if self.recurring is not None:
             params["recurring"] = self.recurring.params()
+        if self.tax_behavior is not None:
+            params["tax_behavior"] = self.tax_behavior
         params["metadata"] = {"salesforce_product_id": self.product_sf_id, "cpq2stripe_price_key": self.key()}
         return params
 
@@ -55,12 +62,15 @@ class PriceSpec:
             else f"{self.recurring.interval}x{self.recurring.interval_count}-{self.recurring.usage_type}"
         )
         amount = str(self.unit_amount) if self.unit_amount is not None else f"d{self.unit_amount_decimal}"
-        return f"{self.product_sf_id}-{self.currency}-{amount}-{rec}"
+        tax = f"-tax{self.tax_behavior}" if self.tax_behavior is not None else ""  # keys made before stay
+        return f"{self.product_sf_id}-{self.currency}-{amount}-{rec}{tax}"
 
     def matches_stripe_price(self, price: Mapping[str, Any]) -> bool:
         """Whether an existing Stripe Price object bills exactly this (the pipeline checks a
         PricebookEntry's linked price with this before reusing it)."""
         if not price.get("active", True) or str(price.get("currency", "")).lower() != self.currency:
+            return False
+        if (price.get("tax_behavior") or "unspecified") != (self.tax_behavior or "unspecified"):
             return False
         if self.unit_amount is not None:
             if price.get("unit_amount") != self.unit_amount:
@@ -116,6 +126,7 @@ class LinePrice:
 class ItemSpec:
     order_item_id: str
     quantity: int | None  # None for metered prices (Stripe rejects a quantity there)
+    coupon: CouponSpec | None = None  # the line's discount (discounts mode coupons)
 
     def params(self, price_id: str) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -124,6 +135,8 @@ class ItemSpec:
         }
         if self.quantity is not None:
             item["quantity"] = self.quantity
+        if self.coupon is not None:
+            item["discounts"] = self.coupon.discounts()
         return item
 
 
@@ -150,6 +163,9 @@ class SubscriptionSpec:
     proration_behavior: Literal["create_prorations", "none"] | None
     cancel_at: int | None  # None = evergreen
     metadata: dict[str, str]
+    trial_end: int | None = None  # the mapped trial end, when still ahead: billing starts then
+    discount: CouponSpec | None = None  # the Order-wide discount (discounts mode coupons)
+    automatic_tax: bool = False  # Stripe Tax (OrderRulesConfig.automatic_tax)
 
     def params(self, customer_id: str, price_ids: Mapping[str, str]) -> dict[str, Any]:
         """`price_ids` maps OrderItem id -> Stripe price id."""
@@ -171,6 +187,12 @@ class SubscriptionSpec:
             params["proration_behavior"] = self.proration_behavior
         if self.cancel_at is not None:
             params["cancel_at"] = self.cancel_at
+        if self.trial_end is not None:
+            params["trial_end"] = self.trial_end
+        if self.discount is not None:
+            params["discounts"] = self.discount.discounts()
+        if self.automatic_tax:
+            params["automatic_tax"] = {"enabled": True}
         params["metadata"] = dict(self.metadata)
         return params
 
@@ -200,6 +222,9 @@ class ScheduleSpec:
     start_date: int
     end_date: int | None  # None = evergreen
     metadata: dict[str, str]
+    trial_end: int | None = None  # the first phase trials until then
+    discount: CouponSpec | None = None  # the Order-wide discount, on the phase
+    automatic_tax: bool = False  # Stripe Tax on the phase (OrderRulesConfig.automatic_tax)
 
     @property
     def end_behavior(self) -> Literal["cancel", "release"]:
@@ -211,11 +236,17 @@ class ScheduleSpec:
             phase["add_invoice_items"] = _items(self.invoice_items, price_ids)
         if self.end_date is not None:
             phase["end_date"] = self.end_date
+        if self.trial_end is not None:
+            phase["trial_end"] = self.trial_end
         phase["collection_method"] = self.collection.method
         if self.collection.method == "send_invoice":
             phase["invoice_settings"] = {"days_until_due": self.collection.days_until_due}
         elif self.collection.default_payment_method:
             phase["default_payment_method"] = self.collection.default_payment_method
+        if self.discount is not None:
+            phase["discounts"] = self.discount.discounts()
+        if self.automatic_tax:
+            phase["automatic_tax"] = {"enabled": True}
         # Phase metadata is what reaches the subscription the schedule creates.
         phase["metadata"] = dict(self.metadata)
         return {
@@ -228,6 +259,52 @@ class ScheduleSpec:
 
 
 @dataclass(frozen=True)
+class InvoiceSpec:
+    """An Order whose lines are all one-time: one Stripe invoice (POST /v1/invoices), an invoice
+    item per line on it (POST /v1/invoiceitems), then finalized (POST /v1/invoices/{id}/finalize)
+    unless the mapping leaves it a draft."""
+
+    items: tuple[ItemSpec, ...]
+    collection: Collection
+    finalize: bool
+    metadata: dict[str, str]
+    automatic_tax: bool = False  # Stripe Tax on the invoice (OrderRulesConfig.automatic_tax)
+
+    def params(self, customer_id: str) -> dict[str, Any]:
+        """The draft: never advanced by Stripe on its own (a half-built invoice must not be
+        finalized an hour later); only the Order's items, never the customer's pending ones."""
+        params: dict[str, Any] = {
+            "customer": customer_id,
+            "auto_advance": False,
+            "pending_invoice_items_behavior": "exclude",
+            "collection_method": self.collection.method,
+        }
+        if self.collection.method == "send_invoice":
+            params["days_until_due"] = self.collection.days_until_due
+        elif self.collection.default_payment_method:
+            params["default_payment_method"] = self.collection.default_payment_method
+        if self.automatic_tax:
+            params["automatic_tax"] = {"enabled": True}
+        params["metadata"] = dict(self.metadata)
+        return params
+
+    def item_params(self, item: ItemSpec, invoice_id: str, customer_id: str, price_id: str) -> dict[str, Any]:
+        """One line's invoice item on the draft, carrying its OrderItem id (how a rerun finds it)."""
+        params: dict[str, Any] = {
+            "customer": customer_id,
+            "invoice": invoice_id,
+            "pricing": {"price": price_id},
+            "metadata": {
+                "salesforce_order_item_id": item.order_item_id,
+                "salesforce_order_id": self.metadata.get("salesforce_order_id", ""),
+            },
+        }
+        if item.quantity is not None:
+            params["quantity"] = item.quantity
+        return params
+
+
+@dataclass(frozen=True)
 class OrderPlan:
     order_id: str
     order_number: str | None
@@ -236,12 +313,17 @@ class OrderPlan:
     currency: str  # lower-case
     products: tuple[ProductSpec, ...]
     prices: tuple[LinePrice, ...]
-    subscription: SubscriptionSpec | ScheduleSpec
+    subscription: SubscriptionSpec | ScheduleSpec | InvoiceSpec
     fingerprint: str
 
     @property
     def is_schedule(self) -> bool:
         return isinstance(self.subscription, ScheduleSpec)
+
+    @property
+    def invoice(self) -> InvoiceSpec | None:
+        """The one-time invoice this Order becomes instead of a subscription, if it does."""
+        return self.subscription if isinstance(self.subscription, InvoiceSpec) else None
 
     def price_for(self, order_item_id: str) -> LinePrice:
         return next(p for p in self.prices if p.order_item_id == order_item_id)

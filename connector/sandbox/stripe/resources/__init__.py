@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from ..common import Endpoint
-from . import account, billing, catalog, customers, meters, payments, testclocks
+from . import account, billing, catalog, customers, invoicing, meters, payments, tax_ids, testclocks
 
 
 def endpoints() -> list[Endpoint]:
     """Every API endpoint. Fixed paths come before `{id}` patterns (`/search` before `/{id}`)."""
     eps: list[Endpoint] = []
-    for module in (account, customers, catalog, meters, payments, billing, testclocks):
+    for module in (account, customers, tax_ids, catalog, meters, payments, billing, invoicing, testclocks):
         eps.extend(module.ENDPOINTS)
     return sorted(eps, key=lambda e: "{" in e.pattern.rsplit("/", 1)[-1])

@@ -424,6 +424,11 @@ def create_coupon(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
         raise exclusive("amount_off", "percent_off")
     if p.get("percent_off") is None and p.get("amount_off") is None:
         raise invalid("Must provide one of `percent_off` or `amount_off`.", "percent_off")
+    if p.get("percent_off") is not None and p["percent_off"] <= 0:
+        raise invalid(
+            "Invalid percent_off: must be a positive float larger than 0, and smaller or equal to 100.",
+            "percent_off",
+        )
     if p.get("amount_off") is not None and not p.get("currency"):
         raise missing_param("currency")
     duration = p.get("duration") or "once"

@@ -22,6 +22,7 @@ from ..validation import (
     Str,
     merge_metadata,
 )
+from . import tax_ids
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _COUNTRY_CODES = (
@@ -170,6 +171,9 @@ def _create(ctx: Ctx, p: dict[str, Any], clock: dict[str, Any] | None) -> dict[s
     if p.get("payment_method"):
         store.get("payment_method", p["payment_method"], "payment_method")
     _check_common(ctx, {k: v for k, v in p.items() if k != "invoice_settings"}, None)
+    for index, datum in enumerate(p.get("tax_id_data") or []):  # all checked before anything is stored
+        tax_ids.check(datum["type"], datum["value"], f"tax_id_data[{index}]")
+    tax_ids.check_room(len(p.get("tax_id_data") or []), "tax_id_data")
     cust: dict[str, Any] = {
         "id": ident,
         "object": "customer",
@@ -214,6 +218,8 @@ def _create(ctx: Ctx, p: dict[str, Any], clock: dict[str, Any] | None) -> dict[s
         )
     store.put(cust)
     ctx.emit("customer.created", cust)
+    for datum in p.get("tax_id_data") or []:
+        tax_ids.make(ctx, ident, datum["type"], datum["value"])
     return cust
 
 
@@ -257,6 +263,8 @@ def _delete(ctx: Ctx) -> dict[str, Any]:
         if pm.get("customer") == cust["id"]:
             pm["customer"] = None
             store.put(pm)
+    for tax_id in tax_ids.of_customer(ctx, cust["id"]):
+        store.delete("tax_id", tax_id["id"])
     store.delete("customer", cust["id"])
     ctx.emit("customer.deleted", cust)
     return {"id": cust["id"], "object": "customer", "deleted": True}
@@ -276,7 +284,16 @@ def search(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
 
 
 ENDPOINTS = [
-    Endpoint("POST", "/v1/customers", {**_FIELDS, "test_clock": Str()}, create),
+    Endpoint(
+        "POST",
+        "/v1/customers",
+        {
+            **_FIELDS,
+            "test_clock": Str(),
+            "tax_id_data": Arr(item=Obj(fields={"type": tax_ids.TYPE, "value": tax_ids.VALUE})),
+        },
+        create,
+    ),
     Endpoint("GET", "/v1/customers", {**LIST, "email": Str(max_len=512), "test_clock": Str()}, list_),
     Endpoint("GET", "/v1/customers/search", SEARCH, search),
     Endpoint("GET", "/v1/customers/{id}", RETRIEVE, retrieve),

@@ -16,7 +16,8 @@ unused time on a final invoice unless prorations were turned off.
 
 Left out: payment retries and dunning (an automatically charged invoice without a payment method
 stays open and the subscription is `past_due`), customer balance applied to later invoices,
-usage (metered items bill 0), trials inside phases, discounts and taxes."""
+usage (metered items bill 0), trials inside phases and taxes. Discounts: resources/discounts.py
+(a phase's discounts are redeemed again as it starts, so a repeating coupon restarts its months)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from typing import Any
 
 from ..common import Ctx
 from ..validation import merge_metadata
+from . import discounts
 from .billing import (
     Span,
     _unit_total,
@@ -181,6 +183,11 @@ def apply_phase(
                     ctx, sub, None, raw["quantity"], _unit_total(price, raw["quantity"]), False, moment, price
                 )
             )
+    # The phase's discounts replace the subscription's and its items' (redeemed as the phase starts).
+    redeem = {"customer": sub["customer"], "subscription": sub["id"], "start": moment}
+    for item, raw in zip(items, phase["items"], strict=True):
+        item["discounts"] = discounts.redeem(ctx, raw["discounts"], item=item["id"], **redeem)
+    sub["discounts"] = discounts.redeem(ctx, phase["discounts"], item=None, **redeem)
     sub["items"]["data"] = items
     sub["items"]["total_count"] = len(items)
     sub["collection_method"] = phase["_method"]
@@ -267,7 +274,8 @@ def _pending_for(ctx: Ctx, sub: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         ii
         for ii in ctx.store.all("invoiceitem")
-        if ii["invoice"] is None and ii["parent"]["subscription_details"]["subscription"] == sub["id"]
+        if ii["invoice"] is None
+        and ((ii.get("parent") or {}).get("subscription_details") or {}).get("subscription") == sub["id"]
     ]
 
 
