@@ -802,6 +802,9 @@ class OrderSync:
         params["metadata"] = {**task.metadata, **params["metadata"]}
         if task.description:
             params["description"] = task.description
+        for key in ("custom_fields", "footer"):  # the mapping's invoice_settings, on the invoice itself
+            if task.invoice_settings.get(key):
+                params[key] = task.invoice_settings[key]
         return self.invoices.apply(
             w.row,
             task.plan,

@@ -10,7 +10,7 @@ from typing import Any
 from connector.mapping import load_mappings
 
 from .conftest import MAPPINGS
-from .test_orders import TODAY, Org, add_months, record, stripe_objects
+from .test_orders import ONE_TIME, TODAY, Org, add_months, record, stripe_objects
 
 ALL = ("accounts", "orders", "products")
 
@@ -110,3 +110,19 @@ def test_an_accounts_custom_field_is_on_its_customers_invoices_and_updated_alone
     before = len(sandbox.stripe_admin.requests())
     run_sync(ALL, mappings=mappings)
     assert not [r for r in sandbox.stripe_admin.requests()[before:] if r["method"] == "POST"]
+
+
+def test_a_one_time_orders_po_number_is_on_its_invoice(sandbox, run_sync, tmp_path):
+    mappings = mappings_with(tmp_path, subscription=PO_NUMBER)
+    org = Org(sandbox)
+    order_id, _ = org.order(
+        org.account(), [{"product": "Setup", "price": 500.0, "kind": ONE_TIME}], end=None, PoNumber="PO-77"
+    )
+
+    result = run_sync(ALL, mappings=mappings)
+
+    assert result.outcome(order_id).status == "created", result.outcome(order_id).message
+    [invoice] = [
+        i for i in stripe_objects(sandbox, "invoice") if i["metadata"].get("salesforce_order_id") == order_id
+    ]
+    assert invoice["custom_fields"] == [{"name": "PO Number", "value": "PO-77"}]
