@@ -278,6 +278,9 @@ def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[st
     lines = order.lines
     for slot, src in lines.slots().items():
         checker.source("subscription", ("lines", slot), lines.object, src, tg.LINE_SLOTS[slot])
+    for index, entry in enumerate(lines.fields):
+        spec = tg.metadata_spec(entry.target.rpartition(".")[2])
+        checker.source("subscription", ("lines", "fields", index), lines.object, entry, spec)
     for slot, src in order.discounts.slots().items():
         obj = lines.object if slot in order.discounts.LINE_SLOTS else order.object
         checker.source("subscription", ("discounts", slot), obj, src, tg.DISCOUNT_SLOTS[slot])

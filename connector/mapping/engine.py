@@ -95,7 +95,7 @@ def coerce_to_target(value: Any, spec: tg.TargetSpec) -> Any:
 def _fit(value: Any, spec: tg.TargetSpec) -> Any:
     if is_empty(value):
         return None
-    if spec.kind in ("string", "metadata"):
+    if spec.kind in ("string", "metadata", "named_list"):
         text = _text(value)
         if spec.max_length is not None and len(text) > spec.max_length:
             raise tf.TransformError(
@@ -201,6 +201,14 @@ def _put(params: dict[str, Any], path: str, value: Any) -> None:
     node[leaf] = value
 
 
+def _append(params: dict[str, Any], path: str, item: dict[str, Any]) -> None:
+    *parents, leaf = path.split(".")
+    node = params
+    for part in parents:
+        node = node.setdefault(part, {})
+    node.setdefault(leaf, []).append(item)
+
+
 _REQUIRED_SLOTS = ("unit_price", "quantity", "product_name")
 
 
@@ -224,6 +232,15 @@ def map_record(mapping: ObjectMapping, record: dict[str, Any]) -> MappedRecord:
                         "fill it in Salesforce",
                     )
                 )
+        for entry in mapping.fields:  # product.metadata.<key> / price.metadata.<key>
+            parsed = tg.line_target(entry.target)
+            if parsed is None:
+                continue  # the loader refuses these
+            obj, key = parsed
+            spec = tg.metadata_spec(key)
+            value = _resolve_into(result, entry, record, spec, entry.target, omit=entry.omit_invalid)
+            if value is not None:
+                result.params.setdefault(f"{obj}_metadata", {})[key] = value
         return result
 
     for entry in mapping.fields:
@@ -241,7 +258,9 @@ def map_record(mapping: ObjectMapping, record: dict[str, Any]) -> MappedRecord:
             )
             continue
         value = _resolve_into(result, entry, record, target_spec, entry.target, omit=entry.omit_invalid)
-        if value is not None:
+        if value is not None and target_spec.kind == "named_list":  # one {name, value} per entry
+            _append(result.params, entry.target, {"name": entry.name, "value": value})
+        elif value is not None:
             _put(result.params, entry.target, value)
 
     if isinstance(mapping, CustomerMapping):
@@ -348,6 +367,7 @@ def soql_fields(mapping: ObjectMapping) -> list[str]:
     fields: set[str] = set()
     if isinstance(mapping, LineMapping):
         fields.update(src.source for src in mapping.slots().values() if src.source)
+        fields.update(e.source for e in mapping.fields if e.source)
         if mapping.tax_behavior is not None and mapping.tax_behavior.source:
             fields.add(mapping.tax_behavior.source)
         fields.update({"OrderId", "Product2Id", "PricebookEntryId", mapping.write_back.stripe_price_id})
@@ -382,7 +402,7 @@ def project_stripe_object(
     paths = [e.target for e in mapping.fields]
     if isinstance(mapping, SubscriptionMapping) and mapping.default_payment_method is not None:
         paths.append("default_payment_method")
-    for path in paths:
+    for path in dict.fromkeys(paths):  # a named list is mapped once per item
         value = read_path(obj, path)
         if isinstance(value, dict) and "id" in value and path == "default_payment_method":
             value = value["id"]

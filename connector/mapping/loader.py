@@ -326,6 +326,7 @@ def _semantic(report: _Report, data: dict[str, Any], kind: str) -> None:
     if isinstance(fields, list):
         seen: dict[str, int] = {}
         metadata_keys = 0
+        items: dict[str, int] = {}  # named list target -> entries so far
         for index, entry in enumerate(fields):
             if not isinstance(entry, dict):
                 continue
@@ -334,15 +335,19 @@ def _semantic(report: _Report, data: dict[str, Any], kind: str) -> None:
             if not isinstance(target, str):
                 continue
             spec = _check_target(report, (*path, "target"), kind, target)
-            if target in seen:
-                line = report.positions.at(("fields", seen[target], "target"))[0]
+            _check_item_name(report, path, entry, spec, items)
+            key = (
+                f"{target}[{entry.get('name')}]" if spec is not None and spec.kind == "named_list" else target
+            )
+            if key in seen:
+                line = report.positions.at(("fields", seen[key], "target"))[0]
                 report.add(
                     (*path, "target"),
-                    f"target '{target}' is mapped twice (first on line {line})",
+                    f"target '{key}' is mapped twice (first on line {line})",
                     "keep one mapping per Stripe target",
                 )
             else:
-                seen[target] = index
+                seen[key] = index
                 metadata_keys += target.startswith("metadata.")
             _check_value_source(report, path, entry, spec)
         if metadata_keys > tg.METADATA_KEYS_MAX - len(tg.RESERVED_METADATA_KEYS):
@@ -384,6 +389,7 @@ def _semantic(report: _Report, data: dict[str, Any], kind: str) -> None:
                 entry = lines.get(slot)
                 if isinstance(entry, dict):
                     _check_value_source(report, ("lines", slot), entry, spec)
+            _check_line_fields(report, lines.get("fields"))
             tax_behavior = lines.get("tax_behavior")
             if isinstance(tax_behavior, dict):
                 _check_value_source(report, ("lines", "tax_behavior"), tax_behavior, tg.TAX_BEHAVIOR)
@@ -428,8 +434,75 @@ def _check_discounts(report: _Report, discounts: dict[str, Any]) -> None:
         )
 
 
+def _check_line_fields(report: _Report, fields: Any) -> None:
+    """`lines.fields`: product.metadata.<key> / price.metadata.<key>, each once."""
+    if not isinstance(fields, list):
+        return
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(fields):
+        if not isinstance(entry, dict) or not isinstance(entry.get("target"), str):
+            continue
+        path: Path_ = ("lines", "fields", index)
+        target = entry["target"]
+        problem = tg.line_target_problem(target)
+        if problem is not None:
+            report.add((*path, "target"), *problem)
+        elif target in seen:
+            line = report.positions.at(("lines", "fields", seen[target], "target"))[0]
+            report.add(
+                (*path, "target"), f"target '{target}' is mapped twice (first on line {line})", "keep one"
+            )
+        seen.setdefault(target, index)
+        _check_value_source(report, path, entry, tg.metadata_spec(target.rpartition(".")[2]))
+
+
+def _check_item_name(
+    report: _Report, path: Path_, entry: dict[str, Any], spec: tg.TargetSpec | None, items: dict[str, int]
+) -> None:
+    """A named list target (invoice_settings.custom_fields) needs a `name` per entry, within
+    Stripe's limits; any other target takes none."""
+    name = entry.get("name")
+    if spec is None:
+        return
+    if spec.kind != "named_list":
+        if name is not None:
+            report.add(
+                (*path, "name"),
+                f"'name' is only for list targets such as invoice_settings.custom_fields, not '{spec.path}'",
+                "remove the 'name' line",
+                "key",
+            )
+        return
+    if not isinstance(name, str) or not name.strip():
+        report.add(
+            path,
+            f"{spec.path} needs a 'name' per entry: the label shown on the invoice",
+            "add e.g. 'name: PO Number'",
+            "key",
+        )
+        return
+    if spec.name_max_length is not None and len(name) > spec.name_max_length:
+        report.add(
+            (*path, "name"),
+            f"name '{name}' is {len(name)} characters; Stripe allows {spec.name_max_length} for {spec.path}",
+            "use a shorter label",
+        )
+    items[spec.path] = items.get(spec.path, 0) + 1
+    if spec.max_items is not None and items[spec.path] > spec.max_items:
+        report.add(
+            (*path, "target"),
+            f"{spec.path} holds at most {spec.max_items} entries; this is number {items[spec.path]}",
+            "map fewer fields to it",
+        )
+
+
 def _check_target(report: _Report, path: Path_, kind: str, target: str) -> tg.TargetSpec | None:
     spec = tg.resolve_target(kind, target)
+    if spec is None and (reason := tg.refusal(kind, target)) is not None:
+        report.add(
+            path, f"'{target}' is a Stripe {kind} field a mapping may not write: {reason}", "remove it"
+        )
+        return None
     if spec is None:
         supported = tg.supported_targets(kind)
         close = difflib.get_close_matches(target, supported, n=1, cutoff=0.6)

@@ -56,6 +56,8 @@ class FieldMapping(ValueSource):
 
     target: str
     on_invalid: Literal["omit", "fail"] | None = None
+    # A named list target (invoice_settings.custom_fields): the item's name, e.g. "PO Number".
+    name: str | None = None
 
     @property
     def omit_invalid(self) -> bool:
@@ -138,6 +140,8 @@ class LineMapping(_Model):
     write_back: LineWriteBack = LineWriteBack(stripe_price_id="Stripe_Price_ID__c")
     product_write_back: RelatedWriteBack = RelatedWriteBack(stripe_id="Stripe_Product_ID__c")
     price_book_entry_write_back: RelatedWriteBack = RelatedWriteBack(stripe_id="Stripe_Price_ID__c")
+    # product.metadata.<key> / price.metadata.<key> from the Order Product's fields
+    fields: list[FieldMapping] = []
     # The prices' tax_behavior: an OrderItem field (source) and/or one value (default) of
     # inclusive, exclusive, unspecified. Left out: Stripe's unspecified.
     tax_behavior: ValueSource | None = None

@@ -1,10 +1,17 @@
 """The Stripe fields a mapping may write, per Stripe object, with their types and limits.
 
-Only fields the connector knows how to send are listed: an admin typo such as `adress.city`
-or a field the connector does not manage (`balance`) is refused when the mapping
-loads, not when Stripe answers 400. Lengths come from Stripe's API reference (OpenAPI
-`maxLength`): customer name 256, phone 20, email 512, description 5000, address and shipping
-parts 5000; subscription description 500; metadata keys 40 and values 500, 50 keys at most.
+Two layers. Every writable parameter of the pinned stripe-python's request definitions
+(connector.mapping.stripe_schema: create and update both accept it) is a target with its type:
+string, integer, boolean, enum with its choices, nested objects by dot path, lists of strings,
+and named lists such as `invoice_settings.custom_fields` (`name` + `source` per entry). On top,
+the curated entries below (CUSTOMER_TARGETS, SUBSCRIPTION_TARGETS) override what the schema does
+not say: lengths, which Salesforce types may feed a field, docs, value patterns. A short
+deny-list (DENIED) keeps out what is not data an admin should map: the connector's own fields,
+ids of other Stripe objects, money movement and operational switches. An admin typo such as
+`adress.city` is refused when the mapping loads, with a suggestion, not when Stripe answers 400.
+Lengths come from Stripe's API reference (OpenAPI `maxLength`): customer name 256, phone 20,
+email 512, description 5000, address and shipping parts 5000; subscription description 500;
+metadata keys 40 and values 500, 50 keys at most; custom field names 40, values 140.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from connector.mapping import stripe_schema
 
 # Salesforce describe `type` values, grouped by what they can feed.
 SF_TEXT = frozenset(
@@ -52,6 +61,10 @@ class TargetSpec:
     doc: str = ""
     pattern: re.Pattern[str] | None = None  # what each value (each item of a list) must look like
     pattern_fix: str = ""
+    # "named_list" (a list of {name, value} such as invoice_settings.custom_fields): each mapping
+    # entry adds one item, named by the entry's `name`.
+    name_max_length: int | None = None
+    max_items: int | None = None
 
 
 def _s(
@@ -168,10 +181,16 @@ def metadata_spec(key: str) -> TargetSpec:
 
 
 def resolve_target(stripe_object: str, path: str) -> TargetSpec | None:
-    """The spec for a target path, or None when the connector does not support it."""
+    """The spec for a target path: metadata, a curated entry, or one of Stripe's writable
+    parameters outside the deny-list; None when a mapping may not write it."""
     if path.startswith("metadata.") and len(path) > len("metadata."):
         return metadata_spec(path[len("metadata.") :])
-    return TARGETS_BY_OBJECT[stripe_object].get(path)
+    curated = TARGETS_BY_OBJECT[stripe_object].get(path)
+    if curated is not None:
+        return curated
+    if denied(stripe_object, path) is not None:
+        return None
+    return schema_target(stripe_object, path)
 
 
 def value_problem(spec: TargetSpec, value: Any) -> str | None:
@@ -198,4 +217,155 @@ def metadata_key_problem(key: str) -> str | None:
 
 
 def supported_targets(stripe_object: str) -> list[str]:
-    return [*TARGETS_BY_OBJECT[stripe_object], "metadata.<key>"]
+    """Every target a mapping of this object may name (for suggestions and the docs)."""
+    derived = [p for p in stripe_schema.params_of(stripe_object) if denied(stripe_object, p) is None]
+    return [*dict.fromkeys([*TARGETS_BY_OBJECT[stripe_object], *derived]), "metadata.<key>"]
+
+
+# ---- the schema-derived layer ---------------------------------------------------------------
+
+_ID = "the id of another Stripe object, which the connector cannot know from Salesforce"
+_OWN = "the connector sets it itself from the Order rules"
+_MONEY = "moves money or changes what is billed; not a mapping's to set"
+_OPS = "an operational switch for the request, not data"
+_TAX = "Stripe Tax settings are the tax options' (tax_exempt and tax ids), not a free mapping"
+
+# Prefixes (a path, or a parent of paths) the schema offers but a mapping may not write, and why.
+DENIED: dict[str, dict[str, str]] = {
+    "customer": {
+        "balance": _MONEY,
+        "cash_balance": _MONEY,
+        "source": _ID,
+        "invoice_settings.default_payment_method": _ID,
+        "invoice_settings.rendering_options.template": _ID,
+        "invoice_prefix": "invoice numbering is fixed once invoices exist; set it in the Dashboard",
+        "next_invoice_sequence": "invoice numbering is fixed once invoices exist; set it in the Dashboard",
+        "tax": _TAX,
+        "validate": _OPS,
+        "expand": _OPS,
+    },
+    "subscription": {
+        "default_payment_method": "comes from the mapping's default_payment_method (a section of its own)",
+        "default_source": _ID,
+        "default_tax_rates": _ID,
+        "on_behalf_of": _ID,
+        "transfer_data": _MONEY,
+        "application_fee_percent": _MONEY,
+        "discounts": "discounts come from the CPQ discount fields",
+        "payment_behavior": _OWN,
+        "proration_behavior": _OWN + " (amendment_proration for contract changes)",
+        "off_session": _OWN,
+        "cancel_at_period_end": _OWN + " (the Order's end date)",
+        "trial_end": _OWN,
+        "trial_from_plan": _OWN,
+        "trial_settings": _OWN,
+        "billing_thresholds": _MONEY,
+        "pending_invoice_item_interval": _OWN,
+        "automatic_tax": _TAX,
+        "payment_settings": "payment method options are set in the Dashboard, per payment method",
+        "invoice_settings.account_tax_ids": _ID,
+        "invoice_settings.issuer": _ID,
+        "expand": _OPS,
+    },
+}
+# Subscriptions: the connector builds the request from the Order rules and sends what the mapping
+# names only for these (a schedule's first phase carries them too); any other schema path is refused.
+SUBSCRIPTION_SENT = frozenset(
+    {
+        "description",
+        "collection_method",
+        "days_until_due",
+        "invoice_settings.custom_fields",
+        "invoice_settings.description",
+        "invoice_settings.footer",
+    }
+)
+
+_ACCEPTS = {
+    "string": SF_SCALAR,
+    "enum": SF_TEXT,
+    "integer": SF_NUMBER | SF_TEXT,
+    "number": SF_NUMBER | SF_TEXT,
+    "boolean": SF_BOOLEAN | SF_TEXT,
+    "string_list": SF_TEXT,
+    "named_list": SF_SCALAR,
+}
+
+
+def denied(stripe_object: str, path: str) -> str | None:
+    """Why a schema path may not be mapped, or None."""
+    for prefix, reason in DENIED[stripe_object].items():
+        if path == prefix or path.startswith(f"{prefix}."):
+            return reason
+    if stripe_object == "subscription" and path not in SUBSCRIPTION_SENT:
+        return (
+            "the connector sends only description, collection_method, days_until_due, metadata and "
+            "invoice_settings (custom_fields, description, footer) on subscriptions"
+        )
+    return None
+
+
+def schema_target(stripe_object: str, path: str) -> TargetSpec | None:
+    """The target Stripe's request definitions give for a path (deny-list not applied)."""
+    param = stripe_schema.params_of(stripe_object).get(path)
+    if param is None:
+        return None
+    if param.kind == "object_list":
+        if set(param.item) != {"name", "value"}:
+            return None  # a list of objects a mapping has no form for
+        name, value = param.item["name"], param.item["value"]
+        return TargetSpec(
+            path,
+            "named_list",
+            value.max_length,
+            _ACCEPTS["named_list"],
+            doc=param.doc,
+            name_max_length=name.max_length,
+            max_items=param.max_items,
+        )
+    return TargetSpec(path, param.kind, param.max_length, _ACCEPTS[param.kind], param.choices, param.doc)
+
+
+def refusal(stripe_object: str, path: str) -> str | None:
+    """Why a target Stripe accepts is not one a mapping may write (None when it is, or when
+    Stripe has no such parameter)."""
+    if path.startswith("metadata.") or path in TARGETS_BY_OBJECT[stripe_object]:
+        return None
+    if schema_target(stripe_object, path) is None:
+        return None
+    return denied(stripe_object, path)
+
+
+# ---- a subscription mapping's `lines.fields`: the metadata of the Products and Prices ----------
+
+# Keys the connector sets on them itself (recovery and reuse find objects by them).
+LINE_RESERVED_KEYS: dict[str, frozenset[str]] = {
+    "product": frozenset({"salesforce_product_id", "managed_by"}),
+    "price": frozenset(
+        {"salesforce_product_id", "cpq2stripe_price_key", "salesforce_record_id", "managed_by"}
+    ),
+}
+LINE_TARGET_FORMS = ("product.metadata.<key>", "price.metadata.<key>")
+
+
+def line_target(path: str) -> tuple[str, str] | None:
+    """`product.metadata.family` -> ("product", "family"); None for anything else."""
+    head, _, key = path.partition(".metadata.")
+    if head in LINE_RESERVED_KEYS and key:
+        return head, key
+    return None
+
+
+def line_target_problem(path: str) -> tuple[str, str] | None:
+    """(message, fix) when a `lines.fields` target is not one a mapping may write."""
+    parsed = line_target(path)
+    if parsed is None:
+        return (
+            f"'{path}' is not a line target; lines take {' or '.join(LINE_TARGET_FORMS)}",
+            "write e.g. 'product.metadata.family'",
+        )
+    obj, key = parsed
+    if key in LINE_RESERVED_KEYS[obj]:
+        return f"{obj} metadata key '{key}' is reserved for the connector", "choose another key"
+    problem = metadata_key_problem(key)
+    return (problem, "use a key of at most 40 characters without [ or ]") if problem else None

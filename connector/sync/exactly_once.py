@@ -162,6 +162,7 @@ def ensure(
     *,
     link: Link | None = None,
     payload_hash: str | None = None,
+    field_hashes: dict[str, str] | None = None,
 ) -> str:
     """One object on its own (an object several records share): linked, or recovered, or created,
     and linked before this returns. Callers serialise on the key (connector.sync.keyed_locks)."""
@@ -175,7 +176,9 @@ def ensure(
             stripe_account, create.kind.object_type, create.sf_object, create.key_id, create.idempotency_key
         )
     obj = obtain(create, link, recovering=recovering, now=now)
-    link_existing(store, stripe_account, create, str(obj.id), payload_hash=payload_hash)
+    link_existing(
+        store, stripe_account, create, str(obj.id), payload_hash=payload_hash, field_hashes=field_hashes
+    )
     return str(obj.id)
 
 
@@ -186,8 +189,10 @@ def link_existing(
     stripe_id: str,
     *,
     payload_hash: str | None = None,
+    field_hashes: dict[str, str] | None = None,
 ) -> None:
-    """Link an object that exists already (created above, or named in Salesforce and verified)."""
+    """Link an object that exists already (created above, or named in Salesforce and verified);
+    `field_hashes`: what was sent, per field, for a pipeline that later updates it."""
     with store.transaction():
         store.links.record_intent(
             stripe_account, create.kind.object_type, create.sf_object, create.key_id, create.idempotency_key
@@ -199,5 +204,6 @@ def link_existing(
             stripe_id=stripe_id,
             payload_hash=payload_hash,
             sf_modstamp=None,
+            field_hashes=field_hashes,
         )
     crash_point(create.kind.after_link)

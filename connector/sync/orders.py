@@ -19,7 +19,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -36,7 +36,7 @@ from connector.stripe_sink import idempotency
 from connector.stripe_sink.catalog import PRODUCT_ID_KEY, CatalogSink
 from connector.stripe_sink.coupons import CouponSink
 from connector.stripe_sink.subscriptions import ORDER_ID_KEY, SubscriptionSink, metadata_of
-from connector.sync import pipeline, polling
+from connector.sync import pipeline, polling, price_upkeep, products
 from connector.sync.context import SyncContext
 from connector.sync.contracts import ApplyContractChange, ContractChanges, contract_lanes, is_contract_change
 from connector.sync.exactly_once import (
@@ -257,6 +257,7 @@ class CreateSubscription:
     metadata: dict[str, str]
     customer_id: str | None = None  # set once the Account's Customer is known
     new_customer: str = ""  # a dry run: the Account whose Customer the run would create first
+    invoice_settings: dict[str, Any] = field(default_factory=dict)  # mapped: custom fields, footer
 
 
 @dataclass(frozen=True)
@@ -591,7 +592,7 @@ class OrderSync:
             config = replace(config, collection_method="charge_automatically")
         trial = mapped.params.get(TRIAL_END.path)
         result = plan_order({**row, "Account": account, TRIAL_END_KEY: trial}, config)
-        messages = [str(e) for e in mapped.errors]
+        messages = [str(e) for e in mapped.errors] + self._line_field_errors(row)
         if isinstance(result, OrderRefusal):
             messages = [result.message(), *messages]
         if messages:
@@ -602,6 +603,7 @@ class OrderSync:
             result,
             mapped.params.get("description"),
             {k: str(v) for k, v in (mapped.params.get("metadata") or {}).items()},
+            invoice_settings=dict(mapped.params.get("invoice_settings") or {}),
         )
         return w
 
@@ -765,6 +767,9 @@ class OrderSync:
                 phase["description"] = task.description
         elif task.description:
             params["description"] = task.description
+        if task.invoice_settings:  # a schedule's first phase carries them to its subscription
+            holder = params["phases"][0] if plan.is_schedule else params
+            holder["invoice_settings"] = {**holder.get("invoice_settings", {}), **task.invoice_settings}
         recovering = w.link is not None
         create = self._subscription(sid, params, task.customer_id, plan.is_schedule)
         created = obtain(create, link, recovering=recovering, now=self.ctx.now())
@@ -797,6 +802,9 @@ class OrderSync:
         params["metadata"] = {**task.metadata, **params["metadata"]}
         if task.description:
             params["description"] = task.description
+        for key in ("custom_fields", "footer"):  # the mapping's invoice_settings, on the invoice itself
+            if task.invoice_settings.get(key):
+                params[key] = task.invoice_settings[key]
         return self.invoices.apply(
             w.row,
             task.plan,
@@ -954,8 +962,10 @@ class OrderSync:
     def _linked(self, object_type: str, key_id: str) -> Link | None:
         return self.ctx.store.links.get(self.ctx.stripe_account, object_type, key_id)
 
-    def _ensure(self, create: Create, link: Link | None = None) -> str:
-        return ensure(self.ctx.store, self.ctx.stripe_account, create, self.ctx.now(), link=link)
+    def _ensure(self, create: Create, link: Link | None = None, hashes: dict[str, str] | None = None) -> str:
+        return ensure(
+            self.ctx.store, self.ctx.stripe_account, create, self.ctx.now(), link=link, field_hashes=hashes
+        )
 
     def _product(self, spec: ProductSpec, row: Mapping[str, Any], batch: Batch) -> str:
         """The Stripe Product of a Product2: linked, adopted from the Product2's field, or created."""
@@ -980,7 +990,8 @@ class OrderSync:
                     link_existing(self.ctx.store, self.ctx.stripe_account, create, product.id)
                     stripe_id = str(product.id)
             if stripe_id is None:
-                stripe_id = self._ensure(create, link)
+                # What the Product2 pipeline (connector.sync.products) compares with later.
+                stripe_id = self._ensure(create, link, hashes=products.created_hashes(params))
         self._stage_product(spec, stripe_id, batch)
         return stripe_id
 
@@ -990,6 +1001,8 @@ class OrderSync:
         rec = next((r for r in items if str(r.get("Product2Id")) == spec.sf_id), None)
         if rec is not None:
             mapped = map_record(self.mapping.lines, dict(rec))
+            # lines.fields product.metadata.<key>; the connector's own keys win
+            params["metadata"] = {**mapped.params.get("product_metadata", {}), **params.get("metadata", {})}
             if mapped.params.get("product_name"):
                 params["name"] = mapped.params["product_name"]
             if "product_description" in mapped.params or self.mapping.lines.product_description:
@@ -1038,13 +1051,19 @@ class OrderSync:
             link = self._linked(PRICE.object_type, key_id)
             if link is not None and link.status == "linked" and link.stripe_id:
                 price_id = link.stripe_id
+                if price_upkeep.is_archived(link):  # an entry back at an amount it had before
+                    price_upkeep.revive(self.ctx, self.catalog, link)
             elif lp.existing_price_id and self._reusable(lp, product_id, meter_id):
                 price_id = lp.existing_price_id
             else:
                 params = lp.spec.params(product_id)
                 # The Salesforce record the price belongs to (PricebookEntry or OrderItem): exactly
                 # one price per record and spec, checkable from Stripe alone.
-                params["metadata"] = {**params.get("metadata", {}), "salesforce_record_id": lp.write_back_id}
+                params["metadata"] = {
+                    **self._price_metadata(lp, row),  # lines.fields price.metadata.<key>
+                    **params.get("metadata", {}),
+                    "salesforce_record_id": lp.write_back_id,
+                }
                 if meter_id is not None:
                     params["recurring"] = {**params["recurring"], "meter": meter_id}
                 create = Create(
@@ -1063,6 +1082,23 @@ class OrderSync:
                 price_id = self._ensure(create, link)
         self._stage_price(lp, price_id, row, batch)
         return price_id
+
+    def _line_field_errors(self, row: Mapping[str, Any]) -> list[str]:
+        """Values `lines.fields` cannot send (product or price metadata), per Order Product."""
+        targets = {f.target for f in self.mapping.lines.fields}
+        if not targets:
+            return []
+        errors: list[str] = []
+        for rec in (row.get("OrderItems") or {}).get("records") or []:
+            mapped = map_record(self.mapping.lines, dict(rec))
+            errors.extend(str(e) for e in mapped.errors if e.stripe_target in targets)
+        return errors
+
+    def _price_metadata(self, lp: LinePrice, row: Mapping[str, Any]) -> dict[str, Any]:
+        if not self.mapping.lines.fields:
+            return {}
+        rec = next(r for r in row["OrderItems"]["records"] if str(r.get("Id")) == lp.order_item_id)
+        return dict(map_record(self.mapping.lines, dict(rec)).params.get("price_metadata", {}))
 
     def _reusable(self, lp: LinePrice, product_id: str, meter_id: str | None) -> bool:
         assert lp.existing_price_id
@@ -1084,6 +1120,12 @@ class OrderSync:
         if spec.stripe_id != stripe_id:
             batch.writeback.stage("Product2", spec.sf_id, {field: stripe_id}, current={field: spec.stripe_id})
 
+    def _retire(self, old_id: str, new_id: str) -> None:
+        if old_id not in self._prices:
+            self._prices[old_id] = self.catalog.retrieve_price(old_id)
+        if price_upkeep.retire(self.ctx, self.catalog, self._prices[old_id], new_id):
+            self._prices.pop(old_id, None)
+
     def _stage_price(self, lp: LinePrice, price_id: str, row: Mapping[str, Any], batch: Batch) -> None:
         lines = self.mapping.lines
         rec = next(r for r in row["OrderItems"]["records"] if str(r.get("Id")) == lp.order_item_id)
@@ -1094,6 +1136,8 @@ class OrderSync:
             field = lines.write_back.stripe_price_id
             current = rec.get(field)
         if current != price_id:
+            if lp.write_back_object == "PricebookEntry" and current:  # the entry's Price is replaced
+                self._retire(current, price_id)
             batch.writeback.stage(
                 lp.write_back_object, lp.write_back_id, {field: price_id}, current={field: current}
             )

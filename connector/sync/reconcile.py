@@ -23,7 +23,7 @@ from connector.salesforce.soql import id_list
 from connector.state.models import Link, LogEntry
 from connector.stripe_sink.customers import SALESFORCE_ID_KEY, CustomerSink
 from connector.sync.context import SyncContext
-from connector.sync.fieldhash import field_hashes, payload_hash
+from connector.sync.fieldhash import WHOLE_OBJECTS, field_hashes, payload_hash
 from connector.sync.polling import progress_task
 from connector.sync.runner import finish_run
 
@@ -64,24 +64,28 @@ class ReconcileReport:
     errors: list[str] = field(default_factory=list)
     fatal: str | None = None
     unprocessed: int = 0  # Customers left for the next run (Ctrl-C)
+    products_checked: int = 0  # Products against their Product2 (connector.sync.product_reconcile)
 
     def summary_lines(self) -> list[str]:
-        drifted = len({d.stripe_id for d in self.drifts})
-        if self.dry_run:
-            head = (
-                f"Reconcile (dry run, nothing changed): {self.checked} Customers checked, {drifted} drifted"
-            )
-        else:
-            head = (
-                f"Reconcile: {self.checked} Customers checked, {drifted} drifted, "
-                f"{len(self.corrected)} put back to the Salesforce values"
-            )
-        lines = [head, *(f"  DRIFT {d.line()}" for d in self.drifts)]
+        lines = [self._head("Customers", self.checked, OBJECT_TYPE)]
+        if self.products_checked:
+            lines.append(self._head("Products", self.products_checked, "product"))
+        lines += [f"  DRIFT {d.line()}" for d in self.drifts]
         lines += [f"  SKIPPED {s}" for s in self.skipped]
         lines += [f"  FAILED {e}" for e in self.errors]
         if self.fatal:
             lines.append(f"  STOPPED: {self.fatal}")
         return lines
+
+    def _head(self, noun: str, checked: int, object_type: str) -> str:
+        drifted = {d.stripe_id for d in self.drifts if d.object_type == object_type}
+        if self.dry_run:
+            return f"Reconcile (dry run, nothing changed): {checked} {noun} checked, {len(drifted)} drifted"
+        put_back = len([s for s in self.corrected if s in drifted])
+        return (
+            f"Reconcile: {checked} {noun} checked, {len(drifted)} drifted, "
+            f"{put_back} put back to the Salesforce values"
+        )
 
 
 # ---- pure parts ---------------------------------------------------------------------------------
@@ -158,6 +162,18 @@ def customer_drift(
                     )
             continue
         value = desired.get(top)
+        if top not in WHOLE_OBJECTS and (
+            isinstance(value, Mapping) or isinstance(stripe_obj.get(top), Mapping)
+        ):
+            # Merged part by part (invoice_settings): only the drifted parts, "" to unset one.
+            for d in drifts:
+                if d.field.startswith(f"{top}."):
+                    node = changes.setdefault(top, {})
+                    *parents, leaf = d.field.removeprefix(f"{top}.").split(".")
+                    for part in parents:
+                        node = node.setdefault(part, {})
+                    node[leaf] = "" if d.salesforce_value is None else want[d.field]
+            continue
         if isinstance(value, Mapping) or isinstance(stripe_obj.get(top), Mapping):
             prefixes = [t.removeprefix(f"{top}.") for t in mapped_targets if t.startswith(f"{top}.")]
             value = _overlay(stripe_obj.get(top), value or {}, prefixes) or ""
@@ -317,12 +333,17 @@ def reconcile(ctx: SyncContext, *, dry_run: bool) -> ReconcileReport:
     outer_run = ctx.run_id  # a daemon's context is shared: give its run id back afterwards
     ctx.run_id = None if dry_run else ctx.store.runs.start("reconcile")
     try:
+        from connector.sync.product_reconcile import ProductReconciler  # it builds on this module
+
         CustomerReconciler(ctx).run(report)
+        if not report.fatal and not ctx.stop.is_set():
+            ProductReconciler(ctx).run(report)
     except Exception as exc:
         report.fatal = classify(exc).message
     finally:
         if ctx.run_id is not None:
-            counts = {"checked": report.checked, "drifted": len({d.stripe_id for d in report.drifts})}
+            checked = report.checked + report.products_checked
+            counts = {"checked": checked, "drifted": len({d.stripe_id for d in report.drifts})}
             counts["updated"] = len(report.corrected)
             counts["failed"] = len(report.errors)
             finish_run(ctx, ctx.run_id, counts, report.fatal)

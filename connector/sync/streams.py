@@ -15,9 +15,10 @@ from typing import Protocol
 from connector.sync import polling
 from connector.sync.accounts import AccountSync
 from connector.sync.context import SyncContext
-from connector.sync.exactly_once import CUSTOMER, SUBSCRIPTION, Kind
+from connector.sync.exactly_once import CUSTOMER, PRODUCT, SUBSCRIPTION, Kind
 from connector.sync.orders import OrderSync
 from connector.sync.polling import PolledSync
+from connector.sync.products import ProductSync
 from connector.sync.report import RunReport, regroup
 
 
@@ -55,9 +56,12 @@ class Stream:
         return polling.sync_ids(self.build(ctx), ids, report, should_stop=should_stop)
 
 
-# In dependency order: an Order's Customer comes from its Account.
+# In dependency order: an Order's Customer comes from its Account. A Product2's Product is made by
+# the first Order that bills it; the Product2 pass only keeps existing ones current, before the
+# Orders that bill them (a Product2 an Order links in this pass is compared on the next one).
 STREAMS: tuple[Stream, ...] = (
     Stream("accounts", "Accounts → Customers", "Account", CUSTOMER, True, AccountSync),
+    Stream("products", "Product2 → Products", "Product2", PRODUCT, True, ProductSync),
     Stream("orders", "Orders → Subscriptions", "Order", SUBSCRIPTION, False, OrderSync),
 )
 KEYS: tuple[str, ...] = tuple(s.key for s in STREAMS)

@@ -36,7 +36,7 @@ def test_an_unknown_object_is_refused_with_the_valid_names_and_a_suggestion(tmp_
 
     assert done.returncode == 2
     assert "'acounts'" in _text(done.stderr) and "did you mean 'accounts'?" in _text(done.stderr)
-    assert "Choose from: accounts, orders" in _text(done.stderr)
+    assert "Choose from: accounts, products, orders" in _text(done.stderr)
     assert not (tmp_path / "state.db").exists()
 
 

@@ -455,3 +455,36 @@ def test_cannot_publish_to_a_change_event_channel(api: Api) -> None:
     with pytest.raises(grpc.RpcError) as err:
         api.stub.Publish(pb.PublishRequest(topic_name=ACCOUNTS), metadata=api.metadata)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize(
+    ("sobject", "fields", "edit"),
+    [
+        ("Product2", {"Name": "Platform", "IsActive": True}, {"Name": "Platform Pro", "IsActive": False}),
+        ("PricebookEntry", {"UnitPrice": 49.0}, {"UnitPrice": 59.0}),
+    ],
+)
+def test_catalog_edits_stamp_the_record_and_publish_change_events(
+    sandbox: Any, api: Api, sobject: str, fields: dict[str, Any], edit: dict[str, Any]
+) -> None:
+    admin = sandbox.sf_admin
+    if sobject == "PricebookEntry":
+        book = admin.create_record("Pricebook2", {"Name": "Standard", "IsActive": True})
+        product = admin.create_record("Product2", {"Name": "Platform"})
+        fields = {**fields, "Pricebook2Id": book, "Product2Id": product, "IsActive": True}
+    channel = f"/data/{sobject}ChangeEvent"
+    sub = api.subscribe(pb.FetchRequest(topic_name=channel, replay_preset=pb.LATEST, num_requested=10))
+    try:
+        wait_for(lambda: _subscribed(sandbox, channel), what="subscription")
+        record_id = admin.create_record(sobject, fields)
+        created = admin.get_record(sobject, record_id)
+        assert api.decode(sub.events(1)[0].event)["ChangeEventHeader"]["changeType"] == "CREATE"
+        admin.patch_record(sobject, record_id, edit)
+        header = api.decode(sub.events(1)[0].event)["ChangeEventHeader"]
+        assert header["changeType"] == "UPDATE" and header["recordIds"] == [record_id]
+        assert set(edit) <= set(header["changedFields"])
+        assert admin.get_record(sobject, record_id)["SystemModstamp"] > created["SystemModstamp"]
+        logged = [c for c in admin.changes() if record_id in c["record_ids"]]
+        assert [c["change_type"] for c in logged] == ["CREATE", "UPDATE"]
+    finally:
+        sub.close()

@@ -106,3 +106,31 @@ def test_flatten_and_overlay():
     assert flatten({"a": {"b": 1, "c": {"d": [1]}}, "e": None}) == {"a.b": 1, "a.c.d": [1], "e": None}
     assert _overlay({"x": 1, "y": None, "z": 3}, {"x": 2}, ["x", "z"]) == {"x": 2}
     assert _overlay(None, {"x": 2}, ["x"]) == {"x": 2}
+
+
+def test_invoice_custom_fields_drift_puts_back_only_that_part():
+    from connector.mapping import parse_mapping
+
+    mapping = parse_mapping(
+        "write_back: {stripe_id: Stripe_Customer_ID__c}\n"
+        "fields:\n"
+        "  - {target: name, source: Name}\n"
+        "  - {target: invoice_settings.custom_fields, name: Sector, source: Industry}\n",
+        "customer.yaml",
+        "customer",
+    )
+    want = map_record(mapping, {**ACCOUNT, "Industry": "Banking"}).params
+    settings = {
+        "custom_fields": [{"name": "Sector", "value": "by hand"}],
+        "footer": "Kept",
+        "default_payment_method": None,
+    }
+    drifts, changes = customer_drift(mapping, SF_ID, want, stripe_customer(invoice_settings=settings))
+    assert [d.field for d in drifts] == ["invoice_settings.custom_fields"]
+    assert changes == {"invoice_settings": {"custom_fields": [{"name": "Sector", "value": "Banking"}]}}
+
+    gone = map_record(mapping, {**ACCOUNT, "Industry": None}).params
+    _drifts, changes = customer_drift(mapping, SF_ID, gone, stripe_customer(invoice_settings=settings))
+    assert changes == {"invoice_settings": {"custom_fields": ""}}
+    in_step = {**settings, "custom_fields": [{"name": "Sector", "value": "Banking"}]}
+    assert customer_drift(mapping, SF_ID, want, stripe_customer(invoice_settings=in_step)) == ([], {})

@@ -260,6 +260,17 @@ def validate(fields: Mapping[str, Spec], params: dict[str, Any]) -> dict[str, An
 
 # Shared building blocks.
 EXPAND = Arr(item=Str(nullable=False))
+# invoice_settings.custom_fields (customer, subscription, schedule phase): up to 4 fields shown on
+# invoices, name up to 40 and value up to 140 characters (Stripe API reference).
+CUSTOM_FIELDS = Arr(
+    item=Obj(
+        fields={
+            "name": Str(required=True, nullable=False, max_len=40),
+            "value": Str(required=True, nullable=False, max_len=140),
+        }
+    ),
+    max_items=4,
+)
 METADATA = Metadata()
 ADDRESS = Obj(
     fields={

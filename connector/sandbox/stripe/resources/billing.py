@@ -17,6 +17,7 @@ from ..common import Ctx, Endpoint, paginate
 from ..errors import StripeError, exclusive, invalid, missing_param
 from ..search import run_search
 from ..validation import (
+    CUSTOM_FIELDS,
     EXPAND,
     LIST,
     METADATA,
@@ -104,6 +105,8 @@ _INVOICE_ITEM = Obj(
         ),
     }
 )
+# What a subscription (or a schedule phase) says its invoices carry.
+_INVOICE_SETTINGS = {"custom_fields": CUSTOM_FIELDS, "description": Str(), "footer": Str(max_len=5000)}
 _SUB = {
     "customer": Str(required=True, nullable=False),
     "automatic_tax": AUTOMATIC_TAX,
@@ -113,6 +116,7 @@ _SUB = {
     "days_until_due": Int(min=0, max=730),
     "default_payment_method": Str(),
     "description": Str(max_len=500),
+    "invoice_settings": Obj(fields=_INVOICE_SETTINGS),
     "off_session": Bool(),
     "backdate_start_date": Ts(),
     "billing_cycle_anchor": Ts(),
@@ -248,6 +252,17 @@ def resolve_price(ctx: Ctx, item: dict[str, Any], param: str, *, recurring: bool
             "The price specified is inactive. This field only accepts active prices.", f"{param}[price]"
         )
     return price
+
+
+def check_product_active(ctx: Ctx, price: dict[str, Any], param: str) -> None:
+    """A new subscription on an archived product's price: Stripe's error (stripe/stripe-go#1031)."""
+    product = ctx.store.get("product", price["product"])
+    if not product["active"]:
+        raise invalid(
+            f"The product {product['id']} is marked as inactive, and thus no new subscriptions can be "
+            f"created to any plans of this product. You provided the plan {price['id']}.",
+            param,
+        )
 
 
 def new_item(ctx: Ctx, sub_id: str, price: dict[str, Any], raw: dict[str, Any], param: str) -> dict[str, Any]:
@@ -466,6 +481,11 @@ def open_invoice(
         "customer": customer["id"],
         "customer_email": customer["email"],
         "customer_name": customer["name"],
+        # The subscription's invoice_settings.custom_fields, else the customer's defaults.
+        "custom_fields": copy.deepcopy(
+            (sub.get("invoice_settings") or {}).get("custom_fields")
+            or customer["invoice_settings"]["custom_fields"]
+        ),
         "default_payment_method": None,
         "description": None,
         "discounts": invoice_discounts,
@@ -639,6 +659,8 @@ def build_subscription(
     items = []
     for idx, raw in enumerate(items_in):
         price = resolve_price(ctx, raw, f"items[{idx}]", recurring=True)
+        if not from_schedule:
+            check_product_active(ctx, price, f"items[{idx}][price]")
         items.append(new_item(ctx, sub_id, price, raw, f"items[{idx}]"))
     extra: list[tuple[dict[str, Any], int]] = []
     for idx, raw in enumerate(p.get("add_invoice_items") or []):
@@ -722,7 +744,11 @@ def build_subscription(
         "description": p.get("description"),
         "discounts": [],
         "ended_at": None,
-        "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+        "invoice_settings": {
+            "account_tax_ids": None,
+            "issuer": {"type": "self"},
+            **{k: (p.get("invoice_settings") or {}).get(k) for k in _INVOICE_SETTINGS},
+        },
         "items": {
             "object": "list",
             "data": items,
@@ -1022,7 +1048,7 @@ _PHASE = Obj(
         "trial_end": Ts(words=("now",)),
         "trial": Bool(),
         "collection_method": Str(enum=COLLECTION),
-        "invoice_settings": Obj(fields={"days_until_due": Int(min=0, max=730)}),
+        "invoice_settings": Obj(fields={"days_until_due": Int(min=0, max=730), **_INVOICE_SETTINGS}),
         "default_payment_method": Str(),
         "description": Str(max_len=500),
         "metadata": METADATA,
@@ -1148,7 +1174,12 @@ def _phase_out(
         "description": raw.get("description"),
         "discounts": phase_discounts,
         "end_date": end,
-        "invoice_settings": {"account_tax_ids": None, "days_until_due": days, "issuer": None}
+        "invoice_settings": {
+            "account_tax_ids": None,
+            "days_until_due": days,
+            "issuer": None,
+            **{k: raw["invoice_settings"].get(k) for k in _INVOICE_SETTINGS},
+        }
         if raw.get("invoice_settings")
         else None,
         "items": [
@@ -1277,6 +1308,7 @@ def start_schedule(ctx: Ctx, sched: dict[str, Any], *, from_schedule: bool = Fal
         "metadata": first["metadata"],
         "billing_mode": {"type": sched["billing_mode"]["type"]},
         "trial_end": first["trial_end"],
+        "invoice_settings": {k: (first["invoice_settings"] or {}).get(k) for k in _INVOICE_SETTINGS},
     }
     customer = store.get("customer", sched["customer"])
     if (first.get("automatic_tax") or {}).get("enabled") and location_problem(customer) is None:

@@ -272,7 +272,16 @@ def new_price(ctx: Ctx, p: dict[str, Any], param_prefix: str = "", *, active: bo
     if p.get("product_data"):
         product_id = new_product(ctx, p["product_data"], p["product_data"].get("id"))["id"]
     elif p.get("product"):
-        product_id = store.get("product", p["product"], name("product"))["id"]
+        product = store.get("product", p["product"], name("product"))
+        if not product["active"]:
+            # An archived product "can't be added to new invoices or subscriptions" (Stripe docs,
+            # Manage products and prices); its prices are refused with Stripe's inactive-product error.
+            raise invalid(
+                f"The product {product['id']} is marked as inactive, and thus no new prices can be "
+                "created for it. Reactivate the product (active=true) first.",
+                name("product"),
+            )
+        product_id = product["id"]
     else:
         raise missing_param(name("product"))
     lookup_key = p.get("lookup_key")

@@ -9,7 +9,19 @@ from typing import Any
 from ..common import Ctx, Endpoint, paginate
 from ..errors import StripeError, invalid
 from ..search import run_search
-from ..validation import ADDRESS, EXPAND, LIST, METADATA, RETRIEVE, SEARCH, Arr, Obj, Str, merge_metadata
+from ..validation import (
+    ADDRESS,
+    CUSTOM_FIELDS,
+    EXPAND,
+    LIST,
+    METADATA,
+    RETRIEVE,
+    SEARCH,
+    Arr,
+    Obj,
+    Str,
+    merge_metadata,
+)
 from . import tax_ids
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -36,8 +48,17 @@ _FIELDS = {
     "address": ADDRESS,
     "shipping": _SHIPPING,
     "metadata": METADATA,
+    "business_name": Str(max_len=150),
+    "individual_name": Str(max_len=150),
     "invoice_settings": Obj(
-        fields={"default_payment_method": Str(max_len=5000), "footer": Str(max_len=5000)}
+        fields={
+            "default_payment_method": Str(max_len=5000),
+            "footer": Str(max_len=5000),
+            "custom_fields": CUSTOM_FIELDS,  # the default custom fields of the customer's invoices
+            "rendering_options": Obj(
+                fields={"amount_tax_display": Str(enum=("exclude_tax", "include_inclusive_tax"))}
+            ),
+        }
     ),
     "preferred_locales": Arr(item=Str(nullable=False)),
     "tax_exempt": Str(enum=("exempt", "none", "reverse")),
@@ -86,7 +107,7 @@ def _check_common(ctx: Ctx, p: dict[str, Any], customer_id: str | None) -> None:
 
 
 def _apply(cust: dict[str, Any], p: dict[str, Any]) -> None:
-    for key in ("name", "email", "phone", "description"):
+    for key in ("name", "email", "phone", "description", "business_name", "individual_name"):
         if key in p:
             cust[key] = p[key]
     if "address" in p:
@@ -106,9 +127,9 @@ def _apply(cust: dict[str, Any], p: dict[str, Any]) -> None:
         cust["metadata"] = merge_metadata(cust["metadata"], p["metadata"])
     if "invoice_settings" in p:
         settings = p["invoice_settings"] or {}
-        for key in ("default_payment_method", "footer"):
+        for key in ("default_payment_method", "footer", "custom_fields", "rendering_options"):
             if key in settings:
-                cust["invoice_settings"][key] = settings[key]
+                cust["invoice_settings"][key] = settings[key] or None
     if "preferred_locales" in p:
         cust["preferred_locales"] = p["preferred_locales"] or []
     if "tax_exempt" in p:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..common import Ctx, Endpoint, paginate
 from ..errors import StripeError, exclusive, invalid, missing_param
-from ..validation import EXPAND, LIST, METADATA, Bool, Decimal, Int, Obj, Str, merge_metadata
+from ..validation import CUSTOM_FIELDS, EXPAND, LIST, METADATA, Bool, Decimal, Int, Obj, Str, merge_metadata
 from .billing import COLLECTION, check_pm
 from .catalog import TAX_BEHAVIOR, new_price
 from .tax import AUTOMATIC_TAX, automatic_tax
@@ -37,7 +37,7 @@ _INVOICE = {
     "footer": Str(max_len=5000),
     "currency": Str(),
     "pending_invoice_items_behavior": Str(enum=PENDING_BEHAVIOR),
-    "custom_fields": Obj(fields={}),
+    "custom_fields": CUSTOM_FIELDS,
     "metadata": METADATA,
     "expand": EXPAND,
 }
@@ -121,6 +121,8 @@ def create_invoice(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
         "customer": customer["id"],
         "customer_email": customer["email"],
         "customer_name": customer["name"],
+        # Given, else the customer's invoice_settings.custom_fields (Stripe's defaults for its invoices).
+        "custom_fields": p.get("custom_fields") or customer["invoice_settings"]["custom_fields"],
         "days_until_due": days,
         "default_payment_method": p.get("default_payment_method"),
         "description": p.get("description"),

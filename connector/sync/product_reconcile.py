@@ -1,0 +1,157 @@
+"""Drift on Products: a name, description or active state edited in Stripe is put back to what the
+Product2 says (one-way authority), as `reconcile` does for Customers.
+
+Cheap by construction: the linked Products are read with the list API (100 a page), their
+Product2 rows with one SOQL per 200 ids, and each drifted Product gets one update carrying only
+its drifted fields. Only the fields the Product2 pass owns are compared (connector.sync.products);
+metadata and everything else on the Product are left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from connector.errors import Disposition, classify
+from connector.salesforce.soql import id_list
+from connector.state.models import Link, LogEntry
+from connector.stripe_sink.catalog import CatalogSink
+from connector.sync.context import SyncContext
+from connector.sync.fieldhash import changed_params, field_hashes, payload_hash
+from connector.sync.products import (
+    OBJECT_TYPE,
+    OWNED,
+    SF_OBJECT,
+    compared_fields,
+    product_fields,
+    product_params,
+)
+from connector.sync.reconcile import PAGE, SOQL_CHUNK, Drift, ReconcileReport
+
+log = logging.getLogger(__name__)
+
+
+def product_drift(
+    sf_id: str, desired: Mapping[str, Any], product: Mapping[str, Any], compared: set[str]
+) -> list[Drift]:
+    """The owned fields where the Product differs from the Product2 (pure): an empty description
+    equals none, `active` compares as a flag."""
+    drifts = []
+    for name in sorted(compared):
+        want, have = desired.get(name), product.get(name)
+        same = bool(want) == bool(have) if name == "active" else (want or None) == (have or None)
+        if not same:
+            drifts.append(Drift(OBJECT_TYPE, sf_id, str(product["id"]), name, have, want))
+    return drifts
+
+
+class ProductReconciler:
+    def __init__(self, ctx: SyncContext) -> None:
+        self.ctx = ctx
+        self.lines = ctx.mappings.subscription.lines
+        self.sink = CatalogSink(ctx.gateway)
+        # name, description, active (metadata drift is not Product data a person edits by hand)
+        self.compared = compared_fields(self.lines) & set(OWNED)
+
+    def list_products(self) -> Iterator[dict[str, Any]]:
+        gateway = self.ctx.gateway
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": PAGE}
+            if after:
+                params["starting_after"] = after
+            page = gateway.call("products.list", gateway.client.v1.products.list, params=params)
+            for product in page.data:
+                yield product.to_dict()
+            if not page.has_more or not page.data or self.ctx.stop.is_set():
+                return
+            after = page.data[-1].id
+
+    def product2_rows(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        fields = ", ".join(dict.fromkeys(["Id", *product_fields(self.lines)]))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), SOQL_CHUNK):
+            soql = f"SELECT {fields} FROM {SF_OBJECT} WHERE Id IN {id_list(ids[start : start + SOQL_CHUNK])}"
+            for page in self.ctx.sf.query_pages(soql):
+                found.update((r["Id"], dict(r)) for r in page)
+        return found
+
+    def run(self, report: ReconcileReport) -> None:
+        ctx, store = self.ctx, self.ctx.store
+        links = {
+            link.stripe_id: link
+            for link in store.links.all(
+                stripe_account=ctx.stripe_account, object_type=OBJECT_TYPE, status="linked"
+            )
+            if link.stripe_id
+        }
+        if not links or ctx.stop.is_set():
+            return
+        products = {p["id"]: p for p in self.list_products() if p["id"] in links}
+        rows = self.product2_rows(sorted(link.sf_id for link in links.values()))
+        entries: list[LogEntry] = []
+        try:
+            for stripe_id, link in sorted(links.items(), key=lambda kv: kv[1].sf_id):
+                if ctx.stop.is_set() or report.fatal:
+                    return
+                product, row = products.get(stripe_id), rows.get(link.sf_id)
+                if product is None or row is None:
+                    continue  # deleted on either side: the Product2 pass and the Orders say so
+                if not self._check(link, product, row, entries, report):
+                    return
+        finally:
+            store.runs.log_action(entries)
+
+    def _check(
+        self,
+        link: Link,
+        product: dict[str, Any],
+        row: dict[str, Any],
+        entries: list[LogEntry],
+        report: ReconcileReport,
+    ) -> bool:
+        """One Product against its Product2; False after a fatal error."""
+        ctx = self.ctx
+        desired, errors = product_params(self.lines, row)
+        desired = {k: v for k, v in desired.items() if k in self.compared}
+        if errors:
+            report.skipped.append(f"product {product['id']} (Salesforce {link.sf_id}): {'; '.join(errors)}")
+            return True
+        report.products_checked += 1
+        drifts = product_drift(link.sf_id, desired, product, self.compared)
+        report.drifts.extend(drifts)
+        if not drifts or report.dry_run:
+            return True
+        live = {k: product.get(k) for k in self.compared if product.get(k) not in (None, "")}
+        changes = changed_params(field_hashes(live), desired)
+        hashes = field_hashes(desired)
+        try:
+            key = payload_hash({"run": str(ctx.run_id), "changes": repr(sorted(changes.items()))})
+            self.sink.update_product(str(product["id"]), changes, key)
+        except Exception as exc:
+            verdict = classify(exc)
+            if verdict.disposition is Disposition.FATAL:
+                report.fatal = verdict.message
+                return False
+            report.errors.append(f"product {product['id']}: {verdict.message}")
+            return True
+        report.corrected.append(str(product["id"]))
+        kept = {k: v for k, v in (link.field_hashes or {}).items() if k not in self.compared}
+        merged = {**kept, **hashes}
+        ctx.store.links.update_hash(
+            ctx.stripe_account, OBJECT_TYPE, link.sf_id, payload_hash(merged), field_hashes=merged
+        )
+        entries.append(
+            LogEntry(
+                OBJECT_TYPE,
+                "reconcile",
+                "updated",
+                link.sf_id,
+                SF_OBJECT,
+                str(product["id"]),
+                "drift put back: " + "; ".join(f"{d.field} was {d.stripe_value!r}" for d in drifts),
+                run_id=ctx.run_id,
+            )
+        )
+        return True
