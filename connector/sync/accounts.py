@@ -27,7 +27,7 @@ from connector.sync import pipeline, polling
 from connector.sync.context import SyncContext
 from connector.sync.exactly_once import CUSTOMER, Create, obtain, record_intents
 from connector.sync.pipeline import Batch
-from connector.sync.plan import Action, LinkView, Plan, plan_record
+from connector.sync.plan import Action, LinkView, Plan, plan_record, refusal
 from connector.sync.report import Outcome, RunReport
 from connector.sync.tax_ids import apply_tax_ids, describe
 
@@ -214,19 +214,9 @@ class AccountSync:
     def _apply(self, row: Mapping[str, Any], plan: Plan, link: Link | None, batch: Batch) -> Outcome:
         sid, label = plan.salesforce_id, self._label(row)
         modstamp = parse_modstamp(row["SystemModstamp"])
-        if plan.action is Action.ERROR:
-            raise RecordError(plan.error_code, plan.reason)
-        if plan.action is Action.REFUSE:
-            return Outcome(
-                OBJECT_TYPE,
-                sid,
-                label,
-                "refuse",
-                "refused",
-                plan.stripe_id,
-                plan.reason,
-                code=plan.error_code,
-            )
+        refused = refusal(plan, OBJECT_TYPE, label)
+        if refused is not None:
+            return refused
         if plan.action is Action.NOOP:
             if link is not None and link.sf_modstamp != modstamp:
                 batch.hashed(sid, plan.payload_hash, modstamp, plan.hashes)

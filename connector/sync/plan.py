@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from connector.errors import RecordError
 from connector.sync.fieldhash import changed_params, field_hashes, payload_hash
+from connector.sync.report import Outcome
 
 
 class Action(StrEnum):
@@ -123,3 +125,16 @@ def plan_record(
         hashes,
         reason="changed: " + ", ".join(sorted(changes)),
     )
+
+
+def refusal(plan: Plan, object_type: str, label: str) -> Outcome | None:
+    """A plan that ends without a Stripe call: an error is raised (its record's outcome, through
+    errors.classify), a refusal returned; None for every other action."""
+    if plan.action is Action.ERROR:
+        raise RecordError(plan.error_code, plan.reason)
+    if plan.action is Action.REFUSE:
+        return Outcome(
+            object_type, plan.salesforce_id, label, "refuse", "refused", plan.stripe_id, plan.reason,
+            code=plan.error_code,
+        )  # fmt: skip
+    return None

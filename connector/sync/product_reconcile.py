@@ -10,10 +10,9 @@ metadata and everything else on the Product are left alone.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from connector.errors import Disposition, classify
 from connector.salesforce.soql import id_list
 from connector.state.models import Link, LogEntry
 from connector.stripe_sink.catalog import CatalogSink
@@ -27,7 +26,14 @@ from connector.sync.products import (
     product_fields,
     product_params,
 )
-from connector.sync.reconcile import PAGE, SOQL_CHUNK, Drift, ReconcileReport
+from connector.sync.reconcile import (
+    SOQL_CHUNK,
+    Drift,
+    ReconcileReport,
+    linked_by_stripe_id,
+    list_all,
+    put_back,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +60,6 @@ class ProductReconciler:
         # name, description, active (metadata drift is not Product data a person edits by hand)
         self.compared = compared_fields(self.lines) & set(OWNED)
 
-    def list_products(self) -> Iterator[dict[str, Any]]:
-        gateway = self.ctx.gateway
-        after: str | None = None
-        while True:
-            params: dict[str, Any] = {"limit": PAGE}
-            if after:
-                params["starting_after"] = after
-            page = gateway.call("products.list", gateway.client.v1.products.list, params=params)
-            for product in page.data:
-                yield product.to_dict()
-            if not page.has_more or not page.data or self.ctx.stop.is_set():
-                return
-            after = page.data[-1].id
-
     def product2_rows(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         fields = ", ".join(dict.fromkeys(["Id", *product_fields(self.lines)]))
         found: dict[str, dict[str, Any]] = {}
@@ -79,16 +71,11 @@ class ProductReconciler:
 
     def run(self, report: ReconcileReport) -> None:
         ctx, store = self.ctx, self.ctx.store
-        links = {
-            link.stripe_id: link
-            for link in store.links.all(
-                stripe_account=ctx.stripe_account, object_type=OBJECT_TYPE, status="linked"
-            )
-            if link.stripe_id
-        }
+        links = linked_by_stripe_id(ctx, OBJECT_TYPE)
         if not links or ctx.stop.is_set():
             return
-        products = {p["id"]: p for p in self.list_products() if p["id"] in links}
+        listed = list_all(ctx, "products.list", ctx.gateway.client.v1.products.list)
+        products = {p["id"]: p for p in listed if p["id"] in links}
         rows = self.product2_rows(sorted(link.sf_id for link in links.values()))
         entries: list[LogEntry] = []
         try:
@@ -126,15 +113,10 @@ class ProductReconciler:
         live = {k: product.get(k) for k in self.compared if product.get(k) not in (None, "")}
         changes = changed_params(field_hashes(live), desired)
         hashes = field_hashes(desired)
-        try:
-            key = payload_hash({"run": str(ctx.run_id), "changes": repr(sorted(changes.items()))})
-            self.sink.update_product(str(product["id"]), changes, key)
-        except Exception as exc:
-            verdict = classify(exc)
-            if verdict.disposition is Disposition.FATAL:
-                report.fatal = verdict.message
-                return False
-            report.errors.append(f"product {product['id']}: {verdict.message}")
+        done = put_back(ctx, report, "product", str(product["id"]), changes, self.sink.update_product)
+        if done is None:
+            return False
+        if not done:
             return True
         report.corrected.append(str(product["id"]))
         kept = {k: v for k, v in (link.field_hashes or {}).items() if k not in self.compared}

@@ -29,7 +29,7 @@ from connector.sync.context import SyncContext
 from connector.sync.exactly_once import PRODUCT
 from connector.sync.fieldhash import field_hashes
 from connector.sync.pipeline import Batch
-from connector.sync.plan import Action, LinkView, Plan, plan_record
+from connector.sync.plan import Action, LinkView, Plan, plan_record, refusal
 from connector.sync.report import Outcome, RunReport
 
 log = logging.getLogger(__name__)
@@ -235,19 +235,9 @@ class ProductSync:
     def _apply(self, row: Mapping[str, Any], plan: Plan, link: Link | None, batch: Batch) -> Outcome:
         sid, label = plan.salesforce_id, _label(row)
         modstamp = parse_modstamp(row["SystemModstamp"])
-        if plan.action is Action.ERROR:
-            raise RecordError(plan.error_code, plan.reason)
-        if plan.action is Action.REFUSE:
-            return Outcome(
-                OBJECT_TYPE,
-                sid,
-                label,
-                "refuse",
-                "refused",
-                plan.stripe_id,
-                plan.reason,
-                code=plan.error_code,
-            )
+        refused = refusal(plan, OBJECT_TYPE, label)
+        if refused is not None:
+            return refused
         if plan.action in (Action.CREATE, Action.RECOVER):
             # An Order's create of this Product was interrupted: that Order finishes it.
             return Outcome(

@@ -127,6 +127,52 @@ def _overlay(stripe_value: Any, desired: Any, mapped_prefixes: list[str]) -> Any
     return out
 
 
+def list_all(ctx: SyncContext, op: str, lister: Callable[..., Any]) -> Iterator[dict[str, Any]]:
+    """Every object of a Stripe list, 100 a page (the list API, not one retrieve per object);
+    stops early once the run is asked to stop."""
+    after: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": PAGE}
+        if after:
+            params["starting_after"] = after
+        page = ctx.gateway.call(op, lister, params=params)
+        for obj in page.data:
+            yield obj.to_dict()
+        if not page.has_more or not page.data or ctx.stop.is_set():
+            return
+        after = page.data[-1].id
+
+
+def linked_by_stripe_id(ctx: SyncContext, object_type: str) -> dict[str, Link]:
+    """The linked records of one object type, by their Stripe id."""
+    links = ctx.store.links.all(stripe_account=ctx.stripe_account, object_type=object_type, status="linked")
+    return {link.stripe_id: link for link in links if link.stripe_id}
+
+
+def put_back(
+    ctx: SyncContext,
+    report: ReconcileReport,
+    noun: str,
+    stripe_id: str,
+    changes: dict[str, Any],
+    update: Callable[[str, dict[str, Any], str], Any],
+) -> bool | None:
+    """One update with only the drifted fields. False: this object failed; None: fatal."""
+    # Keyed by the run too: the same correction made again after a later hand edit must not
+    # replay the first answer from Stripe's idempotency cache.
+    key_hash = payload_hash({"run": str(ctx.run_id), "changes": repr(sorted(changes.items()))})
+    try:
+        update(stripe_id, changes, key_hash)
+    except Exception as exc:
+        verdict = classify(exc)
+        if verdict.disposition is Disposition.FATAL:
+            report.fatal = verdict.message
+            return None
+        report.errors.append(f"{noun} {stripe_id}: {verdict.message}")
+        return False
+    return True
+
+
 def customer_drift(
     mapping: Any, sf_id: str, desired: dict[str, Any], stripe_obj: Mapping[str, Any]
 ) -> tuple[list[Drift], dict[str, Any]]:
@@ -190,21 +236,6 @@ class CustomerReconciler:
         self.mapping = ctx.mappings.customer
         self.sink = CustomerSink(ctx.gateway)
 
-    def list_customers(self) -> Iterator[dict[str, Any]]:
-        """Every Customer of the account, 100 a page (the list API, not one retrieve per object)."""
-        gateway = self.ctx.gateway
-        after: str | None = None
-        while True:
-            params: dict[str, Any] = {"limit": PAGE}
-            if after:
-                params["starting_after"] = after
-            page = gateway.call("customers.list", gateway.client.v1.customers.list, params=params)
-            for customer in page.data:
-                yield customer.to_dict()
-            if not page.has_more or not page.data or self.ctx.stop.is_set():
-                return
-            after = page.data[-1].id
-
     def accounts(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """The Accounts the mapping still selects, one SOQL per 200 ids."""
         select = f"SELECT {', '.join(soql_fields(self.mapping))} FROM {SF_OBJECT}"
@@ -218,16 +249,11 @@ class CustomerReconciler:
 
     def run(self, report: ReconcileReport) -> None:
         ctx, store = self.ctx, self.ctx.store
-        links = {
-            link.stripe_id: link
-            for link in store.links.all(
-                stripe_account=ctx.stripe_account, object_type=OBJECT_TYPE, status="linked"
-            )
-            if link.stripe_id
-        }
+        links = linked_by_stripe_id(ctx, OBJECT_TYPE)
         if not links:
             return
-        customers = {c["id"]: c for c in self.list_customers() if c["id"] in links and not c.get("deleted")}
+        listed = list_all(ctx, "customers.list", ctx.gateway.client.v1.customers.list)
+        customers = {c["id"]: c for c in listed if c["id"] in links and not c.get("deleted")}
         if ctx.stop.is_set():  # Ctrl-C while listing: nothing compared yet
             report.unprocessed = len(links)
             return
@@ -312,17 +338,7 @@ class CustomerReconciler:
         """One update with only the drifted fields. False: this Customer failed; None: fatal."""
         # Keyed by the run too: the same correction made again after a later hand edit must not
         # replay the first answer from Stripe's idempotency cache.
-        key_hash = payload_hash({"run": str(self.ctx.run_id), "changes": repr(sorted(changes.items()))})
-        try:
-            self.sink.update(stripe_id, changes, key_hash)
-        except Exception as exc:
-            verdict = classify(exc)
-            if verdict.disposition is Disposition.FATAL:
-                report.fatal = verdict.message
-                return None
-            report.errors.append(f"customer {stripe_id}: {verdict.message}")
-            return False
-        return True
+        return put_back(self.ctx, report, "customer", stripe_id, changes, self.sink.update)
 
 
 Echo = Callable[[str], None]

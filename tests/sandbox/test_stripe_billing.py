@@ -9,35 +9,10 @@ from decimal import Decimal
 import pytest
 import stripe
 
-from connector.sandbox.stripe.server import StripeSandbox, start_stripe
+from connector.sandbox.stripe.server import start_stripe
+from tests.sandbox.stripe_errors import invalid
 
 FUTURE = 4_102_444_800  # 2100-01-01
-
-
-@pytest.fixture(scope="module")
-def server():
-    sb = start_stripe(rps=0)
-    yield sb
-    sb.stop()
-
-
-@pytest.fixture
-def sb(server: StripeSandbox) -> StripeSandbox:
-    server.state.reset()
-    server.configure(rps=0, error_rate=0, search_lag_seconds=0)
-    server.state.store.clock = time.time
-    return server
-
-
-@pytest.fixture
-def client(sb: StripeSandbox) -> stripe.StripeClient:
-    return stripe.StripeClient("sk_test_123", base_addresses={"api": sb.url}, max_network_retries=0)
-
-
-def _invalid(fn, *args, **kwargs) -> stripe.InvalidRequestError:
-    with pytest.raises(stripe.InvalidRequestError) as info:
-        fn(*args, **kwargs)
-    return info.value
 
 
 @pytest.fixture
@@ -125,12 +100,12 @@ def test_product_and_price_shapes(client, catalog):
 
 def test_price_validation(client, catalog):
     prod = catalog["product"].id
-    err = _invalid(
+    err = invalid(
         client.v1.prices.create,
         params={"currency": "usd", "unit_amount": 1, "unit_amount_decimal": "1", "product": prod},
     )
     assert (err.code, err.param) == ("parameters_exclusive", "unit_amount")
-    err = _invalid(
+    err = invalid(
         client.v1.prices.create,
         params={"currency": "usd", "unit_amount_decimal": "1.1234567890123", "product": prod},
     )
@@ -138,13 +113,13 @@ def test_price_validation(client, catalog):
     assert client.v1.prices.create(
         params={"currency": "usd", "unit_amount_decimal": "1.123456789012", "product": prod}
     ).unit_amount_decimal == Decimal("1.123456789012")
-    err = _invalid(
+    err = invalid(
         client.v1.prices.create,
         params={"currency": "usd", "unit_amount": 1, "product": prod, "recurring": {"interval": "fortnight"}},
     )
     assert err.param == "recurring[interval]"
     assert err.user_message == "Invalid interval: must be one of day, month, week, or year"
-    err = _invalid(
+    err = invalid(
         client.v1.prices.create,
         params={
             "currency": "usd",
@@ -154,16 +129,16 @@ def test_price_validation(client, catalog):
         },
     )
     assert err.param == "recurring[meter]"
-    err = _invalid(
+    err = invalid(
         client.v1.prices.create, params={"currency": "usd", "unit_amount": 1, "product": "prod_nope"}
     )
     assert (err.code, err.param) == ("resource_missing", "product")
-    err = _invalid(
+    err = invalid(
         client.v1.prices.create,
         params={"currency": "usd", "unit_amount": 1, "product": prod, "lookup_key": "seats"},
     )
     assert err.param == "lookup_key" and "already uses that lookup key" in err.user_message
-    err = _invalid(client.v1.prices.update, catalog["monthly"].id, params={"unit_amount": 2})
+    err = invalid(client.v1.prices.update, catalog["monthly"].id, params={"unit_amount": 2})
     assert (err.code, err.param) == ("parameter_unknown", "unit_amount")
 
 
@@ -209,11 +184,11 @@ def test_coupons(client):
         params={"id": "TENOFF", "amount_off": 1000, "currency": "usd", "duration": "once"}
     )
     assert amt.id == "TENOFF"
-    err = _invalid(client.v1.coupons.create, params={"amount_off": 1000, "duration": "once"})
+    err = invalid(client.v1.coupons.create, params={"amount_off": 1000, "duration": "once"})
     assert (err.code, err.param) == ("parameter_missing", "currency")
-    err = _invalid(client.v1.coupons.create, params={"percent_off": 5, "amount_off": 5, "currency": "usd"})
+    err = invalid(client.v1.coupons.create, params={"percent_off": 5, "amount_off": 5, "currency": "usd"})
     assert err.code == "parameters_exclusive"
-    err = _invalid(client.v1.coupons.create, params={"percent_off": 5, "duration": "repeating"})
+    err = invalid(client.v1.coupons.create, params={"percent_off": 5, "duration": "repeating"})
     assert err.param == "duration_in_months"
 
 
@@ -229,10 +204,10 @@ def test_payment_methods_attach_detach_list(client):
     assert [p.id for p in listed] == [pm.id]
     assert [p.id for p in client.v1.customers.payment_methods.list(cus.id).data] == [pm.id]
     other = client.v1.customers.create()
-    err = _invalid(client.v1.payment_methods.attach, pm.id, params={"customer": other.id})
+    err = invalid(client.v1.payment_methods.attach, pm.id, params={"customer": other.id})
     assert "already been attached" in err.user_message
     assert client.v1.payment_methods.detach(pm.id).customer is None
-    err = _invalid(client.v1.payment_methods.create, params={"type": "card", "card": {"token": "tok_nope"}})
+    err = invalid(client.v1.payment_methods.create, params={"type": "card", "card": {"token": "tok_nope"}})
     assert (err.code, err.param) == ("resource_missing", "card[token]")
     bank = client.v1.payment_methods.create(params={
         "type": "us_bank_account", "billing_details": {"name": "Acme"},
@@ -240,7 +215,7 @@ def test_payment_methods_attach_detach_list(client):
                             "account_holder_type": "company"},
     })  # fmt: skip
     assert bank.us_bank_account.last4 == "6789"
-    err = _invalid(
+    err = invalid(
         client.v1.payment_methods.create,
         params={
             "type": "us_bank_account",
@@ -276,14 +251,14 @@ def test_setup_intent_flow(client):
         "requires_confirmation"
     )
     assert client.v1.setup_intents.cancel(empty.id).status == "canceled"
-    err = _invalid(client.v1.setup_intents.confirm, intent.id)
+    err = invalid(client.v1.setup_intents.confirm, intent.id)
     assert err.code == "setup_intent_unexpected_state"
 
 
 def test_default_payment_method_must_be_attached(client):
     cus = client.v1.customers.create()
     pm = client.v1.payment_methods.create(params={"type": "card", "card": {"token": "tok_visa"}})
-    err = _invalid(
+    err = invalid(
         client.v1.customers.update, cus.id, params={"invoice_settings": {"default_payment_method": pm.id}}
     )
     assert (err.code, err.param) == ("resource_missing", "invoice_settings[default_payment_method]")
@@ -329,28 +304,28 @@ def test_subscription_with_items_invoice_items_and_send_invoice(client, catalog)
 def test_subscription_validation_errors(client, catalog):
     cus, _ = _customer_with_card(client)
     monthly = catalog["monthly"].id
-    err = _invalid(
+    err = invalid(
         client.v1.subscriptions.create,
         params={"customer": cus.id, "items": [{"price": monthly}], "days_until_due": 10},
     )
     assert err.param == "days_until_due"
-    err = _invalid(
+    err = invalid(
         client.v1.subscriptions.create,
         params={"customer": cus.id, "items": [{"price": monthly}], "collection_method": "send_invoice"},
     )
     assert (err.code, err.param) == ("parameter_missing", "days_until_due")
-    err = _invalid(
+    err = invalid(
         client.v1.subscriptions.create,
         params={"customer": cus.id, "items": [{"price": catalog["metered"].id, "quantity": 1}]},
     )
     assert err.param == "items[0][quantity]"
     assert err.user_message.startswith("Quantity should not be specified where usage_type is `metered`.")
-    err = _invalid(
+    err = invalid(
         client.v1.subscriptions.create,
         params={"customer": cus.id, "items": [{"price": monthly}, {"price": catalog["eur"].id}]},
     )
     assert "Found mismatch in currency field" in err.user_message
-    err = _invalid(
+    err = invalid(
         client.v1.subscriptions.create,
         params={
             "customer": cus.id,
@@ -359,22 +334,22 @@ def test_subscription_validation_errors(client, catalog):
         },
     )
     assert "Found mismatch in interval field" in err.user_message
-    err = _invalid(
+    err = invalid(
         client.v1.subscriptions.create, params={"customer": cus.id, "items": [{"price": catalog["setup"].id}]}
     )
     assert err.param == "items[0][price]" and "type=one_time" in err.user_message
-    err = _invalid(
+    err = invalid(
         client.v1.subscriptions.create,
         params={"customer": cus.id, "items": [{"price": monthly}], "add_invoice_items": [{"price": monthly}]},
     )
     assert err.param == "add_invoice_items[0][price]"
-    err = _invalid(
+    err = invalid(
         client.v1.subscriptions.create, params={"customer": cus.id, "items": [{"price": "price_nope"}]}
     )
     assert (err.code, err.param) == ("resource_missing", "items[0][price]")
-    err = _invalid(client.v1.subscriptions.create, params={"customer": cus.id, "items": [{"quantity": 1}]})
+    err = invalid(client.v1.subscriptions.create, params={"customer": cus.id, "items": [{"quantity": 1}]})
     assert (err.code, err.param) == ("parameter_missing", "items[0][price]")
-    err = _invalid(
+    err = invalid(
         client.v1.subscriptions.create,
         params={"customer": cus.id, "items": [{"price": monthly}], "collection_method": "by_carrier_pigeon"},
     )
@@ -398,7 +373,7 @@ def test_mixed_intervals_allowed_in_flexible_mode(client, catalog):
 
 def test_subscription_payment_method_rules(client, catalog):
     bare = client.v1.customers.create()
-    err = _invalid(
+    err = invalid(
         client.v1.subscriptions.create,
         params={"customer": bare.id, "items": [{"price": catalog["monthly"].id}]},
     )
@@ -413,7 +388,7 @@ def test_subscription_payment_method_rules(client, catalog):
     assert incomplete.status == "incomplete"
     stray = client.v1.payment_methods.create(params={"type": "card", "card": {"token": "tok_visa"}})
     other = client.v1.customers.create()
-    err = _invalid(
+    err = invalid(
         client.v1.subscriptions.create,
         params={
             "customer": other.id,
@@ -422,7 +397,7 @@ def test_subscription_payment_method_rules(client, catalog):
         },
     )
     assert (err.code, err.param) == ("resource_missing", "default_payment_method")
-    err = _invalid(
+    err = invalid(
         client.v1.subscriptions.create,
         params={
             "customer": other.id,
@@ -527,7 +502,7 @@ def test_backdating_past_250_invoice_lines_is_refused(sb, client, catalog):
     )  # fmt: skip
     params = {"customer": cus.id, "items": [{"price": catalog["monthly"].id}, {"price": other.id}],
               "backdate_start_date": JUNE_1 - 11 * 365 * 86400, "billing_cycle_anchor": JUNE_1}  # fmt: skip
-    err = _invalid(client.v1.subscriptions.create, params=params)
+    err = invalid(client.v1.subscriptions.create, params=params)
     assert err.param == "backdate_start_date" and "250 line items" in str(err.user_message)
     assert client.v1.subscriptions.list(params={"customer": cus.id}).data == []
     params["items"] = params["items"][:1]  # 132 lines: accepted
@@ -549,7 +524,7 @@ def test_subscription_update_cancel_and_list(client, catalog):
         sub.id, params={"items": [{"price": catalog["seats"].id, "quantity": 1}]}
     )
     assert len(added["items"].data) == 2
-    err = _invalid(
+    err = invalid(
         client.v1.subscriptions.update, sub.id, params={"items": [{"id": "si_nope", "quantity": 1}]}
     )
     assert (err.code, err.param) == ("resource_missing", "items[0][id]")
@@ -557,7 +532,7 @@ def test_subscription_update_cancel_and_list(client, catalog):
     assert scheduled.cancel_at == FUTURE and scheduled.status == "active"
     at_end = client.v1.subscriptions.update(sub.id, params={"cancel_at_period_end": True})
     assert at_end.cancel_at_period_end is True and at_end.cancel_at == item.current_period_end
-    err = _invalid(
+    err = invalid(
         client.v1.subscriptions.update, sub.id, params={"cancel_at": FUTURE, "cancel_at_period_end": True}
     )
     assert err.code == "parameters_exclusive"
@@ -572,7 +547,7 @@ def test_subscription_update_cancel_and_list(client, catalog):
     assert [s.id for s in client.v1.subscriptions.list(params={"customer": cus.id}).data] == [sub.id]
     assert [s.id for s in client.v1.subscriptions.list(params={"status": "canceled"}).data] == [other.id]
     assert len(client.v1.subscriptions.list(params={"status": "all"}).data) == 2
-    err = _invalid(
+    err = invalid(
         client.v1.subscriptions.update, other.id, params={"items": [{"id": item.id, "quantity": 1}]}
     )
     assert "canceled subscription" in err.user_message
@@ -609,7 +584,7 @@ def test_schedule_with_future_start(client, catalog):
     assert [s.id for s in listed] == [sched.id]
     canceled = client.v1.subscription_schedules.cancel(sched.id)
     assert canceled.status == "canceled" and canceled.canceled_at
-    err = _invalid(client.v1.subscription_schedules.release, sched.id)
+    err = invalid(client.v1.subscription_schedules.release, sched.id)
     assert "canceled" in err.user_message
 
 
@@ -631,7 +606,7 @@ def test_schedule_starting_now_creates_subscription_and_release(client, catalog)
 
 def test_schedule_validation(client, catalog):
     cus, _ = _customer_with_card(client)
-    err = _invalid(
+    err = invalid(
         client.v1.subscription_schedules.create,
         params={
             "customer": cus.id,
@@ -643,7 +618,7 @@ def test_schedule_validation(client, catalog):
         },
     )
     assert (err.code, err.param) == ("parameter_missing", "phases[0][end_date]")
-    err = _invalid(
+    err = invalid(
         client.v1.subscription_schedules.create,
         params={
             "customer": cus.id,
@@ -652,7 +627,7 @@ def test_schedule_validation(client, catalog):
         },
     )
     assert err.param == "phases[0][invoice_settings][days_until_due]"
-    err = _invalid(
+    err = invalid(
         client.v1.subscription_schedules.create,
         params={
             "customer": cus.id,
@@ -668,13 +643,13 @@ def test_schedule_validation(client, catalog):
     )
     assert err.code == "parameters_exclusive"
     # `iterations` was removed in 2025-09-30.clover: `duration` replaces it.
-    err = _invalid(
+    err = invalid(
         client.v1.subscription_schedules.create,
         params={"customer": cus.id, "start_date": FUTURE,
                 "phases": [{"items": [{"price": catalog["monthly"].id}], "iterations": 2}]},
     )  # fmt: skip
     assert (err.code, err.param) == ("parameter_unknown", "phases[0][iterations]")
-    err = _invalid(
+    err = invalid(
         client.v1.subscription_schedules.create,
         params={
             "customer": cus.id,

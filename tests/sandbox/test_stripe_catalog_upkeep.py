@@ -3,38 +3,9 @@ subscriptions bill a price), through the real stripe-python client."""
 
 from __future__ import annotations
 
-import time
-
-import pytest
 import stripe
 
-from connector.sandbox.stripe.server import StripeSandbox, start_stripe
-
-
-@pytest.fixture(scope="module")
-def server():
-    sb = start_stripe(rps=0)
-    yield sb
-    sb.stop()
-
-
-@pytest.fixture
-def sb(server: StripeSandbox) -> StripeSandbox:
-    server.state.reset()
-    server.configure(rps=0, error_rate=0, search_lag_seconds=0)
-    server.state.store.clock = time.time
-    return server
-
-
-@pytest.fixture
-def client(sb: StripeSandbox) -> stripe.StripeClient:
-    return stripe.StripeClient("sk_test_123", base_addresses={"api": sb.url}, max_network_retries=0)
-
-
-def _invalid(fn, *args, **kwargs) -> stripe.InvalidRequestError:
-    with pytest.raises(stripe.InvalidRequestError) as info:
-        fn(*args, **kwargs)
-    return info.value
+from tests.sandbox.stripe_errors import invalid
 
 
 def _price(client, product: str, amount: int = 1000) -> stripe.Price:
@@ -54,14 +25,14 @@ def test_a_product_update_changes_only_the_fields_sent(client):
     assert (renamed.name, renamed.description, renamed.active) == ("Platform Pro", "All of it", True)
     cleared = client.v1.products.update(prod.id, params={"description": "", "active": False})
     assert (cleared.name, cleared.description, cleared.active) == ("Platform Pro", None, False)
-    error = _invalid(client.v1.products.update, prod.id, params={"name": ""})
+    error = invalid(client.v1.products.update, prod.id, params={"name": ""})
     assert error.param == "name"
 
 
 def test_an_archived_product_gets_no_new_price_until_reactivated(client):
     prod = client.v1.products.create(params={"name": "Legacy"})
     client.v1.products.update(prod.id, params={"active": False})
-    error = _invalid(_price, client, prod.id)
+    error = invalid(_price, client, prod.id)
     assert error.param == "product" and "inactive" in str(error.user_message)
     client.v1.products.update(prod.id, params={"active": True})
     assert _price(client, prod.id).active
@@ -72,7 +43,7 @@ def test_a_price_archives_and_keeps_its_amount(client):
     price = _price(client, prod.id)
     archived = client.v1.prices.update(price.id, params={"active": False, "metadata": {"replaced_by": "x"}})
     assert (archived.active, archived.metadata["replaced_by"], archived.unit_amount) == (False, "x", 1000)
-    error = _invalid(client.v1.prices.update, price.id, params={"unit_amount": 2000})
+    error = invalid(client.v1.prices.update, price.id, params={"unit_amount": 2000})
     assert "unit_amount" in str(error.user_message)
     assert client.v1.prices.retrieve(price.id).unit_amount == 1000
     assert client.v1.prices.update(price.id, params={"active": True}).active
@@ -109,7 +80,7 @@ def test_no_new_subscription_on_an_archived_products_price(client):
         "collection_method": "send_invoice",
         "days_until_due": 30,
     }
-    error = _invalid(client.v1.subscriptions.create, params=params)
+    error = invalid(client.v1.subscriptions.create, params=params)
     assert error.param == "items[0][price]" and "marked as inactive" in str(error.user_message)
     client.v1.products.update(prod.id, params={"active": True})
     assert client.v1.subscriptions.create(params=params).status == "active"

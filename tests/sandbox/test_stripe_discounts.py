@@ -7,9 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-import stripe
 
-from connector.sandbox.stripe.server import StripeSandbox, start_stripe
+from tests.sandbox.stripe_errors import invalid
 
 
 def ts(y: int, m: int, d: int) -> int:
@@ -17,20 +16,6 @@ def ts(y: int, m: int, d: int) -> int:
 
 
 JAN1 = ts(2026, 1, 1)
-
-
-@pytest.fixture(scope="module")
-def server():
-    sb = start_stripe(rps=0)
-    yield sb
-    sb.stop()
-
-
-@pytest.fixture
-def client(server: StripeSandbox) -> stripe.StripeClient:
-    server.state.reset()
-    server.configure(rps=0, error_rate=0, search_lag_seconds=0)
-    return stripe.StripeClient("sk_test_123", base_addresses={"api": server.url}, max_network_retries=0)
 
 
 @pytest.fixture
@@ -43,12 +28,6 @@ def _price(client, product, amount: int, recurring: bool = True, currency: str =
     if recurring:
         params["recurring"] = {"interval": "month"}
     return client.v1.prices.create(params=params)
-
-
-def _invalid(fn, *args, **kwargs) -> stripe.InvalidRequestError:
-    with pytest.raises(stripe.InvalidRequestError) as info:
-        fn(*args, **kwargs)
-    return info.value
 
 
 def _clocked_customer(client):
@@ -84,7 +63,7 @@ def test_a_coupon_with_a_custom_id_is_created_once(client):
         3,
     )
     assert client.v1.coupons.retrieve("half-3m").id == "half-3m"
-    err = _invalid(client.v1.coupons.create, params={"id": "half-3m", "percent_off": 50})
+    err = invalid(client.v1.coupons.create, params={"id": "half-3m", "percent_off": 50})
     assert err.code == "resource_already_exists"
 
 
@@ -99,13 +78,13 @@ def test_a_coupon_with_a_custom_id_is_created_once(client):
     ],
 )
 def test_coupon_params_are_validated(client, params, param):
-    assert _invalid(client.v1.coupons.create, params=params).param == param
+    assert invalid(client.v1.coupons.create, params=params).param == param
 
 
 def test_discounts_name_existing_coupons_in_the_subscription_currency(client, product):
     price = _price(client, product, 10000)
     cus = client.v1.customers.create(params={"name": "Acme"})
-    missing = _invalid(
+    missing = invalid(
         client.v1.subscriptions.create,
         params={
             "customer": cus.id,
@@ -115,7 +94,7 @@ def test_discounts_name_existing_coupons_in_the_subscription_currency(client, pr
     )
     assert missing.code == "resource_missing" and missing.param == "items[0][discounts][0][coupon]"
     client.v1.coupons.create(params={"id": "eur5", "amount_off": 500, "currency": "eur"})
-    wrong = _invalid(
+    wrong = invalid(
         client.v1.subscriptions.create,
         params={
             "customer": cus.id,
@@ -197,7 +176,7 @@ def test_a_schedule_phase_carries_its_discounts_to_the_subscription(client, prod
         params={"id": "half-2m", "percent_off": 50, "duration": "repeating", "duration_in_months": 2}
     )
     clock, cus = _clocked_customer(client)
-    bad = _invalid(
+    bad = invalid(
         client.v1.subscription_schedules.create,
         params={
             "customer": cus.id,

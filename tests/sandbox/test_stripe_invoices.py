@@ -3,38 +3,10 @@ stripe-python client, with Stripe's refusals."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import stripe
 
-from connector.sandbox.stripe.server import StripeSandbox, start_stripe
-
-
-@pytest.fixture(scope="module")
-def server():
-    sb = start_stripe(rps=0)
-    yield sb
-    sb.stop()
-
-
-@pytest.fixture
-def sb(server: StripeSandbox) -> StripeSandbox:
-    server.state.reset()
-    server.configure(rps=0, error_rate=0, search_lag_seconds=0)
-    server.state.store.clock = time.time
-    return server
-
-
-@pytest.fixture
-def client(sb: StripeSandbox) -> stripe.StripeClient:
-    return stripe.StripeClient("sk_test_123", base_addresses={"api": sb.url}, max_network_retries=0)
-
-
-def _invalid(fn, *args, **kwargs) -> stripe.InvalidRequestError:
-    with pytest.raises(stripe.InvalidRequestError) as info:
-        fn(*args, **kwargs)
-    return info.value
+from tests.sandbox.stripe_errors import invalid
 
 
 @pytest.fixture
@@ -99,7 +71,7 @@ def test_finalizing_twice_is_refused(client, setup):
     inv = _draft(client, cus)
     client.v1.invoice_items.create(params={"invoice": inv.id, "pricing": {"price": once.id}})
     client.v1.invoices.finalize_invoice(inv.id)
-    err = _invalid(client.v1.invoices.finalize_invoice, inv.id)
+    err = invalid(client.v1.invoices.finalize_invoice, inv.id)
     assert "already finalized" in str(err.user_message)
 
 
@@ -107,28 +79,26 @@ def test_items_only_on_draft_invoices_of_the_same_customer(client, setup):
     cus, once, monthly = setup
     other = client.v1.customers.create(params={"name": "Other"})
     inv = _draft(client, cus)
-    err = _invalid(
+    err = invalid(
         client.v1.invoice_items.create,
         params={"customer": other.id, "invoice": inv.id, "pricing": {"price": once.id}},
     )
     assert err.param == "invoice" and "does not match" in str(err.user_message)
-    err = _invalid(
+    err = invalid(
         client.v1.invoice_items.create, params={"invoice": inv.id, "pricing": {"price": monthly.id}}
     )
     assert "type=one_time" in str(err.user_message)
     client.v1.invoice_items.create(params={"invoice": inv.id, "pricing": {"price": once.id}})
     client.v1.invoices.finalize_invoice(inv.id)
-    err = _invalid(client.v1.invoice_items.create, params={"invoice": inv.id, "pricing": {"price": once.id}})
+    err = invalid(client.v1.invoice_items.create, params={"invoice": inv.id, "pricing": {"price": once.id}})
     assert "draft" in str(err.user_message)
 
 
 def test_send_invoice_needs_days_until_due(client, setup):
     cus, _, _ = setup
-    err = _invalid(
-        client.v1.invoices.create, params={"customer": cus.id, "collection_method": "send_invoice"}
-    )
+    err = invalid(client.v1.invoices.create, params={"customer": cus.id, "collection_method": "send_invoice"})
     assert err.param == "days_until_due"
-    err = _invalid(
+    err = invalid(
         client.v1.invoices.create,
         params={"customer": cus.id, "collection_method": "charge_automatically", "days_until_due": 5},
     )
@@ -192,17 +162,17 @@ def test_an_amount_item_on_a_subscription_waits_for_that_subscriptions_invoice(c
     assert [i.id for i in pending] == [credit.id]
     assert (
         "currency"
-        in _invalid(client.v1.invoice_items.create, params={"customer": cus.id, "amount": 100}).param
+        in invalid(client.v1.invoice_items.create, params={"customer": cus.id, "amount": 100}).param
     )
     other = client.v1.customers.create(params={"name": "Other"})
     assert (
-        _invalid(
+        invalid(
             client.v1.invoice_items.create,
             params={"customer": other.id, "subscription": sub.id, "amount": 100, "currency": "usd"},
         ).param
         == "subscription"
     )
-    both = _invalid(
+    both = invalid(
         client.v1.invoice_items.create,
         params={"customer": cus.id, "amount": 100, "currency": "usd", "pricing": {"price": once.id}},
     )
