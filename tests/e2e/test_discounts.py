@@ -6,7 +6,6 @@ discount Stripe would bill wrongly refused on the Order."""
 from __future__ import annotations
 
 import shutil
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import stripe
 
 from connector.mapping import Mappings, load_mappings
 from connector.sync.order_rules import add_months, midnight_utc
+from tests.e2e.test_contract_lifecycle import advance
 
 from .test_cli import cli, sandbox_env
 from .test_orders import Org, record, stripe_objects
@@ -38,15 +38,6 @@ def stripe_client(sandbox: Any) -> stripe.StripeClient:
     return stripe.StripeClient(
         env["CPQ2STRIPE_STRIPE_SECRET_KEY"], base_addresses={"api": env["CPQ2STRIPE_STRIPE_API_BASE"]}
     )
-
-
-def advance(client: stripe.StripeClient, clock_id: str, to: Any) -> None:
-    client.v1.test_helpers.test_clocks.advance(clock_id, params={"frozen_time": midnight_utc(to)})
-    for _ in range(200):
-        if client.v1.test_helpers.test_clocks.retrieve(clock_id).status == "ready":
-            return
-        time.sleep(0.02)
-    raise AssertionError("the test clock did not finish advancing")
 
 
 def clocked_customer(sandbox: Any, org: Org, client: stripe.StripeClient) -> tuple[str, str]:
