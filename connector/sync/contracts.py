@@ -319,6 +319,9 @@ class ContractChanges:
             # change leaves it untouched
             live = self._live(schedule_id) if schedule_id else self._as_schedule(sub)
             price_ids = self._price_ids(task, batch)
+            coupons = {i.coupon.key(): i.coupon for p in task.plan.phases for i in p.items if i.coupon}
+            for key in sorted(coupons):  # coupons mode: the phases' line discounts exist first
+                self.orders._coupon(coupons[key])
             now = int(self.ctx.now().timestamp())
             decision = schedule_update(task.plan, live, now, price_ids, task.metadata, proration)
             if isinstance(decision, Refused):

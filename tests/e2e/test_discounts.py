@@ -166,3 +166,45 @@ def test_a_coupon_already_in_stripe_under_its_id_is_used_and_one_with_other_term
     failed = record(sandbox, "Order", clash)
     assert failed["Stripe_Sync_Status__c"] in ("Failed", "Refused")
     assert "cpq2stripe-p20-forever exists with other terms" in failed["Stripe_Sync_Message__c"]
+
+
+def test_a_contract_with_a_forever_line_discount_is_amended_with_its_coupon(
+    sandbox, run_sync, tmp_path
+) -> None:
+    """10 seats listed at 10.00, 20 % off for the whole term; 5 more seats from month three: the
+    schedule's phases carry the coupon, so Stripe bills 80 % of the list price all along."""
+    from connector.sandbox.salesforce.contracts import Line, amend, create_contract
+
+    from .test_contract_lifecycle import billed_by_month, clocked_account
+
+    client = stripe_client(sandbox)
+    account, clock = clocked_account(sandbox, client, TODAY)
+    seats = Line(
+        "Seats", 10, 10.0,
+        fields={"UnitPrice": 8.0, "SBQQ__QuoteLine__c": quote_line(sandbox, SBQQ__Discount__c=20)},
+    )  # fmt: skip
+    contract = create_contract(sandbox.org, account, TODAY, [seats], term_months=12)
+    more = amend(sandbox.org, contract, add_months(TODAY, 2), {"Seats": 5})
+    mappings = coupons_mappings(tmp_path)
+
+    result = run_sync(("accounts", "orders"), mappings=mappings)
+    assert result.outcome(more.id).status == "updated", result.outcome(more.id).message
+    assert "Seats × 15 at 10.00 less 20% off" in result.outcome(more.id).message
+    [schedule] = stripe_objects(sandbox, "subscription_schedule")
+    assert all(
+        item["discounts"] and item["discounts"][0]["coupon"] == "cpq2stripe-p20-forever"
+        for phase in schedule["phases"]
+        for item in phase["items"]
+    )
+    for month in range(1, 5):
+        advance(client, clock, add_months(TODAY, month))
+    customer = schedule["customer"]
+    assert billed_by_month(client, customer, TODAY, 4) == [10000, 10000, 15000, 15000]  # list prices
+    off = [0] * 4
+    for invoice in client.v1.invoices.list(params={"customer": customer, "limit": 100}).data:
+        for line in invoice.to_dict()["lines"]["data"]:
+            day = datetime.fromtimestamp(line["period"]["start"], UTC).date()
+            index = (day.year - TODAY.year) * 12 + day.month - TODAY.month
+            if 0 <= index < 4:
+                off[index] += sum(d["amount"] for d in line["discount_amounts"])
+    assert off == [2000, 2000, 3000, 3000]  # 20 % off in every phase

@@ -13,7 +13,7 @@ import pytest
 
 from connector.mapping import MappingError, load_mappings
 from connector.sync.order_rules import OrderRefusal, OrderRulesConfig, order_fingerprint
-from connector.sync.order_rules.contract import Term, plan_contract
+from connector.sync.order_rules.contract import ContractPlan, Term, plan_contract
 from connector.sync.order_rules.discounts import CouponSpec, DiscountFields
 from connector.sync.orders import discount_fields, plan_coupons, rules_config
 from tests.unit.test_order_rules import line, order, plan, refuse
@@ -167,21 +167,43 @@ def test_a_coupon_found_under_its_id_must_have_the_same_terms() -> None:
     assert not spec.matches({"amount_off": 50, "currency": "usd", "duration": "repeating"})
 
 
-def test_an_amendment_of_a_contract_with_discounts_is_refused_with_the_reason() -> None:
-    first = order(discounted(percent=50), Type="New", Id="801000000000000001")
+def _contract(first_line: dict[str, Any], amendment_line: dict[str, Any]) -> Any:
+    first = order(first_line, Type="New", Id="801000000000000001")
     amendment = order(
-        line(
-            5, Quantity=2, SBQQ__RevisedOrderProduct__c="802000000000000001", Product2Id="01t000000000000001"
-        ),
-        Id="801000000000000002",
-        OrderNumber="00000102",
-        Type="Amendment",
+        amendment_line, Id="801000000000000002", OrderNumber="00000102", Type="Amendment",
         EffectiveDate="2026-06-10",
+    )  # fmt: skip
+    return plan_contract([Term("800000000000000001", (first, amendment))], amendment["Id"], COUPONS)
+
+
+def _seats(**over: Any) -> dict[str, Any]:
+    return line(
+        5,
+        Quantity=2,
+        SBQQ__RevisedOrderProduct__c="802000000000000001",
+        Product2Id="01t000000000000001",
+        **over,
     )
-    result = plan_contract([Term("800000000000000001", (first, amendment))], amendment["Id"], COUPONS)
-    assert isinstance(result, OrderRefusal)
-    assert result.codes == ["discounted_contract"]
-    assert "list price" in result.message()
+
+
+def test_a_forever_line_discount_rides_on_its_item_in_every_phase_of_the_contract() -> None:
+    plan = _contract(discounted(percent=50), _seats())
+    assert isinstance(plan, ContractPlan), plan.message()
+    before, after = plan.phases
+    forever = CouponSpec("50", None, None, "forever")
+    assert [(i.quantity, i.coupon) for i in before.items] == [(2, forever)]
+    assert [(i.quantity, i.coupon) for i in after.items] == [(4, forever)]
+    assert after.items[0].price.spec.unit_amount == 10000  # the list price, as the first Order's item
+
+
+def test_a_contract_discount_that_ends_or_is_order_wide_is_refused_with_the_reason() -> None:
+    ends = _contract(discounted(percent=50, months=3), _seats())
+    assert isinstance(ends, OrderRefusal) and ends.codes[0] == "earlier_order_refused"
+    assert "a discount that ends (50% off for 3 months)" in ends.message()
+    changed = _contract(
+        discounted(percent=50), _seats(SBQQ__QuoteLine__r={"SBQQ__Discount__c": 20}, UnitPrice=80.0)
+    )
+    assert isinstance(changed, OrderRefusal) and changed.codes == ["discount_changed"]
 
 
 # ---- the mapping ---------------------------------------------------------------------------

@@ -64,6 +64,7 @@ class Line:
     quantity: float
     unit_price: float
     frequency: str = "Monthly"
+    fields: Mapping[str, Any] = field(default_factory=dict)  # more OrderItem fields (a quote line, …)
 
 
 @dataclass(frozen=True)
@@ -277,6 +278,7 @@ class _LineSpec:
     frequency: str
     revises: str | None
     action: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _write_order(
@@ -334,6 +336,7 @@ def _write_order(
             "SBQQ__SubscriptionTerm__c": 1.0 if evergreen else float(term_months or 12),
             "SBQQ__RevisedOrderProduct__c": spec.revises,
             "SBQQ__ContractAction__c": spec.action,
+            **spec.fields,
         }
         item_id = org.insert("OrderItem", item, user_id)
         group = groups.get(spec.revises, spec.revises) if spec.revises else item_id
@@ -440,7 +443,9 @@ def create_contract(
     if not lines:
         raise ValueError("a contract needs at least one line")
     end = None if term_months is None else contract_end(start, term_months)
-    specs = [_LineSpec(x.product, x.quantity, x.unit_price, x.frequency, None, "New") for x in lines]
+    specs = [
+        _LineSpec(x.product, x.quantity, x.unit_price, x.frequency, None, "New", x.fields) for x in lines
+    ]
     order = _write_order(
         org, account_id=account_id, order_type="New", effective=start, end=end, line_end=end,
         currency=currency, evergreen=term_months is None, term_months=term_months, specs=specs,

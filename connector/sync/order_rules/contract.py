@@ -31,7 +31,7 @@ from typing import Any, Literal
 from connector.sync.money import MoneyError, normalize_currency
 from connector.sync.order_rules.config import OrderRulesConfig
 from connector.sync.order_rules.dates import parse_date
-from connector.sync.order_rules.discounts import discounted_fields
+from connector.sync.order_rules.discounts import CouponSpec, plan_discounts
 from connector.sync.order_rules.fields import order_lines
 from connector.sync.order_rules.fingerprint import order_fingerprint
 from connector.sync.order_rules.planning import plan_prices, plan_products, subscription_end
@@ -57,6 +57,7 @@ class PhaseItem:
     root_id: str  # the OrderItem first sold (what amendment lines revise)
     price: LinePrice  # the line that set this item's price (its Stripe price is that line's)
     quantity: int | None  # None: metered (Stripe takes no quantity there)
+    coupon: CouponSpec | None = None  # the line's discount (coupons mode; a forever coupon)
 
 
 @dataclass(frozen=True)
@@ -124,21 +125,6 @@ def plan_contract(
     target = next((o for t in terms for o in t.orders if str(o["Id"]) == target_id), None)
     if target is None:
         raise ValueError(f"Order {target_id} is not in the contract chain given")
-    if config.discounts is not None:  # coupons mode: phases do not carry coupons (yet)
-        discounted = [f for t in terms for o in t.orders for f in discounted_fields(o, config.discounts)]
-        if discounted:
-            out = Collector(target_id, target.get("OrderNumber"))
-            out.order(
-                "discounted_contract",
-                None,
-                None,
-                f"the contract has discounts ({', '.join(discounted[:3])}) and the connector does not "
-                "carry coupons into a contract's schedule phases, so Stripe would bill the change at "
-                "list price",
-                "apply this change in Stripe by hand (keeping the coupons), or set the subscription "
-                "mapping's discounts mode to net_price for contracts with discounts",
-            )
-            return OrderRefusal(target_id, target.get("OrderNumber"), tuple(out.reasons))
     chain: _Chain | None = None
     kind: Kind = "amendment"
     for index, term in enumerate(terms):
@@ -197,9 +183,43 @@ def _lines(
     delta = order_kind(order) == AMENDMENT
     if delta:  # an Amendment's line dates are checked against the contract (co-termination)
         config = replace(config, require_line_dates_match=False)
-    return [
+    lines = [
         check_line(rec, order, currency, start, end, config, out, delta=delta) for rec in order_lines(order)
     ]
+    if config.discounts is not None:  # coupons mode: a discounted line bills its list price
+        found = plan_discounts(lines, order, currency, config, out)
+        for ln in lines:
+            ln.coupon = found.lines.get(ln.id)
+        _contract_coupons(order, found.order, [c for c in found.lines.values() if c], out)
+    return lines
+
+
+def _contract_coupons(
+    order: Mapping[str, Any], order_wide: CouponSpec | None, coupons: list[CouponSpec], out: Collector
+) -> None:
+    """What a contract's phases can carry: a line's forever coupon, on its item in every phase. A
+    coupon that ends (once, repeating) would start over in each phase, and an Order-wide one has no
+    item to ride on: refused with the way out."""
+    if order_wide is not None:
+        out.order(
+            "discounted_contract",
+            None,
+            None,
+            f"the Order has an Order-wide discount ({order_wide.name()}) and a contract's phases carry "
+            "only line discounts",
+            "give the discount on the lines, or set the subscription mapping's discounts mode to net_price",
+        )
+    limited = [c for c in coupons if c.duration != "forever"]
+    if limited:
+        out.order(
+            "discounted_contract",
+            None,
+            None,
+            f"the Order has a discount that ends ({limited[0].name()}); in a contract's schedule each "
+            "phase would start it over, so Stripe would discount longer than the quote",
+            "apply this change in Stripe by hand (keeping the coupons), make the discount last the whole "
+            "term, or set the subscription mapping's discounts mode to net_price",
+        )
 
 
 def _currency(order: Mapping[str, Any], config: OrderRulesConfig, out: Collector) -> str | None:
@@ -214,7 +234,8 @@ def _items(lines: list[Line], currency: str) -> dict[tuple[str, str], PhaseItem]
     recurring = [ln for ln in lines if ln.kind == "recurring" and ln.unit is not None]
     prices = {lp.order_item_id: lp for lp in plan_prices(recurring, currency)}
     return {
-        (ln.id, prices[ln.id].spec.key()): PhaseItem(ln.id, prices[ln.id], ln.quantity) for ln in recurring
+        (ln.id, prices[ln.id].spec.key()): PhaseItem(ln.id, prices[ln.id], ln.quantity, ln.coupon)
+        for ln in recurring
     }
 
 
@@ -390,7 +411,19 @@ def _amend(chain: _Chain | None, order: Mapping[str, Any], config: OrderRulesCon
                 "correct the Amendment's quantity",
             )
             continue
-        changes[key] = PhaseItem(root, before.price if before is not None else price, quantity)
+        coupon = before.coupon if before is not None else ln.coupon
+        if before is not None and ln.coupon is not None and ln.coupon != before.coupon:
+            was = before.coupon.name() if before.coupon else "not at all"
+            out.line(
+                ln,
+                "discount_changed",
+                None,
+                ln.coupon.name(),
+                f"the line it revises is discounted {was}; one item carries one discount for the whole term",
+                "keep the line's discount as sold, or sell the new discount as a new line",
+            )
+            continue
+        changes[key] = PhaseItem(root, before.price if before is not None else price, quantity, coupon)
     if out.reasons:
         return
     chain.in_force.update(changes)

@@ -77,6 +77,8 @@ def _items(phase: Phase, price_ids: Mapping[str, str]) -> list[dict[str, Any]]:
         }
         if item.quantity is not None:
             param["quantity"] = item.quantity
+        if item.coupon is not None:
+            param["discounts"] = item.coupon.discounts()
         items.append(param)
     return items
 
@@ -85,7 +87,8 @@ def _item_text(item: PhaseItem, names: Mapping[str, str]) -> str:
     spec = item.price.spec
     amount = from_minor_units(spec.unit_amount, spec.unit_amount_decimal, spec.currency)
     quantity = "metered" if item.quantity is None else f"× {item.quantity}"
-    return f"{names.get(spec.product_sf_id, spec.product_sf_id)} {quantity} at {amount}"
+    off = f" less {item.coupon.name()}" if item.coupon is not None else ""
+    return f"{names.get(spec.product_sf_id, spec.product_sf_id)} {quantity} at {amount}{off}"
 
 
 def describe_phases(phases: tuple[Phase, ...] | list[Phase], names: Mapping[str, str] | None = None) -> str:
@@ -187,4 +190,21 @@ def _live_item(item: Mapping[str, Any]) -> dict[str, Any]:
         out["quantity"] = item["quantity"]
     if item.get("metadata"):
         out["metadata"] = dict(item["metadata"])
+    # the phase as billed keeps its discounts (an existing discount by its id, not redeemed again)
+    discounts = [_discount_param(d) for d in item.get("discounts") or []]
+    if any(discounts):
+        out["discounts"] = [d for d in discounts if d]
     return out
+
+
+def _discount_param(discount: Any) -> dict[str, str]:
+    """A phase item's discount as Stripe lists it ({coupon, discount, promotion_code}, ids or
+    objects) as the one key an update takes back."""
+    if not isinstance(discount, Mapping):
+        return {}
+    for key in ("discount", "coupon", "promotion_code"):
+        value = discount.get(key)
+        found = value if isinstance(value, str) else (value or {}).get("id")
+        if found:
+            return {key: str(found)}
+    return {}

@@ -38,6 +38,7 @@ class Line:
     unit: tuple[int | None, str | None] | None = None
     evergreen: bool = False
     term: Decimal | None = None
+    coupon: Any = None  # the line's CouponSpec in coupons mode (order_rules.discounts), set by contracts
 
 
 @dataclass
