@@ -148,6 +148,13 @@ class World:
 
 def snapshot(sandbox: Any, database_url: str) -> World:
     stripe = {t: [o for o in sandbox.stripe_admin.objects(t) if not o.get("deleted")] for t in STRIPE_TYPES}
+    # the invoice items the connector makes (an Order's one-time lines, a late change's catch-up);
+    # Stripe's own (prorations) carry no Salesforce id
+    stripe["invoiceitem"] = [
+        o
+        for o in sandbox.stripe_admin.objects("invoiceitem")
+        if o["metadata"].get("salesforce_order_item_id")
+    ]
     org = sandbox.org
     with org.lock:
         sf = {name: {r["Id"]: dict(r) for r in org.records(name)} for name in SF_OBJECTS}
@@ -208,6 +215,16 @@ def invariant_problems(world: World, reference: dict[str, set[str]] | None = Non
     ]
     if d := _dupes(price_keys):
         p.append(f"prices created twice for one record and spec: {d}")
+    item_keys = [
+        (
+            x["metadata"].get("salesforce_order_id"),
+            x["metadata"].get("salesforce_order_item_id"),
+            x["metadata"].get("cpq2stripe_catch_up"),
+        )
+        for x in st.get("invoiceitem", [])
+    ]
+    if d := _dupes(item_keys):
+        p.append(f"invoice items created twice for one Order line: {d}")
     if d := _dupes([m["event_name"] for m in st["billing.meter"]]):
         p.append(f"meters created twice: {d}")
     product_ids = {x["id"] for x in st["product"]}
