@@ -224,6 +224,8 @@ def order_preview(plan: OrderPlan, customer: str) -> str:
         parts.append(f"one-time: {_items_text(plan, sub.invoice_items)}")
     if sub.discount is not None:
         parts.append(f"the whole Order {sub.discount.name()}")
+    if isinstance(sub, ScheduleSpec) and sub.later_phases:  # MDQ segments
+        parts += [f"from {_day(at)}: {_items_text(plan, items)}" for at, items in sub.later_phases]
     if isinstance(sub, ScheduleSpec):
         start, end_at = _day(sub.start_date), sub.end_date
     else:
@@ -761,10 +763,10 @@ class OrderSync:
         params = plan.subscription.params(task.customer_id, price_ids)
         params["metadata"] = {**task.metadata, **params["metadata"]}
         if plan.is_schedule:
-            phase = params["phases"][0]
-            phase["metadata"] = {**task.metadata, **phase["metadata"]}
-            if task.description:
-                phase["description"] = task.description
+            for phase in params["phases"]:  # several with MDQ segments: each reaches the subscription
+                phase["metadata"] = {**task.metadata, **phase["metadata"]}
+                if task.description:
+                    phase["description"] = task.description
         elif task.description:
             params["description"] = task.description
         if task.invoice_settings:  # a schedule's first phase carries them to its subscription
@@ -906,6 +908,8 @@ class OrderSync:
             parts.append(f"{len(sub.invoice_items)} one-time item(s)")
         if isinstance(sub, ScheduleSpec):
             start = datetime.fromtimestamp(sub.start_date, UTC).date() if sub.start_date else None
+            if sub.later_phases:
+                parts.append(f"{len(sub.later_phases) + 1} phases (MDQ segments)")
             return f"Subscription schedule {stripe_id} starts {start}: " + ", ".join(parts)
         return f"Subscription {stripe_id}: " + ", ".join(parts)
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any, Literal
 
-from connector.sandbox.salesforce.dates import contract_end
+from connector.sandbox.salesforce.dates import add_months, contract_end
 from connector.sandbox.salesforce.ids import is_valid_id
 from connector.sandbox.salesforce.org import ADMIN_USER_ID, ORDER_STATUS_CATEGORY, Org
 
@@ -65,6 +65,14 @@ class Line:
     unit_price: float
     frequency: str = "Monthly"
     fields: Mapping[str, Any] = field(default_factory=dict)  # more OrderItem fields (a quote line, …)
+    # MDQ: one Order Product per segment, (quantity, unit price) each, `dimension` long (Year, Quarter,
+    # Month; Custom segments are a year long too) and sharing a segment key; `quantity` and
+    # `unit_price` are then unused. The last segment ends with the Order.
+    segments: tuple[tuple[float, float], ...] = ()
+    dimension: str = "Year"
+
+
+SEGMENT_MONTHS = {"Year": 12, "Quarter": 3, "Month": 1, "Custom": 12}
 
 
 @dataclass(frozen=True)
@@ -279,6 +287,22 @@ class _LineSpec:
     revises: str | None
     action: str
     fields: Mapping[str, Any] = field(default_factory=dict)
+    segments: tuple[tuple[float, float], ...] = ()
+    dimension: str = "Year"
+
+
+def _segments(
+    spec: _LineSpec, effective: date, line_end: date | None
+) -> list[tuple[float, float, date, date | None]]:
+    """(quantity, unit price, first day, last day) of each Order Product a line spec writes."""
+    if not spec.segments:
+        return [(spec.quantity, spec.unit_price, effective, line_end)]
+    months = SEGMENT_MONTHS[spec.dimension]
+    out: list[tuple[float, float, date, date | None]] = []
+    for i, (quantity, price) in enumerate(spec.segments):
+        last = line_end if i == len(spec.segments) - 1 else add_months(effective, (i + 1) * months) - ONE_DAY
+        out.append((quantity, price, add_months(effective, i * months), last))
+    return out
 
 
 def _write_order(
@@ -317,17 +341,22 @@ def _write_order(
     values.update(order_fields)
     order_id = org.insert("Order", _with_currency(org, values, currency), user_id)
     order = ContractOrder(order_id, order_type, effective, status, currency, opportunity_id)
-    for spec in specs:
+    rows = [
+        (n, spec, i, part)
+        for n, spec in enumerate(specs)
+        for i, part in enumerate(_segments(spec, effective, line_end))
+    ]
+    for number, spec, index, (quantity, price, first, last) in rows:
         product_id = _product(org, spec.product, spec.frequency, evergreen, user_id)
         item = {
             "OrderId": order_id,
             "Product2Id": product_id,
-            "PricebookEntryId": _entry(org, pricebook, product_id, spec.unit_price, currency, user_id),
-            "Quantity": spec.quantity,
-            "SBQQ__OrderedQuantity__c": spec.quantity,
-            "UnitPrice": spec.unit_price,
-            "ServiceDate": effective.isoformat(),
-            "EndDate": line_end.isoformat() if line_end else None,
+            "PricebookEntryId": _entry(org, pricebook, product_id, price, currency, user_id),
+            "Quantity": quantity,
+            "SBQQ__OrderedQuantity__c": quantity,
+            "UnitPrice": price,
+            "ServiceDate": first.isoformat(),
+            "EndDate": last.isoformat() if last else None,
             "Description": spec.product[:255],
             "SBQQ__ChargeType__c": "Recurring",
             "SBQQ__BillingType__c": "Advance",
@@ -338,12 +367,17 @@ def _write_order(
             "SBQQ__ContractAction__c": spec.action,
             **spec.fields,
         }
+        if spec.segments:  # CPQ's segment key is a number shared by the line's segments (Text 30)
+            item["SBQQ__SegmentKey__c"] = f"{order_id[-10:]}{number:04d}"
+            item["SBQQ__SegmentIndex__c"] = float(index + 1)
+            item["SBQQ__SegmentLabel__c"] = f"{spec.dimension} {index + 1}"
+            item["SBQQ__DimensionType__c"] = spec.dimension
         item_id = org.insert("OrderItem", item, user_id)
         group = groups.get(spec.revises, spec.revises) if spec.revises else item_id
         order.lines.append(
             OrderLine(
-                item_id, spec.product, spec.quantity, spec.unit_price, spec.frequency,
-                effective, line_end, spec.revises, group,
+                item_id, spec.product, quantity, price, spec.frequency,
+                first, last, spec.revises, group,
             )
         )  # fmt: skip
     if status != "Draft":
@@ -444,7 +478,10 @@ def create_contract(
         raise ValueError("a contract needs at least one line")
     end = None if term_months is None else contract_end(start, term_months)
     specs = [
-        _LineSpec(x.product, x.quantity, x.unit_price, x.frequency, None, "New", x.fields) for x in lines
+        _LineSpec(
+            x.product, x.quantity, x.unit_price, x.frequency, None, "New", x.fields, x.segments, x.dimension
+        )
+        for x in lines
     ]
     order = _write_order(
         org, account_id=account_id, order_type="New", effective=start, end=end, line_end=end,

@@ -36,6 +36,7 @@ from connector.sync.order_rules.fields import order_lines
 from connector.sync.order_rules.fingerprint import order_fingerprint
 from connector.sync.order_rules.planning import plan_prices, plan_products, subscription_end
 from connector.sync.order_rules.refusals import OrderRefusal, Reason
+from connector.sync.order_rules.segments import refuse_contract_change
 from connector.sync.order_rules.specs import LinePrice, ProductSpec, Recurrence
 from connector.sync.order_rules.validation import Collector, Line, check_intervals, check_line
 
@@ -125,6 +126,9 @@ def plan_contract(
     target = next((o for t in terms for o in t.orders if str(o["Id"]) == target_id), None)
     if target is None:
         raise ValueError(f"Order {target_id} is not in the contract chain given")
+    mdq = Collector(target_id, target.get("OrderNumber"))  # segmented contracts: changed by hand
+    if refuse_contract_change([o for t in terms for o in t.orders], order_lines, mdq):
+        return OrderRefusal(target_id, target.get("OrderNumber"), tuple(mdq.reasons))
     chain: _Chain | None = None
     kind: Kind = "amendment"
     for index, term in enumerate(terms):

@@ -40,8 +40,16 @@ LINE_CONTEXT_FIELDS = (
     "PricebookEntry.CurrencyIsoCode",
     "SBQQ__RevisedOrderProduct__c",  # an Amendment line: the line first sold that it changes
 )
+# MDQ segments (order_rules.segments): billed, but hashed only on lines that carry a segment key, so
+# Orders synced before segments were read keep their fingerprint.
+SEGMENT_LINE_FIELDS = (
+    "SBQQ__SegmentKey__c",
+    "SBQQ__SegmentIndex__c",
+    "SBQQ__SegmentLabel__c",
+    "SBQQ__DimensionType__c",
+)
 ORDER_FIELDS = BILLED_ORDER_FIELDS + ORDER_CONTEXT_FIELDS
-LINE_FIELDS = BILLED_LINE_FIELDS + LINE_CONTEXT_FIELDS
+LINE_FIELDS = BILLED_LINE_FIELDS + LINE_CONTEXT_FIELDS + SEGMENT_LINE_FIELDS
 
 
 def order_lines(order: Mapping[str, Any]) -> list[Mapping[str, Any]]:

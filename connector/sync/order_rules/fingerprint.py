@@ -12,7 +12,12 @@ from typing import Any
 from connector.sync.money import to_decimal
 from connector.sync.order_rules.config import OrderRulesConfig
 from connector.sync.order_rules.discounts import read_path
-from connector.sync.order_rules.fields import BILLED_LINE_FIELDS, BILLED_ORDER_FIELDS, order_lines
+from connector.sync.order_rules.fields import (
+    BILLED_LINE_FIELDS,
+    BILLED_ORDER_FIELDS,
+    SEGMENT_LINE_FIELDS,
+    order_lines,
+)
 
 
 def _canonical(value: Any) -> Any:
@@ -46,6 +51,11 @@ def order_fingerprint(order: Mapping[str, Any], config: OrderRulesConfig | None 
                 {
                     "Id": str(rec.get("Id")),
                     **{f: _canonical(rec.get(f)) for f in BILLED_LINE_FIELDS},
+                    **(
+                        {f: _canonical(rec.get(f)) for f in SEGMENT_LINE_FIELDS}
+                        if rec.get(SEGMENT_LINE_FIELDS[0])
+                        else {}
+                    ),
                     "quantity": _canonical(rec.get(quantity_field)),
                     "unit_price": _canonical(rec.get(price_field)),
                 }

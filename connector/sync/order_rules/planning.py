@@ -15,6 +15,7 @@ from connector.sync.order_rules.fields import order_lines
 from connector.sync.order_rules.fingerprint import order_fingerprint
 from connector.sync.order_rules.invoice_plan import check_invoice_lines, check_no_trial, plan_invoice
 from connector.sync.order_rules.refusals import OrderRefusal
+from connector.sync.order_rules.segments import check_segments, items_per_phase, plan_phases
 from connector.sync.order_rules.specs import (
     Collection,
     InvoiceSpec,
@@ -98,12 +99,13 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
     if invoice_only:
         check_invoice_lines(one_time, config, out)
     check_intervals(recurring, out)
-    if len(recurring) > config.max_subscription_items:
+    per_phase = items_per_phase(recurring)  # MDQ segments of one line are one item at a time
+    if per_phase > config.max_subscription_items:
         out.order(
             "too_many_items",
             None,
             None,
-            f"the Order has {len(recurring)} recurring lines; a Stripe subscription takes at most "
+            f"the Order has {per_phase} recurring lines; a Stripe subscription takes at most "
             f"{config.max_subscription_items} items",
             "split the Order, or combine lines of the same product",
         )
@@ -126,6 +128,7 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
         check_no_trial(trial, config, out)
     # A trial already over when the Order syncs: billing began the day it ended.
     billing_start = trial if trial is not None and trial <= config.today else start
+    segments = check_segments(lines, start, end_exclusive, trial, config.today, out)
     check_elapsed_lines(order, billing_start, recurring, len(one_time), config, out)
 
     if out.reasons:
@@ -139,7 +142,8 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
         "salesforce_account_id": str(order.get("AccountId") or ""),
         "salesforce_order_number": str(order.get("OrderNumber") or ""),
     }
-    items = tuple(ItemSpec(ln.id, ln.quantity, discounts.lines.get(ln.id)) for ln in recurring)
+    item_of = {ln.id: ItemSpec(ln.id, ln.quantity, discounts.lines.get(ln.id)) for ln in recurring}
+    items = tuple(item_of.values())
     invoice_items = tuple(ItemSpec(ln.id, ln.quantity, discounts.lines.get(ln.id)) for ln in one_time)
     shape: SubscriptionSpec | ScheduleSpec | InvoiceSpec
     if invoice_only:
@@ -150,6 +154,16 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
         )
         if discounts.order is not None:
             shape = replace(shape, discount=discounts.order)
+        if segments and isinstance(shape, ScheduleSpec):  # MDQ: a phase from every segment start
+            assert end_exclusive is not None
+            phases = plan_phases(recurring, segments, end_exclusive)
+            shape = replace(
+                shape,
+                items=tuple(item_of[i] for i in phases[0].line_ids),
+                later_phases=tuple(
+                    (midnight_utc(p.start), tuple(item_of[i] for i in p.line_ids)) for p in phases[1:]
+                ),
+            )
     return OrderPlan(
         order_id=str(order_id),
         order_number=order.get("OrderNumber"),

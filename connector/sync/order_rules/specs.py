@@ -225,18 +225,38 @@ class ScheduleSpec:
     trial_end: int | None = None  # the first phase trials until then
     discount: CouponSpec | None = None  # the Order-wide discount, on the phase
     automatic_tax: bool = False  # Stripe Tax on the phase (OrderRulesConfig.automatic_tax)
+    # MDQ segments (order_rules.segments): the phases after the first, each (start, items). The first
+    # phase (`items`, the one-time `invoice_items`, the trial) ends where the first of these starts.
+    later_phases: tuple[tuple[int, tuple[ItemSpec, ...]], ...] = ()
 
     @property
     def end_behavior(self) -> Literal["cancel", "release"]:
         return "release" if self.end_date is None else "cancel"
 
     def params(self, customer_id: str, price_ids: Mapping[str, str]) -> dict[str, Any]:
-        phase: dict[str, Any] = {"items": _items(self.items, price_ids)}
-        if self.invoice_items:
+        ends = [start for start, _ in self.later_phases] + [self.end_date]
+        phases = [self._phase(self.items, ends[0], price_ids, first=True)]
+        phases += [
+            self._phase(items, ends[i + 1], price_ids, first=False)
+            for i, (_, items) in enumerate(self.later_phases)
+        ]
+        return {
+            "customer": customer_id,
+            "start_date": self.start_date,
+            "end_behavior": self.end_behavior,
+            "phases": phases,
+            "metadata": dict(self.metadata),
+        }
+
+    def _phase(
+        self, items: tuple[ItemSpec, ...], end: int | None, price_ids: Mapping[str, str], *, first: bool
+    ) -> dict[str, Any]:
+        phase: dict[str, Any] = {"items": _items(items, price_ids)}
+        if self.invoice_items and first:
             phase["add_invoice_items"] = _items(self.invoice_items, price_ids)
-        if self.end_date is not None:
-            phase["end_date"] = self.end_date
-        if self.trial_end is not None:
+        if end is not None:
+            phase["end_date"] = end
+        if self.trial_end is not None and first:
             phase["trial_end"] = self.trial_end
         phase["collection_method"] = self.collection.method
         if self.collection.method == "send_invoice":
@@ -249,13 +269,7 @@ class ScheduleSpec:
             phase["automatic_tax"] = {"enabled": True}
         # Phase metadata is what reaches the subscription the schedule creates.
         phase["metadata"] = dict(self.metadata)
-        return {
-            "customer": customer_id,
-            "start_date": self.start_date,
-            "end_behavior": self.end_behavior,
-            "phases": [phase],
-            "metadata": dict(self.metadata),
-        }
+        return phase
 
 
 @dataclass(frozen=True)

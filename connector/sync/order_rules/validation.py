@@ -151,7 +151,8 @@ def check_line(
                 line.term = to_decimal(term)
             except MoneyError:
                 line.term = None
-        if config.require_line_dates_match:
+        # An MDQ segment has its own dates, checked against its key's other segments (order_rules.segments).
+        if config.require_line_dates_match and not rec.get("SBQQ__SegmentKey__c"):
             check_line_dates(line, rec, start, end, out)
 
     metered = line.recurrence is not None and line.recurrence.usage_type == "metered"
