@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
+from connector.faults import EXIT_CODE as CRASH_EXIT
 from connector.sandbox.salesforce.contracts import Line, amend, create_contract
 from connector.sync.order_rules import add_months
-from tests.e2e.test_contract_lifecycle import TODAY, advance, billed_by_month, clocked_account, stripe_client
+
+from .test_contract_lifecycle import TODAY, advance, billed_by_month, clocked_account, stripe_client
+from .test_orders import cli, record, stripe_objects
 
 RAMP = Line("Seats", 0, 0.0, frequency="Annual", segments=((10, 120.0), (20, 120.0), (30, 100.0)))
 
@@ -58,3 +63,23 @@ def test_an_amendment_of_a_ramp_is_refused_and_left_to_stripe_by_hand(sandbox, r
     assert "change MDQ contracts in Stripe by hand" in refused.message
     order = sandbox.sf_admin.get_record("Order", change.id)
     assert "MDQ" in (order["Stripe_Sync_Message__c"] or "")
+
+
+@pytest.mark.parametrize("point", ["order.after_price", "order.after_subscription", "order.before_writeback"])
+def test_a_ramp_killed_mid_create_is_one_schedule_after_the_rerun(sandbox, store_url, point) -> None:
+    client = stripe_client(sandbox)
+    account, _ = clocked_account(sandbox, client, TODAY)
+    contract = create_contract(sandbox.org, account, TODAY + timedelta(days=1), [RAMP], term_months=36)
+
+    crashed = cli(sandbox, store_url, "sync", crash_at=point)
+    assert crashed.returncode == CRASH_EXIT, crashed.stdout + crashed.stderr
+    for _ in range(2):
+        finished = cli(sandbox, store_url, "sync")
+        assert finished.returncode == 0, finished.stdout + finished.stderr
+
+    [schedule] = stripe_objects(sandbox, "subscription_schedule")
+    assert [p["items"][0]["quantity"] for p in schedule["phases"]] == [10, 20, 30]
+    # Year 1 and 2 bill the price book's 120.00 (one Price), Year 3 its own 100.00
+    assert sorted(p["unit_amount"] for p in stripe_objects(sandbox, "price")) == [10000, 12000]
+    order = record(sandbox, "Order", contract.first_order.id)
+    assert order["Stripe_Subscription_ID__c"] == schedule["id"] and order["Stripe_Sync_Status__c"] == "Synced"

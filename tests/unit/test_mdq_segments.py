@@ -176,3 +176,13 @@ def test_an_unsegmented_orders_fingerprint_is_unchanged_by_segment_fields() -> N
     relabelled = ramp()
     relabelled["OrderItems"]["records"][0]["SBQQ__SegmentIndex__c"] = 9.0
     assert order_fingerprint(ramp()) != order_fingerprint(relabelled)
+
+
+def test_a_dry_run_names_each_segments_phase() -> None:
+    from connector.sync.orders import order_preview
+
+    plan = plan_order(ramp(), CONFIG)
+    assert isinstance(plan, OrderPlan)
+    text = order_preview(plan, "cus_1")
+    assert "items: Seats 10 ×" in text and "from 2027-04-01: Seats 20 ×" in text
+    assert "from 2028-04-01: Seats 30 ×" in text

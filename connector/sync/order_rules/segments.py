@@ -10,7 +10,7 @@ own CPQ connector, custom segments are refused.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -232,7 +232,11 @@ def items_per_phase(recurring: list[Line]) -> int:
     return sum(1 for ln in recurring if segment_key(ln.record) is None) + len(keys - {None})
 
 
-def refuse_contract_change(orders: Sequence[Mapping[str, Any]], records_of: Any, out: Collector) -> bool:
+def refuse_contract_change(
+    orders: Sequence[Mapping[str, Any]],
+    records_of: Callable[[Mapping[str, Any]], Sequence[Mapping[str, Any]]],
+    out: Collector,
+) -> bool:
     """An Amendment or Renewal of a contract whose Orders have MDQ segments: refused (the contract
     planner models one quantity per line over the term, not segments)."""
     segmented = [o for o in orders if has_segments(records_of(o))]
