@@ -300,3 +300,31 @@ def test_admin_seed_writes_contract_histories_only_when_asked(
         "records"
     ]
     assert first[0]["SBQQ__Order__r"]["Type"] == "New"
+
+
+# ---------------------------------------------------------------- MDQ segments
+def test_an_mdq_line_is_one_order_product_per_segment_with_cpq_segment_fields(
+    sf: Salesforce, sandbox: SalesforceSandbox
+) -> None:
+    account = sandbox.org.insert("Account", {"Name": "Ramp Co"})
+    ramp = Line("Ramp Seats", 0, 0.0, "Annual", segments=((10, 120.0), (20, 120.0), (30, 100.0)))
+    h = create_contract(sandbox.org, account, date(2026, 1, 1), [ramp], term_months=36)
+    fields = _fields(sf, "OrderItem")
+    assert fields["SBQQ__SegmentKey__c"]["length"] == 30
+    assert [v["value"] for v in fields["SBQQ__DimensionType__c"]["picklistValues"]] == [
+        "Year", "Quarter", "Month", "Custom", "One-time",
+    ]  # fmt: skip
+    rows = sf.query(
+        "SELECT Quantity, UnitPrice, ServiceDate, EndDate, SBQQ__SegmentKey__c, SBQQ__SegmentIndex__c, "
+        f"SBQQ__SegmentLabel__c, SBQQ__DimensionType__c FROM OrderItem WHERE OrderId = '{h.first_order.id}' "
+        "ORDER BY SBQQ__SegmentIndex__c"
+    )["records"]
+    assert [(r["Quantity"], r["UnitPrice"], r["ServiceDate"], r["EndDate"]) for r in rows] == [
+        (10, 120.0, "2026-01-01", "2026-12-31"),
+        (20, 120.0, "2027-01-01", "2027-12-31"),
+        (30, 100.0, "2028-01-01", "2028-12-31"),
+    ]
+    assert len({r["SBQQ__SegmentKey__c"] for r in rows}) == 1
+    assert [r["SBQQ__SegmentLabel__c"] for r in rows] == ["Year 1", "Year 2", "Year 3"]
+    assert {r["SBQQ__DimensionType__c"] for r in rows} == {"Year"}
+    assert [p.items["Ramp Seats"].quantity for p in h.phases()] == [10, 20, 30]
