@@ -65,6 +65,7 @@ def test_an_amendment_of_a_ramp_is_refused_and_left_to_stripe_by_hand(sandbox, r
     assert "MDQ" in (order["Stripe_Sync_Message__c"] or "")
 
 
+@pytest.mark.slow  # kills processes, as tests/e2e/test_orders_crash.py (tests/conftest.py SLOW_PATHS)
 @pytest.mark.parametrize("point", ["order.after_price", "order.after_subscription", "order.before_writeback"])
 def test_a_ramp_killed_mid_create_is_one_schedule_after_the_rerun(sandbox, store_url, point) -> None:
     client = stripe_client(sandbox)
