@@ -37,11 +37,12 @@ FIELD_TYPES = frozenset(
         "Currency",
         "Percent",
         "Picklist",
+        "Lookup",
     }
 )
 # Salesforce fixes the length of these types and the files leave it out (it refuses `length` on an
 # Email field); these are the lengths describe reports for them.
-_FIXED_LENGTHS = {"Email": 80, "Phone": 40, "Url": 255, "TextArea": 255, "Picklist": 255}
+_FIXED_LENGTHS = {"Email": 80, "Phone": 40, "Url": 255, "TextArea": 255, "Picklist": 255, "Lookup": 18}
 _NEEDS_LENGTH = frozenset({"Text", "LongTextArea"})
 _NUMBER_TYPES = frozenset({"Number", "Currency", "Percent"})
 
@@ -62,6 +63,8 @@ class CustomFieldDef:
     restricted: bool = False
     external_id: bool = False
     description: str = ""
+    reference_to: str = ""  # a Lookup's object
+    relationship_name: str = ""  # a Lookup's child relationship (Salesforce adds __r)
 
     @property
     def qualified_name(self) -> str:
@@ -163,6 +166,8 @@ def _custom_field(path: Path, object_name: str) -> CustomFieldDef:
                 default = value_name
         if not values:
             raise ValueError(f"{path}: a Picklist field needs at least one value")
+    if field_type == "Lookup" and not (_text(root, "referenceTo") and _text(root, "relationshipName")):
+        raise ValueError(f"{path}: a Lookup field needs a <referenceTo> and a <relationshipName>")
     return CustomFieldDef(
         object_name=object_name,
         name=name,
@@ -176,6 +181,8 @@ def _custom_field(path: Path, object_name: str) -> CustomFieldDef:
         restricted=restricted,
         external_id=_bool(path, root, "externalId"),
         description=_text(root, "description"),
+        reference_to=_text(root, "referenceTo"),
+        relationship_name=_text(root, "relationshipName"),
     )
 
 

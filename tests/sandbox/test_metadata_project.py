@@ -38,12 +38,16 @@ ROOT_TAGS = {
 FIELD_ELEMENT_ORDER = [
     "fullName",
     "defaultValue",
+    "deleteConstraint",
     "description",
     "externalId",
     "inlineHelpText",
     "label",
     "length",
     "precision",
+    "referenceTo",
+    "relationshipLabel",
+    "relationshipName",
     "required",
     "scale",
     "type",
@@ -93,8 +97,20 @@ BEFORE = {
         "Stripe_Price_ID__c": ("string", 255, (), False),
         "Stripe_Discount_Months__c": ("double", 0, (), False),
     },
+    # The usage object (mappings/usage.yaml), new with the project rather than moved into it.
+    "Stripe_Usage__c": {
+        "Order_Product__c": ("reference", 18, (), False),
+        "Quantity__c": ("double", 0, (), False),
+        "Usage_Time__c": ("datetime", 0, (), False),
+        "Stripe_Sync_Status__c": ("picklist", 255, STATUSES, False),
+        "Stripe_Sync_Message__c": ("textarea", 32768, (), False),
+        "Stripe_Last_Synced__c": ("datetime", 0, (), False),
+    },
 }
 READ_ONLY = {
+    "Stripe_Usage__c.Order_Product__c",
+    "Stripe_Usage__c.Quantity__c",
+    "Stripe_Usage__c.Usage_Time__c",
     "Account.Billing_Email__c",
     "Account.Billing_Entity__c",
     "Account.Stripe_Payment_Method_ID__c",

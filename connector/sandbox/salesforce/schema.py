@@ -37,6 +37,7 @@ METADATA_TYPES = {
     "Currency": "currency",
     "Percent": "percent",
     "Picklist": "picklist",
+    "Lookup": "reference",
 }
 
 
@@ -164,6 +165,11 @@ def field_from_metadata(spec: CustomFieldDef) -> FieldDef:
         restricted=spec.restricted,
         default=spec.default,
         external_id=spec.external_id,
+        # A custom lookup's parent relationship is its name with __r; its child relationship on
+        # the parent is the relationshipName with __r.
+        reference_to=(spec.reference_to,) if spec.reference_to else (),
+        relationship_name=spec.name.removesuffix("__c") + "__r" if spec.reference_to else None,
+        child_relationship_name=spec.relationship_name + "__r" if spec.relationship_name else None,
     )
 
 
