@@ -232,7 +232,7 @@ def _check_objects(value: str) -> str:
 
 
 Objects = Annotated[
-    str, typer.Option(help="Comma-separated: accounts,products,orders", callback=_check_objects)
+    str, typer.Option(help="Comma-separated: accounts,products,orders,usage", callback=_check_objects)
 ]
 Force = Annotated[
     bool,
@@ -255,7 +255,7 @@ def sync(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; change nothing anywhere.")
     ] = False,
-    objects: Objects = "accounts,products,orders",
+    objects: Objects = "accounts,products,orders,usage",
     force: Force = False,
 ) -> None:
     """One pass: poll Salesforce for changed records, apply them to Stripe, exit (`run` keeps going)."""
@@ -426,7 +426,7 @@ def backfill(
     since: Annotated[
         str | None, typer.Option(help="Only records modified at or after this ISO 8601 instant.")
     ] = None,
-    objects: Objects = "accounts,products,orders",
+    objects: Objects = "accounts,products,orders,usage",
     failures_csv: Annotated[
         Path, typer.Option("--failures-csv", help="Where to write the failed and refused records.")
     ] = Path("backfill-failures.csv"),

@@ -28,6 +28,9 @@ CRASH_POINTS = frozenset(
         "invoice.after_item",  # one invoice item made, not linked yet
         "invoice.after_items",  # every item on the draft, not finalized yet
         "invoice.after_finalize",  # finalized, the Order not linked yet
+        "usage.after_intent",  # a usage batch's intents recorded, no meter event sent yet
+        "usage.after_create",  # a meter event sent, its usage record not linked yet
+        "usage.after_link",  # linked, the usage record's status not written back yet
     }
 )
 

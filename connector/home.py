@@ -23,7 +23,7 @@ ENV_FILE = ".env"
 ENV_EXAMPLE = ".env.example"
 MAPPINGS = "mappings"
 STATE = "state"
-DEFAULT_MAPPING_FILES = ("customer.yaml", "subscription.yaml")
+DEFAULT_MAPPING_FILES = ("customer.yaml", "subscription.yaml", "usage.yaml")
 
 
 class HomeError(Exception):

@@ -385,6 +385,8 @@ def mapping_conditions(mappings: Mappings, kind: str | None = None) -> list[tupl
         ("subscription", ("condition",), sub.object, sub.condition),
         ("subscription", ("lines", "condition"), sub.lines.object, sub.lines.condition),
     ]
+    if mappings.usage is not None:
+        found.append(("usage", ("condition",), mappings.usage.object, mappings.usage.condition))
     return [(k, p, o, c) for k, p, o, c in found if c and (kind is None or k == kind)]
 
 

@@ -36,10 +36,16 @@ from connector.mapping.schema import (
     Mappings,
     Problem,
     SubscriptionMapping,
+    UsageMapping,
     ValueSource,
 )
 
-FILES: dict[str, type[BaseModel]] = {"customer": CustomerMapping, "subscription": SubscriptionMapping}
+FILES: dict[str, type[BaseModel]] = {
+    "customer": CustomerMapping,
+    "subscription": SubscriptionMapping,
+    "usage": UsageMapping,
+}
+OPTIONAL = frozenset({"usage"})  # a home without usage.yaml reads no usage
 _SF_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _SF_PATH = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$")
 
@@ -158,6 +164,8 @@ def load_mappings(directory: str | Path) -> Mappings:
     positions: dict[str, dict[Path_, tuple[int, int]]] = {}
     for kind in FILES:
         path = directory / f"{kind}.yaml"
+        if kind in OPTIONAL and not path.exists():
+            continue
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
@@ -172,15 +180,15 @@ def load_mappings(directory: str | Path) -> Mappings:
         positions[kind] = where.value
     if problems:
         raise MappingError(problems)
-    return Mappings(models["customer"], models["subscription"], files, positions)
+    return Mappings(models["customer"], models["subscription"], files, positions, models.get("usage"))
 
 
-def parse_mapping(text: str, file: str, kind: str) -> CustomerMapping | SubscriptionMapping:
-    """Parse one mapping document (`kind` is 'customer' or 'subscription'); raise MappingError."""
+def parse_mapping(text: str, file: str, kind: str) -> CustomerMapping | SubscriptionMapping | UsageMapping:
+    """Parse one mapping document (`kind`: 'customer', 'subscription' or 'usage'); raise MappingError."""
     model, problems, _ = _parse(text, file, kind)
     if problems:
         raise MappingError(problems)
-    assert isinstance(model, CustomerMapping | SubscriptionMapping)
+    assert isinstance(model, CustomerMapping | SubscriptionMapping | UsageMapping)
     return model
 
 
@@ -314,6 +322,10 @@ def _unwrap(annotation: Any) -> Any:
 def _semantic(report: _Report, data: dict[str, Any], kind: str) -> None:
     if kind == "customer":
         _check_object(report, data.get("object", "Account"), "Account")
+    if kind == "usage":
+        _check_sf_name(report, ("object",), data.get("object"))
+        for key in UsageMapping.PATHS:
+            _check_sf_path(report, (key,), data.get(key))
     _check_condition(report, ("condition",), data.get("condition"))
     wb = data.get("write_back")
     if isinstance(wb, dict):
@@ -633,6 +645,15 @@ def _check_sf_name(report: _Report, path: Path_, name: Any) -> None:
             path,
             f"'{name}' is not a Salesforce field API name",
             "write the field's API name, e.g. Stripe_Customer_ID__c",
+        )
+
+
+def _check_sf_path(report: _Report, path: Path_, name: Any) -> None:
+    if isinstance(name, str) and not _SF_PATH.match(name):
+        report.add(
+            path,
+            f"'{name}' is not a Salesforce field path",
+            "write a field's API name, or a path through lookups, e.g. Order_Product__r.OrderId",
         )
 
 

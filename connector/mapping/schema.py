@@ -218,6 +218,53 @@ class SubscriptionMapping(_Model):
     stripe_object: ClassVar[str] = "subscription"
 
 
+class UsageWriteBack(_Model):
+    """A usage record's own fields: its status, message and time (a meter event has no id)."""
+
+    status: str | None = "Stripe_Sync_Status__c"
+    message: str | None = "Stripe_Sync_Message__c"
+    synced_at: str | None = "Stripe_Last_Synced__c"
+
+    def as_write_back(self) -> WriteBack:
+        """As the shared write-back policy takes it (no Stripe id field: nothing to write there)."""
+        return WriteBack(stripe_id="", status=self.status, message=self.message, synced_at=self.synced_at)
+
+
+class UsageMapping(_Model):
+    """Usage records -> Billing Meter events (mappings/usage.yaml): one event per record, on the
+    meter of its Order Product's Product2, for the customer of that Order's Account."""
+
+    version: Literal[1] = 1
+    object: str = "Stripe_Usage__c"
+    condition: str | None = None
+    # Field paths on the usage object (relationships allowed: Order_Product__r.OrderId).
+    order_item: str = "Order_Product__c"  # the usage-priced Order Product (OrderItem id)
+    product: str = "Order_Product__r.Product2Id"  # its Product2: whose meter the event goes to
+    order: str = "Order_Product__r.OrderId"  # its Order: must be synced
+    account: str = "Order_Product__r.Order.AccountId"  # the customer
+    quantity: str = "Quantity__c"  # the event's value: a whole number, not negative
+    timestamp: str = "Usage_Time__c"  # when it was used (Stripe: ≤ 35 days ago, ≤ 5 minutes ahead)
+    unique_id: str = "Id"  # the event's identifier: Stripe ignores a second event with it
+    write_back: UsageWriteBack = UsageWriteBack()
+
+    stripe_object: ClassVar[str] = "meter_event"
+    PATHS: ClassVar[tuple[str, ...]] = (
+        "order_item",
+        "product",
+        "order",
+        "account",
+        "quantity",
+        "timestamp",
+        "unique_id",
+    )
+
+    def soql_fields(self) -> list[str]:
+        """What the poll selects: Id and SystemModstamp, every mapped path, the write-back fields."""
+        wanted = ["Id", "SystemModstamp", *(getattr(self, k) for k in self.PATHS)]
+        wanted += [f for f in (self.write_back.status, self.write_back.message) if f]
+        return list(dict.fromkeys(wanted))
+
+
 ObjectMapping = CustomerMapping | SubscriptionMapping | LineMapping
 
 
@@ -229,6 +276,8 @@ class Mappings:
     subscription: SubscriptionMapping
     files: dict[str, str] = field(default_factory=dict)
     positions: dict[str, dict[tuple[str | int, ...], tuple[int, int]]] = field(default_factory=dict)
+    # usage.yaml is optional: without it no usage is read (a home made before it existed).
+    usage: UsageMapping | None = None
 
     def position(self, kind: str, path: tuple[str | int, ...]) -> tuple[str, int, int]:
         """(file, line, column) of the longest prefix of `path` in the `kind` file; line 0 if unknown."""

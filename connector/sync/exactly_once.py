@@ -81,6 +81,16 @@ TAX_ID = Kind("tax_id", "tax ID", listable=True)
 # invoice has all its items (and is finalized), so a pending link means "resume": find the
 # invoice, add the items it lacks, finalize it (connector.sync.invoices).
 INVOICE = Kind("subscription", "invoice", listable=True, after_create="invoice.after_create")
+# A usage record's Billing Meter event. Not findable (Stripe lists no meter events), but its
+# `identifier` is the record's id, so a resend of an interrupted one is refused as a duplicate
+# (connector.stripe_sink.meter_events), which means it is there.
+METER_EVENT = Kind(
+    "meter_event",
+    "meter event",
+    after_intent="usage.after_intent",
+    after_create="usage.after_create",
+    after_link="usage.after_link",
+)
 INVOICE_ITEM = Kind("invoice_item", "invoice item", listable=True, after_create="invoice.after_item")
 
 

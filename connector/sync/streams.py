@@ -15,11 +15,12 @@ from typing import Protocol
 from connector.sync import polling
 from connector.sync.accounts import AccountSync
 from connector.sync.context import SyncContext
-from connector.sync.exactly_once import CUSTOMER, PRODUCT, SUBSCRIPTION, Kind
+from connector.sync.exactly_once import CUSTOMER, METER_EVENT, PRODUCT, SUBSCRIPTION, Kind
 from connector.sync.orders import OrderSync
 from connector.sync.polling import PolledSync
 from connector.sync.products import ProductSync
 from connector.sync.report import RunReport, regroup
+from connector.sync.usage import UsageSync
 
 
 class Pipeline(PolledSync, Protocol):
@@ -63,6 +64,8 @@ STREAMS: tuple[Stream, ...] = (
     Stream("accounts", "Accounts → Customers", "Account", CUSTOMER, True, AccountSync),
     Stream("products", "Product2 → Products", "Product2", PRODUCT, True, ProductSync),
     Stream("orders", "Orders → Subscriptions", "Order", SUBSCRIPTION, False, OrderSync),
+    # Usage after the Orders whose metered lines (and meters) it reports on (mappings/usage.yaml).
+    Stream("usage", "Usage → Meter events", "Stripe_Usage__c", METER_EVENT, True, UsageSync),
 )
 KEYS: tuple[str, ...] = tuple(s.key for s in STREAMS)
 
