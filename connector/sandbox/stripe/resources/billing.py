@@ -356,6 +356,7 @@ def open_invoice(
     only_spanned: bool = False,
     period: tuple[int, int] | None = None,
     extra_discounts: list[list[str]] | None = None,
+    used: dict[str, tuple[int, int, tuple[int, int]]] | None = None,
 ) -> dict[str, Any]:
     """The invoice a subscription creates: a line per item per billed span (see `first_spans`;
     an item without spans gets one zero line for its current period, unless `only_spanned`: a
@@ -372,6 +373,10 @@ def open_invoice(
         full = _unit_total(item["price"], item["quantity"])
         current = (item["current_period_start"], item["current_period_end"])
         billed = [(sp.amount(full), (sp.start, sp.end), sp.proration) for sp in spans.get(item["id"], [])]
+        quantity = item["quantity"]
+        if used and item["id"] in used:  # a metered item's ended period, billed in arrears
+            quantity, amount, ended = used[item["id"]]
+            billed = [(amount, ended, False)]
         for amount, span, proration in billed or [(0, current, False)]:
             own.append(list(item.get("discounts") or []))
             lines.append(
@@ -380,7 +385,7 @@ def open_invoice(
                     ident,
                     sub,
                     item["price"],
-                    item["quantity"],
+                    quantity,
                     amount,
                     span,
                     {

@@ -1,11 +1,13 @@
 """Billing Meters and meter events (`/v1/billing/meters`, `/v1/billing/meter_events`).
 
 Metered prices name a meter in `recurring[meter]` (checked in `catalog.new_price` through
-`check_meter`). Event names are unique among active meters, as in Stripe. Meter events are stored
-and returned but never aggregated: nothing here bills usage (the fake has no clock advances)."""
+`check_meter`). Event names are unique among active meters, as in Stripe. Meter events are stored;
+`usage` sums a customer's events of one meter in a billing period, which a test clock's renewal
+bills on the metered item's line (resources/timeline.py `renew`)."""
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..common import Ctx, Endpoint, paginate
@@ -16,6 +18,9 @@ KIND = "billing.meter"
 EVENT_KIND = "billing.meter_event"
 MAX_EVENT_AGE = 35 * 86400  # events may be up to 35 days old ...
 MAX_EVENT_AHEAD = 5 * 60  # ... or 5 minutes in the future
+# Stripe enforces identifier uniqueness "within a rolling period of at least 24 hours": the fake
+# keeps it exactly that long, so a client that relies on a longer window is caught.
+IDENTIFIER_WINDOW = 86400
 
 _CREATE = {
     "display_name": Str(required=True, nullable=False, max_len=250),
@@ -156,12 +161,12 @@ def create_meter_event(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
             "timestamp",
         )
     identifier = p.get("identifier") or store.new_id("mev", 24)  # ids share one namespace in the store
-    if store.find(EVENT_KIND, identifier) is not None:
-        raise StripeError(
-            f"An event with identifier {identifier} already exists.",
-            param="identifier",
-            code="resource_already_exists",
-        )
+    seen = store.find(EVENT_KIND, identifier)
+    if seen is not None and now - seen["created"] < IDENTIFIER_WINDOW:
+        # Stripe's wording (an invalid_request_error, HTTP 400, no code), as reported by clients.
+        raise invalid(f"An event already exists with identifier {identifier}.", "identifier")
+    if seen is not None:  # past the window: Stripe takes it as a new event
+        store.objects[EVENT_KIND][store.new_id("mev_old", 24)] = seen
     event = {
         "object": EVENT_KIND,
         "created": now,
@@ -173,6 +178,33 @@ def create_meter_event(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     }
     store.objects[EVENT_KIND][identifier] = event  # keyed by identifier: meter events have no id
     return event
+
+
+def usage(ctx: Ctx, meter_id: str, customer_id: str, start: int, end: int) -> Decimal:
+    """The meter's aggregate (its formula: sum, count or last) of one customer's events with
+    start <= timestamp < end."""
+    store = ctx.store
+    meter = store.find(KIND, meter_id)
+    if meter is None:
+        return Decimal(0)
+    key = meter["customer_mapping"]["event_payload_key"]
+    value_key = meter["value_settings"]["event_payload_key"]
+    values: list[Decimal] = []
+    for event in sorted(store.objects[EVENT_KIND].values(), key=lambda e: (e["timestamp"], e["created"])):
+        if event["event_name"] != meter["event_name"] or event["payload"].get(key) != customer_id:
+            continue
+        if not start <= event["timestamp"] < end:
+            continue
+        try:
+            values.append(Decimal(str(event["payload"].get(value_key, "0"))))
+        except InvalidOperation:
+            continue  # Stripe reports an invalid value asynchronously and does not count it
+    formula = meter["default_aggregation"]["formula"]
+    if formula == "count":
+        return Decimal(len(values))
+    if formula == "last":
+        return values[-1] if values else Decimal(0)
+    return sum(values, Decimal(0))
 
 
 ENDPOINTS = [

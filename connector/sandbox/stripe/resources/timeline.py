@@ -16,17 +16,21 @@ unused time on a final invoice unless prorations were turned off.
 
 Left out: payment retries and dunning (an automatically charged invoice without a payment method
 stays open and the subscription is `past_due`), customer balance applied to later invoices,
-usage (metered items bill 0), trials inside phases and taxes. Discounts: resources/discounts.py
+trials inside phases and taxes. Usage: a renewal bills a metered item's ended period in arrears, its
+meter's aggregate of the customer's events in that period times the price's unit amount
+(resources/meters.py `usage`); other invoices bill metered items 0. Discounts: resources/discounts.py
 (a phase's discounts are redeemed again as it starts, so a repeating coupon restarts its months)."""
 
 from __future__ import annotations
 
 import copy
+from decimal import ROUND_HALF_EVEN
+from decimal import Decimal as D
 from typing import Any
 
 from ..common import Ctx
 from ..validation import merge_metadata
-from . import discounts
+from . import discounts, meters
 from .billing import (
     Span,
     _unit_total,
@@ -285,6 +289,7 @@ def _invoice_now(
     reason: str,
     spans: dict[str, list[Span]] | None = None,
     billed: tuple[int, int] | None = None,
+    used: dict[str, tuple[int, int, tuple[int, int]]] | None = None,
 ) -> dict[str, Any]:
     store = ctx.store
     customer = store.get("customer", sub["customer"])
@@ -298,6 +303,7 @@ def _invoice_now(
         pending=_pending_for(ctx, sub),
         only_spanned=True,
         period=billed,
+        used=used,
     )
     sub["latest_invoice"] = invoice["id"]
     mark_unpaid(sub, invoice)
@@ -310,11 +316,18 @@ def renew(ctx: Ctx, sub: dict[str, Any], moment: int) -> None:
     """Items whose period ended start the next one, billed on a `subscription_cycle` invoice."""
     before = copy.deepcopy(sub)
     spans: dict[str, list[Span]] = {}
+    used: dict[str, tuple[int, int, tuple[int, int]]] = {}
     last_start = moment
     for item in sub["items"]["data"]:
         if item["current_period_end"] > moment:
             continue
         rec = item["price"]["recurring"]
+        if rec["usage_type"] == "metered" and rec.get("meter"):
+            ended = (item["current_period_start"], item["current_period_end"])
+            quantity = meters.usage(ctx, rec["meter"], sub["customer"], *ended)
+            unit = D(item["price"]["unit_amount_decimal"] or "0")
+            amount = int((unit * quantity).quantize(D(1), rounding=ROUND_HALF_EVEN))
+            used[item["id"]] = (int(quantity), amount, ended)
         last_start = item["current_period_start"]
         lo, hi = period(sub["billing_cycle_anchor"], moment, moment, rec["interval"], rec["interval_count"])
         if lo != moment:  # the anchor does not fall here (a trial ended): the cycle restarts now
@@ -323,7 +336,7 @@ def renew(ctx: Ctx, sub: dict[str, Any], moment: int) -> None:
         spans[item["id"]] = [Span(lo, hi, lo, hi)]
     if sub["status"] == "trialing":
         sub["status"] = "active"
-    _invoice_now(ctx, sub, "subscription_cycle", spans, (last_start, moment))
+    _invoice_now(ctx, sub, "subscription_cycle", spans, (last_start, moment), used)
     previous = {k: before[k] for k in sub if before.get(k) != sub[k]}
     ctx.emit("customer.subscription.updated", sub, previous)
 
