@@ -6,7 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from connector.sync.order_rules import add_months
+from tests.e2e.conftest import run_cli
 from tests.e2e.test_contract_lifecycle import TODAY, advance, clocked_account, stripe_client
 from tests.e2e.test_orders import USAGE, Org
 
@@ -98,3 +101,34 @@ def test_usage_reaches_the_meter_once_and_is_billed_on_the_next_invoice(sandbox,
         if line["pricing"] and line["pricing"]["price_details"]["price"] == metered and line["amount"]
     ]
     assert [(line["quantity"], line["amount"]) for line in usage_lines] == [(120, 6000)]
+
+
+def test_refusals_show_in_status(sandbox, store_url) -> None:
+    org = Org(sandbox)
+    order, (line,) = org.order(org.account(), [{"product": "API", "price": 0.5, "kind": USAGE}])
+    assert run_cli(sandbox, store_url, "sync", "--objects", "accounts,orders").returncode == 0
+    negative = _usage(sandbox, line, -1, datetime.now(UTC))
+    run_cli(sandbox, store_url, "sync", "--objects", "usage")
+    status = run_cli(sandbox, store_url, "status")
+    assert negative in status.stdout and "negative" in status.stdout, status.stdout
+    assert order
+
+
+@pytest.mark.parametrize("crash_at", ["usage.after_intent", "usage.after_create", "usage.after_link"])
+def test_a_kill_anywhere_still_sends_each_usage_once(sandbox, store_url, crash_at: str) -> None:
+    org = Org(sandbox)
+    _order, (line,) = org.order(org.account(), [{"product": "API", "price": 0.5, "kind": USAGE}])
+    assert run_cli(sandbox, store_url, "sync", "--objects", "accounts,orders").returncode == 0
+    now = datetime.now(UTC)
+    records = [_usage(sandbox, line, n, now - timedelta(seconds=n)) for n in (1, 2, 3)]
+
+    killed = run_cli(sandbox, store_url, "sync", "--objects", "usage", crash_at=crash_at)
+    assert killed.returncode != 0
+    for _ in range(2):  # the rerun finishes; one more changes nothing
+        done = run_cli(sandbox, store_url, "sync", "--objects", "usage")
+        assert done.returncode == 0, done.stderr
+
+    events = sandbox.stripe_admin.objects("billing.meter_event")
+    assert sorted(e["identifier"] for e in events) == sorted(records)
+    for usage_id in records:
+        assert _record(sandbox, usage_id)["Stripe_Sync_Status__c"] == "Synced"
