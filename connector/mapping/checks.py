@@ -312,7 +312,31 @@ def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[st
         _ID_TYPES,
         "Stripe id",
     )
+    _usage(checker, mappings)
     return checker.problems
+
+
+def _usage(checker: _Checker, mappings: Mappings) -> None:
+    """usage.yaml: its object exists, each path resolves on it, its write-back fields fit."""
+    usage = mappings.usage
+    if usage is None:
+        return
+    if checker.org.fields(usage.object) is None:
+        checker.add(
+            "usage",
+            ("object",),
+            f"object {usage.object} is not in the org",
+            "deploy the metadata project (it has Stripe_Usage__c) or name your usage object",
+        )
+        return
+    for key in usage.PATHS:
+        path = getattr(usage, key)
+        field, why = checker.org.resolve(usage.object, path)
+        if field is None:
+            checker.add(
+                "usage", (key,), f"{key} '{path}' on {usage.object}: {why}", "use a field that exists"
+            )
+    _write_back_block(checker, "usage", ("write_back",), usage.object, usage.write_back)
 
 
 def check_conditions_in_org(

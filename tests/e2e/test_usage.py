@@ -3,13 +3,14 @@ on the metered line's next invoice when the test clock advances; refusals on the
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from connector.sync.order_rules import add_months
-from tests.e2e.conftest import run_cli
+from tests.e2e.conftest import MAPPINGS, run_cli
 from tests.e2e.test_contract_lifecycle import TODAY, advance, clocked_account, stripe_client
 from tests.e2e.test_orders import USAGE, Org
 
@@ -132,3 +133,15 @@ def test_a_kill_anywhere_still_sends_each_usage_once(sandbox, store_url, crash_a
     assert sorted(e["identifier"] for e in events) == sorted(records)
     for usage_id in records:
         assert _record(sandbox, usage_id)["Stripe_Sync_Status__c"] == "Synced"
+
+
+def test_mappings_check_against_the_org_checks_the_usage_fields(sandbox, store_url, tmp_path) -> None:
+    directory = tmp_path / "mappings"
+    shutil.copytree(MAPPINGS, directory)
+    usage = directory / "usage.yaml"
+    usage.write_text(usage.read_text().replace("quantity: Quantity__c", "quantity: Qty__c"))
+    ok = run_cli(sandbox, store_url, "mappings", "check", "--dir", str(MAPPINGS), "--against-org")
+    assert ok.returncode == 0, ok.stderr
+    bad = run_cli(sandbox, store_url, "mappings", "check", "--dir", str(directory), "--against-org")
+    assert bad.returncode != 0
+    assert "usage.yaml:" in bad.stderr and "Qty__c" in bad.stderr, bad.stderr
