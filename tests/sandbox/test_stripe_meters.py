@@ -309,3 +309,27 @@ def test_meter_events(client, sb):
     assert info.value.code == "parameter_missing"
     assert info.value.param == "payload"
     assert len(sb.state.objects("billing.meter_event")) == 2
+
+
+def test_a_meter_event_identifier_is_refused_for_24_hours_in_stripes_words(client, sb):
+    from connector.stripe_sink.meter_events import is_duplicate
+
+    client.v1.billing.meters.create(params=meter_params())
+    params = {"event_name": "api_calls", "payload": {"stripe_customer_id": "cus_1", "value": "2"}}
+    client.v1.billing.meter_events.create(params={**params, "identifier": "usage-9"})
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v1.billing.meter_events.create(params={**params, "identifier": "usage-9"})
+    assert str(info.value.user_message) == "An event already exists with identifier usage-9."
+    assert info.value.param == "identifier" and info.value.code is None
+    assert is_duplicate(info.value)  # what the connector reads as "sent already"
+
+    real = sb.state.store.clock
+    sb.state.store.clock = lambda: real() + 86400 + 60  # Stripe promises uniqueness for at least 24 hours
+    try:
+        again = client.v1.billing.meter_events.create(
+            params={**params, "identifier": "usage-9", "timestamp": int(real()) + 86400}
+        )
+    finally:
+        sb.state.store.clock = real
+    assert again.identifier == "usage-9"
+    assert len(sb.state.objects("billing.meter_event")) == 2
