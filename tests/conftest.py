@@ -256,6 +256,7 @@ SLOW_PATHS = (
     "tests/reliability/",
     "tests/e2e/test_daemon.py",
     "tests/e2e/test_orders_crash.py",
+    "tests/e2e/test_usage_crash.py",
     "tests/e2e/test_ctrl_c.py",
 )
 

@@ -7,8 +7,6 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
 from connector.sync.order_rules import add_months
 from tests.e2e.conftest import MAPPINGS, run_cli
 from tests.e2e.test_contract_lifecycle import TODAY, advance, clocked_account, stripe_client
@@ -113,26 +111,6 @@ def test_refusals_show_in_status(sandbox, store_url) -> None:
     status = run_cli(sandbox, store_url, "status")
     assert negative in status.stdout and "negative" in status.stdout, status.stdout
     assert order
-
-
-@pytest.mark.parametrize("crash_at", ["usage.after_intent", "usage.after_create", "usage.after_link"])
-def test_a_kill_anywhere_still_sends_each_usage_once(sandbox, store_url, crash_at: str) -> None:
-    org = Org(sandbox)
-    _order, (line,) = org.order(org.account(), [{"product": "API", "price": 0.5, "kind": USAGE}])
-    assert run_cli(sandbox, store_url, "sync", "--objects", "accounts,orders").returncode == 0
-    now = datetime.now(UTC)
-    records = [_usage(sandbox, line, n, now - timedelta(seconds=n)) for n in (1, 2, 3)]
-
-    killed = run_cli(sandbox, store_url, "sync", "--objects", "usage", crash_at=crash_at)
-    assert killed.returncode != 0
-    for _ in range(2):  # the rerun finishes; one more changes nothing
-        done = run_cli(sandbox, store_url, "sync", "--objects", "usage")
-        assert done.returncode == 0, done.stderr
-
-    events = sandbox.stripe_admin.objects("billing.meter_event")
-    assert sorted(e["identifier"] for e in events) == sorted(records)
-    for usage_id in records:
-        assert _record(sandbox, usage_id)["Stripe_Sync_Status__c"] == "Synced"
 
 
 def test_mappings_check_against_the_org_checks_the_usage_fields(sandbox, store_url, tmp_path) -> None:
