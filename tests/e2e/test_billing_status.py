@@ -55,7 +55,10 @@ def test_a_paid_and_a_failed_invoice_reach_their_orders_in_one_pass_and_the_fail
     assert "instead of events" not in out  # this pass read events, not objects
     subs = {s["metadata"]["salesforce_order_id"]: s for s in stripe_objects(sandbox, "subscription")}
     invoices = {i["id"]: i for i in stripe_objects(sandbox, "invoice")}
-    ok_invoice, bad_invoice = invoices[subs[paid]["latest_invoice"]], invoices[subs[failing]["latest_invoice"]]
+    ok_invoice, bad_invoice = (
+        invoices[subs[paid]["latest_invoice"]],
+        invoices[subs[failing]["latest_invoice"]],
+    )
     order = record(sandbox, "Order", paid)
     assert order["Stripe_Subscription_Status__c"] == "active"
     assert order["Stripe_Latest_Invoice_Number__c"] == ok_invoice["number"]
@@ -116,3 +119,41 @@ def test_a_cursor_stripe_no_longer_lists_falls_back_to_reading_the_objects(sandb
     assert record(sandbox, "Order", failing)["Stripe_Latest_Invoice_Status__c"] == "open"
     assert record(sandbox, "Account", bad)["Stripe_Delinquent__c"] is True
     assert "instead of events" not in _billing_status(sandbox, store_url)  # the cursor is good again
+
+
+def test_a_renewal_whose_payment_fails_on_a_test_clock_shows_past_due_and_marks_the_account_delinquent(
+    sandbox, run_sync, store_url
+):
+    from connector.sync.order_rules import add_months
+
+    from .test_contract_lifecycle import TODAY, advance, clocked_account, stripe_client
+
+    client = stripe_client(sandbox)
+    account, clock = clocked_account(sandbox, client, TODAY)
+    customer = record(sandbox, "Account", account)["Stripe_Customer_ID__c"]
+    pm = client.v1.payment_methods.create(params={"type": "card", "card": {"token": "tok_visa"}})
+    client.v1.payment_methods.attach(pm.id, params={"customer": customer})
+    sandbox.sf_admin.patch_record("Account", account, {"Stripe_Payment_Method_ID__c": pm.id})
+    order_id, _ = Org(sandbox).order(account, [{"product": "Suite", "price": 80.0}])
+    run_sync(SYNC_ALL)
+    _billing_status(sandbox, store_url)
+    assert record(sandbox, "Order", order_id)["Stripe_Latest_Invoice_Status__c"] == "paid"
+    assert record(sandbox, "Account", account)["Stripe_Delinquent__c"] is False
+    first_number = record(sandbox, "Order", order_id)["Stripe_Latest_Invoice_Number__c"]
+
+    store = sandbox.servers.stripe.state.store
+    with store.lock:
+        store.charge_fails.add(pm.id)  # the card starts declining (the bank refuses it from now on)
+    advance(client, clock, add_months(TODAY, 1))  # Stripe renews: the renewal's charge is declined
+    out = _billing_status(sandbox, store_url)
+
+    assert "instead of events" not in out
+    order = record(sandbox, "Order", order_id)
+    assert order["Stripe_Subscription_Status__c"] == "past_due"
+    assert order["Stripe_Latest_Invoice_Number__c"] not in (None, first_number)
+    assert (order["Stripe_Latest_Invoice_Status__c"], order["Stripe_Latest_Invoice_Amount_Paid__c"]) == (
+        "open",
+        0.0,
+    )
+    assert order["Stripe_Latest_Invoice_Amount_Due__c"] == 80.0
+    assert record(sandbox, "Account", account)["Stripe_Delinquent__c"] is True

@@ -107,7 +107,10 @@ def _copy(tmp_path: Path, name: str, old: str, new: str) -> Path:
 
 def test_a_billing_status_field_of_the_wrong_type_or_missing_is_named_by_mappings_check(tmp_path):
     path = _copy(
-        tmp_path, "customer.yaml", "  delinquent: Stripe_Delinquent__c", "  delinquent: Stripe_Sync_Message__c"
+        tmp_path,
+        "customer.yaml",
+        "  delinquent: Stripe_Delinquent__c",
+        "  delinquent: Stripe_Sync_Message__c",
     )
     found = check_against_describe(load_mappings(path), _describe_from_schema())
     assert any("Stripe_Sync_Message__c" in p.message and "delinquent flag" in p.message for p in found), found
