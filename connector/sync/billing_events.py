@@ -12,14 +12,15 @@ subscriptions, their latest invoices and the Customers the connector linked).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connector.errors import Disposition, classify
-from connector.salesforce.soql import id_list
+from connector.salesforce.soql import id_list, is_record_id
 from connector.salesforce.writeback import WriteBack
+from connector.stripe_sink.subscriptions import ORDER_ID_KEY
 from connector.sync.billing_status import EVENT_TYPES, BillingFacts
 from connector.sync.context import SyncContext
 from connector.sync.pipeline import only_changed
@@ -159,45 +160,58 @@ class BillingStatusPass:
         return self._write(facts)
 
     def _read_objects(self, why: str) -> None:
-        """A gap: the current state of every linked subscription, latest invoice and Customer."""
+        """A gap: the current state of every linked subscription (with its latest invoice), one-time
+        invoice and Customer, read with the list endpoints (100 a call) where Stripe has one."""
         self.report.gap = why
         log.info("billing status: reading Stripe's objects (%s)", why)
         newest = self._list(limit=1).data  # the cursor to keep once the objects are written
         ctx, facts = self.ctx, self.facts()
+        v1 = ctx.gateway.client.v1
         links = ctx.store.links.all(stripe_account=ctx.stripe_account, status="linked")
-        for link in links:
+        orders = {link.stripe_id for link in links if link.sf_object == "Order" and link.stripe_id}
+        customers = {link.stripe_id for link in links if link.sf_object == "Account" and link.stripe_id}
+        if orders - {i for i in orders if i.startswith("in_")}:
+            params = {"status": "all", "expand": ["data.latest_invoice"]}
+            for sub in self._pages("subscriptions.list", v1.subscriptions.list, params):
+                schedule = sub.get("schedule")
+                if sub["id"] in orders or schedule in orders or ORDER_ID_KEY in (sub.get("metadata") or {}):
+                    facts.subscription(sub)
+                    if isinstance(sub.get("latest_invoice"), dict):
+                        facts.invoice(sub["latest_invoice"])
+        for invoice_id in sorted(i for i in orders if i.startswith("in_")):  # Orders of one-time lines
             if ctx.stop.is_set():
                 return
             try:
-                self._read_linked(facts, link.sf_object, link.stripe_id or "")
-            except Exception as exc:  # one object unreadable (deleted in Stripe): the others still count
+                facts.invoice(
+                    ctx.gateway.call("invoices.retrieve", v1.invoices.retrieve, invoice_id).to_dict()
+                )
+                self.report.objects_read += 1
+            except Exception as exc:  # one invoice unreadable (deleted as a draft): the others still count
                 verdict = classify(exc)
                 if verdict.disposition is Disposition.FATAL:
                     raise
-                self.report.errors.append(
-                    f"{link.sf_object} {link.sf_id} ({link.stripe_id}): {verdict.message}"
-                )
+                self.report.errors.append(f"invoice {invoice_id}: {verdict.message}")
+        if customers:
+            for customer in self._pages("customers.list", v1.customers.list, {}):
+                if customer["id"] in customers:
+                    facts.customer(customer)
+        if ctx.stop.is_set():
+            return
         if self._write(facts):
             _save_cursor(ctx, newest[0].id if newest else "")  # "": every event Stripe lists is new
 
-    def _read_linked(self, facts: BillingFacts, sf_object: str, sid: str) -> None:
-        gateway = self.ctx.gateway
-        v1 = gateway.client.v1
-        if sf_object == "Order" and sid.startswith("sub_sched_"):
-            sched = gateway.call("subscription_schedules.retrieve", v1.subscription_schedules.retrieve, sid)
-            sid = str(sched.subscription) if sched.subscription else ""
-        if sf_object == "Order" and sid.startswith("sub_"):
-            sub = gateway.call("subscriptions.retrieve", v1.subscriptions.retrieve, sid).to_dict()
-            facts.subscription(sub)
-            self.report.objects_read += 1
-            latest = sub.get("latest_invoice")
-            sid = latest if isinstance(latest, str) else ""
-        if sf_object == "Order" and sid.startswith("in_"):
-            facts.invoice(gateway.call("invoices.retrieve", v1.invoices.retrieve, sid).to_dict())
-            self.report.objects_read += 1
-        elif sf_object == "Account" and sid.startswith("cus_"):
-            facts.customer(gateway.call("customers.retrieve", v1.customers.retrieve, sid).to_dict())
-            self.report.objects_read += 1
+    def _pages(self, op: str, lister: Any, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        after: str | None = None
+        while not self.ctx.stop.is_set():
+            page = self.ctx.gateway.call(
+                op, lister, params={"limit": PAGE, **params, **({"starting_after": after} if after else {})}
+            )
+            for obj in page.data:
+                self.report.objects_read += 1
+                yield obj.to_dict()
+            if not page.has_more or not page.data:
+                return
+            after = page.data[-1].id
 
     # ---- write-back ----------------------------------------------------------------------------
 
@@ -215,10 +229,11 @@ class BillingStatusPass:
         False (the cursor stays) when a write failed in a way a retry can cure."""
         wb = WriteBack(self.ctx.sf)
         for sobject, desired in (("Order", facts.orders), ("Account", facts.accounts)):
-            ids = sorted(desired)
-            if not ids:
-                continue
+            # A metadata value that is not a record id (edited in Stripe) names no record.
+            ids = sorted(i for i in desired if is_record_id(i))
             names = {name for values in desired.values() for name in values}
+            if not ids or not names:
+                continue
             rows = self._rows(sobject, ids, names)
             for record_id in ids:
                 row = rows.get(record_id[:15])
