@@ -157,3 +157,28 @@ def test_a_renewal_whose_payment_fails_on_a_test_clock_shows_past_due_and_marks_
     )
     assert order["Stripe_Latest_Invoice_Amount_Due__c"] == 80.0
     assert record(sandbox, "Account", account)["Stripe_Delinquent__c"] is True
+
+
+def test_the_documented_permissions_are_enough_for_billing_status(sandbox, run_sync, connector_settings):
+    from connector.mapping import load_mappings
+    from connector.stripe_sink import permissions
+    from connector.sync.billing_events import billing_status
+    from connector.sync.runner import open_context
+
+    from .test_restricted_key import restricted_settings
+
+    _good, bad, _paid, failing = _paid_and_failing(sandbox, run_sync)
+    run_sync(SYNC_ALL)
+    account_id = sandbox.servers.stripe.state.store.account_id
+    settings = restricted_settings(
+        sandbox, connector_settings, permissions.required(), stripe_account_id=account_id
+    )
+
+    with open_context(settings, load_mappings(settings.mappings_dir)) as ctx:
+        gap = billing_status(ctx)  # the first pass reads the objects
+        events = billing_status(ctx)  # later ones list events
+
+    assert (gap.fatal, gap.errors, events.fatal, events.errors) == (None, [], None, [])
+    assert record(sandbox, "Account", bad)["Stripe_Delinquent__c"] is True
+    assert record(sandbox, "Order", failing)["Stripe_Latest_Invoice_Status__c"] == "open"
+    assert not [r for r in sandbox.stripe_admin.requests() if r["status"] == 403]
