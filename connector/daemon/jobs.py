@@ -55,8 +55,10 @@ def merges_job(ctx: SyncContext, report: RunReport) -> None:
 def billing_status_job(ctx: SyncContext, report: RunReport) -> None:
     """Stripe's billing events since the cursor onto the Orders' and Accounts' billing-status fields."""
     result = billing_status(ctx)
+    quiet = not (result.events or result.gap or result.errors or result.fatal)  # every minute: only news
     for line in result.summary_lines():
-        log.log(logging.WARNING if "FAILED" in line or "stopped" in line else logging.INFO, line)
+        level = logging.WARNING if "FAILED" in line or "stopped" in line else logging.INFO
+        log.log(logging.DEBUG if quiet else level, line)
     report.fatal = result.fatal
 
 

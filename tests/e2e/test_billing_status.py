@@ -182,3 +182,20 @@ def test_the_documented_permissions_are_enough_for_billing_status(sandbox, run_s
     assert record(sandbox, "Account", bad)["Stripe_Delinquent__c"] is True
     assert record(sandbox, "Order", failing)["Stripe_Latest_Invoice_Status__c"] == "open"
     assert not [r for r in sandbox.stripe_admin.requests() if r["status"] == 403]
+
+
+def test_the_daemons_billing_status_job_writes_the_same_fields(sandbox, run_sync, connector_settings):
+    from connector.daemon.jobs import JOBS
+    from connector.mapping import load_mappings
+    from connector.sync.report import RunReport
+    from connector.sync.runner import open_context
+
+    _good, bad, paid, _failing = _paid_and_failing(sandbox, run_sync)
+    run_sync(SYNC_ALL)
+    report = RunReport("Billing-status")
+    with open_context(connector_settings, load_mappings(connector_settings.mappings_dir)) as ctx:
+        JOBS["billing-status"](ctx, report)
+
+    assert report.fatal is None
+    assert record(sandbox, "Order", paid)["Stripe_Latest_Invoice_Status__c"] == "paid"
+    assert record(sandbox, "Account", bad)["Stripe_Delinquent__c"] is True
