@@ -1,10 +1,10 @@
 """Billing status → Salesforce: one pass over Stripe's events from a stored cursor.
 
 Stripe lists events newest first; `ending_before=<cursor>` pages forward in time (each page the
-events just after the cursor), so a pass applies pages oldest first and moves the cursor past a
-page only after that page's write-back: an event is applied once, and one applied again (a crash
-before the cursor moved, or `--replay`) writes the same values, which are then unchanged and not
-sent. Polling needs no inbound port. Stripe keeps events 30 days: a cursor older than that, or one
+events just after the cursor), so a pass takes pages oldest first: the events name the objects
+that changed, those are read as they are now, and the cursor moves past a page only after that
+page's write-back. An event is applied once, and one applied again (a crash before the cursor
+moved, or `--replay`) writes the same values, which are then unchanged and not sent. Polling needs no inbound port. Stripe keeps events 30 days: a cursor older than that, or one
 the list no longer knows, is a gap, and the pass reads the objects themselves instead (the
 subscriptions, their latest invoices and the Customers the connector linked).
 """
@@ -21,7 +21,7 @@ from connector.errors import Disposition, classify
 from connector.salesforce.soql import id_list, is_record_id
 from connector.salesforce.writeback import WriteBack
 from connector.stripe_sink.subscriptions import ORDER_ID_KEY
-from connector.sync.billing_status import EVENT_TYPES, BillingFacts
+from connector.sync.billing_status import EVENT_TYPES, BillingFacts, Touched
 from connector.sync.context import SyncContext
 from connector.sync.pipeline import only_changed
 
@@ -152,12 +152,53 @@ class BillingStatusPass:
             _save_cursor(self.ctx, chunk[-1]["id"])
 
     def _apply(self, events: list[dict[str, Any]]) -> bool:
-        """Fold the events into field values, write what changed; False when the cursor must stay."""
-        facts = self.facts()
+        """Read the objects the events touched, write what changed; False when the cursor must stay."""
+        facts, touched = self.facts(), Touched()
         for event in events:
-            facts.apply_event(event)
+            touched.add(facts, event)
         self.report.events += len(events)
-        return self._write(facts)
+        complete = self._read_current(facts, touched)
+        return self._write(facts) and complete
+
+    def _read_current(self, facts: BillingFacts, touched: Touched) -> bool:
+        """The touched objects as they are now, one call each (a subscription with its latest
+        invoice expanded). False when one failed in a way a retry can cure: the cursor stays."""
+        reads = [
+            *(("subscription", i) for i in sorted(touched.subscriptions)),
+            *(("invoice", i) for i in sorted(touched.invoices)),
+            *(("customer", i) for i in sorted(touched.customers)),
+        ]
+        complete = True
+        for kind, ident in reads:
+            try:
+                obj = self._retrieve(kind, ident)
+            except Exception as exc:
+                verdict = classify(exc)
+                if verdict.disposition is Disposition.FATAL:
+                    raise
+                self.report.errors.append(f"{kind} {ident}: {verdict.message}")
+                complete = complete and verdict.disposition is not Disposition.RETRY
+                continue
+            self.report.objects_read += 1
+            if kind == "subscription":
+                facts.subscription(obj)
+                if isinstance(obj.get("latest_invoice"), dict):
+                    facts.invoice(obj["latest_invoice"])
+            elif kind == "invoice":
+                facts.invoice(obj)
+            else:
+                facts.customer(obj)
+        return complete
+
+    def _retrieve(self, kind: str, ident: str) -> dict[str, Any]:
+        gateway, v1 = self.ctx.gateway, self.ctx.gateway.client.v1
+        if kind == "subscription":
+            params = {"expand": ["latest_invoice"]}
+            sub = gateway.call("subscriptions.retrieve", v1.subscriptions.retrieve, ident, params=params)
+            return sub.to_dict()
+        if kind == "invoice":
+            return gateway.call("invoices.retrieve", v1.invoices.retrieve, ident).to_dict()
+        return gateway.call("customers.retrieve", v1.customers.retrieve, ident).to_dict()
 
     def _read_objects(self, why: str) -> None:
         """A gap: the current state of every linked subscription (with its latest invoice), one-time

@@ -3,8 +3,8 @@
 Stripe is the authority for what was billed and paid; these values go to connector-owned fields
 named in the mappings' `billing_status` blocks: on the Order its subscription's status and its
 latest invoice (number, status, amounts, due date, hosted URL), on the Account whether its
-Customer is delinquent and its balance. Events are folded oldest first into one desired value per
-field, so the newest state wins and applying the same events again gives the same values.
+Customer is delinquent and its balance. Events say which objects changed (`Touched`); the objects'
+current state gives the values, so applying the same events again gives the same values.
 """
 
 from __future__ import annotations
@@ -77,16 +77,6 @@ class BillingFacts:
     # later event (a late payment) does not replace a newer invoice seen in the same pass.
     _invoice_created: dict[str, int] = field(default_factory=dict)
 
-    def apply_event(self, event: Mapping[str, Any]) -> None:
-        obj = (event.get("data") or {}).get("object") or {}
-        kind = obj.get("object")
-        if kind == "subscription":
-            self.subscription(obj)
-        elif kind == "invoice":
-            self.invoice(obj)
-        elif kind == "customer":
-            self.customer(obj)
-
     def _orders_of(self, ids: Iterable[str | None], metadata: Mapping[str, Any]) -> list[str]:
         found = [str(metadata[ORDER_ID_KEY])] if metadata.get(ORDER_ID_KEY) else []
         for stripe_id in ids:
@@ -94,20 +84,32 @@ class BillingFacts:
                 found.extend(self.linked(stripe_id, "Order"))
         return list(dict.fromkeys(found))
 
-    def subscription(self, sub: Mapping[str, Any]) -> None:
-        name = self.order_fields.subscription_status
+    def orders_of_subscription(self, sub: Mapping[str, Any]) -> list[str]:
         schedule = sub.get("schedule")
         schedule_id = schedule.get("id") if isinstance(schedule, Mapping) else schedule
-        for order_id in self._orders_of([sub.get("id"), schedule_id], sub.get("metadata") or {}):
+        return self._orders_of([sub.get("id"), schedule_id], sub.get("metadata") or {})
+
+    def orders_of_invoice(self, invoice: Mapping[str, Any]) -> list[str]:
+        sub_id, sub_metadata = invoice_subscription(invoice)
+        metadata = invoice.get("metadata") or {}
+        return self._orders_of(
+            [invoice.get("id"), sub_id], metadata if metadata.get(ORDER_ID_KEY) else sub_metadata
+        )
+
+    def accounts_of_customer(self, customer: Mapping[str, Any]) -> list[str]:
+        metadata = customer.get("metadata") or {}
+        found = [str(metadata[ACCOUNT_ID_KEY])] if metadata.get(ACCOUNT_ID_KEY) else []
+        found.extend(self.linked(str(customer.get("id")), "Account"))
+        return list(dict.fromkeys(found))
+
+    def subscription(self, sub: Mapping[str, Any]) -> None:
+        name = self.order_fields.subscription_status
+        for order_id in self.orders_of_subscription(sub):
             if name:
                 self.orders.setdefault(order_id, {})[name] = sub.get("status")
 
     def invoice(self, invoice: Mapping[str, Any]) -> None:
-        sub_id, sub_metadata = invoice_subscription(invoice)
-        metadata = invoice.get("metadata") or {}
-        orders = self._orders_of(
-            [invoice.get("id"), sub_id], metadata if metadata.get(ORDER_ID_KEY) else sub_metadata
-        )
+        orders = self.orders_of_invoice(invoice)
         f, created, currency = self.order_fields, int(invoice.get("created") or 0), invoice.get("currency")
         values = {
             f.invoice_number: invoice.get("number"),
@@ -126,13 +128,35 @@ class BillingFacts:
     def customer(self, customer: Mapping[str, Any]) -> None:
         if customer.get("deleted"):
             return
-        metadata = customer.get("metadata") or {}
-        found = [str(metadata[ACCOUNT_ID_KEY])] if metadata.get(ACCOUNT_ID_KEY) else []
-        found.extend(self.linked(str(customer.get("id")), "Account"))
         f = self.account_fields
         values = {
             f.delinquent: bool(customer.get("delinquent")),
             f.balance: amount(customer.get("balance"), customer.get("currency") or "usd"),
         }
-        for account_id in dict.fromkeys(found):
+        for account_id in self.accounts_of_customer(customer):
             self.accounts.setdefault(account_id, {}).update({k: v for k, v in values.items() if k})
+
+
+@dataclass
+class Touched:
+    """The connector's objects a run of events changed. They are read again and their current
+    state written (Stripe's advice for event handlers): an event's snapshot may be stale by the
+    time it is read, and an old invoice's late event must not hide the subscription's latest."""
+
+    subscriptions: set[str] = field(default_factory=set)
+    invoices: set[str] = field(default_factory=set)  # invoices of no subscription (one-time Orders)
+    customers: set[str] = field(default_factory=set)
+
+    def add(self, facts: BillingFacts, event: Mapping[str, Any]) -> None:
+        obj = (event.get("data") or {}).get("object") or {}
+        kind, ident = obj.get("object"), obj.get("id")
+        if kind == "subscription" and facts.orders_of_subscription(obj):
+            self.subscriptions.add(str(ident))
+        elif kind == "invoice" and facts.orders_of_invoice(obj):
+            sub_id, _ = invoice_subscription(obj)
+            if sub_id:
+                self.subscriptions.add(sub_id)
+            else:
+                self.invoices.add(str(ident))
+        elif kind == "customer" and facts.accounts_of_customer(obj):
+            self.customers.add(str(ident))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from connector.mapping import MappingError, check_against_describe, load_mappings
-from connector.sync.billing_status import BillingFacts
+from connector.sync.billing_status import BillingFacts, Touched
 from tests.unit.test_mapping_loader import MAPPINGS, _describe_from_schema
 
 ORDER = "801000000000001AAA"
@@ -53,7 +53,7 @@ def _event(obj: dict) -> dict:
 
 def test_an_invoice_speaks_for_its_subscriptions_order_and_values_are_salesforces():
     facts = _facts()
-    facts.apply_event(_event(_invoice("in_1", 100, "paid", metadata={"salesforce_order_id": ORDER})))
+    facts.invoice(_invoice("in_1", 100, "paid", metadata={"salesforce_order_id": ORDER}))
 
     assert facts.orders[ORDER] == {
         "Stripe_Latest_Invoice_Number__c": "N-in_1",
@@ -67,8 +67,8 @@ def test_an_invoice_speaks_for_its_subscriptions_order_and_values_are_salesforce
 
 def test_an_older_invoices_later_event_does_not_replace_the_newer_invoice():
     facts = _facts({"Order:sub_1": [ORDER]})
-    facts.apply_event(_event(_invoice("in_new", 200, "open")))
-    facts.apply_event(_event(_invoice("in_old", 100, "paid")))  # the old one paid late
+    facts.invoice(_invoice("in_new", 200, "open"))
+    facts.invoice(_invoice("in_old", 100, "paid"))  # the old one paid late
 
     assert facts.orders[ORDER]["Stripe_Latest_Invoice_Number__c"] == "N-in_new"
     assert facts.orders[ORDER]["Stripe_Latest_Invoice_Status__c"] == "open"
@@ -77,9 +77,9 @@ def test_an_older_invoices_later_event_does_not_replace_the_newer_invoice():
 def test_the_newest_event_wins_and_every_order_of_a_contracts_subscription_gets_it():
     facts = _facts({"Order:sub_1": [ORDER, OTHER_ORDER], "Account:cus_1": [ACCOUNT]})
     for status in ("active", "past_due"):
-        facts.apply_event(_event({"id": "sub_1", "object": "subscription", "status": status, "metadata": {}}))
-    facts.apply_event(
-        _event({"id": "cus_1", "object": "customer", "delinquent": True, "balance": -1250, "currency": "eur"})
+        facts.subscription({"id": "sub_1", "object": "subscription", "status": status, "metadata": {}})
+    facts.customer(
+        {"id": "cus_1", "object": "customer", "delinquent": True, "balance": -1250, "currency": "eur"}
     )
 
     assert {o: v["Stripe_Subscription_Status__c"] for o, v in facts.orders.items()} == {
@@ -89,11 +89,27 @@ def test_the_newest_event_wins_and_every_order_of_a_contracts_subscription_gets_
     assert facts.accounts[ACCOUNT] == {"Stripe_Delinquent__c": True, "Stripe_Balance__c": -12.5}
 
 
-def test_objects_the_connector_did_not_make_are_ignored():
-    facts = _facts()
-    facts.apply_event(_event({"id": "sub_x", "object": "subscription", "status": "active", "metadata": {}}))
-    facts.apply_event(_event({"id": "cus_x", "object": "customer", "delinquent": True, "metadata": {}}))
-    assert (facts.orders, facts.accounts) == ({}, {})
+def test_events_name_the_connectors_objects_to_read_again_and_ignore_others():
+    facts, touched = _facts({"Account:cus_1": [ACCOUNT]}), Touched()
+    events = [
+        {"id": "sub_x", "object": "subscription", "status": "active", "metadata": {}},  # not ours
+        {"id": "cus_x", "object": "customer", "delinquent": True, "metadata": {}},  # not ours
+        {
+            "id": "sub_1",
+            "object": "subscription",
+            "status": "active",
+            "metadata": {"salesforce_order_id": ORDER},
+        },
+        _invoice("in_2", 100, "open", sub="sub_2", metadata={"salesforce_order_id": OTHER_ORDER}),
+        {**_invoice("in_3", 100, "open"), "parent": None, "metadata": {"salesforce_order_id": ORDER}},
+        {"id": "cus_1", "object": "customer", "delinquent": False, "metadata": {}},
+    ]
+    for obj in events:
+        touched.add(facts, _event(obj))
+
+    # an invoice of a subscription: the subscription is read (with its latest invoice)
+    assert touched == Touched({"sub_1", "sub_2"}, {"in_3"}, {"cus_1"})
+    assert (facts.orders, facts.accounts) == ({}, {})  # values come from the objects read, not events
 
 
 def _copy(tmp_path: Path, name: str, old: str, new: str) -> Path:
