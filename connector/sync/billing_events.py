@@ -4,9 +4,10 @@ Stripe lists events newest first; `ending_before=<cursor>` pages forward in time
 events just after the cursor), so a pass takes pages oldest first: the events name the objects
 that changed, those are read as they are now, and the cursor moves past a page only after that
 page's write-back. An event is applied once, and one applied again (a crash before the cursor
-moved, or `--replay`) writes the same values, which are then unchanged and not sent. Polling needs no inbound port. Stripe keeps events 30 days: a cursor older than that, or one
-the list no longer knows, is a gap, and the pass reads the objects themselves instead (the
-subscriptions, their latest invoices and the Customers the connector linked).
+moved, or `--replay`) writes the same values, which are then unchanged and not sent. Polling
+needs no inbound port. Stripe keeps events 30 days: a cursor older than that, or one the list no
+longer knows, is a gap, and the pass reads the objects themselves instead (the subscriptions,
+their latest invoices and the Customers the connector linked).
 """
 
 from __future__ import annotations
