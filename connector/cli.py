@@ -71,7 +71,7 @@ Home = Annotated[
     ),
 ]
 # The commands that write the state database (read-only ones refuse a missing one instead).
-STATE_WRITING_COMMANDS = frozenset({"sync", "run", "backfill", "retry", "reconcile"})
+STATE_WRITING_COMMANDS = frozenset({"sync", "run", "backfill", "retry", "reconcile", "billing-status"})
 
 
 @dataclass
@@ -372,6 +372,24 @@ def reconcile(
     mappings = _mappings(settings.mappings_dir)
     _refuse_beside_live_leader(settings, "reconcile", force, dry_run)
     raise typer.Exit(run_reconcile(settings, mappings, dry_run=dry_run, out=typer.echo))
+
+
+@app.command("billing-status")
+def billing_status_command(
+    replay: Annotated[
+        bool,
+        typer.Option("--replay", help="Apply every event Stripe still lists (30 days), oldest first."),
+    ] = False,
+    force: Force = False,
+) -> None:
+    """Write Stripe's billing status (subscription status, latest invoice, delinquency, balance) to
+    the Orders and Accounts, from Stripe's events since the last pass."""
+    from connector.sync.billing_events import run_billing_status
+
+    settings = _settings()
+    mappings = _mappings(settings.mappings_dir)
+    _refuse_beside_live_leader(settings, "billing-status", force)
+    raise typer.Exit(run_billing_status(settings, mappings, replay=replay, out=typer.echo))
 
 
 @mappings_app.command("check")

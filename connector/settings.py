@@ -116,6 +116,8 @@ class Settings(HomePaths):
     retry_interval_seconds: int = Field(default=60, ge=1)
     reconcile_interval_seconds: int = Field(default=86_400, ge=60)
     merge_interval_seconds: int = Field(default=300, ge=1)
+    # Billing status -> Salesforce: how often the daemon reads Stripe's events (one list call when idle).
+    billing_status_interval_seconds: int = Field(default=60, ge=1)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)  # Prometheus /metrics; unset = off
     metrics_host: str = "127.0.0.1"
     leader_lease_ttl_seconds: float = Field(default=15.0, ge=1)

@@ -19,7 +19,7 @@ from connector.state.store import StateStore
 
 REMOVED_SHOWN = 20
 # The commands whose last run is shown (an interrupted one with what it did before Ctrl-C).
-RUN_KINDS = ("sync", "retry", "backfill", "reconcile")
+RUN_KINDS = ("sync", "retry", "backfill", "reconcile", "billing-status")
 # A heartbeat older than this many beat intervals means the instance is gone (killed, host lost).
 STALE_BEATS = 3
 

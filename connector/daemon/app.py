@@ -134,6 +134,7 @@ class Daemon:
         for job, seconds in (
             ("reconcile", settings.reconcile_interval_seconds),
             ("merges", settings.merge_interval_seconds),
+            ("billing-status", settings.billing_status_interval_seconds),
         ):
             scheduler.add_job(worker.run_job, "interval", args=(job, JOBS[job]), seconds=seconds, id=job)
         scheduler.add_job(reload_mappings, "interval", seconds=MAPPING_CHECK_SECONDS, id="mappings")

@@ -1,5 +1,6 @@
 """The daemon's periodic jobs beside the poll: put drifted mapped Stripe fields back (reconcile),
-and record merges and deletes made in Salesforce (never followed in Stripe), then prune the log.
+record merges and deletes made in Salesforce (never followed in Stripe), then prune the log, and
+write Stripe's billing status (events since a cursor) to the Orders and Accounts.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from connector.sync.billing_events import billing_status
 from connector.sync.context import SyncContext
 from connector.sync.deletes import handle_removals
 from connector.sync.reconcile import reconcile
@@ -50,4 +52,18 @@ def merges_job(ctx: SyncContext, report: RunReport) -> None:
     prune(ctx.store, ctx.now())
 
 
-JOBS: dict[str, Job] = {"reconcile": reconcile_job, "merges": merges_job}
+def billing_status_job(ctx: SyncContext, report: RunReport) -> None:
+    """Stripe's billing events since the cursor onto the Orders' and Accounts' billing-status fields."""
+    result = billing_status(ctx)
+    quiet = not (result.events or result.gap or result.errors or result.fatal)  # every minute: only news
+    for line in result.summary_lines():
+        level = logging.WARNING if "FAILED" in line or "stopped" in line else logging.INFO
+        log.log(logging.DEBUG if quiet else level, line)
+    report.fatal = result.fatal
+
+
+JOBS: dict[str, Job] = {
+    "reconcile": reconcile_job,
+    "merges": merges_job,
+    "billing-status": billing_status_job,
+}

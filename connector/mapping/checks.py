@@ -47,6 +47,25 @@ _MESSAGE_TYPES = frozenset({"string", "textarea"})
 _DATETIME_TYPES = frozenset({"datetime"})
 _URL_TYPES = frozenset({"url", "string", "textarea"})
 _STATUS_TYPES = frozenset({"picklist", "string", "textarea"})
+_AMOUNT_TYPES = frozenset({"currency", "double"})
+_DATE_TYPES = frozenset({"date"})
+_BOOLEAN_TYPES = frozenset({"boolean"})
+# The billing-status fields (Stripe -> Salesforce): each key, the field types it takes, its role.
+_BILLING_STATUS_ROLES = {
+    "customer": (
+        ("delinquent", _BOOLEAN_TYPES, "delinquent flag"),
+        ("balance", _AMOUNT_TYPES, "customer balance"),
+    ),
+    "subscription": (
+        ("subscription_status", _STATUS_TYPES, "subscription status"),
+        ("invoice_number", _ID_TYPES, "latest invoice number"),
+        ("invoice_status", _STATUS_TYPES, "latest invoice status"),
+        ("invoice_amount_due", _AMOUNT_TYPES, "latest invoice amount due"),
+        ("invoice_amount_paid", _AMOUNT_TYPES, "latest invoice amount paid"),
+        ("invoice_due_date", _DATE_TYPES, "latest invoice due date"),
+        ("invoice_url", _URL_TYPES, "latest invoice URL"),
+    ),
+}
 
 
 class _Org:
@@ -253,6 +272,10 @@ def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[st
             checker.source(kind, ("fields", index), mapping.object, entry, spec)
             checker.fields_read(kind, ("fields", index), mapping.object, entry)
         _write_back_block(checker, kind, ("write_back",), mapping.object, mapping.write_back)
+        for key, allowed, role in _BILLING_STATUS_ROLES[kind]:
+            name = getattr(mapping.billing_status, key)
+            if name:
+                checker.write_back(kind, ("billing_status", key), mapping.object, name, allowed, role)
 
     customer = mappings.customer
     tax_id_spec = tg.TargetSpec("tax_ids", "string", 5000, tg.SF_TEXT | tg.SF_NUMBER)

@@ -97,6 +97,27 @@ class OrderWriteBack(WriteBack):
         return self.invoice_id if self.invoice_id and stripe_id.startswith("in_") else self.stripe_id
 
 
+class OrderBillingStatus(_Model):
+    """Order fields the connector fills from Stripe's billing events (Stripe is the authority for
+    what was billed and paid). A key set to null (or left out of a block written in full) is
+    not written."""
+
+    subscription_status: str | None = "Stripe_Subscription_Status__c"
+    invoice_number: str | None = "Stripe_Latest_Invoice_Number__c"
+    invoice_status: str | None = "Stripe_Latest_Invoice_Status__c"
+    invoice_amount_due: str | None = "Stripe_Latest_Invoice_Amount_Due__c"
+    invoice_amount_paid: str | None = "Stripe_Latest_Invoice_Amount_Paid__c"
+    invoice_due_date: str | None = "Stripe_Latest_Invoice_Due_Date__c"
+    invoice_url: str | None = "Stripe_Latest_Invoice_URL__c"
+
+
+class AccountBillingStatus(_Model):
+    """Account fields the connector fills from its Stripe Customer: delinquent and balance."""
+
+    delinquent: str | None = "Stripe_Delinquent__c"
+    balance: str | None = "Stripe_Balance__c"
+
+
 class OneTimeInvoices(_Model):
     """An Order with only one-time lines becomes a Stripe invoice: finalized (open, with its hosted
     URL) or left a draft for someone to review in Stripe."""
@@ -124,6 +145,7 @@ class CustomerMapping(_Model):
     object: str = "Account"
     condition: str | None = None
     write_back: WriteBack
+    billing_status: AccountBillingStatus = AccountBillingStatus()
     fields: list[FieldMapping]
     tax_ids: list[TaxIdSource] = []
 
@@ -201,6 +223,7 @@ class SubscriptionMapping(_Model):
     object: Literal["Order"] = "Order"
     condition: str | None = None
     write_back: OrderWriteBack
+    billing_status: OrderBillingStatus = OrderBillingStatus()
     default_payment_method: ValueSource | None = None
     skip_elapsed_periods: ValueSource | None = None
     # A date field: the subscription trials until that day, then bills (refused unless after the start).

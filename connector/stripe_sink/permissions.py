@@ -48,6 +48,8 @@ OPERATION_PERMISSIONS: dict[str, str] = {
     "invoices.finalize_invoice": "rak_invoice_write",
     "invoice_items.create": "rak_invoice_item_write",
     "invoice_items.list": "rak_invoice_item_read",
+    # billing status -> Salesforce: Stripe's events from a cursor (a gap reads the objects)
+    "events.list": "rak_event_read",
     # test mode only: a contract change on a customer with a test clock is planned at the clock's time
     "test_helpers.test_clocks.retrieve": "rak_test_clock_read",
 }
@@ -66,6 +68,7 @@ DASHBOARD_NAMES: dict[str, str] = {
     "invoice": "Invoices",
     "invoice_item": "Invoice Items",
     "test_clock": "Test clocks",
+    "event": "Events",
 }
 
 

@@ -171,10 +171,16 @@ def writeback_fields(
         outcome.status != "unchanged" or outcome.notes or not wb.status or row.get(wb.status) != status
     ):
         desired[wb.message] = outcome.message or None
-    changed = {k: v for k, v in desired.items() if row.get(k) != v}
+    changed = only_changed(row, desired)
     if changed and wb.synced_at and outcome.status in ("created", "updated", "incomplete"):
         changed[wb.synced_at] = now
     return changed
+
+
+def only_changed(row: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The desired values that differ from the record's as read: the one rule for what the
+    connector writes to its own Salesforce fields (sync results and Stripe's billing status)."""
+    return {k: v for k, v in desired.items() if row.get(k) != v}
 
 
 def finish(

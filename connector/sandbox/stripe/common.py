@@ -24,6 +24,7 @@ PREFIX_KINDS = [
     ("mtr_", "billing.meter"),
     ("clock_", "test_helpers.test_clock"),
     ("ii_", "invoiceitem"),
+    ("we_", "webhook_endpoint"),
 ]
 
 
@@ -63,7 +64,12 @@ class Ctx:
         data: dict[str, Any] = {"object": copy.deepcopy(obj)}
         if previous is not None:
             data["previous_attributes"] = previous
-        store.put(
+        endpoints = [
+            e
+            for e in store.objects["webhook_endpoint"].values()
+            if e["status"] == "enabled" and ("*" in e["enabled_events"] or type_ in e["enabled_events"])
+        ]
+        event = store.put(
             {
                 "id": store.new_id("evt", 24),
                 "object": "event",
@@ -71,11 +77,14 @@ class Ctx:
                 "created": store.now(),
                 "data": data,
                 "livemode": False,
-                "pending_webhooks": 0,
+                "pending_webhooks": len(endpoints),
                 "request": {"id": self.request_id, "idempotency_key": self.idempotency_key},
                 "type": type_,
             }
         )
+        for endpoint in endpoints:
+            secret = store.private[endpoint["id"]]["secret"]
+            store.webhooks.send(endpoint["id"], endpoint["url"], secret, copy.deepcopy(event))
 
 
 @dataclass

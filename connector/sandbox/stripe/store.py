@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .errors import missing
+from .webhooks import WebhookSender
 
 API_VERSION = "2026-10-28.endive"
 _ALPHABET = string.ascii_letters + string.digits
@@ -38,6 +39,7 @@ KIND_NAMES = {
     "test_helpers.test_clock": "test clock",
     "invoiceitem": "invoiceitem",
     "tax_id": "tax_id",
+    "webhook_endpoint": "webhook endpoint",
 }
 SEARCHABLE = {"customer", "product", "price", "subscription", "invoice"}
 
@@ -55,6 +57,7 @@ class Store:
         self.search_lag_seconds = 0.0
         self.declining: set[str] = set()  # payment methods made from decline test tokens
         self.charge_fails: set[str] = set()  # attach fine, every charge declined
+        self.webhooks = WebhookSender()  # delivers events to the webhook endpoints
         self.rng = random.Random(seed)
         self.account_id = "acct_" + self._rand(16)
         self.clock: Callable[[], float] = time.time

@@ -534,7 +534,18 @@ def open_invoice(
         ctx.emit("invoice.paid", invoice)
     if declined:
         ctx.emit("invoice.payment_failed", invoice)
+    _track_delinquency(ctx, customer, paid=paid and due > 0, failed=declined)
     return invoice
+
+
+def _track_delinquency(ctx: Ctx, customer: dict[str, Any], *, paid: bool, failed: bool) -> None:
+    """`customer.delinquent` follows the most recent invoice state change, as Stripe documents: an
+    automatic payment failure sets it, paying an invoice clears it (with `customer.updated`)."""
+    if customer.get("delinquent") == failed or not (paid or failed):
+        return
+    customer["delinquent"] = failed
+    ctx.store.put(customer)
+    ctx.emit("customer.updated", customer, {"delinquent": not failed})
 
 
 INCOMPLETE_EXPIRES_SECONDS = 23 * 3600
