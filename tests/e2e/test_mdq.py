@@ -19,9 +19,10 @@ from .test_orders import cli, record, stripe_objects
 RAMP = Line("Seats", 0, 0.0, frequency="Annual", segments=((10, 120.0), (20, 120.0), (30, 100.0)))
 
 
-def test_a_three_year_ramp_is_billed_segment_by_segment_from_one_schedule(sandbox, run_sync) -> None:
+@pytest.mark.parametrize("days", [1, 0], ids=["starts-tomorrow", "starts-today"])
+def test_a_three_year_ramp_is_billed_segment_by_segment_from_one_schedule(sandbox, run_sync, days) -> None:
     client = stripe_client(sandbox)
-    start = TODAY + timedelta(days=1)  # MDQ Orders sync as a schedule starting in the future
+    start = TODAY + timedelta(days=days)  # MDQ Orders sync as a schedule starting today or later
     account, clock = clocked_account(sandbox, client, TODAY)
     contract = create_contract(sandbox.org, account, start, [RAMP], term_months=36)
     order_id = contract.first_order.id
@@ -38,7 +39,8 @@ def test_a_three_year_ramp_is_billed_segment_by_segment_from_one_schedule(sandbo
     assert order["Stripe_Sync_Status__c"] == "Synced"
 
     for year in range(4):
-        advance(client, clock, add_months(start, 12 * year))
+        if add_months(start, 12 * year) > TODAY:  # (a ramp starting today starts at the clock's time)
+            advance(client, clock, add_months(start, 12 * year))
     billed = billed_by_month(client, schedule["customer"], start, 36)
     assert [billed[0], billed[12], billed[24]] == [10 * 12000, 20 * 12000, 30 * 10000]
     assert sum(billed) == 10 * 12000 + 20 * 12000 + 30 * 10000  # nothing prorated, nothing twice

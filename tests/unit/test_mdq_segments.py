@@ -144,9 +144,16 @@ def test_evergreen_started_and_trial_orders_with_segments_are_refused() -> None:
         rec["SBQQ__SubscriptionType__c"] = "Evergreen"
     assert codes(plan_order(o, CONFIG)) == ["mdq_evergreen"]
 
-    started = plan_order(ramp(), OrderRulesConfig(today=date(2026, 4, 1)))
+    started = plan_order(ramp(), OrderRulesConfig(today=date(2026, 4, 2)))
     assert codes(started) == ["mdq_started"]
     assert "Stripe by hand" in refused(started).reasons[0].fix
+
+
+def test_a_ramp_starting_the_day_it_syncs_is_a_schedule_from_that_midnight() -> None:
+    today = plan_order(ramp(), OrderRulesConfig(today=date(2026, 4, 1)))
+    assert isinstance(today, OrderPlan) and isinstance(today.subscription, ScheduleSpec)
+    assert today.subscription.start_date == ts("2026-04-01")
+    assert len(today.subscription.later_phases) == 2
 
 
 def test_segmented_lines_skip_the_line_dates_rule_but_others_keep_it() -> None:

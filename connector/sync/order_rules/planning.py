@@ -150,8 +150,9 @@ def plan_order(order: Mapping[str, Any], config: OrderRulesConfig) -> OrderPlan 
         shape = plan_invoice(one_time, collection, metadata, config)
     else:
         shape = shape_plan(
-            start, end_exclusive, recurring, items, invoice_items, collection, metadata, config, trial
-        )
+            start, end_exclusive, recurring, items, invoice_items, collection, metadata, config, trial,
+            as_schedule=bool(segments),
+        )  # fmt: skip
         if discounts.order is not None:
             shape = replace(shape, discount=discounts.order)
         if segments and isinstance(shape, ScheduleSpec):  # MDQ: a phase from every segment start
@@ -393,13 +394,16 @@ def shape_plan(
     metadata: dict[str, str],
     config: OrderRulesConfig,
     trial: date | None = None,
+    *,
+    as_schedule: bool = False,
 ) -> SubscriptionSpec | ScheduleSpec:
     """A future start is a schedule (its first phase trials until `trial`); a trial still ahead
     starts the subscription now, billing from the trial's end; a trial already over moves the
-    billing start to its end, backdated as any past start is."""
+    billing start to its end, backdated as any past start is. `as_schedule` (MDQ segments): a
+    start today is a schedule too, from midnight, so its phases keep the Order's calendar."""
     end_ts = midnight_utc(end_exclusive) if end_exclusive else None
     trial_ts = midnight_utc(trial) if trial is not None else None
-    if start > config.today:
+    if start > config.today or (as_schedule and start == config.today):
         return ScheduleSpec(
             items, invoice_items, collection, midnight_utc(start), end_ts, metadata, trial_ts,
             automatic_tax=config.automatic_tax,

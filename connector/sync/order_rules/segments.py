@@ -94,15 +94,15 @@ def check_segments(
             "give the Order an End Date and Renewable lines, or remove the segments",
         )
         return groups
-    if start <= config_today:
+    if start < config_today:
         out.order(
             "mdq_started",
             "EffectiveDate",
             start.isoformat(),
-            "the Order has MDQ segments and starts on or before the day it is synced; the connector "
-            "syncs a segmented Order only as a subscription schedule starting in the future",
-            "set the Order Start Date after today (before activating it), or create the subscription "
-            "schedule in Stripe by hand",
+            "the Order has MDQ segments and started before the day it is synced; the connector syncs a "
+            "segmented Order only as a subscription schedule starting today or later",
+            "set the Order Start Date to today or later (before activating it), or create the "
+            "subscription schedule in Stripe by hand",
         )
     if trial is not None:
         out.order(
