@@ -13,7 +13,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from connector.salesforce.soql import id_list
 from connector.state.models import Link, LogEntry
 from connector.stripe_sink.catalog import CatalogSink
 from connector.sync.context import SyncContext
@@ -27,12 +26,12 @@ from connector.sync.products import (
     product_params,
 )
 from connector.sync.reconcile import (
-    SOQL_CHUNK,
     Drift,
     ReconcileReport,
     linked_by_stripe_id,
     list_all,
     put_back,
+    rows_by_id,
 )
 
 log = logging.getLogger(__name__)
@@ -62,12 +61,7 @@ class ProductReconciler:
 
     def product2_rows(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         fields = ", ".join(dict.fromkeys(["Id", *product_fields(self.lines)]))
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), SOQL_CHUNK):
-            soql = f"SELECT {fields} FROM {SF_OBJECT} WHERE Id IN {id_list(ids[start : start + SOQL_CHUNK])}"
-            for page in self.ctx.sf.query_pages(soql):
-                found.update((r["Id"], dict(r)) for r in page)
-        return found
+        return rows_by_id(self.ctx, f"SELECT {fields} FROM {SF_OBJECT}", "", ids)
 
     def run(self, report: ReconcileReport) -> None:
         ctx, store = self.ctx, self.ctx.store

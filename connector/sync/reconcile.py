@@ -143,6 +143,17 @@ def list_all(ctx: SyncContext, op: str, lister: Callable[..., Any]) -> Iterator[
         after = page.data[-1].id
 
 
+def rows_by_id(ctx: SyncContext, select: str, condition: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """`select` (SELECT … FROM …) for these ids, one SOQL per 200, by Id; `condition` is ANDed
+    before the ids ("" or "(…) AND ")."""
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), SOQL_CHUNK):
+        soql = f"{select} WHERE {condition}Id IN {id_list(ids[start : start + SOQL_CHUNK])}"
+        for page in ctx.sf.query_pages(soql):
+            found.update((r["Id"], dict(r)) for r in page)
+    return found
+
+
 def linked_by_stripe_id(ctx: SyncContext, object_type: str) -> dict[str, Link]:
     """The linked records of one object type, by their Stripe id."""
     links = ctx.store.links.all(stripe_account=ctx.stripe_account, object_type=object_type, status="linked")
@@ -240,12 +251,7 @@ class CustomerReconciler:
         """The Accounts the mapping still selects, one SOQL per 200 ids."""
         select = f"SELECT {', '.join(soql_fields(self.mapping))} FROM {SF_OBJECT}"
         condition = f"({self.mapping.condition}) AND " if self.mapping.condition else ""
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), SOQL_CHUNK):
-            soql = f"{select} WHERE {condition}Id IN {id_list(ids[start : start + SOQL_CHUNK])}"
-            for page in self.ctx.sf.query_pages(soql):
-                found.update((r["Id"], dict(r)) for r in page)
-        return found
+        return rows_by_id(self.ctx, select, condition, ids)
 
     def run(self, report: ReconcileReport) -> None:
         ctx, store = self.ctx, self.ctx.store
