@@ -34,6 +34,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -57,11 +58,11 @@ def is_empty(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip()) or value == []
 
 
-def read_path(record: dict[str, Any], path: str) -> Any:
+def read_path(record: Mapping[str, Any], path: str) -> Any:
     """`Parent.Name` from {"Parent": {"Name": "x"}}; None when any step is missing or null."""
     current: Any = record
     for part in path.split("."):
-        if not isinstance(current, dict):
+        if not isinstance(current, Mapping):
             return None
         current = current.get(part)
     return current

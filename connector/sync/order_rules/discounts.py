@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
+from connector.mapping.engine import read_path
 from connector.sync.money import MoneyError, from_minor_units, to_decimal, to_minor_units
 
 if TYPE_CHECKING:
@@ -117,16 +118,6 @@ class OrderDiscounts:
 
     lines: dict[str, CouponSpec] = field(default_factory=dict)
     order: CouponSpec | None = None
-
-
-def read_path(record: Mapping[str, Any], path: str) -> Any:
-    """A field or parent path (SBQQ__QuoteLine__r.SBQQ__Discount__c) of a row; None when absent."""
-    value: Any = record
-    for part in path.split("."):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
 
 
 def _number(raw: Any) -> Decimal | None:

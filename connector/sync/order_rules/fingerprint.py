@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from connector.mapping.engine import read_path
 from connector.sync.money import to_decimal
 from connector.sync.order_rules.config import OrderRulesConfig
-from connector.sync.order_rules.discounts import read_path
 from connector.sync.order_rules.fields import (
     BILLED_LINE_FIELDS,
     BILLED_ORDER_FIELDS,
@@ -27,13 +27,6 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, int | float | Decimal):
         return format(to_decimal(value).normalize(), "f")
     return str(value)
-
-
-def _read(record: Mapping[str, Any], path: str) -> Any:
-    value: Any = record
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, Mapping) else None
-    return value
 
 
 def order_fingerprint(order: Mapping[str, Any], config: OrderRulesConfig | None = None) -> str:
@@ -67,7 +60,7 @@ def order_fingerprint(order: Mapping[str, Any], config: OrderRulesConfig | None 
     discounts = _discounts(order, config)
     if discounts:  # only Orders with a discount: an undiscounted Order's hash is the same in both modes
         content["discounts"] = discounts
-    trial = _read(order, config.trial_end_field) if config and config.trial_end_field else None
+    trial = read_path(order, config.trial_end_field) if config and config.trial_end_field else None
     if trial not in (None, ""):  # only when set: Orders synced before trials were mapped keep their hash
         content["trial_end"] = _canonical(trial)
     blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
