@@ -16,7 +16,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connector.home import ENV_FILE, HomeError, find_home, no_home_message, resolve_database_url, resolve_path
@@ -28,6 +37,9 @@ TEST_PREFIX = "CPQ2STRIPE_TEST_"
 OTHER_VARIABLES = frozenset({"CPQ2STRIPE_RELIABILITY_SCALE"})
 # Salesforce's shared login hosts: no org's My Domain, so no client credentials flow there.
 GENERIC_LOGIN_HOSTS = frozenset({"login.salesforce.com", "test.salesforce.com"})
+
+
+_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_", "sk_org_")
 
 
 class AuthFlow(StrEnum):
@@ -98,7 +110,14 @@ class Settings(HomePaths):
     salesforce_pubsub_event_id_field: str = "Record_Id__c"
 
     # Stripe
-    stripe_secret_key: SecretStr
+    # Several accounts (mappings/routing.yaml routes to them): name -> the account's secret or
+    # restricted key, or name -> its acct_ id when CPQ2STRIPE_STRIPE_SECRET_KEY is an organization key.
+    stripe_accounts: dict[str, SecretStr] = Field(default_factory=dict)
+    # The one account's key (required without CPQ2STRIPE_STRIPE_ACCOUNTS); with account ids there,
+    # the organization key (sk_org_…) that reaches them through the Stripe-Context header.
+    stripe_secret_key: SecretStr | None = Field(default=None, validate_default=True)
+    # One account's id as the Stripe-Context header: set by for_stripe_account with an organization key.
+    stripe_context: str | None = Field(default=None, exclude=True)
     stripe_api_base: AnyHttpUrl = AnyHttpUrl("https://api.stripe.com")
     # The account the key belongs to. Needed with a restricted key (rk_…): Stripe lets no
     # restricted key read GET /v1/account. With a secret key it is checked against the key's account.
@@ -126,12 +145,28 @@ class Settings(HomePaths):
 
     @field_validator("stripe_secret_key")
     @classmethod
-    def _stripe_key_shape(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")):
+    def _stripe_key_shape(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None and not info.data.get("stripe_accounts"):
+            raise PydanticCustomError("missing", "Field required")  # worded as any missing setting
+        if value is not None and not value.get_secret_value().startswith(_KEY_PREFIXES):
             raise ValueError(
                 "does not look like a Stripe secret key "
-                "(expected sk_test_…, sk_live_…, rk_test_… or rk_live_…)"
+                "(expected sk_test_…, sk_live_…, rk_test_…, rk_live_… or an organization key sk_org_…)"
             )
+        return value
+
+    @field_validator("stripe_accounts")
+    @classmethod
+    def _stripe_accounts_shape(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, key in value.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", name):
+                raise ValueError(f"'{name}' is not an account name: use lower-case letters, digits, - and _")
+            secret = key.get_secret_value()
+            if not (secret.startswith(_KEY_PREFIXES[:4]) or re.fullmatch(r"acct_[A-Za-z0-9]+", secret)):
+                raise ValueError(
+                    f"{name}: expected the account's key (sk_test_…, sk_live_…, rk_…) or, with an "
+                    "organization key in CPQ2STRIPE_STRIPE_SECRET_KEY, its account id (acct_…)"
+                )
         return value
 
     @field_validator("salesforce_api_version")
@@ -159,6 +194,7 @@ class Settings(HomePaths):
                 problems.append(
                     f"CPQ2STRIPE_SALESFORCE_PRIVATE_KEY_FILE: no such file {self.salesforce_private_key_file}"
                 )
+        problems.extend(self._stripe_key_problems())
         if self.stripe_live_mode and (self.stripe_api_base.host or "") != "api.stripe.com":
             problems.append(
                 "CPQ2STRIPE_STRIPE_SECRET_KEY is a live key but CPQ2STRIPE_STRIPE_API_BASE is "
@@ -185,9 +221,53 @@ class Settings(HomePaths):
             raise ValueError("; ".join(problems))
         return self
 
+    def _stripe_key_problems(self) -> list[str]:
+        key = self.stripe_secret_key.get_secret_value() if self.stripe_secret_key else None
+        ids = [n for n, v in self.stripe_accounts.items() if v.get_secret_value().startswith("acct_")]
+        if not self.stripe_accounts:
+            if key is not None and key.startswith("sk_org_"):
+                return [
+                    "CPQ2STRIPE_STRIPE_SECRET_KEY is an organization key: name the accounts it bills "
+                    'through in CPQ2STRIPE_STRIPE_ACCOUNTS ({"gmbh": "acct_…", …})'
+                ]
+            return []
+        if ids and len(ids) < len(self.stripe_accounts):
+            return [
+                "CPQ2STRIPE_STRIPE_ACCOUNTS mixes account ids and keys: give every account its key, "
+                "or every account its id with an organization key"
+            ]
+        if ids and not (key or "").startswith("sk_org_"):
+            return [
+                "CPQ2STRIPE_STRIPE_ACCOUNTS holds account ids: CPQ2STRIPE_STRIPE_SECRET_KEY must be the "
+                "organization key (sk_org_…) that reaches them"
+            ]
+        return []
+
+    def stripe_account_names(self) -> list[str]:
+        return list(self.stripe_accounts)
+
+    def for_stripe_account(self, name: str) -> Settings:
+        """These settings narrowed to one of CPQ2STRIPE_STRIPE_ACCOUNTS: its key, or the organization
+        key with that account as the Stripe-Context."""
+        value = self.stripe_accounts[name]
+        if value.get_secret_value().startswith("acct_"):
+            account = value.get_secret_value()
+            update: dict[str, object] = {"stripe_account_id": account, "stripe_context": account}
+        else:
+            update = {"stripe_secret_key": value, "stripe_account_id": None, "stripe_context": None}
+        return self.model_copy(update={**update, "stripe_accounts": {}})
+
+    @property
+    def stripe_key(self) -> SecretStr:
+        """The key requests are made with (the one account's, or the organization's)."""
+        if self.stripe_secret_key is None:
+            raise RuntimeError("no Stripe key: narrow the settings to one account (for_stripe_account)")
+        return self.stripe_secret_key
+
     @property
     def stripe_live_mode(self) -> bool:
-        return "_live_" in self.stripe_secret_key.get_secret_value()[:8]
+        keys = [self.stripe_secret_key, *self.stripe_accounts.values()]
+        return any("_live_" in k.get_secret_value()[:8] for k in keys if k is not None)
 
     @property
     def effective_stripe_rps(self) -> float:

@@ -126,7 +126,7 @@ class Backfill:
     def run_object(self, spec: Stream) -> ObjectTotals:
         ctx, opts = self.ctx, self.options
         totals = self.report.totals_for(spec.object_type)
-        sync = spec.build(ctx)
+        sync = spec.pipeline(ctx)
         name = cursor_name(spec, opts.since)
         saved = ctx.store.cursors.get(name)
         last_id: str | None = None

@@ -180,7 +180,7 @@ def run_baseline(sb: Sandbox, limit: int) -> dict[str, Any]:
         mapping = load_mappings(settings.mappings_dir).customer
         sf = SalesforceClient(settings)
         client = stripe.StripeClient(
-            settings.stripe_secret_key.get_secret_value(),
+            settings.stripe_key.get_secret_value(),
             base_addresses={"api": str(settings.stripe_api_base).rstrip("/")},
             max_network_retries=3,
         )

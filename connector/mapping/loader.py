@@ -35,6 +35,7 @@ from connector.mapping.schema import (
     MappingError,
     Mappings,
     Problem,
+    RoutingMapping,
     SubscriptionMapping,
     UsageMapping,
     ValueSource,
@@ -44,8 +45,10 @@ FILES: dict[str, type[BaseModel]] = {
     "customer": CustomerMapping,
     "subscription": SubscriptionMapping,
     "usage": UsageMapping,
+    "routing": RoutingMapping,
 }
-OPTIONAL = frozenset({"usage"})  # a home without usage.yaml reads no usage
+# A home without usage.yaml reads no usage; one without routing.yaml bills through one account.
+OPTIONAL = frozenset({"usage", "routing"})
 _SF_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _SF_PATH = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$")
 
@@ -180,7 +183,8 @@ def load_mappings(directory: str | Path) -> Mappings:
         positions[kind] = where.value
     if problems:
         raise MappingError(problems)
-    return Mappings(models["customer"], models["subscription"], files, positions, models.get("usage"))
+    optional = (models.get("usage"), models.get("routing"))
+    return Mappings(models["customer"], models["subscription"], files, positions, *optional)
 
 
 def parse_mapping(text: str, file: str, kind: str) -> CustomerMapping | SubscriptionMapping | UsageMapping:
@@ -322,6 +326,9 @@ def _unwrap(annotation: Any) -> Any:
 def _semantic(report: _Report, data: dict[str, Any], kind: str) -> None:
     if kind == "customer":
         _check_object(report, data.get("object", "Account"), "Account")
+    if kind == "routing":
+        _check_routing(report, data)
+        return
     if kind == "usage":
         _check_sf_name(report, ("object",), data.get("object"))
         for key in UsageMapping.PATHS:
@@ -637,6 +644,39 @@ def _check_object(report: _Report, found: Any, expected: str) -> None:
         close = difflib.get_close_matches(str(found), [expected], n=1)
         fix = f"did you mean '{expected}'?" if close else f"write 'object: {expected}'"
         report.add(("object",), f"object '{found}' is not read by this mapping; it reads {expected}", fix)
+
+
+_ACCOUNT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+
+
+def _check_routing(report: _Report, data: dict[str, Any]) -> None:
+    """routing.yaml: account names an admin can report on, every route to a declared account."""
+    accounts = data.get("accounts")
+    names = set(accounts) if isinstance(accounts, dict) else set()
+    if isinstance(accounts, dict) and not accounts:
+        report.add(("accounts",), "no Stripe account is named", "name each account: `gmbh: {}`")
+    for name in sorted(names, key=str):
+        if not isinstance(name, str) or not _ACCOUNT_NAME.match(name):
+            report.add(
+                ("accounts", name),
+                f"'{name}' is not an account name",
+                "use lower-case letters, digits, - and _ (at most 40), starting with a letter: gmbh, us-inc",
+                prefer="key",
+            )
+    for key in ("account_field", "order_field", "write_back"):
+        _check_sf_name(report, (key,), data.get(key))
+    targets: list[tuple[Path_, Any]] = [(("default",), data.get("default"))]
+    routes = data.get("routes")
+    if isinstance(routes, dict):
+        targets += [(("routes", value), target) for value, target in routes.items()]
+    for path, target in targets:
+        if target is not None and names and target not in names:
+            close = difflib.get_close_matches(str(target), sorted(names), n=1)
+            report.add(
+                path,
+                f"'{target}' is not one of the accounts named under accounts: ({', '.join(sorted(names))})",
+                f"did you mean {close[0]}?" if close else "add it under accounts:, or route to a named one",
+            )
 
 
 def _check_sf_name(report: _Report, path: Path_, name: Any) -> None:

@@ -291,6 +291,29 @@ class UsageMapping(_Model):
 ObjectMapping = CustomerMapping | SubscriptionMapping | LineMapping
 
 
+class StripeAccountOptions(_Model):
+    """One Stripe account the connector bills through, as routing.yaml names it."""
+
+    # Accounts of one Stripe Organization sharing group share their Customers (same id).
+    sharing_group: str | None = None
+
+
+class RoutingMapping(_Model):
+    """Which Stripe account an Account and its Orders bill through (mappings/routing.yaml, optional:
+    without it every record goes to the one account of CPQ2STRIPE_STRIPE_SECRET_KEY)."""
+
+    version: Literal[1] = 1
+    # Names as in CPQ2STRIPE_STRIPE_ACCOUNTS (name -> key), each with its options.
+    accounts: dict[str, StripeAccountOptions]
+    account_field: str  # the Account field that picks the account (a legal entity, a region)
+    routes: dict[str, str] = {}  # the field's value -> account name
+    default: str | None = None  # a blank or unlisted value; None: such Accounts are refused
+    # An Order field that sends one Order to another account of its Account's sharing group.
+    order_field: str | None = None
+    # Written back on Account and Order: the name of the account it bills through.
+    write_back: str | None = "Stripe_Account__c"
+
+
 @dataclass(frozen=True)
 class Mappings:
     """Both mappings, plus where each came from so later checks can cite file:line."""
@@ -301,6 +324,8 @@ class Mappings:
     positions: dict[str, dict[tuple[str | int, ...], tuple[int, int]]] = field(default_factory=dict)
     # usage.yaml is optional: without it no usage is read (a home made before it existed).
     usage: UsageMapping | None = None
+    # routing.yaml is optional: without it there is one Stripe account.
+    routing: RoutingMapping | None = None
 
     def position(self, kind: str, path: tuple[str | int, ...]) -> tuple[str, int, int]:
         """(file, line, column) of the longest prefix of `path` in the `kind` file; line 0 if unknown."""

@@ -176,8 +176,10 @@ class StripeGateway:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StripeGateway:
+        key = settings.stripe_key.get_secret_value()
         client = stripe.StripeClient(
-            settings.stripe_secret_key.get_secret_value(),
+            key,
+            stripe_context=settings.stripe_context,
             base_addresses={"api": str(settings.stripe_api_base).rstrip("/")},
             max_network_retries=settings.stripe_max_network_retries,
             http_client=http_client_for(settings),
@@ -186,7 +188,7 @@ class StripeGateway:
             client,
             PacedLimiter(settings.effective_stripe_rps),
             account_id=settings.stripe_account_id,
-            restricted_key=settings.stripe_secret_key.get_secret_value().startswith("rk_"),
+            restricted_key=key.startswith("rk_"),
         )
 
     def call(self, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -29,6 +29,7 @@ from connector.sync.exactly_once import CUSTOMER, Create, obtain, record_intents
 from connector.sync.pipeline import Batch
 from connector.sync.plan import Action, LinkView, Plan, plan_record, refusal
 from connector.sync.report import Outcome, RunReport
+from connector.sync.routed import SHARED_CUSTOMER_FIELDS, linked_elsewhere, linked_in, moved_reason
 from connector.sync.tax_ids import apply_tax_ids, describe
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ class AccountSync:
 
     def _select(self) -> str:
         fields = soql_fields(self.mapping)
+        if self.ctx.scope is not None:
+            fields = [*fields, *(f for f in self.ctx.scope.router.account_fields() if f not in fields)]
         return f"SELECT {', '.join(fields)} FROM {SF_OBJECT}"
 
     def _where(self, *clauses: str) -> str:
@@ -143,6 +146,7 @@ class AccountSync:
         """Map and plan every row, no Stripe call: what `process` applies and a dry run shows.
         `notes` (when given) receives each row's mapping notes: the values left out and why."""
         id_field = self.mapping.write_back.stripe_id
+        routes = AccountRoutes(self.ctx, rows, links) if self.ctx.scope is not None else None
         plans: list[tuple[Mapping[str, Any], Plan]] = []
         for row in rows:
             mapped = map_record(self.mapping, dict(row))
@@ -154,9 +158,19 @@ class AccountSync:
                 view = LinkView(
                     link.stripe_id, link.status, dict(link.field_hashes or {}), link.idempotency_key
                 )
-            plan = plan_record(
-                row["Id"], mapped.params, [str(e) for e in mapped.errors], view, row.get(id_field)
-            )
+            params, stripe_id = mapped.params, row.get(id_field)
+            if routes is not None:
+                refused = routes.refusal(row)
+                if refused is not None:
+                    plans.append((row, refused))
+                    continue
+                if routes.member(row):  # the home account's Customer, this account's own fields
+                    params = {k: v for k, v in params.items() if k not in SHARED_CUSTOMER_FIELDS}
+                    stripe_id = stripe_id or routes.home_customer(row)
+                    if link is None and not stripe_id:
+                        plans.append((row, routes.waiting(row)))
+                        continue
+            plan = plan_record(row["Id"], params, [str(e) for e in mapped.errors], view, stripe_id)
             plans.append((row, plan))
         return plans
 
@@ -288,9 +302,10 @@ class AccountSync:
                 code="stripe_id_belongs_to_other",
             )
         params = {**plan.params, "metadata": {**plan.params.get("metadata", {}), SALESFORCE_ID_KEY: sid}}
-        unset: dict[str, Any] = (
-            {TAX_IDS_PARAM: []} if self.mapping.tax_ids else {}
-        )  # mapped: Salesforce's set, even none
+        # Mapped: Salesforce's set, even none. Not from another account of a sharing group: tax ids
+        # are shared, and only the home account writes them.
+        member = ctx.scope is not None and ctx.scope.router.home(row).account != ctx.scope.name
+        unset: dict[str, Any] = {TAX_IDS_PARAM: []} if self.mapping.tax_ids and not member else {}
         self._update(sid, plan.stripe_id, {**unset, **params}, plan.payload_hash, str(row["SystemModstamp"]))
         key = idempotency.create_key(ctx.stripe_account, OBJECT_TYPE, sid)
         batch.linked(sid, plan.stripe_id, plan.payload_hash, modstamp, plan.hashes, adopted_key=key)
@@ -302,4 +317,63 @@ class AccountSync:
             "updated",
             plan.stripe_id,
             "linked the Customer already named in Salesforce",
+        )
+
+
+class AccountRoutes:
+    """One batch of Accounts in one of several Stripe accounts: which are refused (routed nowhere,
+    or billing through an account that shares no customers with this one), which this account
+    bills as their home, and which it bills as a member of the home's sharing group (the same
+    Customer id; only this account's own fields are written here)."""
+
+    def __init__(
+        self, ctx: SyncContext, rows: Sequence[Mapping[str, Any]], links: Mapping[str, Link]
+    ) -> None:
+        assert ctx.scope is not None
+        self.scope, self.router = ctx.scope, ctx.scope.router
+        name = self.scope.name
+        new = [str(r["Id"]) for r in rows if r["Id"] not in links]
+        shares = self.router.shares_customers
+        self.elsewhere = linked_elsewhere(ctx, OBJECT_TYPE, new, allowed=lambda other: shares(other, name))
+        self.homes: dict[str, str] = {}  # sf id -> its Customer in its home account (members)
+        by_home: dict[str, list[str]] = {}
+        for row in rows:
+            home = self.router.home(row).account
+            if home and home != name and shares(home, name) and row["Id"] in new:
+                by_home.setdefault(home, []).append(str(row["Id"]))
+        for home, ids in by_home.items():
+            self.homes.update(linked_in(ctx, home, OBJECT_TYPE, ids))
+
+    def member(self, row: Mapping[str, Any]) -> bool:
+        return self.router.home(row).account != self.scope.name
+
+    def home_customer(self, row: Mapping[str, Any]) -> str | None:
+        return self.homes.get(str(row["Id"]))
+
+    def refusal(self, row: Mapping[str, Any]) -> Plan | None:
+        sid, name, route = str(row["Id"]), self.scope.name, self.router.home(row)
+        if route.account is None:
+            return Plan(Action.REFUSE, sid, reason=route.unrouted_reason("Account"), error_code="no_route")
+        field = self.router.routing.write_back
+        recorded = str(row.get(field) or "") if field else ""
+        old = self.elsewhere.get(sid) or (
+            recorded
+            if recorded in self.router.names and not self.router.shares_customers(recorded, name)
+            else ""
+        )
+        if not self.router.shares_customers(route.account, name):
+            old, name = name, route.account  # linked here; its home moved to an account of its own
+        if old:
+            reason = moved_reason("Account", old, name, route.field, route.value)
+            return Plan(Action.REFUSE, sid, reason=reason, error_code="routing_changed")
+        return None
+
+    def waiting(self, row: Mapping[str, Any]) -> Plan:
+        home = self.router.home(row).account
+        reason = (
+            f"its Customer is made in its home Stripe account '{home}' (the same id in every account of "
+            "the sharing group) and is not there yet: it is used here once it is"
+        )
+        return Plan(
+            Action.REFUSE, str(row["Id"]), reason=reason, error_code="waits_for_home_customer", retryable=True
         )

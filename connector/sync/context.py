@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from connector.mapping import Mappings
+from connector.routing import Router
 from connector.settings import Settings
 from connector.state.store import StateStore
 from connector.stripe_sink.gateway import StripeGateway
@@ -30,6 +31,50 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class AccountScope:
+    """A context's account among several (mappings/routing.yaml): its name, the rules, and the
+    run's context for all of them (to find a record's link in another account)."""
+
+    name: str
+    router: Router
+    run: SyncContext
+
+    def account_id(self, name: str) -> str:
+        return self.run.account_context(name).stripe_account
+
+
+def account_problems(settings: Settings, mappings: Mappings) -> list[str]:
+    """CPQ2STRIPE_STRIPE_ACCOUNTS and routing.yaml must name the same accounts."""
+    configured, routing = set(settings.stripe_accounts), mappings.routing
+    if routing is None:
+        if configured:
+            return [
+                "CPQ2STRIPE_STRIPE_ACCOUNTS names several Stripe accounts but the mappings have no "
+                "routing.yaml to say which records bill through which: add one "
+                "(README: Several Stripe accounts)"
+            ]
+        return []
+    routed = set(routing.accounts)
+    if not configured:
+        return [
+            "routing.yaml routes to Stripe accounts but CPQ2STRIPE_STRIPE_ACCOUNTS is not set: give it "
+            "each account's key as JSON ({\"" + '": "sk_…", "'.join(sorted(routed)) + '": "sk_…"})'
+        ]
+    problems = []
+    if routed - configured:
+        problems.append(
+            "routing.yaml names account(s) with no key in CPQ2STRIPE_STRIPE_ACCOUNTS: "
+            + ", ".join(sorted(routed - configured))
+        )
+    if configured - routed:
+        problems.append(
+            "CPQ2STRIPE_STRIPE_ACCOUNTS names account(s) routing.yaml does not: "
+            + ", ".join(sorted(configured - routed))
+        )
+    return problems
+
+
 @dataclass
 class SyncContext:
     settings: Settings
@@ -43,6 +88,53 @@ class SyncContext:
     # Set to stop after the records in flight (Ctrl-C): checked before each record and batch.
     stop: threading.Event = field(default_factory=threading.Event)
     progress: RunProgress | None = None  # a command's progress display; None in the daemon
+    # Several Stripe accounts: the account this context bills through (None: the run's context).
+    scope: AccountScope | None = None
+    _accounts: dict[str, SyncContext] = field(default_factory=dict, repr=False)
+    _accounts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @cached_property
+    def router(self) -> Router | None:
+        """The routing rules when the run bills through several Stripe accounts."""
+        routing = self.mappings.routing
+        return Router(routing) if routing is not None and self.settings.stripe_accounts else None
+
+    @property
+    def routed(self) -> bool:
+        """The run's context of several accounts: its pipelines hand each record to its account's."""
+        return self.scope is None and self.router is not None
+
+    def account_context(self, name: str) -> SyncContext:
+        """One account's context (made once): its own key, gateway, rate budget and workers; the
+        run's Salesforce client, state store and stop request. The first account's is this
+        context's own gateway, so its budget is never split in two."""
+        if self.scope is not None:
+            return self.scope.run.account_context(name)
+        router = self.router
+        assert router is not None, "one Stripe account: there are no account contexts"
+        with self._accounts_lock:
+            child = self._accounts.get(name)
+            if child is None:
+                settings = self.settings.for_stripe_account(name)
+                gateway = self.gateway if name == router.first else StripeGateway.from_settings(settings)
+                child = SyncContext(
+                    settings,
+                    self.mappings,
+                    self.sf,
+                    gateway,
+                    self.store,
+                    now=self.now,
+                    scope=AccountScope(name, router, self),
+                )
+                self._accounts[name] = child
+        child.run_id, child.stop, child.progress = self.run_id, self.stop, self.progress
+        return child
+
+    def account_contexts(self) -> list[SyncContext]:
+        """Every account's context (this one alone with one Stripe account)."""
+        if self.router is None or self.scope is not None:
+            return [self]
+        return [self.account_context(name) for name in self.router.names]
 
     @cached_property
     def stripe_account(self) -> str:
@@ -67,5 +159,7 @@ class SyncContext:
         return ThreadPoolExecutor(max_workers=count, thread_name_prefix="stripe")
 
     def close(self) -> None:
+        for child in list(self._accounts.values()):
+            child.close()
         if "stripe_workers" in self.__dict__:
             self.stripe_workers.shutdown(wait=True)

@@ -77,6 +77,7 @@ from connector.sync.order_rules.tax import AddressFields
 from connector.sync.pipeline import Batch
 from connector.sync.plan import Action
 from connector.sync.report import OK_STATUSES, Outcome, RunReport
+from connector.sync.routed import linked_elsewhere, moved_reason
 
 log = logging.getLogger(__name__)
 
@@ -372,6 +373,8 @@ class OrderSync:
         due = next((f for f in self.mapping.fields if f.target == "days_until_due"), None)
         if due is not None and due.source:
             fields.add(due.source)
+        if self.ctx.scope is not None:
+            fields |= set(self.ctx.scope.router.order_fields())
         ordered = ["Id", "SystemModstamp", *sorted(fields - {"Id", "SystemModstamp"})]
         where = f" WHERE ({self.mapping.lines.condition})" if self.mapping.lines.condition else ""
         sub = f"(SELECT {', '.join(self._line_fields())} FROM OrderItems{where} ORDER BY Id)"
@@ -401,6 +404,8 @@ class OrderSync:
             links = ctx.store.links.get_many(ctx.stripe_account, OBJECT_TYPE, ids)
         config = rules_config(self.mapping, ctx.now().date(), ctx.mappings.customer)
         work = [self._decide(self._normalise(row), links.get(row["Id"]), config) for row in rows]
+        if ctx.scope is not None:
+            self._refuse_misrouted(work)
         # Every check before a Stripe write, the Accounts' included, whether dry or not: a dry
         # run's plan is what the run does.
         with self._customers_lock:
@@ -495,15 +500,22 @@ class OrderSync:
             list((items or {}).get("records") or []) if isinstance(items, Mapping) else list(items or [])
         )
         norm = []
+        # With several Stripe accounts a Product2's or PricebookEntry's one id field cannot name
+        # each account's Product and Price: they are found by their content keys instead.
+        shared_ids = self.ctx.scope is None
         for rec in records:
             rec = dict(rec)
             rec["Stripe_Price_ID__c"] = rec.get(lines.write_back.stripe_price_id)
             product = dict(rec.get("Product2") or {}) if rec.get("Product2") else None
             if product is not None:
-                product["Stripe_Product_ID__c"] = product.get(lines.product_write_back.stripe_id)
+                product["Stripe_Product_ID__c"] = (
+                    product.get(lines.product_write_back.stripe_id) if shared_ids else None
+                )
             rec["Product2"] = product
             pbe = dict(rec.get("PricebookEntry") or {})
-            pbe["Stripe_Price_ID__c"] = pbe.get(lines.price_book_entry_write_back.stripe_id)
+            pbe["Stripe_Price_ID__c"] = (
+                pbe.get(lines.price_book_entry_write_back.stripe_id) if shared_ids else None
+            )
             if currency:
                 pbe["CurrencyIsoCode"] = currency
             rec["PricebookEntry"] = pbe
@@ -654,6 +666,42 @@ class OrderSync:
         action = "recover" if w.link is not None else "create"
         customer = task.customer_id or f"new customer for {task.new_customer}"
         return Outcome(OBJECT_TYPE, sid, label, action, "planned", None, order_preview(task.plan, customer))
+
+    # ---- several Stripe accounts ---------------------------------------------------------------
+
+    def _refuse_misrouted(self, work: list[OrderWork]) -> None:
+        """Orders this account may not bill: routed nowhere, billed already through another
+        account, or sent here while their Account's Customer lives in an account that does not
+        share customers with this one."""
+        scope = self.ctx.scope
+        assert scope is not None
+        router, name = scope.router, scope.name
+        new = [str(w.row["Id"]) for w in work if w.outcome is None and w.link is None]
+        elsewhere = linked_elsewhere(self.ctx, OBJECT_TYPE, new, allowed=lambda _other: False)
+        field = router.routing.write_back
+        for w in work:
+            if w.outcome is not None or w.link is not None:
+                continue
+            route, home = router.order_route(w.row), router.order_home(w.row)
+            recorded = str(w.row.get(field) or "") if field else ""
+            old = elsewhere.get(str(w.row["Id"])) or (recorded if recorded and recorded != name else "")
+            if route.account is None or home.account is None:
+                code, reason = "no_route", (route if route.account is None else home).unrouted_reason("Order")
+            elif old:
+                code, reason = "routing_changed", moved_reason("Order", old, name, route.field, route.value)
+            elif not router.shares_customers(home.account, name):
+                code = "account_not_shared"
+                reason = (
+                    f"this Order bills through Stripe account '{name}' ({route.field} is {route.value!r}) "
+                    f"but its Account's Customer is in '{home.account}', and the two accounts share no "
+                    "customers (routing.yaml gives them no common sharing_group). Fix: route the Order to "
+                    f"'{home.account}', or put both accounts in one Stripe Organization sharing group"
+                )
+            else:
+                continue
+            w.outcome = Outcome(
+                OBJECT_TYPE, w.row["Id"], self._label(w.row), "refuse", "refused", None, reason, code
+            )
 
     # ---- customers ---------------------------------------------------------------------------
 
@@ -1121,7 +1169,7 @@ class OrderSync:
 
     def _stage_product(self, spec: ProductSpec, stripe_id: str, batch: Batch) -> None:
         field = self.mapping.lines.product_write_back.stripe_id
-        if spec.stripe_id != stripe_id:
+        if spec.stripe_id != stripe_id and self.ctx.scope is None:  # one id field, several accounts: none
             batch.writeback.stage("Product2", spec.sf_id, {field: stripe_id}, current={field: spec.stripe_id})
 
     def _retire(self, old_id: str, new_id: str) -> None:
@@ -1134,6 +1182,8 @@ class OrderSync:
         lines = self.mapping.lines
         rec = next(r for r in row["OrderItems"]["records"] if str(r.get("Id")) == lp.order_item_id)
         if lp.write_back_object == "PricebookEntry":
+            if self.ctx.scope is not None:
+                return  # one id field, several accounts: none written (see _normalise)
             field = lines.price_book_entry_write_back.stripe_id
             current = (rec.get("PricebookEntry") or {}).get(field)
         else:

@@ -177,6 +177,22 @@ def writeback_fields(
     return changed
 
 
+def account_writeback(
+    ctx: SyncContext, kind: Kind, row: Mapping[str, Any], outcome: Outcome
+) -> dict[str, Any]:
+    """With several Stripe accounts: the name of the one a synced Account (its home) or Order
+    bills through, in routing.yaml's `write_back` field, for an admin to report on."""
+    scope = ctx.scope
+    field = scope.router.routing.write_back if scope is not None else None
+    if scope is None or not field or outcome.status not in (*OK_STATUSES, "incomplete"):
+        return {}
+    if kind.object_type == "customer" and scope.router.home(row).account != scope.name:
+        return {}  # another account of the sharing group uses its home's Customer
+    if kind.object_type not in ("customer", "subscription"):
+        return {}
+    return only_changed(row, {field: scope.name})
+
+
 def only_changed(row: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
     """The desired values that differ from the record's as read: the one rule for what the
     connector writes to its own Salesforce fields (sync results and Stripe's billing status)."""
@@ -227,6 +243,7 @@ def finish(
         if row is None:
             continue
         fields = writeback_fields(wb, row, o, now)
+        fields.update(account_writeback(ctx, batch.kind, row, o))
         if fields:
             batch.writeback.stage(batch.sf_object, o.sf_id, fields)
     flush_writeback(ctx, batch)

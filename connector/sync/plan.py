@@ -46,6 +46,7 @@ class Plan:
     hashes: dict[str, str] = field(default_factory=dict)
     reason: str = ""
     error_code: str = ""
+    retryable: bool = False  # a refusal that clears by itself (waits for another record)
 
     @property
     def payload_hash(self) -> str:
@@ -135,6 +136,6 @@ def refusal(plan: Plan, object_type: str, label: str) -> Outcome | None:
     if plan.action is Action.REFUSE:
         return Outcome(
             object_type, plan.salesforce_id, label, "refuse", "refused", plan.stripe_id, plan.reason,
-            code=plan.error_code,
+            code=plan.error_code, retryable=plan.retryable,
         )  # fmt: skip
     return None

@@ -137,7 +137,8 @@ def reevaluate(sync: PolledSync, report: RunReport) -> None:
         done = {o.sf_id for o in report.outcomes}  # polled in this run already, under this mapping
         ids = [
             link.sf_id
-            for link in store.links.all(stripe_account=ctx.stripe_account, object_type=sync.object_type)
+            for account in ctx.account_contexts()
+            for link in store.links.all(stripe_account=account.stripe_account, object_type=sync.object_type)
             if link.status == "linked" and link.stripe_id and link.sf_id not in done
         ]
         log.info("the %s mapping changed: re-evaluating %d linked record(s)", sync.noun, len(ids))

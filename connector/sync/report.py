@@ -23,6 +23,7 @@ class Outcome:
     code: str = ""  # failed / refused: the error code recorded with the failure
     retryable: bool = False  # failed / refused: retried with backoff without a Salesforce edit
     notes: tuple[str, ...] = ()  # synced without some values (the mapping's on_invalid: omit), and why
+    account: str = ""  # the Stripe account's name, with several (mappings/routing.yaml)
 
     def noted(self, notes: list[str]) -> Outcome:
         """This outcome with the mapping's notes, in the message too (Salesforce shows them); an

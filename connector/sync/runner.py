@@ -8,15 +8,16 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from connector.errors import classify
+from connector.errors import FatalError, classify
 from connector.interrupt import EXIT_INTERRUPTED, interrupted_line, stop_on_interrupt
 from connector.mapping import Mappings
 from connector.progress import RunProgress
+from connector.routing import Router
 from connector.settings import Settings
 from connector.state.store import StateStore
 from connector.stripe_sink.gateway import StripeGateway
 from connector.sync import streams
-from connector.sync.context import SyncContext
+from connector.sync.context import SyncContext, account_problems
 from connector.sync.report import RunReport, run_counts
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,9 @@ Echo = Callable[[str], None]
 def open_context(settings: Settings, mappings: Mappings) -> Iterator[SyncContext]:
     from connector.salesforce.client import SalesforceClient
 
+    problems = account_problems(settings, mappings)
+    if problems:
+        raise FatalError("stripe_accounts", "; ".join(problems))
     store = StateStore.open(settings.database_url)
     try:
         sf = SalesforceClient(settings)
@@ -37,7 +41,7 @@ def open_context(settings: Settings, mappings: Mappings) -> Iterator[SyncContext
             settings=settings,
             mappings=mappings,
             sf=sf,
-            gateway=StripeGateway.from_settings(settings),
+            gateway=StripeGateway.from_settings(first_account_settings(settings, mappings)),
             store=store,
         )
         try:
@@ -64,6 +68,14 @@ def open_command(
     with stop_on_interrupt(stop), progress, open_context(settings, mappings) as ctx:
         ctx.stop, ctx.progress = stop, progress
         yield ctx
+
+
+def first_account_settings(settings: Settings, mappings: Mappings) -> Settings:
+    """The settings of the one Stripe account, or of the first of several (routing.yaml): the run's
+    own gateway, which that account's pipelines share."""
+    if mappings.routing is None or not settings.stripe_accounts:
+        return settings
+    return settings.for_stripe_account(Router(mappings.routing).first)
 
 
 def finish_run(ctx: SyncContext, run_id: int | None, counts: dict[str, int], error: str | None) -> None:

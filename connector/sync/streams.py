@@ -41,9 +41,17 @@ class Stream:
     def object_type(self) -> str:
         return self.kind.object_type
 
+    def pipeline(self, ctx: SyncContext) -> Pipeline:
+        """Its pipeline, over every Stripe account the run bills through."""
+        if ctx.routed:
+            from connector.sync.routed import RoutedSync
+
+            return RoutedSync(ctx, self.build)
+        return self.build(ctx)
+
     def poll(self, ctx: SyncContext, report: RunReport) -> None:
         """Changed records from the cursor, then failures that are due."""
-        polling.poll(self.build(ctx), report)
+        polling.poll(self.pipeline(ctx), report)
 
     def sync_ids(
         self,
@@ -54,7 +62,7 @@ class Stream:
         should_stop: Callable[[], bool] | None = None,
     ) -> bool:
         """These records now (retries, events); False when stopped or failed before the last."""
-        return polling.sync_ids(self.build(ctx), ids, report, should_stop=should_stop)
+        return polling.sync_ids(self.pipeline(ctx), ids, report, should_stop=should_stop)
 
 
 # In dependency order: an Order's Customer comes from its Account. A Product2's Product is made by

@@ -168,7 +168,15 @@ class UsageSync:
 
     def _select(self) -> str:
         mapping = self.mapping or UsageMapping()
-        return f"SELECT {', '.join(mapping.soql_fields())} FROM {mapping.object}"
+        fields = mapping.soql_fields()
+        if self.ctx.scope is not None:  # several Stripe accounts: routed by their Orders
+            from connector.sync.routed import usage_route_fields
+
+            fields = [
+                *fields,
+                *(f for f in usage_route_fields(self.ctx, self.ctx.scope.router) if f not in fields),
+            ]
+        return f"SELECT {', '.join(fields)} FROM {mapping.object}"
 
     def _where(self, *clauses: str) -> str:
         condition = self.mapping.condition if self.mapping is not None else None

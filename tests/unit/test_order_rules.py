@@ -758,7 +758,7 @@ def test_fingerprint_changes_with_every_billed_line_field(field_name):
 def test_the_orders_query_reads_every_field_the_fingerprint_hashes():
     """One declaration: what the fingerprint hashes is what the shipped mapping's SELECT reads."""
     mappings = load_mappings(REPO / "mappings")
-    sync = OrderSync(SimpleNamespace(mappings=mappings, gateway=None, single_currency=None))  # type: ignore[arg-type]
+    sync = OrderSync(SimpleNamespace(mappings=mappings, gateway=None, single_currency=None, scope=None))  # type: ignore[arg-type]
     select = sync._select()
     order_part, _, line_part = select.partition("(SELECT ")
     config = rules_config(mappings.subscription, TODAY)

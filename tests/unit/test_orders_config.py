@@ -16,7 +16,7 @@ TODAY = date(2026, 3, 10)
 
 
 def _sync() -> OrderSync:
-    ctx = SimpleNamespace(mappings=load_mappings(MAPPINGS), gateway=None, single_currency=None)
+    ctx = SimpleNamespace(mappings=load_mappings(MAPPINGS), gateway=None, single_currency=None, scope=None)
     return OrderSync(ctx)  # type: ignore[arg-type]
 
 
