@@ -9,11 +9,14 @@ SIGINT/SIGTERM.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import shlex
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -28,7 +31,9 @@ CONSUMER_KEY = "sandbox-client"
 CONSUMER_SECRET = "sandbox-secret"
 INTEGRATION_USERNAME = "integration@sandbox.example"
 STRIPE_SECRET_KEY = "sk_test_sandbox"
+STRIPE_ORGANIZATION_KEY = "sk_org_test_sandbox"  # reaches every account named by --stripe-accounts
 ENV_FILE_NAME = "env"
+_ACCOUNT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 
 
 @dataclass
@@ -40,6 +45,8 @@ class RunningSandbox:
     stripe: Any  # StripeSandbox
     env: dict[str, str]
     seeded: dict[str, int] = field(default_factory=dict)
+    # --stripe-accounts: account name -> the fake Stripe account id (`stripe.account(id)`)
+    stripe_accounts: dict[str, str] = field(default_factory=dict)
     _stopped: bool = False
 
     @property
@@ -92,6 +99,41 @@ def sandbox_env(salesforce: Any, stripe: Any, stripe_rps: float) -> dict[str, st
     }
 
 
+def stripe_account_key(name: str) -> str:
+    """The secret key of the named extra account (`CPQ2STRIPE_STRIPE_ACCOUNTS` lists them)."""
+    return f"{STRIPE_SECRET_KEY}_{name}"
+
+
+def parse_stripe_accounts(text: str) -> dict[str, str | None]:
+    """`de:eu,at:eu,us` -> {"de": "eu", "at": "eu", "us": None}: account names, each with the
+    Organization sharing group it belongs to after a colon (none: an independent account)."""
+    accounts: dict[str, str | None] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, group = item.partition(":")
+        name, group = name.strip(), group.strip()
+        if not _ACCOUNT_NAME.match(name):
+            raise ValueError(
+                f"--stripe-accounts: {name!r} is not an account name (lowercase letters, digits, _ or -, "
+                "starting with a letter); write e.g. de:eu,at:eu,us"
+            )
+        if name in accounts:
+            raise ValueError(f"--stripe-accounts: the account {name!r} is named twice")
+        accounts[name] = group or None
+    return accounts
+
+
+def add_stripe_accounts(stripe: Any, accounts: Mapping[str, str | None]) -> dict[str, str]:
+    """Create the named accounts in the fake Stripe (each with `stripe_account_key(name)`, in its
+    sharing group) and an organization key over all of them; returns name -> account id."""
+    ids = {
+        name: stripe.add_account(key=stripe_account_key(name), sharing_group=group)
+        for name, group in accounts.items()
+    }
+    if ids:
+        stripe.add_organization_key(STRIPE_ORGANIZATION_KEY, list(ids.values()))
+    return ids
+
+
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
@@ -125,10 +167,13 @@ def start_sandbox(
     latency_ms: float = 0,
     stripe_rps: float = 25,
     contracts: int = 0,
+    stripe_accounts: Mapping[str, str | None] | None = None,
 ) -> RunningSandbox:
     """Start both fakes, seed exactly `accounts` Accounts and `orders` Orders, plus `contracts`
     contract histories (each with its own Account; nothing at all when all are 0), write
-    DIR/ca.pem, DIR/jwt-key.pem and DIR/env."""
+    DIR/ca.pem, DIR/jwt-key.pem and DIR/env. `stripe_accounts` (name -> sharing group or None) adds
+    Stripe accounts besides the primary one; DIR/env then lists their keys in
+    CPQ2STRIPE_STRIPE_ACCOUNTS (JSON: name -> key)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     salesforce = start_salesforce(directory, port=salesforce_port, latency_ms=latency_ms)
@@ -139,6 +184,10 @@ def start_sandbox(
         raise
     running = RunningSandbox(directory, salesforce, stripe, sandbox_env(salesforce, stripe, stripe_rps))
     try:
+        running.stripe_accounts = add_stripe_accounts(stripe, stripe_accounts or {})
+        if running.stripe_accounts:
+            keys = {name: stripe_account_key(name) for name in running.stripe_accounts}
+            running.env["CPQ2STRIPE_STRIPE_ACCOUNTS"] = json.dumps(keys, separators=(",", ":"))
         if accounts or orders or contracts:
             running.seeded = seed_org(salesforce.org, accounts, orders, seed, contracts)
         write_env_file(running.env_file, running.env)
@@ -168,7 +217,16 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the generated org")
     parser.add_argument("--latency-ms", type=float, default=0, help="delay added to every API call")
-    parser.add_argument("--stripe-rps", type=float, default=25, help="fake Stripe requests/s limit")
+    parser.add_argument(
+        "--stripe-rps", type=float, default=25, help="fake Stripe requests/s limit (each account's)"
+    )
+    parser.add_argument(
+        "--stripe-accounts",
+        default="",
+        metavar="NAME[:GROUP],...",
+        help="more fake Stripe accounts, e.g. de:eu,at:eu,us (de and at share customers in the "
+        "Organization sharing group eu; us is independent); keys go to CPQ2STRIPE_STRIPE_ACCOUNTS",
+    )
     return parser
 
 
@@ -179,6 +237,11 @@ def main(argv: list[str] | None = None, *, prog: str = "cpq2stripe sandbox") -> 
         return 2
     if args.orders and not args.accounts:
         print("error: --orders needs --accounts of at least 1", file=sys.stderr)
+        return 2
+    try:
+        stripe_accounts = parse_stripe_accounts(args.stripe_accounts)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
 
     stop = threading.Event()
@@ -198,6 +261,7 @@ def main(argv: list[str] | None = None, *, prog: str = "cpq2stripe sandbox") -> 
             seed=args.seed,
             latency_ms=args.latency_ms,
             stripe_rps=args.stripe_rps,
+            stripe_accounts=stripe_accounts,
         ) as running:
             _print_banner(running)
             while not stop.wait(0.5):
@@ -215,6 +279,12 @@ def _print_banner(running: RunningSandbox) -> None:
         f"fake Pub/Sub API:    {running.salesforce.pubsub_url}  (gRPC, TLS, same CA)",
         f"fake Stripe API:     {running.stripe_url}",
     ]
+    for name, ident in running.stripe_accounts.items():
+        group = running.stripe.account(ident).store.group
+        shared = f", sharing group {group.name}" if group else ""
+        lines.append(f"  Stripe account {name}: {ident}{shared}")
+    if running.stripe_accounts:
+        lines.append(f"  organization key {STRIPE_ORGANIZATION_KEY} (send Stripe-Context: <account id>)")
     if running.seeded:
         lines.append("seeded: " + ", ".join(f"{obj} {n}" for obj, n in running.seeded.items()))
     else:

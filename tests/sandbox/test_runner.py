@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 import signal
 import subprocess
 import sys
@@ -12,7 +14,7 @@ import requests
 import stripe
 from simple_salesforce import Salesforce
 
-from connector.sandbox.runner import RunningSandbox, start_sandbox
+from connector.sandbox.runner import RunningSandbox, main, parse_stripe_accounts, start_sandbox
 
 REPO = Path(__file__).resolve().parents[2]
 EXPECTED_KEYS = {
@@ -168,3 +170,33 @@ def test_module_cli_prints_env_and_exits_cleanly_on_signal(tmp_path: Path, sig: 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_stripe_accounts_are_created_in_their_sharing_groups_and_listed_in_the_env(tmp_path: Path) -> None:
+    with start_sandbox(tmp_path, stripe_accounts=parse_stripe_accounts("de:eu, at:eu,us")) as running:
+        keys = json.loads(running.env["CPQ2STRIPE_STRIPE_ACCOUNTS"])
+        assert keys == {"de": "sk_test_sandbox_de", "at": "sk_test_sandbox_at", "us": "sk_test_sandbox_us"}
+        assert running.env["CPQ2STRIPE_STRIPE_SECRET_KEY"] == "sk_test_sandbox"
+        sourced = dict(
+            line.split("=", 1) for line in running.env_file.read_text(encoding="utf-8").splitlines()
+        )
+        assert json.loads(shlex.split(sourced["CPQ2STRIPE_STRIPE_ACCOUNTS"])[0]) == keys
+
+        def client(name: str) -> stripe.StripeClient:
+            base = {"api": running.env["CPQ2STRIPE_STRIPE_API_BASE"]}
+            return stripe.StripeClient(keys[name], base_addresses=base, max_network_retries=0)
+
+        assert client("us").v1.accounts.retrieve_current().id == running.stripe_accounts["us"]
+        cus = client("de").v1.customers.create(params={"name": "Shared"})
+        assert client("at").v1.customers.retrieve(cus.id).name == "Shared"
+        with pytest.raises(stripe.InvalidRequestError):
+            client("us").v1.customers.retrieve(cus.id)
+
+
+def test_a_bad_stripe_accounts_list_is_refused_before_anything_starts(tmp_path: Path, capsys) -> None:
+    assert parse_stripe_accounts("de:eu,us,") == {"de": "eu", "us": None}
+    assert main(["--dir", str(tmp_path), "--stripe-accounts", "DE GmbH"]) == 2
+    assert "'DE GmbH' is not an account name" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="named twice"):
+        parse_stripe_accounts("de,de:eu")
+    assert not (tmp_path / "env").exists()

@@ -4,6 +4,8 @@ Layout: `server` (auth, rate limit, faults, idempotency, admin API) -> `forms` (
 decoding) -> `validation` (declarative parameter specs, Stripe's error codes and wording) ->
 `resources/*` (customers, catalog, meters, payments, billing, account/events) over `store` (one
 lock, objects kept as the JSON the API returns). `search` parses Stripe's query language subset.
+Several accounts share the server: `accounts` picks one from the key and `Stripe-Context` header,
+`sharing` keeps an Organization sharing group's customers (and cards) in step across its accounts.
 
 Deliberate simplifications: no clock advances (periods are computed at creation, schedules never
 move to the next phase, invoices are created paid/open at once), no webhooks (events are listable),

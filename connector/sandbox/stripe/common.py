@@ -54,7 +54,7 @@ EXPANDABLE = frozenset(
 @dataclass
 class Ctx:
     store: Store
-    request_id: str
+    request_id: str | None  # None for what happens in an account without its own request (sharing)
     idempotency_key: str | None
     path: dict[str, str] = field(default_factory=dict)
 

@@ -16,16 +16,18 @@ from typing import Any
 
 from ..http import Request, Response, Router, SandboxServer, ServerKnobs
 from . import resources
+from .accounts import ORG_KEY_PREFIX, KeyRing
 from .common import Ctx, Endpoint, expand
 from .errors import StripeError
 from .forms import decode_body, decode_pairs
 from .idempotency import IdempotencyStore
 from .limits import FAULT_KINDS, Faults, TokenBucket
 from .permissions import denial_message, granted, required
+from .sharing import SharingGroup
 from .store import API_VERSION, Store
 from .validation import validate
 
-_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_", "pk_test_", "pk_live_")
+_KEY_PREFIXES = (ORG_KEY_PREFIX, "sk_test_", "sk_live_", "rk_test_", "rk_live_", "pk_test_", "pk_live_")
 _NO_KEY = (
     "You did not provide an API key. You need to provide your API key in the Authorization header, using "
     "Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY'). See "
@@ -50,7 +52,9 @@ def mask_key(key: str) -> str:
 
 @dataclass
 class StripeState:
-    """Everything the sandbox holds; `store` is the account's objects."""
+    """One account of the sandbox: `store` is its objects; its own rate limit, faults, idempotency
+    keys and request log (Stripe limits and scopes idempotency per account). `knobs` (latency,
+    counters) is the server's, shared by every account."""
 
     store: Store
     knobs: ServerKnobs
@@ -90,7 +94,11 @@ def _api_key(req: Request) -> str | None:
 
 class StripeApp:
     def __init__(self, state: StripeState) -> None:
-        self.state = state
+        self.state = state  # the primary account
+        self.accounts: dict[str, StripeState] = {state.store.account_id: state}
+        self.keys = KeyRing(primary=state.store.account_id)
+        self.groups: dict[str, SharingGroup] = {}
+        self._setup_lock = threading.Lock()
         self.router = Router()
         for ep in resources.endpoints():
             self.router.add(ep.method, ep.pattern, self._wrap(ep))
@@ -104,7 +112,7 @@ class StripeApp:
         return handler
 
     def _handle(self, ep: Endpoint, req: Request) -> Response:
-        state = self.state
+        state = self.state  # until the key names another account: `finish` logs to the latest one
         store = state.store
         request_id = "req_" + secrets.token_hex(7)  # not under the store lock: that may be busy
         idem_key = req.header("idempotency-key") if req.method == "POST" else None
@@ -139,12 +147,15 @@ class StripeApp:
         key = _api_key(req)
         if not key:
             return error(StripeError(_NO_KEY, status=401))
-        if not (key.startswith("sk_test_") or key.startswith("rk_test_")) or len(key) <= 8:
+        if not key.startswith(("sk_test_", "rk_test_", ORG_KEY_PREFIX)) or len(key) <= 8:
             return error(StripeError(f"Invalid API Key provided: {mask_key(key)}", status=401))
+        try:
+            state = self.account_for(key, req)
+        except StripeError as exc:
+            return error(exc)
+        store = state.store
         if key.startswith("rk_"):
-            held = state.restricted_keys.get(key)
-            if held is None:
-                return error(StripeError(f"Invalid API Key provided: {mask_key(key)}", status=401))
+            held = state.restricted_keys[key]
             needed = required(req.method, ep.pattern)
             if not granted(needed, held):
                 message = denial_message(mask_key(key), store.account_id, needed)
@@ -207,13 +218,91 @@ class StripeApp:
             return Response(-1)
         return resp
 
+    # accounts -------------------------------------------------------------------------------
+    def account_for(self, key: str, req: Request) -> StripeState:
+        """The account this key and `Stripe-Context` header reach (see `accounts`)."""
+        owner = None
+        if key.startswith("rk_"):
+            owner = next((i for i, s in self.accounts.items() if key in s.restricted_keys), None)
+        ident = self.keys.account_for(
+            key, mask_key(key), req.header("stripe-context"), req.header("stripe-version"), owner
+        )
+        return self.accounts[ident]
+
+    def account(self, account_id: str | None) -> StripeState:
+        if account_id is None:
+            return self.state
+        state = self.accounts.get(account_id)
+        if state is None:
+            raise KeyError(f"no such account in the sandbox: {account_id}")
+        return state
+
+    def add_account(
+        self,
+        *,
+        key: str,
+        account_id: str | None = None,
+        rps: float | None = None,
+        sharing_group: str | None = None,
+    ) -> StripeState:
+        """A new account reached with `key` (its own objects, limits, idempotency keys, log)."""
+        if not key.startswith("sk_test_") or len(key) <= 8:
+            raise ValueError(f"an account's secret test key starts with sk_test_: {mask_key(key)}")
+        if key in self.keys.secret:
+            raise ValueError(f"the key {mask_key(key)} already belongs to {self.keys.secret[key]}")
+        if account_id is not None and (not account_id.startswith("acct_") or account_id in self.accounts):
+            raise ValueError(f"account ids start with acct_ and are unique: {account_id}")
+        primary = self.state
+        state = StripeState(
+            store=Store(account_id=account_id),
+            knobs=primary.knobs,
+            bucket=TokenBucket(primary.bucket.rate if rps is None else rps),
+            faults=Faults(),
+        )
+        with self._setup_lock:
+            self.accounts[state.store.account_id] = state
+            self.keys.secret[key] = state.store.account_id
+            if sharing_group:
+                self.groups.setdefault(sharing_group, SharingGroup(sharing_group)).join(state.store)
+        return state
+
+    def add_organization_key(self, key: str, account_ids: list[str]) -> None:
+        """An organization key (`sk_org_test_…`) that reaches these accounts through `Stripe-Context`."""
+        if not key.startswith(ORG_KEY_PREFIX) or len(key) <= len(ORG_KEY_PREFIX):
+            raise ValueError(f"an organization test key starts with {ORG_KEY_PREFIX}: {mask_key(key)}")
+        unknown = [a for a in account_ids if a not in self.accounts]
+        if unknown or not account_ids:
+            raise ValueError(f"no such accounts in the sandbox: {unknown or account_ids}")
+        with self._setup_lock:
+            self.keys.organization[key] = self.keys.organization.get(key, frozenset()) | set(account_ids)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": ident,
+                "primary": state is self.state,
+                "sharing_group": state.store.group.name if state.store.group else None,
+                "keys": sorted(mask_key(k) for k, owner in self.keys.secret.items() if owner == ident),
+                "rps": state.bucket.rate,
+            }
+            for ident, state in self.accounts.items()
+        ]
+
     # admin API ------------------------------------------------------------------------------
     def _admin(self) -> None:
-        state = self.state
+        state = self.state  # routes without `?account=` act on the primary account
         r = self.router
 
-        def reset(_req: Request) -> Response:
-            state.reset()
+        def chosen(req: Request) -> StripeState:
+            return self.account(req.query_dict().get("account") or None)
+
+        def reset(req: Request) -> Response:
+            """`?account=` resets that account; without it, every account (objects, not accounts)."""
+            if req.query_dict().get("account"):
+                chosen(req).reset()
+            else:
+                for each in self.accounts.values():
+                    each.reset()
             return Response.json({"ok": True})
 
         def counters(_req: Request) -> Response:
@@ -226,49 +315,50 @@ class StripeApp:
         def requests(req: Request) -> Response:
             """The request log; `?since=<epoch seconds>` keeps the requests started at or after it."""
             since = float(req.query_dict().get("since") or 0)
-            with state.log_lock:
-                return Response.json([r for r in state.requests if r["time"] >= since])
+            account = chosen(req)
+            with account.log_lock:
+                return Response.json([r for r in account.requests if r["time"] >= since])
 
         def config(req: Request) -> Response:
             body = req.json() or {}
-            unknown = set(body) - {
-                "rps",
-                "latency_ms",
-                "error_rate",
-                "error_kinds",
-                "search_lag_seconds",
-                "seed",
-                "slow_seconds",
-                "restricted_keys",
-            }
+            unknown = set(body) - CONFIG_KEYS
             if unknown:
                 return Response.json({"error": f"unknown config keys: {sorted(unknown)}"}, 400)
             kinds = body.get("error_kinds")
             if kinds is not None and not set(kinds) <= set(FAULT_KINDS):
                 return Response.json({"error": f"error_kinds must be among {list(FAULT_KINDS)}"}, 400)
-            if "rps" in body:
-                state.bucket.set_rate(float(body["rps"]))
-            if "latency_ms" in body:
-                state.knobs.latency_ms = float(body["latency_ms"])
-            if "error_rate" in body:
-                state.faults.rate = float(body["error_rate"])
-            if kinds is not None:
-                state.faults.kinds = list(kinds)
-            if "slow_seconds" in body:
-                state.faults.slow_seconds = float(body["slow_seconds"])
-            if "seed" in body:
-                state.faults.reseed(body["seed"])
-            if "search_lag_seconds" in body:
-                state.store.set_search_lag(float(body["search_lag_seconds"]))
-            if "restricted_keys" in body:
-                _set_restricted_keys(state, body["restricted_keys"])
-            return Response.json(current_config(state))
+            account = chosen(req)
+            apply_config(account, body)
+            return Response.json(current_config(account))
 
-        def get_config(_req: Request) -> Response:
-            return Response.json(current_config(state))
+        def get_config(req: Request) -> Response:
+            return Response.json(current_config(chosen(req)))
 
         def objects(req: Request) -> Response:
-            return Response.json(state.objects(req.params["type"]))
+            return Response.json(chosen(req).objects(req.params["type"]))
+
+        def accounts(_req: Request) -> Response:
+            return Response.json(self.describe())
+
+        def add_account(req: Request) -> Response:
+            body = req.json() or {}
+            unknown = set(body) - {"key", "account_id", "rps", "sharing_group"}
+            if unknown or not isinstance(body.get("key"), str):
+                return Response.json({"error": "body: {key, account_id?, rps?, sharing_group?}"}, 400)
+            made = self.add_account(
+                key=body["key"],
+                account_id=body.get("account_id"),
+                rps=None if body.get("rps") is None else float(body["rps"]),
+                sharing_group=body.get("sharing_group"),
+            )
+            return Response.json({"id": made.store.account_id})
+
+        def add_organization_key(req: Request) -> Response:
+            body = req.json() or {}
+            if not isinstance(body.get("key"), str) or not isinstance(body.get("account_ids"), list):
+                return Response.json({"error": "body: {key, account_ids}"}, 400)
+            self.add_organization_key(body["key"], [str(a) for a in body["account_ids"]])
+            return Response.json({"ok": True})
 
         r.add("POST", "/_sandbox/reset", reset)
         r.add("GET", "/_sandbox/counters", counters)
@@ -277,6 +367,9 @@ class StripeApp:
         r.add("POST", "/_sandbox/config", config)
         r.add("GET", "/_sandbox/config", get_config)
         r.add("GET", "/_sandbox/objects/{type}", objects)
+        r.add("GET", "/_sandbox/accounts", accounts)
+        r.add("POST", "/_sandbox/accounts", add_account)
+        r.add("POST", "/_sandbox/organization_keys", add_organization_key)
 
 
 def _set_restricted_keys(state: StripeState, keys: dict[str, list[str]]) -> None:
@@ -285,6 +378,40 @@ def _set_restricted_keys(state: StripeState, keys: dict[str, list[str]]) -> None
         if not key.startswith("rk_test_") or len(key) <= 8:
             raise ValueError(f"a restricted test key starts with rk_test_: {key[:8]}…")
         state.restricted_keys[key] = frozenset(perms)
+
+
+CONFIG_KEYS = frozenset(
+    {
+        "rps",
+        "latency_ms",
+        "error_rate",
+        "error_kinds",
+        "search_lag_seconds",
+        "seed",
+        "slow_seconds",
+        "restricted_keys",
+    }
+)
+
+
+def apply_config(state: StripeState, knobs: dict[str, Any]) -> None:
+    """Set an account's knobs (`latency_ms` is the server's: every account's)."""
+    if "rps" in knobs:
+        state.bucket.set_rate(float(knobs["rps"]))
+    if "latency_ms" in knobs:
+        state.knobs.latency_ms = float(knobs["latency_ms"])
+    if "error_rate" in knobs:
+        state.faults.rate = float(knobs["error_rate"])
+    if knobs.get("error_kinds") is not None:
+        state.faults.kinds = list(knobs["error_kinds"])
+    if "slow_seconds" in knobs:
+        state.faults.slow_seconds = float(knobs["slow_seconds"])
+    if "seed" in knobs:
+        state.faults.reseed(knobs["seed"])
+    if "search_lag_seconds" in knobs:
+        state.store.set_search_lag(float(knobs["search_lag_seconds"]))
+    if "restricted_keys" in knobs:
+        _set_restricted_keys(state, knobs["restricted_keys"])
 
 
 def current_config(state: StripeState) -> dict[str, Any]:
@@ -317,11 +444,13 @@ def _not_found(req: Request) -> Response:
 
 
 class StripeSandbox:
-    """A running fake Stripe: `.url` for `base_addresses={"api": url}`, `.state` for tests."""
+    """A running fake Stripe: `.url` for `base_addresses={"api": url}`, `.state` (the primary
+    account) for tests; `add_account` / `account` for more accounts behind the same URL."""
 
-    def __init__(self, server: SandboxServer, state: StripeState) -> None:
+    def __init__(self, server: SandboxServer, state: StripeState, app: StripeApp | None = None) -> None:
         self._server = server
         self.state = state
+        self._app = app or StripeApp(state)
 
     @property
     def url(self) -> str:
@@ -331,26 +460,34 @@ class StripeSandbox:
     def port(self) -> int:
         return self._server.port
 
-    def configure(self, **knobs: Any) -> dict[str, Any]:
-        """Same knobs as `POST /_sandbox/config`, without HTTP."""
-        state = self.state
-        if "rps" in knobs:
-            state.bucket.set_rate(float(knobs["rps"]))
-        if "latency_ms" in knobs:
-            state.knobs.latency_ms = float(knobs["latency_ms"])
-        if "error_rate" in knobs:
-            state.faults.rate = float(knobs["error_rate"])
-        if "error_kinds" in knobs:
-            state.faults.kinds = list(knobs["error_kinds"])
-        if "slow_seconds" in knobs:
-            state.faults.slow_seconds = float(knobs["slow_seconds"])
-        if "seed" in knobs:
-            state.faults.reseed(knobs["seed"])
-        if "search_lag_seconds" in knobs:
-            state.store.set_search_lag(float(knobs["search_lag_seconds"]))
-        if "restricted_keys" in knobs:
-            _set_restricted_keys(state, knobs["restricted_keys"])
+    def configure(self, *, account: str | None = None, **knobs: Any) -> dict[str, Any]:
+        """Same knobs as `POST /_sandbox/config[?account=]`, without HTTP (default: primary account)."""
+        state = self._app.account(account)
+        apply_config(state, knobs)
         return current_config(state)
+
+    def add_account(
+        self,
+        *,
+        key: str,
+        account_id: str | None = None,
+        rps: float | None = None,
+        sharing_group: str | None = None,
+    ) -> str:
+        """Add an account reached with `key`; returns its id (`acct_…`). `rps` defaults to the primary's
+        current limit; `sharing_group` puts it in that Organization sharing group (made on first use)."""
+        made = self._app.add_account(key=key, account_id=account_id, rps=rps, sharing_group=sharing_group)
+        return made.store.account_id
+
+    def add_organization_key(self, key: str, account_ids: list[str]) -> None:
+        self._app.add_organization_key(key, account_ids)
+
+    def account(self, account_id: str) -> StripeState:
+        return self._app.account(account_id)
+
+    def accounts(self) -> list[dict[str, Any]]:
+        """Every account: id, primary, sharing_group, masked keys, rps."""
+        return self._app.describe()
 
     def stop(self) -> None:
         self._server.stop()
@@ -362,4 +499,4 @@ def start_stripe(*, port: int = 0, rps: float = 25, latency_ms: float = 0) -> St
     state = StripeState(store=Store(), knobs=knobs, bucket=TokenBucket(rps), faults=Faults())
     app = StripeApp(state)
     server = SandboxServer(app.router, knobs, _not_found, port=port, name="stripe-sandbox").start()
-    return StripeSandbox(server, state)
+    return StripeSandbox(server, state, app)

@@ -14,10 +14,13 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import missing
 from .webhooks import WebhookSender
+
+if TYPE_CHECKING:
+    from .sharing import SharingGroup
 
 API_VERSION = "2026-10-28.endive"
 _ALPHABET = string.ascii_letters + string.digits
@@ -45,7 +48,10 @@ SEARCHABLE = {"customer", "product", "price", "subscription", "invoice"}
 
 
 class Store:
-    def __init__(self, seed: int | None = None) -> None:
+    """One Stripe account's objects. `group` is the Organization sharing group it belongs to, if any
+    (see `sharing`): then a card payment method another account of the group saved is found here too."""
+
+    def __init__(self, seed: int | None = None, account_id: str | None = None) -> None:
         self.lock = threading.RLock()
         self.objects: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self.tombstones: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -59,7 +65,8 @@ class Store:
         self.charge_fails: set[str] = set()  # attach fine, every charge declined
         self.webhooks = WebhookSender()  # delivers events to the webhook endpoints
         self.rng = random.Random(seed)
-        self.account_id = "acct_" + self._rand(16)
+        self.account_id = account_id or "acct_" + self._rand(16)
+        self.group: SharingGroup | None = None
         self.clock: Callable[[], float] = time.time
         # While a handler works on a test clock's objects, "now" is that clock's frozen time
         # (see `frozen_at`); None = real time.
@@ -112,13 +119,18 @@ class Store:
         return obj
 
     def get(self, kind: str, ident: Any, param: str | None = "id") -> dict[str, Any]:
-        obj = self.objects[kind].get(ident) if isinstance(ident, str) else None
+        obj = self.find(kind, ident) if isinstance(ident, str) else None
         if obj is None:
             raise missing(KIND_NAMES.get(kind, kind), str(ident), param)
         return obj
 
     def find(self, kind: str, ident: str) -> dict[str, Any] | None:
-        return self.objects[kind].get(ident)
+        obj = self.objects[kind].get(ident)
+        if obj is None and kind == "payment_method" and self.group is not None:
+            from .sharing import shared_payment_method
+
+            return shared_payment_method(self, ident)
+        return obj
 
     def delete(self, kind: str, ident: str) -> dict[str, Any]:
         obj = self.objects[kind].pop(ident)

@@ -6,9 +6,11 @@ import copy
 import re
 from typing import Any
 
+from .. import sharing
 from ..common import Ctx, Endpoint, paginate
 from ..errors import StripeError, invalid
 from ..search import run_search
+from ..store import Store
 from ..validation import (
     ADDRESS,
     CUSTOM_FIELDS,
@@ -165,22 +167,15 @@ def create(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
         return _create(ctx, p, clock)
 
 
-def _create(ctx: Ctx, p: dict[str, Any], clock: dict[str, Any] | None) -> dict[str, Any]:
-    store = ctx.store
-    ident = store.new_id("cus")
-    if p.get("payment_method"):
-        store.get("payment_method", p["payment_method"], "payment_method")
-    _check_common(ctx, {k: v for k, v in p.items() if k != "invoice_settings"}, None)
-    for index, datum in enumerate(p.get("tax_id_data") or []):  # all checked before anything is stored
-        tax_ids.check(datum["type"], datum["value"], f"tax_id_data[{index}]")
-    tax_ids.check_room(len(p.get("tax_id_data") or []), "tax_id_data")
-    cust: dict[str, Any] = {
+def blank_customer(store: Store, ident: str, created: int, clock_id: str | None) -> dict[str, Any]:
+    """A customer as `POST /v1/customers` makes it before the request's fields are applied."""
+    return {
         "id": ident,
         "object": "customer",
         "address": None,
         "balance": 0,
         "business_name": None,
-        "created": store.now(),
+        "created": created,
         "currency": None,
         "customer_account": None,
         "default_source": None,
@@ -204,8 +199,20 @@ def _create(ctx: Ctx, p: dict[str, Any], clock: dict[str, Any] | None) -> dict[s
         "preferred_locales": [],
         "shipping": None,
         "tax_exempt": "none",
-        "test_clock": clock["id"] if clock else None,
+        "test_clock": clock_id,
     }
+
+
+def _create(ctx: Ctx, p: dict[str, Any], clock: dict[str, Any] | None) -> dict[str, Any]:
+    store = ctx.store
+    ident = store.new_id("cus")
+    if p.get("payment_method"):
+        store.get("payment_method", p["payment_method"], "payment_method")
+    _check_common(ctx, {k: v for k, v in p.items() if k != "invoice_settings"}, None)
+    for index, datum in enumerate(p.get("tax_id_data") or []):  # all checked before anything is stored
+        tax_ids.check(datum["type"], datum["value"], f"tax_id_data[{index}]")
+    tax_ids.check_room(len(p.get("tax_id_data") or []), "tax_id_data")
+    cust = blank_customer(store, ident, store.now(), clock["id"] if clock else None)
     pm_id = (p.get("invoice_settings") or {}).get("default_payment_method")
     if pm_id and pm_id != p.get("payment_method"):
         _check_common(ctx, {"invoice_settings": p["invoice_settings"]}, None)
@@ -218,6 +225,7 @@ def _create(ctx: Ctx, p: dict[str, Any], clock: dict[str, Any] | None) -> dict[s
         )
     store.put(cust)
     ctx.emit("customer.created", cust)
+    sharing.customer_created(ctx, cust)
     for datum in p.get("tax_id_data") or []:
         tax_ids.make(ctx, ident, datum["type"], datum["value"])
     return cust
@@ -241,6 +249,7 @@ def update(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     previous = {k: before[k] for k in cust if before.get(k) != cust[k]}
     if previous:
         ctx.emit("customer.updated", cust, previous)
+        sharing.customer_updated(ctx, cust, previous)
     return cust
 
 

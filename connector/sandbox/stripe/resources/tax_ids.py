@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .. import sharing
 from ..common import Ctx, Endpoint, paginate
 from ..errors import invalid, missing
 from ..validation import EXPAND, LIST, RETRIEVE, Str, path_of
@@ -84,6 +85,7 @@ def make(ctx: Ctx, customer_id: str, kind: str, value: str) -> dict[str, Any]:
     }
     ctx.store.put(tax_id)
     ctx.emit("customer.tax_id.created", tax_id)
+    sharing.tax_id_made(ctx, tax_id)
     return tax_id
 
 
@@ -128,6 +130,7 @@ def delete(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     tax_id = _own(ctx)
     ctx.store.delete("tax_id", tax_id["id"])
     ctx.emit("customer.tax_id.deleted", tax_id)
+    sharing.tax_id_deleted(ctx, tax_id)
     return {"id": tax_id["id"], "object": "tax_id", "deleted": True}
 
 
