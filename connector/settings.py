@@ -10,6 +10,7 @@ every validation problem into one readable `SettingsError` listing all of them a
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
@@ -153,6 +154,17 @@ class Settings(HomePaths):
                 "does not look like a Stripe secret key "
                 "(expected sk_test_…, sk_live_…, rk_test_…, rk_live_… or an organization key sk_org_…)"
             )
+        return value
+
+    @field_validator("stripe_accounts", mode="before")
+    @classmethod
+    def _stripe_accounts_json(cls, value: object) -> object:
+        """The JSON text of the environment variable, also when it is given as a plain value."""
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except ValueError:
+                raise ValueError('expected JSON: {"name": "sk_…", …}') from None
         return value
 
     @field_validator("stripe_accounts")

@@ -1,0 +1,168 @@
+"""Several Stripe accounts (issue: legal entities and an Organization sharing group), end to end.
+
+Three fake Stripe accounts behind one host: `gmbh` and `bv` in the sharing group `eu` (a Customer
+made in one appears in the other with the same id), `inc` independent. mappings/routing.yaml routes
+Accounts by Legal_Entity__c; an Order may name another entity of its Account's group.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector.mapping import load_mappings
+from connector.sync.runner import open_context, run_pass
+from tests.conftest import STRIPE_TEST_RPS, Sandbox, SalesforceAdmin, StripeAdmin
+
+from .conftest import MAPPINGS, settings_for
+from .test_orders import Org
+
+ROUTING = """\
+version: 1
+accounts:
+  gmbh: {sharing_group: eu}
+  bv: {sharing_group: eu}
+  inc: {}
+account_field: Legal_Entity__c
+routes:
+  Acme GmbH: gmbh
+  Acme BV: bv
+  Acme Inc.: inc
+default: inc
+order_field: Legal_Entity__c
+"""
+SYNC_ALL = ["accounts", "orders"]
+
+
+@pytest.fixture(scope="module")
+def multi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from connector.sandbox.runner import start_sandbox
+
+    accounts = {"gmbh": "eu", "bv": "eu", "inc": None}
+    with start_sandbox(
+        tmp_path_factory.mktemp("multi"), stripe_rps=STRIPE_TEST_RPS, stripe_accounts=accounts
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def world(multi: Any, tmp_path: Path, store_url: str) -> Iterator[Any]:
+    """The sandbox emptied, mappings with routing.yaml, and a `sync()` over every account."""
+    sf_admin = SalesforceAdmin(multi.salesforce_url, multi.ca_file)
+    stripe_admin = StripeAdmin(multi.stripe_url)
+    sf_admin.reset()
+    stripe_admin.reset()  # every account's objects
+    mappings_dir = tmp_path / "mappings"
+    shutil.copytree(MAPPINGS, mappings_dir)
+    (mappings_dir / "routing.yaml").write_text(ROUTING)
+    settings = settings_for(multi, store_url, mappings_dir=str(mappings_dir))
+    sandbox = Sandbox(multi, sf_admin, stripe_admin)
+
+    class World:
+        org = Org(sandbox)
+        ids = multi.stripe_accounts
+
+        def sync(self, objects: list[str] = SYNC_ALL) -> dict[str, Any]:
+            with open_context(settings, load_mappings(mappings_dir)) as ctx:
+                reports = run_pass(ctx, dry_run=False, objects=objects)
+            return {o.sf_id: o for r in reports for o in r.outcomes}
+
+        def objects(self, name: str, kind: str) -> list[dict[str, Any]]:
+            return [o for o in multi.stripe.account(self.ids[name]).objects(kind) if not o.get("deleted")]
+
+        def posts(self, name: str, path: str) -> list[dict[str, Any]]:
+            log = multi.stripe.account(self.ids[name]).requests
+            return [r for r in list(log) if r["method"] == "POST" and r["path"].startswith(path)]
+
+        def record(self, sobject: str, record_id: str) -> dict[str, Any]:
+            return sf_admin.get_record(sobject, record_id)
+
+    try:
+        yield World()
+    finally:
+        sf_admin.session.close()
+        stripe_admin.session.close()
+
+
+def test_accounts_get_one_customer_per_sharing_group_and_per_independent_account(world):
+    gmbh = world.org.account(Name="Müller GmbH", Legal_Entity__c="Acme GmbH")
+    inc = world.org.account(Name="Globex Inc", Legal_Entity__c="Acme Inc.")
+
+    outcomes = world.sync(["accounts"])
+
+    assert outcomes[gmbh].status == "created" and outcomes[gmbh].account == "gmbh"
+    assert outcomes[inc].status == "created" and outcomes[inc].account == "inc"
+    [in_gmbh] = world.objects("gmbh", "customer")
+    [in_bv] = world.objects("bv", "customer")  # the sharing group's copy: same id, never a second one
+    [in_inc] = world.objects("inc", "customer")
+    assert in_gmbh["id"] == in_bv["id"] == outcomes[gmbh].stripe_id
+    assert in_inc["id"] == outcomes[inc].stripe_id and in_inc["name"] == "Globex Inc"
+    assert world.posts("bv", "/v1/customers") == []  # nothing sent to bv: Stripe shares it
+    assert world.record("Account", gmbh)["Stripe_Account__c"] == "gmbh"
+    assert world.record("Account", inc)["Stripe_Account__c"] == "inc"
+    assert world.record("Account", gmbh)["Stripe_Customer_ID__c"] == in_gmbh["id"]
+
+
+def test_an_address_change_is_sent_once_and_seen_in_both_accounts_of_the_group(world):
+    gmbh = world.org.account(Name="Müller GmbH", Legal_Entity__c="Acme GmbH", BillingCity="Berlin")
+    world.sync(["accounts"])
+    world.org.sandbox.sf_admin.patch_record("Account", gmbh, {"BillingCity": "Hamburg"})
+
+    outcomes = world.sync(["accounts"])
+
+    assert outcomes[gmbh].status == "updated"
+    [in_gmbh] = world.objects("gmbh", "customer")
+    [in_bv] = world.objects("bv", "customer")
+    assert in_gmbh["address"]["city"] == in_bv["address"]["city"] == "Hamburg"
+    assert world.posts("bv", "/v1/customers") == []
+
+
+def test_an_order_routed_to_another_account_of_the_group_bills_the_shared_customer(world):
+    gmbh = world.org.account(Name="Müller GmbH", Legal_Entity__c="Acme GmbH")
+    order, _ = world.org.order(gmbh, [{"product": "Platform", "price": 49.0}], Legal_Entity__c="Acme BV")
+
+    outcomes = world.sync()
+
+    assert outcomes[order].status == "created", outcomes[order].message
+    assert outcomes[order].account == "bv"
+    [customer] = world.objects("gmbh", "customer")
+    [sub] = world.objects("bv", "subscription")
+    assert sub["customer"] == customer["id"]
+    assert world.objects("gmbh", "subscription") == []
+    # bv's instance of the Customer carries bv's own metadata; the shared fields came from gmbh only.
+    [in_bv] = world.objects("bv", "customer")
+    assert in_bv["metadata"].get("salesforce_account_id") == gmbh
+    sent = world.posts("bv", "/v1/customers")
+    assert all(not (set(r.get("params") or {}) & {"name", "address", "email", "phone"}) for r in sent)
+    assert world.record("Order", order)["Stripe_Account__c"] == "bv"
+    assert world.record("Account", gmbh)["Stripe_Account__c"] == "gmbh"  # its home stays
+
+
+def test_an_order_routed_outside_its_accounts_group_is_refused(world):
+    gmbh = world.org.account(Name="Müller GmbH", Legal_Entity__c="Acme GmbH")
+    order, _ = world.org.order(gmbh, [{"product": "Platform", "price": 49.0}], Legal_Entity__c="Acme Inc.")
+
+    outcomes = world.sync()
+
+    assert outcomes[order].status == "refused" and outcomes[order].code == "account_not_shared"
+    assert "'inc'" in outcomes[order].message and "'gmbh'" in outcomes[order].message
+    assert world.objects("inc", "subscription") == [] and world.objects("inc", "customer") == []
+    assert world.record("Order", order)["Stripe_Sync_Status__c"] == "Refused"
+
+
+def test_an_account_whose_routing_changes_after_it_synced_is_refused_never_recreated(world):
+    inc = world.org.account(Name="Globex Inc", Legal_Entity__c="Acme Inc.")
+    world.sync(["accounts"])
+    world.org.sandbox.sf_admin.patch_record("Account", inc, {"Legal_Entity__c": "Acme GmbH"})
+
+    outcomes = world.sync(["accounts"])
+
+    assert outcomes[inc].status == "refused" and outcomes[inc].code == "routing_changed"
+    assert "'inc'" in outcomes[inc].message and "Legal_Entity__c" in outcomes[inc].message
+    assert world.objects("gmbh", "customer") == [] and world.objects("bv", "customer") == []
+    assert len(world.objects("inc", "customer")) == 1
+    assert world.record("Account", inc)["Stripe_Sync_Status__c"] == "Refused"
