@@ -419,10 +419,15 @@ def mappings_check(
     if against_org:
         from connector.mapping import check_against_describe, check_user_permissions
         from connector.mapping.checks import check_conditions_in_org
+        from connector.mapping.schema import Problem
         from connector.salesforce.client import SalesforceClient
+        from connector.sync.context import account_problems
 
-        client = SalesforceClient(_settings())
+        settings = _settings()
+        client = SalesforceClient(settings)
         problems = check_against_describe(mappings, client.describe)
+        routing_file = mappings.files.get("routing", str(directory / "routing.yaml"))
+        problems += [Problem(routing_file, 0, 0, p) for p in account_problems(settings, mappings)]
         # each condition runs once for real; one already reported is not run again
         flagged = frozenset((p.file, p.line) for p in problems)
         problems += check_conditions_in_org(mappings, client.query_all, skip=flagged)

@@ -345,9 +345,10 @@ def run_backfill(
                 code = EXIT_FATAL
             finally:
                 report.seconds = time.monotonic() - started
-                report.stripe_calls = ctx.gateway.total_calls
-                report.stripe_writes = ctx.gateway.write_calls
-                report.rate_limited = ctx.gateway.rate_limited
+                report.stripe_calls = ctx.stripe_calls
+                report.stripe_writes = sum(g.write_calls for g in ctx.gateways())
+                report.rate_limited = sum(g.rate_limited for g in ctx.gateways())
+                report.account_calls = ctx.account_calls()
                 report.salesforce_calls = ctx.sf.total_calls
                 finish_run(ctx, ctx.run_id, report.run_counts(), error)
                 report.csv.close()

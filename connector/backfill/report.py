@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from connector.sync.report import OK_STATUSES, Outcome
+from connector.sync.report import OK_STATUSES, Outcome, account_lines, count_by_account
 
 STATUSES = ("created", "updated", "unchanged", "refused", "failed")
 # Dry run: the actions a record may be planned again for (an Order's Account, still unlinked).
@@ -100,6 +100,9 @@ class BackfillReport:
     stripe_writes: int = 0
     salesforce_calls: int = 0
     rate_limited: int = 0
+    # Several Stripe accounts (routing.yaml): outcomes by account and status, calls by account.
+    accounts: dict[str, Counter[str]] = field(default_factory=dict)
+    account_calls: dict[str, int] = field(default_factory=dict)
 
     def add_outcomes(
         self, totals: ObjectTotals, outcomes: Iterable[Outcome], codes: dict[str, str] | None = None
@@ -107,6 +110,9 @@ class BackfillReport:
         """Count each outcome under its own object (an Order batch's Accounts under Accounts),
         each record once."""
         codes = codes or {}
+        outcomes = list(outcomes)
+        if not self.dry_run:
+            count_by_account(outcomes, self.accounts)
         for o in outcomes:
             own = totals if o.object_type == totals.object_type else self.totals_for(o.object_type, totals)
             if self.dry_run:
@@ -199,6 +205,7 @@ class BackfillReport:
                     out.append(f"    … {sum(t.reasons.values()) - show_failures} more in the failures CSV")
             if t.fatal:
                 out.append(f"  STOPPED: {t.fatal}")
+        out.extend(account_lines(self.accounts, self.account_calls))
         rate = sum(t.processed for t in self.objects) / self.seconds if self.seconds > 0 else 0.0
         out.append(
             f"{self.seconds:.1f}s, {rate:.1f} records/s; Stripe calls {self.stripe_calls} "

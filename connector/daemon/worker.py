@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from typing import Any
@@ -130,7 +131,10 @@ class SyncWorker:
     def _api_samples(self) -> Iterable[Sample]:
         for kind, n in dict(self._raw_sf.calls).items():
             yield ("cpq2stripe_api_calls_total", (("kind", kind), ("service", "salesforce")), float(n))
-        for operation, n in dict(self.ctx.gateway.calls).items():
+        calls: Counter[str] = Counter()
+        for gateway in self.ctx.gateways():  # every Stripe account's (several: routing.yaml)
+            calls.update(dict(gateway.calls))
+        for operation, n in calls.items():
             yield ("cpq2stripe_api_calls_total", (("kind", operation), ("service", "stripe")), float(n))
 
     def _run(self, job: str, fn: Callable[[], None], *, required: bool = False) -> bool:

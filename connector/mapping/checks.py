@@ -44,6 +44,7 @@ STATUS_VALUES = ("Pending", "Synced", "Failed", "Refused")
 ORDER_ONLY_STATUS_VALUES = ("Incomplete",)  # a subscription whose first payment failed
 _ID_TYPES = frozenset({"string", "textarea", "url"})
 _MESSAGE_TYPES = frozenset({"string", "textarea"})
+_NAME_TYPES = frozenset({"string", "picklist"})
 _DATETIME_TYPES = frozenset({"datetime"})
 _URL_TYPES = frozenset({"url", "string", "textarea"})
 _STATUS_TYPES = frozenset({"picklist", "string", "textarea"})
@@ -336,7 +337,28 @@ def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[st
         "Stripe id",
     )
     _usage(checker, mappings)
+    _routing(checker, mappings)
     return checker.problems
+
+
+def _routing(checker: _Checker, mappings: Mappings) -> None:
+    """routing.yaml: the routing fields exist on Account (and Order), the account-name field is
+    text the connector may write on both."""
+    routing = mappings.routing
+    if routing is None:
+        return
+    checks = [("account_field", "Account", routing.account_field)]
+    if routing.order_field:
+        checks.append(("order_field", "Order", routing.order_field))
+    for key, obj, name in checks:
+        field, why = checker.org.resolve(obj, name)
+        if field is None:
+            checker.add("routing", (key,), f"{key} '{name}' on {obj}: {why}", "use a field that exists")
+    if routing.write_back:
+        for obj in ("Account", "Order"):
+            checker.write_back(
+                "routing", ("write_back",), obj, routing.write_back, _NAME_TYPES, "account name"
+            )
 
 
 def _usage(checker: _Checker, mappings: Mappings) -> None:

@@ -57,8 +57,13 @@ class BillingReport:
         return lines
 
 
+def _topic(ctx: SyncContext) -> str:
+    """The events cursor: one per Stripe account when there are several (routing.yaml)."""
+    return f"{CURSOR_TOPIC}:{ctx.stripe_account}" if ctx.scope is not None else CURSOR_TOPIC
+
+
 def _cursor(ctx: SyncContext) -> tuple[str, datetime] | None:
-    raw = ctx.store.cursors.replay_id(CURSOR_TOPIC)
+    raw = ctx.store.cursors.replay_id(_topic(ctx))
     if not raw or "@" not in raw:
         return None
     event_id, seen = raw.split("@", 1)
@@ -66,11 +71,12 @@ def _cursor(ctx: SyncContext) -> tuple[str, datetime] | None:
 
 
 def _save_cursor(ctx: SyncContext, event_id: str) -> None:
-    ctx.store.cursors.set_replay_id(CURSOR_TOPIC, f"{event_id}@{int(ctx.now().timestamp())}")
+    ctx.store.cursors.set_replay_id(_topic(ctx), f"{event_id}@{int(ctx.now().timestamp())}")
 
 
 def reset_cursor(ctx: SyncContext) -> None:
-    ctx.store.cursors.set_replay_id(CURSOR_TOPIC, None)
+    for account in ctx.account_contexts():
+        ctx.store.cursors.set_replay_id(_topic(account), None)
 
 
 class BillingStatusPass:
@@ -310,7 +316,9 @@ def billing_status(ctx: SyncContext, *, replay: bool = False) -> BillingReport:
     outer_run = ctx.run_id
     ctx.run_id = ctx.store.runs.start("billing-status")
     try:
-        BillingStatusPass(ctx, report).run(replay=replay)
+        for account in ctx.account_contexts():  # each Stripe account's events (routing.yaml)
+            if not report.fatal:
+                BillingStatusPass(account, report).run(replay=replay)
     except Exception as exc:
         report.fatal = classify(exc).message
     finally:
@@ -327,7 +335,7 @@ def run_billing_status(settings: Any, mappings: Any, *, replay: bool, out: Calla
     try:
         with open_command(settings, mappings) as ctx:
             report = billing_status(ctx, replay=replay)
-            calls = f"Stripe API calls: {ctx.gateway.total_calls}; Salesforce API calls: {ctx.sf.total_calls}"
+            calls = f"Stripe API calls: {ctx.stripe_calls}; Salesforce API calls: {ctx.sf.total_calls}"
     except Exception as exc:
         out(f"Billing status stopped: {classify(exc).message}")
         return 3

@@ -158,6 +158,21 @@ class SyncContext:
         count = self.settings.stripe_workers or workers_for(self.settings.effective_stripe_rps)
         return ThreadPoolExecutor(max_workers=count, thread_name_prefix="stripe")
 
+    def gateways(self) -> list[StripeGateway]:
+        """Every Stripe account's gateway, once each (the first account shares this context's)."""
+        return list({id(c.gateway): c.gateway for c in [self, *self._accounts.values()]}.values())
+
+    def account_calls(self) -> dict[str, int]:
+        """Stripe requests per account name (several accounts only)."""
+        if not self.routed:
+            return {}
+        return {c.scope.name: c.gateway.total_calls for c in self.account_contexts() if c.scope is not None}
+
+    @property
+    def stripe_calls(self) -> int:
+        """Stripe requests of the run, over every account."""
+        return sum(g.total_calls for g in self.gateways())
+
     def close(self) -> None:
         for child in list(self._accounts.values()):
             child.close()

@@ -61,9 +61,12 @@ def _nothing_linked_before(ctx: SyncContext, kind: DeletedKind) -> datetime | No
     run = ctx.store.runs.last("sync")
     if run is None or run.id != ctx.run_id:
         return None
-    oldest = ctx.store.links.all(stripe_account=ctx.stripe_account, object_type=kind.object_type, limit=1)
-    if oldest and oldest[0].created_at < run.started_at:
-        return None
+    for account in ctx.account_contexts():
+        oldest = ctx.store.links.all(
+            stripe_account=account.stripe_account, object_type=kind.object_type, limit=1
+        )
+        if oldest and oldest[0].created_at < run.started_at:
+            return None
     return run.started_at
 
 
@@ -84,10 +87,11 @@ def handle_removed(ctx: SyncContext, kind: DeletedKind, report: RunReport) -> No
         rows = filter_new(page, cursor)
         merged = [r for r in rows if kind.mergeable and r.get("MasterRecordId")]
         deleted = [r for r in rows if not (kind.mergeable and r.get("MasterRecordId"))]
-        for o in record_merges(ctx, merged, dry_run=report.dry_run):
-            report.add(o)
-        for o in record_deletes(ctx, kind, deleted, dry_run=report.dry_run):
-            report.add(o)
+        for account in ctx.account_contexts():  # each Stripe account's links (several: routing.yaml)
+            for o in record_merges(account, merged, dry_run=report.dry_run):
+                report.add(o)
+            for o in record_deletes(account, kind, deleted, dry_run=report.dry_run):
+                report.add(o)
         if not report.dry_run:
             cursor = advance(cursor, page, started)
             store.cursors.set(kind.cursor_name, cursor.modstamp, cursor.seen_ids)

@@ -25,6 +25,7 @@ from connector.stripe_sink.customers import SALESFORCE_ID_KEY, CustomerSink
 from connector.sync.context import SyncContext
 from connector.sync.fieldhash import WHOLE_OBJECTS, field_hashes, payload_hash
 from connector.sync.polling import progress_task
+from connector.sync.routed import SHARED_CUSTOMER_FIELDS
 from connector.sync.runner import finish_run
 
 if TYPE_CHECKING:
@@ -249,7 +250,10 @@ class CustomerReconciler:
 
     def accounts(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """The Accounts the mapping still selects, one SOQL per 200 ids."""
-        select = f"SELECT {', '.join(soql_fields(self.mapping))} FROM {SF_OBJECT}"
+        fields = soql_fields(self.mapping)
+        if self.ctx.scope is not None:  # whether the Account is this account's, or a group member's
+            fields = [*fields, *(f for f in self.ctx.scope.router.account_fields() if f not in fields)]
+        select = f"SELECT {', '.join(fields)} FROM {SF_OBJECT}"
         condition = f"({self.mapping.condition}) AND " if self.mapping.condition else ""
         return rows_by_id(self.ctx, select, condition, ids)
 
@@ -311,11 +315,16 @@ class CustomerReconciler:
                 )
                 continue
             report.checked += 1
-            drifts, changes = customer_drift(self.mapping, link.sf_id, mapped.params, customer)
+            params = mapped.params
+            scope = ctx.scope
+            if scope is not None and scope.router.home(row).account != scope.name:
+                # Another account's Customer, shared with this one: its home puts shared fields back.
+                params = {k: v for k, v in params.items() if k not in SHARED_CUSTOMER_FIELDS}
+            drifts, changes = customer_drift(self.mapping, link.sf_id, params, customer)
             report.drifts.extend(drifts)
             if report.dry_run:
                 continue
-            hashes = field_hashes(mapped.params)
+            hashes = field_hashes(params)
             if changes:
                 outcome = self._put_back(stripe_id, changes, report)
                 if outcome is None:
@@ -357,8 +366,11 @@ def reconcile(ctx: SyncContext, *, dry_run: bool) -> ReconcileReport:
     try:
         from connector.sync.product_reconcile import ProductReconciler  # it builds on this module
 
-        CustomerReconciler(ctx).run(report)
-        if not report.fatal and not ctx.stop.is_set():
+        for account in ctx.account_contexts():  # each Stripe account's Customers (routing.yaml)
+            if not report.fatal and not ctx.stop.is_set():
+                CustomerReconciler(account).run(report)
+        # Several accounts: Product2's one id field names no account's Products (none written).
+        if not report.fatal and not ctx.stop.is_set() and not ctx.routed:
             ProductReconciler(ctx).run(report)
     except Exception as exc:
         report.fatal = classify(exc).message
@@ -380,7 +392,7 @@ def run_reconcile(settings: Any, mappings: Any, *, dry_run: bool, out: Echo) -> 
     try:
         with open_command(settings, mappings) as ctx:
             report = reconcile(ctx, dry_run=dry_run)
-            calls = f"Stripe API calls: {ctx.gateway.total_calls}; Salesforce API calls: {ctx.sf.total_calls}"
+            calls = f"Stripe API calls: {ctx.stripe_calls}; Salesforce API calls: {ctx.sf.total_calls}"
             interrupted = ctx.stop.is_set()
     except Exception as exc:
         out(f"Reconcile stopped: {classify(exc).message}")

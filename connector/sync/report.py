@@ -129,3 +129,26 @@ def run_counts(reports: Iterable[RunReport]) -> dict[str, int]:
         for o in r.outcomes:
             counts[f"{o.object_type} {o.status}"] += 1
     return dict(counts)
+
+
+def count_by_account(
+    outcomes: Iterable[Outcome], into: dict[str, Counter[str]] | None = None
+) -> dict[str, Counter[str]]:
+    """Outcomes by Stripe account and status (several accounts: routing.yaml)."""
+    counts = into if into is not None else {}
+    for o in outcomes:
+        if o.account:
+            counts.setdefault(o.account, Counter())[o.status] += 1
+    return counts
+
+
+def account_lines(counts: Mapping[str, Counter[str]], calls: Mapping[str, int]) -> list[str]:
+    """One line per Stripe account: what the run did there, and its own Stripe calls (each account
+    has its own rate limit)."""
+    lines = []
+    for name in dict.fromkeys([*calls, *counts]):
+        done = ", ".join(f"{n} {status}" for status, n in sorted(counts.get(name, Counter()).items()))
+        lines.append(
+            f"Stripe account {name}: {done or 'nothing to do'}; Stripe API calls: {calls.get(name, 0)}"
+        )
+    return lines

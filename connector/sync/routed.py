@@ -17,7 +17,7 @@ from connector.mapping.engine import read_path
 from connector.routing import Router
 from connector.sync.context import SyncContext
 from connector.sync.exactly_once import CUSTOMER, METER_EVENT, SUBSCRIPTION
-from connector.sync.report import RunReport
+from connector.sync.report import OK_STATUSES, RunReport
 
 if TYPE_CHECKING:
     from connector.sync.streams import Pipeline
@@ -85,6 +85,29 @@ class RoutedSync:
     def mapping_version(self) -> str:
         return self._first.mapping_version()
 
+    def _members(self, rows: Sequence[Row], shares: dict[str, list[Row]]) -> set[tuple[str, str]]:
+        """Accounts whose Customer another account of their sharing group uses too (an Order
+        billed there linked it): that account gets the row as well, to keep its own fields (the
+        metadata, never the shared ones) current. (account name, sf id) of each such share."""
+        router = self.ctx.router
+        assert router is not None
+        members: set[tuple[str, str]] = set()
+        for name in router.names:
+            candidates = {
+                str(r["Id"]): r
+                for r in rows
+                if (home := router.home(r).account) and home != name and router.shares_customers(home, name)
+            }
+            if not candidates:
+                continue
+            child = self.ctx.account_context(name)
+            for sid in child.store.links.get_many(
+                child.stripe_account, CUSTOMER.object_type, list(candidates)
+            ):
+                shares.setdefault(name, []).append(candidates[sid])
+                members.add((name, sid))
+        return members
+
     def process(self, rows: Sequence[Row], report: RunReport, links: dict[str, Any] | None = None) -> None:
         """Each account's rows by its own pipeline, the accounts side by side; the outcomes in
         one report, each naming its account. `links` (the run's account's) is not used: each
@@ -93,6 +116,7 @@ class RoutedSync:
         for row in rows:
             for name in route_of(self.ctx, self.object_type, row):
                 shares.setdefault(name, []).append(row)
+        members = self._members(rows, shares) if self.object_type == CUSTOMER.object_type else set()
         reports = {
             name: RunReport(report.kind, dry_run=report.dry_run, object_type=report.object_type)
             for name in shares
@@ -119,7 +143,11 @@ class RoutedSync:
         if errors:
             raise errors[0]
         for name, share in reports.items():
-            report.outcomes.extend(replace(o, account=name) for o in share.outcomes)
+            report.outcomes.extend(
+                replace(o, account=name)
+                for o in share.outcomes
+                if (name, o.sf_id) not in members or o.status not in OK_STATUSES  # counted at home
+            )
             report.fatal = report.fatal or share.fatal
             report.unprocessed += share.unprocessed
 

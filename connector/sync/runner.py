@@ -18,7 +18,7 @@ from connector.state.store import StateStore
 from connector.stripe_sink.gateway import StripeGateway
 from connector.sync import streams
 from connector.sync.context import SyncContext, account_problems
-from connector.sync.report import RunReport, run_counts
+from connector.sync.report import RunReport, account_lines, count_by_account, run_counts
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,10 @@ def run_sync_once(
     try:
         with open_command(settings, mappings, progress=progress) as ctx:
             reports = run_pass(ctx, dry_run=dry_run, objects=objects)
-            calls = f"Stripe API calls: {ctx.gateway.total_calls}; Salesforce API calls: {ctx.sf.total_calls}"
+            calls = f"Stripe API calls: {ctx.stripe_calls}; Salesforce API calls: {ctx.sf.total_calls}"
+            per_account = account_lines(
+                count_by_account(o for r in reports for o in r.outcomes), ctx.account_calls()
+            )
             interrupted = ctx.stop.is_set() and not any(r.fatal for r in reports)
     except Exception as exc:
         out(f"Sync stopped: {classify(exc).message}")
@@ -178,6 +181,8 @@ def run_sync_once(
     for report in reports:
         for line in report.summary_lines():
             out(line)
+    for line in per_account:
+        out(line)
     out(calls)
     if interrupted:
         out(interrupted_summary(reports, objects))

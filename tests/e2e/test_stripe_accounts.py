@@ -16,7 +16,7 @@ import pytest
 
 from connector.mapping import load_mappings
 from connector.sync.runner import open_context, run_pass
-from tests.conftest import STRIPE_TEST_RPS, Sandbox, SalesforceAdmin, StripeAdmin
+from tests.conftest import STRIPE_TEST_RPS, SalesforceAdmin, Sandbox, StripeAdmin
 
 from .conftest import MAPPINGS, settings_for
 from .test_orders import Org
@@ -166,3 +166,25 @@ def test_an_account_whose_routing_changes_after_it_synced_is_refused_never_recre
     assert world.objects("gmbh", "customer") == [] and world.objects("bv", "customer") == []
     assert len(world.objects("inc", "customer")) == 1
     assert world.record("Account", inc)["Stripe_Sync_Status__c"] == "Refused"
+
+
+def test_a_group_accounts_own_fields_follow_salesforce_in_every_account_that_uses_the_customer(world):
+    gmbh = world.org.account(Name="Müller GmbH", Legal_Entity__c="Acme GmbH", ShippingCity="Potsdam")
+    world.org.order(gmbh, [{"product": "Platform", "price": 49.0}], Legal_Entity__c="Acme BV")
+    world.sync()
+    assert world.objects("bv", "customer")[0]["shipping"]["address"]["city"] == "Potsdam"
+    before = len(world.posts("bv", "/v1/customers"))
+    world.org.sandbox.sf_admin.patch_record(
+        "Account", gmbh, {"ShippingCity": "Utrecht", "Phone": "+49 30 1234567"}
+    )
+
+    outcomes = world.sync(["accounts"])
+
+    assert outcomes[gmbh].status == "updated" and outcomes[gmbh].account == "gmbh"  # counted once, at home
+    [in_gmbh] = world.objects("gmbh", "customer")
+    [in_bv] = world.objects("bv", "customer")
+    # shipping is each account's own (not shared by the group): written in both
+    assert in_gmbh["shipping"]["address"]["city"] == in_bv["shipping"]["address"]["city"] == "Utrecht"
+    assert in_gmbh["phone"] == in_bv["phone"] == "+49301234567"  # shared: sent once, by the home
+    [update] = world.posts("bv", "/v1/customers")[before:]
+    assert "phone" not in update["params"] and "shipping" in update["params"]

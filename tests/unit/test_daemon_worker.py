@@ -79,9 +79,11 @@ def worker_parts(sqlite_url, monkeypatch):
     FakeSync.entered = None
     monkeypatch.setattr(streams, "STREAMS", (FakeSync(),))
     store = StateStore.open(sqlite_url)
+    gateway = SimpleNamespace(calls={"customers.create": 2})
     ctx = SimpleNamespace(
         sf=FakeSalesforce([]),
-        gateway=SimpleNamespace(calls={"customers.create": 2}),
+        gateway=gateway,
+        gateways=lambda: [gateway],
         store=store,
         mappings="v1",
         run_id=None,
