@@ -64,11 +64,12 @@ def print_status(
             return
         if not failed_only:
             out("Links (Salesforce record ↔ Stripe object):")
-            counts = store.links.counts()
-            if not counts:
+            by_account = store.links.counts_by_account()
+            several = len({account for account, _t, _s in by_account}) > 1
+            if not by_account:
                 out("  none yet — run `cpq2stripe sync`")
-            for (object_type, status), n in sorted(counts.items()):
-                out(f"  {object_type:22} {status:12} {n}")
+            for (account, object_type, status), n in sorted(by_account.items()):
+                out(f"  {account + ' ' if several else ''}{object_type:22} {status:12} {n}")
             removed = [
                 link
                 for status in ("merged_away", "deleted")
@@ -141,7 +142,8 @@ def _status_document(
     if failed_only:
         return doc
     doc["links"] = [
-        {"object_type": t, "status": s, "count": n} for (t, s), n in sorted(store.links.counts().items())
+        {"stripe_account": a, "object_type": t, "status": s, "count": n}
+        for (a, t, s), n in sorted(store.links.counts_by_account().items())
     ]
     doc["cursors"] = {
         name: cursor.modstamp.isoformat() if cursor.modstamp else None for name, cursor in store.cursors.all()

@@ -187,12 +187,14 @@ def load_mappings(directory: str | Path) -> Mappings:
     return Mappings(models["customer"], models["subscription"], files, positions, *optional)
 
 
-def parse_mapping(text: str, file: str, kind: str) -> CustomerMapping | SubscriptionMapping | UsageMapping:
-    """Parse one mapping document (`kind`: 'customer', 'subscription' or 'usage'); raise MappingError."""
+def parse_mapping(
+    text: str, file: str, kind: str
+) -> CustomerMapping | SubscriptionMapping | UsageMapping | RoutingMapping:
+    """Parse one mapping document (`kind`: a key of FILES); raise MappingError."""
     model, problems, _ = _parse(text, file, kind)
     if problems:
         raise MappingError(problems)
-    assert isinstance(model, CustomerMapping | SubscriptionMapping | UsageMapping)
+    assert isinstance(model, CustomerMapping | SubscriptionMapping | UsageMapping | RoutingMapping)
     return model
 
 

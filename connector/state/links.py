@@ -334,11 +334,17 @@ class Links:
 
     def counts(self) -> dict[tuple[str, str], int]:
         """Number of links per (object type, status), for `cpq2stripe status`."""
-        query = select(LinkRow.object_type, LinkRow.status, func.count()).group_by(
-            LinkRow.object_type, LinkRow.status
-        )
+        counts: dict[tuple[str, str], int] = {}
+        for (_account, object_type, status), n in self.counts_by_account().items():
+            counts[(object_type, status)] = counts.get((object_type, status), 0) + n
+        return counts
+
+    def counts_by_account(self) -> dict[tuple[str, str, str], int]:
+        """Number of links per (Stripe account, object type, status): several accounts' status."""
+        columns = (LinkRow.stripe_account, LinkRow.object_type, LinkRow.status)
+        query = select(*columns, func.count()).group_by(*columns)
         with self._db.session() as s:
-            return {(t, st): int(n) for t, st, n in s.execute(query).tuples()}
+            return {(a, t, st): int(n) for a, t, st, n in s.execute(query).tuples()}
 
     def _link_query(
         self, stripe_account: str, object_type: str, sf_id: str, *, for_update: bool = False
