@@ -65,6 +65,7 @@ def world(multi: Any, tmp_path: Path, store_url: str) -> Iterator[Any]:
     class World:
         org = Org(sandbox)
         ids = multi.stripe_accounts
+        mappings_dir = tmp_path / "mappings"
 
         def sync(self, objects: list[str] = SYNC_ALL) -> dict[str, Any]:
             with open_context(settings, load_mappings(mappings_dir)) as ctx:
@@ -188,3 +189,47 @@ def test_a_group_accounts_own_fields_follow_salesforce_in_every_account_that_use
     assert in_gmbh["phone"] == in_bv["phone"] == "+49301234567"  # shared: sent once, by the home
     [update] = world.posts("bv", "/v1/customers")[before:]
     assert "phone" not in update["params"] and "shipping" in update["params"]
+
+
+def test_the_backfill_spreads_its_calls_over_the_accounts_each_within_its_own_limit(multi, world, tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import REPO, cli_env
+
+    rps = 8
+    for entity in ("Acme GmbH", "Acme BV", "Acme Inc."):
+        for i in range(12):
+            world.org.account(Name=f"{entity} {i}", Legal_Entity__c=entity)
+    for account_id in multi.stripe_accounts.values():
+        multi.stripe.configure(account=account_id, rps=rps)
+    env = cli_env(
+        multi,
+        f"sqlite:///{tmp_path / 'backfill.db'}",
+        CPQ2STRIPE_MAPPINGS_DIR=str(world.mappings_dir),
+        CPQ2STRIPE_STRIPE_RPS=str(rps),
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "connector", "backfill", "--objects", "accounts", "--workers", "16"],
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        for account_id in multi.stripe_accounts.values():
+            multi.stripe.configure(account=account_id, rps=STRIPE_TEST_RPS)
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (
+        "Stripe account gmbh: 12 created" in done.stdout and "Stripe account inc: 12 created" in done.stdout
+    )
+    spans = {}
+    for name in ("gmbh", "bv", "inc"):
+        log = [r for r in multi.stripe.account(multi.stripe_accounts[name]).requests if r["time"] >= 0]
+        times = sorted(r["time"] for r in log)
+        assert len(times) >= 12 and [r for r in log if r["status"] == 429] == []
+        # each account's own budget: any one-second window holds at most `rps` requests (give or
+        # take two of arrival jitter), while all three together run well above one account's limit
+        worst = max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
+        assert worst <= rps + 2, name
+        spans[name] = (times[0], times[-1])
+    assert max(s for s, _ in spans.values()) < min(e for _, e in spans.values())  # side by side
