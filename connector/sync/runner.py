@@ -177,7 +177,8 @@ def run_sync_once(
     if dry_run:
         for report in reports:
             for o in report.outcomes:
-                out(f"{o.action:8} {o.sf_id} {o.label!r} {o.stripe_id or ''} {o.message}".rstrip())
+                where = f"[{o.account}] " if o.account else ""
+                out(f"{o.action:8} {where}{o.sf_id} {o.label!r} {o.stripe_id or ''} {o.message}".rstrip())
     for report in reports:
         for line in report.summary_lines():
             out(line)
