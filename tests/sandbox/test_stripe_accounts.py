@@ -5,6 +5,7 @@ Driven through the real stripe-python client."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -191,6 +192,30 @@ def test_shared_fields_reach_every_account_and_other_fields_stay_per_account(acc
     de.v1.customers.update(cus.id, params={"metadata": {"home": "berlin"}})  # not shared: no event in at
     assert accts.event_types(accts.at).count("customer.updated") == 1
     assert accts.event_types(accts.de).count("customer.updated") == 2
+
+
+def test_concurrent_writes_in_two_accounts_of_a_group_all_land_in_both(accts):
+    errors: list[BaseException] = []
+
+    def create(key: str) -> None:
+        client = accts.client(key)
+        try:
+            for i in range(15):
+                cus = client.v1.customers.create(params={"name": f"{key} {i}"})
+                client.v1.customers.update(cus.id, params={"email": f"c{i}@example.com"})
+        except BaseException as exc:  # reported below: a thread's exception is otherwise lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(key,)) for key in (DE_KEY, AT_KEY, DE_KEY)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    de_ids = {c["id"] for c in accts.sb.account(accts.de).objects("customer")}
+    at_ids = {c["id"] for c in accts.sb.account(accts.at).objects("customer")}
+    assert len(de_ids) == 45 and de_ids == at_ids
+    assert all(c["email"] for c in accts.sb.account(accts.at).objects("customer"))
 
 
 def test_tax_ids_are_shared_across_the_group(accts):
