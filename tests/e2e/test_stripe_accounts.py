@@ -233,3 +233,44 @@ def test_the_backfill_spreads_its_calls_over_the_accounts_each_within_its_own_li
         assert worst <= rps + 2, name
         spans[name] = (times[0], times[-1])
     assert max(s for s, _ in spans.values()) < min(e for _, e in spans.values())  # side by side
+
+
+def _client(multi, name):
+    import stripe
+
+    from connector.sandbox.runner import stripe_account_key
+
+    return stripe.StripeClient(stripe_account_key(name), base_addresses={"api": multi.stripe_url})
+
+
+def test_a_card_saved_in_the_home_account_pays_an_order_billed_in_another_of_the_group(multi, world):
+    gmbh = world.org.account(Name="Müller GmbH", Legal_Entity__c="Acme GmbH")
+    world.sync(["accounts"])
+    [customer] = world.objects("gmbh", "customer")
+    home = _client(multi, "gmbh")
+    card = home.v1.payment_methods.create(params={"type": "card", "card": {"token": "tok_visa"}})
+    home.v1.payment_methods.attach(card.id, params={"customer": customer["id"]})
+    bank = home.v1.payment_methods.create(params={
+        "type": "us_bank_account", "billing_details": {"name": "Müller"},
+        "us_bank_account": {"routing_number": "110000000", "account_number": "000123456789",
+                            "account_holder_type": "company"},
+    })  # fmt: skip
+    home.v1.payment_methods.attach(bank.id, params={"customer": customer["id"]})
+    world.org.sandbox.sf_admin.patch_record("Account", gmbh, {"Stripe_Payment_Method_ID__c": card.id})
+    by_card, _ = world.org.order(gmbh, [{"product": "Platform", "price": 49.0}], Legal_Entity__c="Acme BV")
+
+    outcomes = world.sync()
+
+    assert outcomes[by_card].status == "created", outcomes[by_card].message
+    [sub] = world.objects("bv", "subscription")
+    assert sub["collection_method"] == "charge_automatically" and sub["default_payment_method"] == card.id
+    assert sub["customer"] == customer["id"]
+
+    world.org.sandbox.sf_admin.patch_record("Account", gmbh, {"Stripe_Payment_Method_ID__c": bank.id})
+    by_bank, _ = world.org.order(gmbh, [{"product": "Support", "price": 9.0}], Legal_Entity__c="Acme BV")
+
+    outcomes = world.sync()
+
+    assert outcomes[by_bank].status in ("failed", "refused")
+    assert bank.id in outcomes[by_bank].message  # Stripe's reason: no such payment method in bv
+    assert len(world.objects("bv", "subscription")) == 1
