@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from typing import Any
@@ -131,11 +130,15 @@ class SyncWorker:
     def _api_samples(self) -> Iterable[Sample]:
         for kind, n in dict(self._raw_sf.calls).items():
             yield ("cpq2stripe_api_calls_total", (("kind", kind), ("service", "salesforce")), float(n))
-        calls: Counter[str] = Counter()
-        for gateway in self.ctx.gateways():  # every Stripe account's (several: routing.yaml)
-            calls.update(dict(gateway.calls))
-        for operation, n in calls.items():
-            yield ("cpq2stripe_api_calls_total", (("kind", operation), ("service", "stripe")), float(n))
+        accounts = self.ctx.account_calls_by_operation()  # several Stripe accounts: one label each
+        for account, calls in accounts.items():
+            labels = (("stripe_account", account),) if account else ()
+            for operation, n in calls.items():
+                yield (
+                    "cpq2stripe_api_calls_total",
+                    (("kind", operation), ("service", "stripe"), *labels),
+                    float(n),
+                )
 
     def _run(self, job: str, fn: Callable[[], None], *, required: bool = False) -> bool:
         """Run `fn` under the lock if this instance may work; False if skipped or stopped."""

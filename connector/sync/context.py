@@ -162,6 +162,12 @@ class SyncContext:
         """Every Stripe account's gateway, once each (the first account shares this context's)."""
         return list({id(c.gateway): c.gateway for c in [self, *self._accounts.values()]}.values())
 
+    def account_calls_by_operation(self) -> dict[str, dict[str, int]]:
+        """Stripe requests by operation, per account name ("" with one account)."""
+        if not self.routed:
+            return {"": dict(self.gateway.calls)}
+        return {c.scope.name: dict(c.gateway.calls) for c in self.account_contexts() if c.scope is not None}
+
     def account_calls(self) -> dict[str, int]:
         """Stripe requests per account name (several accounts only)."""
         if not self.routed:

@@ -83,7 +83,7 @@ def worker_parts(sqlite_url, monkeypatch):
     ctx = SimpleNamespace(
         sf=FakeSalesforce([]),
         gateway=gateway,
-        gateways=lambda: [gateway],
+        account_calls_by_operation=lambda: {"": dict(gateway.calls)},
         store=store,
         mappings="v1",
         run_id=None,
