@@ -67,8 +67,13 @@ def world(multi: Any, tmp_path: Path, store_url: str) -> Iterator[Any]:
         ids = multi.stripe_accounts
         mappings_dir = tmp_path / "mappings"
 
-        def sync(self, objects: list[str] = SYNC_ALL) -> dict[str, Any]:
-            with open_context(settings, load_mappings(mappings_dir)) as ctx:
+        def sync(self, objects: list[str] = SYNC_ALL, **overrides: Any) -> dict[str, Any]:
+            chosen = (
+                settings_for(multi, store_url, mappings_dir=str(mappings_dir), **overrides)
+                if overrides
+                else settings
+            )
+            with open_context(chosen, load_mappings(mappings_dir)) as ctx:
                 reports = run_pass(ctx, dry_run=False, objects=objects)
             return {o.sf_id: o for r in reports for o in r.outcomes}
 
@@ -274,3 +279,23 @@ def test_a_card_saved_in_the_home_account_pays_an_order_billed_in_another_of_the
     assert outcomes[by_bank].status in ("failed", "refused")
     assert bank.id in outcomes[by_bank].message  # Stripe's reason: no such payment method in bv
     assert len(world.objects("bv", "subscription")) == 1
+
+
+def test_one_organization_key_reaches_every_account_through_its_context(multi, world):
+    import json
+
+    from connector.sandbox.runner import STRIPE_ORGANIZATION_KEY
+
+    org_key = {"stripe_secret_key": STRIPE_ORGANIZATION_KEY, "stripe_accounts": json.dumps(world.ids)}
+    gmbh = world.org.account(Name="Müller GmbH", Legal_Entity__c="Acme GmbH")
+    inc = world.org.account(Name="Globex Inc", Legal_Entity__c="Acme Inc.")
+    order, _ = world.org.order(gmbh, [{"product": "Platform", "price": 49.0}], Legal_Entity__c="Acme BV")
+
+    outcomes = world.sync(**org_key)
+
+    assert outcomes[order].status == "created" and outcomes[order].account == "bv", outcomes[order].message
+    [customer] = world.objects("gmbh", "customer")
+    assert world.objects("bv", "customer")[0]["id"] == customer["id"]
+    assert [c["name"] for c in world.objects("inc", "customer")] == ["Globex Inc"]
+    assert world.objects("bv", "subscription")[0]["customer"] == customer["id"]
+    assert world.record("Account", inc)["Stripe_Account__c"] == "inc"
