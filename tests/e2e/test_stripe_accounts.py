@@ -17,24 +17,11 @@ import pytest
 from connector.mapping import load_mappings
 from connector.sync.runner import open_context, run_pass
 from tests.conftest import STRIPE_TEST_RPS, SalesforceAdmin, Sandbox, StripeAdmin
+from tests.unit.test_routing import ROUTING
 
 from .conftest import MAPPINGS, settings_for
 from .test_orders import Org
 
-ROUTING = """\
-version: 1
-accounts:
-  gmbh: {sharing_group: eu}
-  bv: {sharing_group: eu}
-  inc: {}
-account_field: Legal_Entity__c
-routes:
-  Acme GmbH: gmbh
-  Acme BV: bv
-  Acme Inc.: inc
-default: inc
-order_field: Legal_Entity__c
-"""
 SYNC_ALL = ["accounts", "orders"]
 
 

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from connector.faults import CRASH_POINTS
 from connector.faults import ENV as CRASH_ENV
 from connector.faults import EXIT_CODE as CRASH_EXIT
 from tests.conftest import STRIPE_TEST_RPS, SalesforceAdmin, Sandbox, StripeAdmin
@@ -20,6 +21,7 @@ from tests.e2e.test_stripe_accounts import ROUTING, multi  # noqa: F401  (fixtur
 
 from .conftest import changed_anything, run_cli
 
+# In the order a record meets them (a kill at an intent leaves creates for the next kill to find).
 POINTS = (
     "customer.after_intent",
     "customer.after_create",
@@ -61,6 +63,7 @@ def test_kills_across_accounts_leave_one_customer_per_group_and_one_subscription
                 )
                 routed[other] = "bv"
 
+    assert set(POINTS) <= CRASH_POINTS
     killed = 0
     for point in POINTS:
         done = run_cli(multi, "", "sync", env={**env, CRASH_ENV: point})
