@@ -308,6 +308,10 @@ def check_against_describe(mappings: Mappings, describe: Callable[[str], dict[st
     for slot, src in order.discounts.slots().items():
         obj = lines.object if slot in order.discounts.LINE_SLOTS else order.object
         checker.source("subscription", ("discounts", slot), obj, src, tg.DISCOUNT_SLOTS[slot])
+    if order.amendment_proration == "cpq_amounts":  # CPQ's figures must exist where they are read
+        for slot, src in order.cpq_amounts.slots().items():
+            spec = tg.CPQ_AMOUNT_SLOTS[slot]
+            checker.source("subscription", ("cpq_amounts", slot), lines.object, src, spec)
     if lines.tax_behavior is not None:
         checker.source(
             "subscription", ("lines", "tax_behavior"), lines.object, lines.tax_behavior, tg.TAX_BEHAVIOR

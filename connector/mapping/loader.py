@@ -422,28 +422,37 @@ def _semantic(report: _Report, data: dict[str, Any], kind: str) -> None:
         discounts = data.get("discounts")
         if isinstance(discounts, dict):
             _check_discounts(report, discounts)
+        cpq_amounts = data.get("cpq_amounts")
+        if isinstance(cpq_amounts, dict):
+            _check_raw_sources(report, "cpq_amounts", cpq_amounts, tg.CPQ_AMOUNT_SLOTS)
 
 
-def _check_discounts(report: _Report, discounts: dict[str, Any]) -> None:
-    """Each source is a plain field (the order rules read the raw number: no default or transforms),
-    and coupons mode names at least one discount."""
-    for slot in tg.DISCOUNT_SLOTS:
-        entry = discounts.get(slot)
+def _check_raw_sources(
+    report: _Report, block: str, entries: dict[str, Any], slots: dict[str, tg.TargetSpec]
+) -> None:
+    """Each source is a plain field (the order rules read the raw number: no default or transforms)."""
+    for slot in slots:
+        entry = entries.get(slot)
         if not isinstance(entry, dict):
             continue
-        path: Path_ = ("discounts", slot)
+        path: Path_ = (block, slot)
         if not entry.get("source"):
-            report.add(path, f"discounts.{slot} has no 'source'", "add 'source: FieldName'", "key")
+            report.add(path, f"{block}.{slot} has no 'source'", "add 'source: FieldName'", "key")
             continue
-        _check_value_source(report, path, {"source": entry["source"]}, tg.DISCOUNT_SLOTS[slot])
+        _check_value_source(report, path, {"source": entry["source"]}, slots[slot])
         for extra in ("default", "transforms"):
             if entry.get(extra) not in (None, []):
                 report.add(
                     (*path, extra),
-                    f"discounts.{slot} takes only a source; '{extra}' is not applied to discounts",
+                    f"{block}.{slot} takes only a source; '{extra}' is not applied to {block}",
                     f"remove '{extra}' (compute the value in a Salesforce formula field instead)",
                     "key",
                 )
+
+
+def _check_discounts(report: _Report, discounts: dict[str, Any]) -> None:
+    """Sources as `_check_raw_sources` says, and coupons mode names at least one discount."""
+    _check_raw_sources(report, "discounts", discounts, tg.DISCOUNT_SLOTS)
     named = [
         s for s in ("line_percent", "line_amount", "order_percent") if isinstance(discounts.get(s), dict)
     ]

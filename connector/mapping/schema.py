@@ -218,6 +218,22 @@ class DiscountMapping(_Model):
         return sorted({s.source for k, s in self.slots().items() if k in self.ORDER_SLOTS and s.source})
 
 
+class CpqAmountsMapping(_Model):
+    """Where CPQ's prorated figures of an Amendment line are read (`amendment_proration: cpq_amounts`):
+    the amount CPQ priced the line's change at for its whole remaining term, that term in pricing
+    periods (CPQ's prorate multiplier) and the months in one pricing period (CPQ's default
+    subscription term). Defaults: the line's quote line, where CPQ computes them."""
+
+    net_total: ValueSource = ValueSource(source="SBQQ__QuoteLine__r.SBQQ__NetTotal__c")
+    prorate_multiplier: ValueSource = ValueSource(source="SBQQ__QuoteLine__r.SBQQ__ProrateMultiplier__c")
+    pricing_term: ValueSource = ValueSource(source="SBQQ__QuoteLine__r.SBQQ__DefaultSubscriptionTerm__c")
+
+    SLOTS: ClassVar[tuple[str, ...]] = ("net_total", "prorate_multiplier", "pricing_term")
+
+    def slots(self) -> dict[str, ValueSource]:
+        return {name: getattr(self, name) for name in self.SLOTS}
+
+
 class SubscriptionMapping(_Model):
     version: Literal[1] = 1
     object: Literal["Order"] = "Order"
@@ -228,9 +244,13 @@ class SubscriptionMapping(_Model):
     skip_elapsed_periods: ValueSource | None = None
     # A date field: the subscription trials until that day, then bills (refused unless after the start).
     trial_end: ValueSource | None = None
-    # How Stripe bills an Amendment's change inside a period: create_prorations (on the next
-    # invoice), always_invoice (invoiced at once) or none.
-    amendment_proration: Literal["create_prorations", "always_invoice", "none"] = "create_prorations"
+    # How an Amendment's change inside a period is billed: Stripe prorates (create_prorations on
+    # the next invoice, always_invoice at once), none, or cpq_amounts: CPQ's own prorated amounts
+    # (`cpq_amounts` below) as one-time items for the time Stripe does not bill the new quantity.
+    amendment_proration: Literal["create_prorations", "always_invoice", "none", "cpq_amounts"] = (
+        "create_prorations"
+    )
+    cpq_amounts: CpqAmountsMapping = CpqAmountsMapping()
     # Stripe Tax: automatic_tax[enabled]=true on subscriptions, schedule phases and invoices.
     automatic_tax: bool = False
     one_time_invoices: OneTimeInvoices = OneTimeInvoices()
@@ -239,6 +259,12 @@ class SubscriptionMapping(_Model):
     discounts: DiscountMapping = DiscountMapping()
 
     stripe_object: ClassVar[str] = "subscription"
+
+    def cpq_amount_fields(self) -> list[str]:
+        """OrderItem fields (and parent paths) read when CPQ's own amounts are billed."""
+        if self.amendment_proration != "cpq_amounts":
+            return []
+        return sorted({s.source for s in self.cpq_amounts.slots().values() if s.source})
 
 
 class UsageWriteBack(_Model):

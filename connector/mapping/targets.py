@@ -159,6 +159,19 @@ DISCOUNT_SLOTS: dict[str, TargetSpec] = {
     "order_percent": TargetSpec("discounts.order_percent", "number", None, SF_NUMBER, doc="percent off"),
     "order_months": TargetSpec("discounts.order_months", "integer", None, SF_NUMBER, doc="whole months"),
 }
+# The subscription mapping's `cpq_amounts` sources (amendment_proration: cpq_amounts; not Stripe
+# fields): CPQ's own prorated figures of an Amendment line.
+CPQ_AMOUNT_SLOTS: dict[str, TargetSpec] = {
+    "net_total": TargetSpec(
+        "cpq_amounts.net_total", "number", None, SF_NUMBER, doc="CPQ's amount for the line's term"
+    ),
+    "prorate_multiplier": TargetSpec(
+        "cpq_amounts.prorate_multiplier", "number", None, SF_NUMBER, doc="the term in pricing periods"
+    ),
+    "pricing_term": TargetSpec(
+        "cpq_amounts.pricing_term", "number", None, SF_NUMBER, doc="months in one pricing period"
+    ),
+}
 # A subscription mapping's prices' tax behaviour (lines.tax_behavior; not a subscription field).
 TAX_BEHAVIOR = TargetSpec(
     "tax_behavior", "enum", None, SF_TEXT, ("inclusive", "exclusive", "unspecified"), "of every price"

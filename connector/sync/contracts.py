@@ -32,7 +32,7 @@ from connector.sync.exactly_once import INVOICE_ITEM, SUBSCRIPTION, Create, Kind
 from connector.sync.fieldhash import payload_hash
 from connector.sync.money import from_minor_units
 from connector.sync.order_rules import OrderRefusal, OrderRulesConfig
-from connector.sync.order_rules.catch_up import catch_up
+from connector.sync.order_rules.catch_up import CatchUp, catch_up, cpq_stub
 from connector.sync.order_rules.contract import (
     AMENDMENT,
     RENEWAL,
@@ -46,6 +46,7 @@ from connector.sync.order_rules.planning import plan_products
 from connector.sync.order_rules.schedule_update import (
     CancelNow,
     LiveSchedule,
+    Proration,
     Refused,
     UpdatePhases,
     describe_phases,
@@ -295,24 +296,41 @@ class ContractChanges:
             f"[{describe_phases(task.before, plan.product_names)}], "
             f"after [{describe_phases(plan.phases, plan.product_names)}]"
         )
-        if self.orders.mapping.amendment_proration == "none":
-            return text
         now = int(self.ctx.now().timestamp())  # (a test clock's time is read when applying)
-        owed = catch_up(task.before, plan.phases, plan.effective, now, plan.phases[0].start, plan.recurrence)
+        owed = self._owed(task, now)
         if owed:
-            text += "; catch-up for the time before it reaches Stripe (about): " + ", ".join(
+            what = (
+                "CPQ's prorated amounts, one-time items"
+                if self.orders.mapping.amendment_proration == "cpq_amounts"
+                else "catch-up for the time before it reaches Stripe"
+            )
+            text += f"; {what} (about): " + ", ".join(
                 f"{from_minor_units(o.amount, None, plan.currency)} {plan.currency.upper()} "
                 f"({o.summary(plan.product_names)})"
                 for o in owed
             )
         return text
 
+    def _owed(self, task: ApplyContractChange, now: int) -> list[CatchUp]:
+        """The one-time items a change owes at `now` (Stripe's time for the subscription): CPQ's own
+        amounts in cpq_amounts mode, else the catch-up for a change dated before now; none with
+        `amendment_proration: none`."""
+        plan, mode = task.plan, self.orders.mapping.amendment_proration
+        if mode == "none":
+            return []
+        if mode == "cpq_amounts":
+            return cpq_stub(plan.cpq_lines, now, plan.phases[0].start, plan.recurrence)
+        return catch_up(task.before, plan.phases, plan.effective, now, plan.phases[0].start, plan.recurrence)
+
     # ---- applying ----------------------------------------------------------------------------
 
     def apply(self, row: Mapping[str, Any], task: ApplyContractChange, batch: Batch) -> Outcome:
         sid, label = str(row["Id"]), self.orders._label(row)
         sink = self.orders.subscriptions
-        proration = self.orders.mapping.amendment_proration
+        mode = self.orders.mapping.amendment_proration
+        # CPQ's own amounts replace Stripe's proration: Stripe bills the new quantities from the
+        # next period boundary only, and the time before it is billed as CPQ priced it
+        proration: Proration = "none" if mode == "cpq_amounts" else mode
         with self.orders._locks.hold(SCHEDULE.object_type, task.first_order_id):
             schedule_id, sub = self._attached(task)
             # a plain subscription is judged as the schedule Stripe would make of it, so a refused
@@ -329,8 +347,7 @@ class ContractChanges:
                 return Outcome(
                     SUBSCRIPTION.object_type, sid, label, "refuse", "refused", None, message, decision.code
                 )
-            if proration != "none":
-                self._catch_up(task, live, now, sid, label)
+            self._catch_up(task, live, now, sid, label)
             if isinstance(decision, CancelNow):
                 target = schedule_id or task.contract_stripe_id
                 sink.cancel(target, prorate=proration != "none")
@@ -356,13 +373,11 @@ class ContractChanges:
     def _catch_up(
         self, task: ApplyContractChange, live: LiveSchedule, now: int, sid: str, label: str
     ) -> None:
-        """A change dated before now: the time in between billed (or credited) on the
-        subscription's next invoice, one item per changed line, each exactly once."""
-        until = live.clock_time if live.clock_time is not None else now
+        """The change's one-time items (`_owed`: a catch-up for a change dated before now, or CPQ's
+        own amounts) billed (or credited) on the subscription's next invoice, one item per changed
+        line, each exactly once."""
         plan = task.plan
-        owed = catch_up(
-            task.before, plan.phases, plan.effective, until, plan.phases[0].start, plan.recurrence
-        )
+        owed = self._owed(task, live.clock_time if live.clock_time is not None else now)
         if not owed or live.subscription is None or live.customer is None:
             return
         sink, ctx = self.orders.invoices.sink, self.ctx
@@ -376,7 +391,12 @@ class ContractChanges:
                 "amount": item.amount,
                 "description": item.description(plan.product_names, label or sid),
                 "period": {"start": item.since, "end": item.until},
-                "metadata": {ORDER_ID_KEY: sid, ORDER_ITEM_ID_KEY: line, "cpq2stripe_catch_up": "true"},
+                "metadata": {
+                    ORDER_ID_KEY: sid,
+                    ORDER_ITEM_ID_KEY: line,
+                    "cpq2stripe_catch_up": "true",
+                    **({"cpq2stripe_proration": "cpq_amounts"} if item.source == "cpq" else {}),
+                },
             }
             create = Create(
                 INVOICE_ITEM,

@@ -70,7 +70,7 @@ from connector.sync.order_rules import (
     order_fingerprint,
     plan_order,
 )
-from connector.sync.order_rules.config import TRIAL_END_KEY
+from connector.sync.order_rules.config import TRIAL_END_KEY, CpqAmountFields
 from connector.sync.order_rules.discounts import CouponSpec, DiscountFields
 from connector.sync.order_rules.fields import LINE_FIELDS, ORDER_FIELDS
 from connector.sync.order_rules.tax import AddressFields
@@ -148,6 +148,13 @@ def rules_config(
     if lines.quantity.source:
         kwargs["quantity_field"] = lines.quantity.source
     kwargs["discounts"] = discount_fields(mapping)
+    if mapping.amendment_proration == "cpq_amounts":
+        cpq = mapping.cpq_amounts
+        kwargs["cpq_amounts"] = CpqAmountFields(
+            net_total=cpq.net_total.source or CpqAmountFields.net_total,
+            prorate_multiplier=cpq.prorate_multiplier.source or CpqAmountFields.prorate_multiplier,
+            pricing_term=cpq.pricing_term.source or CpqAmountFields.pricing_term,
+        )
     return OrderRulesConfig(**kwargs)
 
 
@@ -354,6 +361,7 @@ class OrderSync:
     def _line_fields(self) -> list[str]:
         lines = self.mapping.lines
         fields = set(LINE_FIELDS) | set(soql_fields(lines)) | set(self.mapping.discounts.line_fields())
+        fields |= set(self.mapping.cpq_amount_fields())
         fields |= {lines.write_back.stripe_price_id}
         fields |= {f"Product2.{lines.product_write_back.stripe_id}"}
         fields |= {f"PricebookEntry.{lines.price_book_entry_write_back.stripe_id}"}

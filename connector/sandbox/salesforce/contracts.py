@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any, Literal
 
-from connector.sandbox.salesforce.dates import add_months, contract_end
+from connector.sandbox.salesforce.dates import add_months, contract_end, cpq_months
 from connector.sandbox.salesforce.ids import is_valid_id
 from connector.sandbox.salesforce.org import ADMIN_USER_ID, ORDER_STATUS_CATEGORY, Org
 
@@ -372,6 +372,10 @@ def _write_order(
             item["SBQQ__SegmentIndex__c"] = float(index + 1)
             item["SBQQ__SegmentLabel__c"] = f"{spec.dimension} {index + 1}"
             item["SBQQ__DimensionType__c"] = spec.dimension
+        if order_type == "Amendment" and "SBQQ__QuoteLine__c" not in spec.fields:
+            item["SBQQ__QuoteLine__c"] = _amendment_quote_line(
+                org, spec, quantity, price, first, last, evergreen, currency, user_id
+            )
         item_id = org.insert("OrderItem", item, user_id)
         group = groups.get(spec.revises, spec.revises) if spec.revises else item_id
         order.lines.append(
@@ -383,6 +387,36 @@ def _write_order(
     if status != "Draft":
         org.update("Order", order_id, {"Status": status}, user_id)
     return order
+
+
+FREQUENCY_MONTHS = {"Monthly": 1, "Quarterly": 3, "Semiannual": 6, "Annual": 12}
+
+
+def _amendment_quote_line(
+    org: Org,
+    spec: _LineSpec,
+    quantity: float,
+    price: float,
+    first: date,
+    last: date | None,
+    evergreen: bool,
+    currency: str | None,
+    user_id: str,
+) -> str:
+    """The quote line CPQ priced an amendment line from: the list price buys one billing period
+    (Default Subscription Term = its months), the Prorate Multiplier is the line's term in such
+    periods (Monthly + Daily precision; an evergreen line: one period), and the Net Total is the
+    price so prorated times the change (Salesforce Help, "Guidelines for the Effective Quantity
+    Field": an amendment line prices its difference)."""
+    pricing = FREQUENCY_MONTHS.get(spec.frequency, 1)
+    multiplier = 1.0 if evergreen or last is None else round(cpq_months(first, last) / pricing, 4)
+    values = {
+        "SBQQ__ListPrice__c": price,
+        "SBQQ__DefaultSubscriptionTerm__c": float(pricing),
+        "SBQQ__ProrateMultiplier__c": multiplier,
+        "SBQQ__NetTotal__c": round(price * multiplier * quantity, 2),
+    }
+    return org.insert("SBQQ__QuoteLine__c", _with_currency(org, values, currency), user_id)
 
 
 def _contract_from(

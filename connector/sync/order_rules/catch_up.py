@@ -7,6 +7,11 @@ invoice: (quantity after − quantity before) × unit amount × the share of eac
 that time covers, per second as Stripe prorates, billing periods counted on the contract's
 calendar (from its first day). A decrease is a credit (a negative amount). Metered items bill by
 usage, not quantity, and owe nothing here.
+
+With `amendment_proration: cpq_amounts` the same items bill CPQ's own figures instead
+(`cpq_stub`): the change goes to Stripe without proration, so Stripe bills the new quantity only
+from the first period boundary after the change reaches it, and the time before that boundary
+(from the change's date) is billed as CPQ priced it.
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import pairwise
+from typing import Literal
 
+from connector.sync.money import minor_unit_exponent
 from connector.sync.order_rules.contract import Phase, PhaseItem
+from connector.sync.order_rules.cpq_amounts import CpqLine, months_between
 from connector.sync.order_rules.dates import add_months, midnight_utc
 from connector.sync.order_rules.specs import LinePrice, Recurrence
 
@@ -34,13 +42,15 @@ class CatchUp:
     since: int
     until: int
     quantity_change: int  # the change in force over most of the time (for the description)
+    source: Literal["catch_up", "cpq"] = "catch_up"  # from Stripe's unit amounts, or CPQ's figures
 
     def summary(self, names: Mapping[str, str]) -> str:
         name = names.get(self.price.spec.product_sf_id, self.price.spec.product_sf_id)
         return f"{name} {self.quantity_change:+d} from {_day(self.since)} to {_day(self.until)}"
 
     def description(self, names: Mapping[str, str], order_label: str) -> str:
-        return f"{self.summary(names)}: Order {order_label}, dated before it reached Stripe"
+        why = "CPQ's prorated amount" if self.source == "cpq" else "dated before it reached Stripe"
+        return f"{self.summary(names)}: Order {order_label}, {why}"
 
 
 def _day(ts: int) -> str:
@@ -117,3 +127,40 @@ def catch_up(
         if minor:
             out.append(CatchUp(items[key].price, key[0], minor, start, until, change[key][1]))
     return sorted(out, key=lambda c: (c.root_id, c.price.order_item_id))
+
+
+def first_billed(start: date, now: int, origin: date, recurrence: Recurrence) -> int:
+    """When Stripe first bills a change dated `start` that it applies without proration: the first
+    period boundary at or after its date (a later date: the phase starts then), or after now (a
+    date today or earlier: the phase starts now, and the invoice of the period under way is made)."""
+    at = midnight_utc(start)
+    if at > now:
+        return min(b for b in _boundaries(origin, recurrence, at) if b >= at)
+    return min(b for b in _boundaries(origin, recurrence, now) if b > now)
+
+
+def cpq_stub(lines: Sequence[CpqLine], now: int, origin: date, recurrence: Recurrence) -> list[CatchUp]:
+    """CPQ's amount for the time Stripe does not bill each line's change: from its date to the
+    first boundary Stripe bills the new quantity (`first_billed`). CPQ's net total covers the
+    line's whole term; what Stripe bills from that boundary to the term's end is taken off at CPQ's
+    own rate (net total / term months), so the one-time item and Stripe's periods add up to CPQ's
+    amount, its prorate precision included. An evergreen line: its share of one pricing period."""
+    out = []
+    for line in lines:
+        until = first_billed(line.start, now, origin, recurrence)
+        until_day = datetime.fromtimestamp(until, UTC).date()
+        if line.end is not None:
+            stub = max(line.term_months - months_between(until_day, line.end), Decimal(0))
+        else:
+            stub = months_between(line.start, until_day)
+        amount = line.net_total * stub / line.term_months * _minor(line.price)
+        minor = int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        if minor:
+            since = midnight_utc(line.start)
+            out.append(CatchUp(line.price, line.root_id, minor, since, until, line.quantity_change, "cpq"))
+    return sorted(out, key=lambda c: (c.root_id, c.price.order_item_id))
+
+
+def _minor(price: LinePrice) -> Decimal:
+    """Minor units per major unit of the price's currency (CPQ's figures are in major units)."""
+    return Decimal(10) ** minor_unit_exponent(price.spec.currency)

@@ -14,6 +14,16 @@ TRIAL_END_KEY = "cpq2stripe_trial_end"
 
 
 @dataclass(frozen=True)
+class CpqAmountFields:
+    """Where an Amendment line's CPQ figures are read (the mapping's `cpq_amounts` sources;
+    order_rules.cpq_amounts reads them)."""
+
+    net_total: str = "SBQQ__QuoteLine__r.SBQQ__NetTotal__c"
+    prorate_multiplier: str = "SBQQ__QuoteLine__r.SBQQ__ProrateMultiplier__c"
+    pricing_term: str = "SBQQ__QuoteLine__r.SBQQ__DefaultSubscriptionTerm__c"
+
+
+@dataclass(frozen=True)
 class OrderRulesConfig:
     """Options a mapping can set; `today` is injected so planning is deterministic."""
 
@@ -55,3 +65,6 @@ class OrderRulesConfig:
     # more than 250 invoice items to an invoice" (changelog 2016-02-22).
     finalize_invoices: bool = True
     max_items_per_invoice: int = 250
+    # amendment_proration: cpq_amounts: an Amendment's lines must carry CPQ's figures, read here
+    # (None: Stripe prorates, or nothing is prorated; the figures are not read).
+    cpq_amounts: CpqAmountFields | None = None

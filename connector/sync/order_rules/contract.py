@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from connector.sync.money import MoneyError, normalize_currency
 from connector.sync.order_rules.config import OrderRulesConfig
+from connector.sync.order_rules.cpq_amounts import CpqLine, cpq_lines
 from connector.sync.order_rules.dates import parse_date
 from connector.sync.order_rules.discounts import CouponSpec, plan_discounts
 from connector.sync.order_rules.fields import order_lines
@@ -81,6 +82,7 @@ class ContractPlan:
     prices: tuple[LinePrice, ...]
     fingerprint: str
     product_names: Mapping[str, str] = field(default_factory=dict)  # Product2 id -> Name, for people
+    cpq_lines: tuple[CpqLine, ...] = ()  # amendment_proration cpq_amounts: the target's CPQ figures
 
     @property
     def ends(self) -> date | None:
@@ -177,7 +179,14 @@ def plan_contract(
         for o in t.orders
         for rec in order_lines(o)
     }
-    return replace(_plan(chain, target, kind, config), product_names=names)
+    plan = replace(_plan(chain, target, kind, config), product_names=names)
+    if config.cpq_amounts is None or kind != "amendment" or order_kind(target) != AMENDMENT:
+        return plan  # a termination ends billing (no proration); a renewal starts on a boundary
+    figures = Collector(target_id, target.get("OrderNumber"))
+    found = cpq_lines(target, plan.prices, config.cpq_amounts, figures, config.quantity_field)
+    if figures.reasons:
+        return OrderRefusal(target_id, target.get("OrderNumber"), tuple(figures.reasons))
+    return replace(plan, cpq_lines=tuple(found))
 
 
 def _lines(
