@@ -394,9 +394,10 @@ def env_example() -> str:
         lines += [f"# {meaning}", f"{ENV_PREFIX}{name.upper()}={example}"]
     lines += ["", "# --- Optional: the defaults (README.md, Configuration, says what each does) ---"]
     for name, info in Settings.model_fields.items():
-        if name in required or name == "home":  # the home is where this file is, not a setting in it
+        # the home is where this file is, not a setting in it; the context is set per account
+        if name in required or name in ("home", "stripe_context"):
             continue
         default = info.default
-        shown = "" if default is None else str(getattr(default, "value", default))
+        shown = "" if default is None or info.default_factory else str(getattr(default, "value", default))
         lines.append(f"# {ENV_PREFIX}{name.upper()}={shown}")
     return "\n".join(lines) + "\n"
