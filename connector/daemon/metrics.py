@@ -45,8 +45,9 @@ class _Scraped:
 SCRAPED: dict[str, _Scraped] = {
     API_CALLS: _Scraped(
         CounterMetricFamily,
-        "HTTP requests sent per service and kind (retries included).",
-        ("service", "kind"),
+        "HTTP requests sent per service and kind (retries included); Stripe's per account when there "
+        "are several (stripe_account, empty with one).",
+        ("service", "kind", "stripe_account"),
     ),
     "cpq2stripe_listener_events_total": _Scraped(
         CounterMetricFamily, "Events received by the listener, by kind.", ("kind",)
@@ -77,7 +78,7 @@ class _SourcesCollector:
                 continue
             for name, labels, value in samples:
                 spec, values = SCRAPED[name], dict(labels)
-                families[name].add_metric([values[label] for label in spec.labels], value)
+                families[name].add_metric([values.get(label, "") for label in spec.labels], value)
         yield from families.values()
 
 

@@ -266,7 +266,7 @@ def test_metrics_endpoint_serves_counters_and_status_shows_the_instance(
             and t
         ),
     )
-    assert 'cpq2stripe_api_calls_total{kind="customers.create",service="stripe"} 3' in text
+    assert 'cpq2stripe_api_calls_total{kind="customers.create",service="stripe",stripe_account=""} 3' in text
     assert 'service="salesforce"' in text
     assert "cpq2stripe_leader 1" in text
     assert "# TYPE cpq2stripe_event_lag_seconds gauge" in text

@@ -286,3 +286,50 @@ def test_one_organization_key_reaches_every_account_through_its_context(multi, w
     assert [c["name"] for c in world.objects("inc", "customer")] == ["Globex Inc"]
     assert world.objects("bv", "subscription")[0]["customer"] == customer["id"]
     assert world.record("Account", inc)["Stripe_Account__c"] == "inc"
+
+
+def test_the_daemon_polls_every_account_and_labels_its_stripe_calls_by_account(multi, world, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from .conftest import REPO, cli_env
+    from .test_daemon import free_port, wait_for
+
+    world.org.account(Name="Müller GmbH", Legal_Entity__c="Acme GmbH")
+    world.org.account(Name="Globex Inc", Legal_Entity__c="Acme Inc.")
+    port = free_port()
+    env = cli_env(
+        multi,
+        f"sqlite:///{tmp_path / 'daemon.db'}",
+        CPQ2STRIPE_MAPPINGS_DIR=str(world.mappings_dir),
+        CPQ2STRIPE_POLL_INTERVAL_SECONDS="1",
+        CPQ2STRIPE_SALESFORCE_PUBSUB_TOPICS="",
+        PYTHONPATH=str(REPO),
+    )
+    log = (tmp_path / "daemon.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector", "run", "--metrics-port", str(port)],
+        env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+    def scrape() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                return resp.read().decode()
+        except OSError:
+            return ""
+
+    try:
+        text = wait_for(
+            "a customer created in gmbh and in inc",
+            lambda: (t := scrape()) and 'stripe_account="gmbh"' in t and 'stripe_account="inc"' in t and t,
+        )
+        assert 'kind="customers.create",service="stripe",stripe_account="gmbh"} 1' in text
+        assert 'kind="customers.create",service="stripe",stripe_account="inc"} 1' in text
+        assert [c["name"] for c in world.objects("inc", "customer")] == ["Globex Inc"]
+        assert [c["name"] for c in world.objects("bv", "customer")] == ["Müller GmbH"]  # shared, not made
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, (tmp_path / "daemon.log").read_text()[-3000:]
