@@ -278,6 +278,31 @@ class StripeApp:
         r.add("GET", "/_sandbox/config", get_config)
         r.add("GET", "/_sandbox/objects/{type}", objects)
 
+        def checkout(req: Request) -> Response:
+            """The customer on a Checkout page: `complete` (body: the payment method, e.g.
+            {"type": "card", "token": "tok_visa"} or {"type": "sepa_debit", "iban": "DE89…"}; a
+            declining token fails the attempt) or `abandon` (the session expires)."""
+            try:
+                session = customer_action(state, req.params["id"], req.params["action"], req.json() or {})
+            except (ValueError, StripeError) as exc:
+                return Response.json({"error": str(exc)}, 400)
+            return Response.json(session)
+
+        r.add("POST", "/_sandbox/checkout/{id}/{action}", checkout)
+
+
+def customer_action(state: StripeState, session_id: str, action: str, method: dict[str, Any]) -> dict[str, Any]:
+    """What a customer does on a Checkout page, with the events Stripe sends for it."""
+    from .resources import checkout
+
+    ctx = Ctx(store=state.store, request_id="req_" + secrets.token_hex(7), idempotency_key=None)
+    with state.store.lock:
+        if action == "complete":
+            return checkout.complete(ctx, session_id, method)
+        if action == "abandon":
+            return checkout.abandon(ctx, session_id)
+    raise ValueError(f"unknown checkout action {action!r}; expected complete or abandon")
+
 
 def _set_restricted_keys(state: StripeState, keys: dict[str, list[str]]) -> None:
     """Create restricted keys (`{"rk_test_x": ["rak_customer_write", ...]}`), as the Dashboard does."""
@@ -351,6 +376,16 @@ class StripeSandbox:
         if "restricted_keys" in knobs:
             _set_restricted_keys(state, knobs["restricted_keys"])
         return current_config(state)
+
+    def complete_checkout(self, session_id: str, **method: Any) -> dict[str, Any]:
+        """The customer completes a setup Checkout Session: `type="card", token="tok_visa"` (the
+        default) or `type="sepa_debit", iban=..., name=..., email=...`. A declining token
+        (tok_chargeDeclined) fails the attempt and leaves the session open."""
+        return customer_action(self.state, session_id, "complete", method)
+
+    def abandon_checkout(self, session_id: str) -> dict[str, Any]:
+        """The customer never comes back: the session expires now (as at its `expires_at`)."""
+        return customer_action(self.state, session_id, "abandon", {})
 
     def stop(self) -> None:
         self._server.stop()
