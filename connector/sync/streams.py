@@ -15,8 +15,9 @@ from typing import Protocol
 from connector.sync import polling
 from connector.sync.accounts import AccountSync
 from connector.sync.context import SyncContext
-from connector.sync.exactly_once import CUSTOMER, METER_EVENT, PRODUCT, SUBSCRIPTION, Kind
+from connector.sync.exactly_once import CUSTOMER, METER_EVENT, PAYMENT_SETUP, PRODUCT, SUBSCRIPTION, Kind
 from connector.sync.orders import OrderSync
+from connector.sync.payment_setup import PaymentSetupSync
 from connector.sync.polling import PolledSync
 from connector.sync.products import ProductSync
 from connector.sync.report import RunReport, regroup
@@ -62,6 +63,12 @@ class Stream:
 # Orders that bill them (a Product2 an Order links in this pass is compared on the next one).
 STREAMS: tuple[Stream, ...] = (
     Stream("accounts", "Accounts → Customers", "Account", CUSTOMER, True, AccountSync),
+    # Accounts with a payment setup requested, after their Customers (its own cursor on Account; the
+    # Account events go to the accounts stream, so a request is seen on the next poll).
+    Stream(
+        "payment_setup", "Payment setup requests → Checkout links", "Account", PAYMENT_SETUP, False,
+        PaymentSetupSync,
+    ),  # fmt: skip
     Stream("products", "Product2 → Products", "Product2", PRODUCT, True, ProductSync),
     Stream("orders", "Orders → Subscriptions", "Order", SUBSCRIPTION, False, OrderSync),
     # Usage after the Orders whose metered lines (and meters) it reports on (mappings/usage.yaml).
