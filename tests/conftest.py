@@ -266,6 +266,7 @@ SLOW_PATHS = (
     "tests/e2e/test_daemon.py",
     "tests/e2e/test_orders_crash.py",
     "tests/e2e/test_usage_crash.py",
+    "tests/e2e/test_payment_setup_crash.py",
     "tests/e2e/test_ctrl_c.py",
 )
 

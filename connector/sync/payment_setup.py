@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from connector.faults import crash_point
 from connector.mapping.schema import PaymentSetup, PaymentSetupFields
 from connector.salesforce.soql import id_literal, quote
 from connector.salesforce.writeback import WriteBack, salesforce_datetime, truncate
@@ -390,6 +391,7 @@ class PaymentSetupSync:
             link = store.links.restart_intent(
                 account, OBJECT_TYPE, sid, ended_stripe_id=link.stripe_id, idempotency_key=key
             )
+            crash_point(PAYMENT_SETUP.after_intent)
         customer_id = customer.stripe_id
         key = link.idempotency_key if link is not None else idempotency.create_key(account, OBJECT_TYPE, sid)
         create = Create(
