@@ -209,3 +209,43 @@ def test_a_request_for_an_account_without_a_customer_waits_for_it(sandbox, run_s
     outcome = _outcome(result, account)
     assert (outcome.status, outcome.code, outcome.retryable) == ("failed", "payment_setup_no_customer", True)
     assert stripe_objects(sandbox, "checkout.session") == []
+
+
+def test_no_secret_or_full_account_number_reaches_logs_state_or_salesforce(sandbox, store_url):
+    """The flow as an operator runs it (verbose JSON logs): the IBAN, the SetupIntent's client
+    secret and the Stripe key appear in no output line, state-store row or Salesforce value."""
+    import json
+
+    from sqlalchemy import MetaData, create_engine, select
+
+    from .conftest import run_cli
+
+    org = Org(sandbox)
+    sepa, card = org.account(**{REQUEST: True}), org.account(**{REQUEST: True})
+    outputs = [run_cli(sandbox, store_url, "--json-logs", "-v", "sync", "--objects", "accounts,payment_setup")]
+    outputs.append(run_cli(sandbox, store_url, "--json-logs", "-v", "billing-status"))
+    iban = "DE89370400440532013000"
+    sandbox.stripe_admin.complete_checkout(_session(sandbox, sepa)["id"], type="sepa_debit", iban=iban, email="a@b.example")
+    sandbox.stripe_admin.complete_checkout(_session(sandbox, card)["id"], type="card", token="tok_visa")
+    outputs.append(run_cli(sandbox, store_url, "--json-logs", "-v", "billing-status"))
+    outputs.append(run_cli(sandbox, store_url, "-v", "status"))
+    assert all(o.returncode == 0 for o in outputs), [o.stderr[-1000:] for o in outputs]
+    assert record(sandbox, "Account", sepa)["Stripe_Payment_Method_Type__c"] == "sepa_debit"  # it happened
+
+    texts = [line for o in outputs for line in (o.stdout + o.stderr).splitlines()]
+    engine = create_engine(store_url)
+    meta = MetaData()
+    meta.reflect(engine)
+    with engine.connect() as conn:
+        texts += [repr(tuple(row)) for table in meta.sorted_tables for row in conn.execute(select(table))]
+    engine.dispose()
+    texts += [json.dumps(record(sandbox, "Account", a), default=str) for a in (sepa, card)]
+    texts.append(json.dumps(sandbox.sf_admin.changes(), default=str))
+    secrets = {
+        "IBAN": iban,
+        "IBAN without its last four": iban[:-4],
+        "Stripe key": sandbox.env["CPQ2STRIPE_STRIPE_SECRET_KEY"],
+        **{f"client secret {s['id']}": s["client_secret"] for s in stripe_objects(sandbox, "setup_intent")},
+    }
+    leaks = [(what, text[:200]) for text in texts for what, secret in secrets.items() if secret in text]
+    assert leaks == []
