@@ -37,6 +37,9 @@ class Stream:
     kind: Kind  # the Stripe object its records become
     bulk_ok: bool  # Bulk API 2.0 can run its query (it cannot run a child subquery)
     build: Callable[[SyncContext], Pipeline]
+    # `backfill` loads history in bulk; a stream of requests (payment setup) has none to load, and
+    # shares its Salesforce object with another stream's checkpoint there.
+    backfill_ok: bool = True
 
     @property
     def object_type(self) -> str:
@@ -63,16 +66,16 @@ class Stream:
 # Orders that bill them (a Product2 an Order links in this pass is compared on the next one).
 STREAMS: tuple[Stream, ...] = (
     Stream("accounts", "Accounts → Customers", "Account", CUSTOMER, True, AccountSync),
-    # Accounts with a payment setup requested, after their Customers (its own cursor on Account; the
-    # Account events go to the accounts stream, so a request is seen on the next poll).
-    Stream(
-        "payment_setup", "Payment setup requests → Checkout links", "Account", PAYMENT_SETUP, False,
-        PaymentSetupSync,
-    ),  # fmt: skip
     Stream("products", "Product2 → Products", "Product2", PRODUCT, True, ProductSync),
     Stream("orders", "Orders → Subscriptions", "Order", SUBSCRIPTION, False, OrderSync),
     # Usage after the Orders whose metered lines (and meters) it reports on (mappings/usage.yaml).
     Stream("usage", "Usage → Meter events", "Stripe_Usage__c", METER_EVENT, True, UsageSync),
+    # Accounts with a payment setup requested, after their Customers; last, as nothing depends on it.
+    # Its own cursor on Account; the daemon's Account polls run it too.
+    Stream(
+        "payment_setup", "Payment setup requests → Checkout links", "Account", PAYMENT_SETUP, False,
+        PaymentSetupSync, backfill_ok=False,
+    ),  # fmt: skip
 )
 KEYS: tuple[str, ...] = tuple(s.key for s in STREAMS)
 
