@@ -6,6 +6,7 @@ reads Stripe's events and writes the outcome back; the Account's next Order is c
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import stripe
@@ -26,9 +27,9 @@ def _outcome(result: Any, account: str) -> Any:
     )
 
 
-def _pass(connector_settings: Any) -> Any:
+def _pass(connector_settings: Any, mappings: Any = None) -> Any:
     """One billing-status pass (Stripe's events -> Salesforce), as the daemon runs it."""
-    with open_context(connector_settings, load_mappings(connector_settings.mappings_dir)) as ctx:
+    with open_context(connector_settings, mappings or load_mappings(connector_settings.mappings_dir)) as ctx:
         report = billing_status(ctx)
     assert not report.errors and report.fatal is None, report.summary_lines()
     return report
@@ -249,3 +250,37 @@ def test_no_secret_or_full_account_number_reaches_logs_state_or_salesforce(sandb
     }
     leaks = [(what, text[:200]) for text in texts for what, secret in secrets.items() if secret in text]
     assert leaks == []
+
+
+def test_switching_existing_subscriptions_is_the_mappings_choice(sandbox, run_sync, connector_settings):
+    shipped = load_mappings(connector_settings.mappings_dir)
+    assert shipped.customer.payment_setup is not None
+    assert shipped.customer.payment_setup.switch_existing_subscriptions is False  # the shipped default
+    setup = shipped.customer.payment_setup.model_copy(update={"switch_existing_subscriptions": True})
+    switching = dataclasses.replace(
+        shipped, customer=shipped.customer.model_copy(update={"payment_setup": setup})
+    )
+    org = Org(sandbox)
+    account, other = org.account(), org.account()
+    for who in (account, other):
+        org.order(who, [{"product": "Suite", "price": 100.0}])
+    run_sync(("accounts", "orders"))
+    subs = {s["metadata"]["salesforce_order_id"]: s for s in stripe_objects(sandbox, "subscription")}
+    assert {s["collection_method"] for s in subs.values()} == {"send_invoice"}
+    _pass(connector_settings, switching)
+    sandbox.sf_admin.patch_record("Account", account, {REQUEST: True})
+    run_sync(SETUP, mappings=switching)
+    sandbox.stripe_admin.complete_checkout(_session(sandbox, account)["id"], type="card", token="tok_visa")
+
+    _pass(connector_settings, switching)
+
+    pm_id = record(sandbox, "Account", account)["Stripe_Payment_Method_ID__c"]
+    by_customer = {s["customer"]: s for s in stripe_objects(sandbox, "subscription")}
+    [mine] = [s for s in by_customer.values() if s["metadata"]["salesforce_order_id"] in _orders(sandbox, account)]
+    [theirs] = [s for s in by_customer.values() if s["id"] != mine["id"]]
+    assert (mine["collection_method"], mine["default_payment_method"]) == ("charge_automatically", pm_id)
+    assert theirs["collection_method"] == "send_invoice"  # another Account's subscription is left alone
+
+
+def _orders(sandbox: Any, account: str) -> set[str]:
+    return {r["Id"] for r in sandbox.sf_admin.query(f"SELECT Id FROM Order WHERE AccountId = '{account}'")}
