@@ -424,7 +424,9 @@ def _check_payment_setup(report: _Report, setup: dict[str, Any]) -> None:
     types = setup.get("payment_method_types")
     if isinstance(types, list):
         if not types:
-            report.add(("payment_setup", "payment_method_types"), "no payment method type", "list card at least")
+            report.add(
+                ("payment_setup", "payment_method_types"), "no payment method type", "list card at least"
+            )
         for index, kind in enumerate(types):
             if isinstance(kind, str) and kind not in tg.SETUP_MODE_PAYMENT_METHOD_TYPES:
                 report.add(

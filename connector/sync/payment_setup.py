@@ -17,6 +17,7 @@ not reported yet is settled the same way by this stream when it meets it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -209,7 +210,9 @@ class SetupStripe:
             v1.checkout.sessions.list,
             params={"customer": customer_id, "limit": 100},
         )
-        return next((s for s in page.data if (s.to_dict().get("metadata") or {}).get(REQUEST_KEY) == tag), None)
+        return next(
+            (s for s in page.data if (s.to_dict().get("metadata") or {}).get(REQUEST_KEY) == tag), None
+        )
 
     def apply_completed(self, account_id: str, session: Mapping[str, Any]) -> None:
         """A saved method becomes the Customer's default for invoices (and, when the mapping says
@@ -271,7 +274,9 @@ class PaymentSetupSync:
     object_type = OBJECT_TYPE
     cursor_name = "Account.payment_setup"
     noun = "payment setup request"
-    missing_reason = "no payment setup is requested on it (the request field is not ticked), or it was deleted"
+    missing_reason = (
+        "no payment setup is requested on it (the request field is not ticked), or it was deleted"
+    )
 
     def __init__(self, ctx: SyncContext) -> None:
         self.ctx = ctx
@@ -307,7 +312,8 @@ class PaymentSetupSync:
                 report.add(self._dry(row, links.get(str(row["Id"])), customers.get(str(row["Id"]))))
             return
         failing = store.failures.failing_ids(OBJECT_TYPE, ids)
-        wb, writes, settled = WriteBack(ctx.sf), BatchWrites(), {}
+        wb, writes = WriteBack(ctx.sf), BatchWrites()
+        settled: dict[str, str] = {}
         stripe = SetupStripe(ctx, self.setup)
         for index, row in enumerate(rows):
             if ctx.stop.is_set():
@@ -315,25 +321,32 @@ class PaymentSetupSync:
                 break
             sid = str(row["Id"])
             base = Outcome(OBJECT_TYPE, sid, str(row.get("Name") or ""), "create", "failed")
-            outcome = pipeline.apply_safely(
-                ctx, base, lambda: self._one(stripe, row, links.get(sid), customers.get(sid), wb, settled)
-            )
+            work = functools.partial(self._one, stripe, row, links.get(sid), customers.get(sid), wb, settled)
+            outcome = pipeline.apply_safely(ctx, base, work)
             if outcome is None:
                 report.fatal = ctx.fatal_message or "a fatal error stopped the run"
                 break
             report.add(outcome)
             if outcome.status in ("failed", "refused"):
                 writes.failures.append(
-                    FailureUpdate(OBJECT_TYPE, SF_OBJECT, sid, outcome.code, outcome.message, outcome.retryable)
+                    FailureUpdate(
+                        OBJECT_TYPE, SF_OBJECT, sid, outcome.code, outcome.message, outcome.retryable
+                    )
                 )
             elif sid in failing:
                 writes.cleared.setdefault(OBJECT_TYPE, set()).add(sid)
             if outcome.status != "unchanged":
                 writes.log.append(
                     LogEntry(
-                        OBJECT_TYPE, outcome.action, outcome.status, sid, SF_OBJECT, outcome.stripe_id,
-                        outcome.message, run_id=ctx.run_id,
-                    )  # fmt: skip
+                        OBJECT_TYPE,
+                        outcome.action,
+                        outcome.status,
+                        sid,
+                        SF_OBJECT,
+                        outcome.stripe_id,
+                        outcome.message,
+                        run_id=ctx.run_id,
+                    )
                 )
         store.write_batch(account, writes, ctx.now())
         failures = wb.flush()
@@ -344,9 +357,13 @@ class PaymentSetupSync:
                 BatchWrites(
                     failures=[
                         FailureUpdate(
-                            OBJECT_TYPE, SF_OBJECT, f.record_id, f"writeback_{f.code}",
-                            f"writing the payment setup link back to Salesforce failed: {f.message}", True,
-                        )  # fmt: skip
+                            OBJECT_TYPE,
+                            SF_OBJECT,
+                            f.record_id,
+                            f"writeback_{f.code}",
+                            f"writing the payment setup link back to Salesforce failed: {f.message}",
+                            True,
+                        )
                         for f in failures
                     ]
                 ),
@@ -367,20 +384,31 @@ class PaymentSetupSync:
         f, sid, label, now = self.setup.fields, str(row["Id"]), str(row.get("Name") or ""), ctx.now()
         if customer is None or customer.status != "linked" or not customer.stripe_id:
             return Outcome(
-                OBJECT_TYPE, sid, label, "error", "failed", None,
+                OBJECT_TYPE,
+                sid,
+                label,
+                "error",
+                "failed",
+                None,
                 f"Account {sid} has no Stripe Customer yet, so there is no one to ask for a payment method; "
                 "the link is made once the Account is synced (only billing entities become Customers)",
-                "payment_setup_no_customer", retryable=True,
-            )  # fmt: skip
+                "payment_setup_no_customer",
+                retryable=True,
+            )
         if link is not None and link.status == "linked" and link.stripe_id and link.note != SETTLED:
             session = stripe.retrieve(link.stripe_id)
             values = session_values(session, f, now)
             if is_live(session, now):
                 self._stage(wb, row, values)
                 return Outcome(
-                    OBJECT_TYPE, sid, label, "noop", "unchanged", link.stripe_id,
+                    OBJECT_TYPE,
+                    sid,
+                    label,
+                    "noop",
+                    "unchanged",
+                    link.stripe_id,
                     f"a link is out already ({values[f.status]})",
-                )  # fmt: skip
+                )
             # Ended before its outcome reached Salesforce: written now; a new link needs a new request.
             stripe.apply_completed(sid, session)
             self._stage(wb, row, values)
@@ -430,10 +458,16 @@ class PaymentSetupSync:
     def _dry(self, row: Mapping[str, Any], link: Link | None, customer: Link | None) -> Outcome:
         sid, label = str(row["Id"]), str(row.get("Name") or "")
         if customer is None or customer.status != "linked":
-            return Outcome(OBJECT_TYPE, sid, label, "error", "planned", None, "waits for the Account's Customer")
+            return Outcome(
+                OBJECT_TYPE, sid, label, "error", "planned", None, "waits for the Account's Customer"
+            )
         if link is not None and link.status == "linked" and link.note != SETTLED:
-            return Outcome(OBJECT_TYPE, sid, label, "noop", "planned", link.stripe_id, "a link is out already")
-        return Outcome(OBJECT_TYPE, sid, label, "create", "planned", None, "a payment setup link would be made")
+            return Outcome(
+                OBJECT_TYPE, sid, label, "noop", "planned", link.stripe_id, "a link is out already"
+            )
+        return Outcome(
+            OBJECT_TYPE, sid, label, "create", "planned", None, "a payment setup link would be made"
+        )
 
 
 # ---- Stripe's events -> Salesforce ------------------------------------------------------------------

@@ -73,9 +73,14 @@ STREAMS: tuple[Stream, ...] = (
     # Accounts with a payment setup requested, after their Customers; last, as nothing depends on it.
     # Its own cursor on Account; the daemon's Account polls run it too.
     Stream(
-        "payment_setup", "Payment setup requests → Checkout links", "Account", PAYMENT_SETUP, False,
-        PaymentSetupSync, backfill_ok=False,
-    ),  # fmt: skip
+        "payment_setup",
+        "Payment setup requests → Checkout links",
+        "Account",
+        PAYMENT_SETUP,
+        False,
+        PaymentSetupSync,
+        backfill_ok=False,
+    ),
 )
 KEYS: tuple[str, ...] = tuple(s.key for s in STREAMS)
 

@@ -23,7 +23,10 @@ REQUEST = "Stripe_Payment_Setup_Requested__c"
 
 def _outcome(result: Any, account: str) -> Any:
     return next(
-        o for r in result.reports for o in r.outcomes if o.sf_id == account and o.object_type == "payment_setup"
+        o
+        for r in result.reports
+        for o in r.outcomes
+        if o.sf_id == account and o.object_type == "payment_setup"
     )
 
 
@@ -71,7 +74,8 @@ def test_a_requested_account_gets_a_link_and_a_saved_card_charges_its_next_order
     assert (session["mode"], session["payment_method_types"]) == ("setup", ["card", "sepa_debit"])
     assert row["Stripe_Payment_Setup_URL__c"] == session["url"]
     assert row["Stripe_Payment_Setup_Expires__c"].startswith(
-        __import__("datetime").datetime.fromtimestamp(session["expires_at"], __import__("datetime").UTC)
+        __import__("datetime")
+        .datetime.fromtimestamp(session["expires_at"], __import__("datetime").UTC)
         .strftime("%Y-%m-%dT%H:%M:%S")
     )
     assert row["Stripe_Payment_Setup_Status__c"].startswith("Link sent")
@@ -223,10 +227,14 @@ def test_no_secret_or_full_account_number_reaches_logs_state_or_salesforce(sandb
 
     org = Org(sandbox)
     sepa, card = org.account(**{REQUEST: True}), org.account(**{REQUEST: True})
-    outputs = [run_cli(sandbox, store_url, "--json-logs", "-v", "sync", "--objects", "accounts,payment_setup")]
+    outputs = [
+        run_cli(sandbox, store_url, "--json-logs", "-v", "sync", "--objects", "accounts,payment_setup")
+    ]
     outputs.append(run_cli(sandbox, store_url, "--json-logs", "-v", "billing-status"))
     iban = "DE89370400440532013000"
-    sandbox.stripe_admin.complete_checkout(_session(sandbox, sepa)["id"], type="sepa_debit", iban=iban, email="a@b.example")
+    sandbox.stripe_admin.complete_checkout(
+        _session(sandbox, sepa)["id"], type="sepa_debit", iban=iban, email="a@b.example"
+    )
     sandbox.stripe_admin.complete_checkout(_session(sandbox, card)["id"], type="card", token="tok_visa")
     outputs.append(run_cli(sandbox, store_url, "--json-logs", "-v", "billing-status"))
     outputs.append(run_cli(sandbox, store_url, "-v", "status"))
@@ -276,7 +284,9 @@ def test_switching_existing_subscriptions_is_the_mappings_choice(sandbox, run_sy
 
     pm_id = record(sandbox, "Account", account)["Stripe_Payment_Method_ID__c"]
     by_customer = {s["customer"]: s for s in stripe_objects(sandbox, "subscription")}
-    [mine] = [s for s in by_customer.values() if s["metadata"]["salesforce_order_id"] in _orders(sandbox, account)]
+    [mine] = [
+        s for s in by_customer.values() if s["metadata"]["salesforce_order_id"] in _orders(sandbox, account)
+    ]
     [theirs] = [s for s in by_customer.values() if s["id"] != mine["id"]]
     assert (mine["collection_method"], mine["default_payment_method"]) == ("charge_automatically", pm_id)
     assert theirs["collection_method"] == "send_invoice"  # another Account's subscription is left alone

@@ -18,7 +18,11 @@ def _sync(sandbox, store_url, crash_at: str | None = None):
 
 
 def _sessions(sandbox, account: str) -> list[dict]:
-    return [s for s in stripe_objects(sandbox, "checkout.session") if s["metadata"]["salesforce_account_id"] == account]
+    return [
+        s
+        for s in stripe_objects(sandbox, "checkout.session")
+        if s["metadata"]["salesforce_account_id"] == account
+    ]
 
 
 def _killed_then_finished(sandbox, store_url, crash_at: str) -> None:

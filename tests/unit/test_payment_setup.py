@@ -14,8 +14,16 @@ from connector.sync.payment_setup import detached_values, is_live, session_value
 F = PaymentSetupFields()
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 CARD = {"id": "pm_1", "type": "card", "card": {"brand": "visa", "display_brand": "visa", "last4": "4242"}}
-SEPA = {"id": "pm_2", "type": "sepa_debit", "sepa_debit": {"bank_code": "37040044", "country": "DE", "last4": "3000"}}
-ACH = {"id": "pm_3", "type": "us_bank_account", "us_bank_account": {"bank_name": "STRIPE TEST BANK", "last4": "6789"}}
+SEPA = {
+    "id": "pm_2",
+    "type": "sepa_debit",
+    "sepa_debit": {"bank_code": "37040044", "country": "DE", "last4": "3000"},
+}
+ACH = {
+    "id": "pm_3",
+    "type": "us_bank_account",
+    "us_bank_account": {"bank_name": "STRIPE TEST BANK", "last4": "6789"},
+}
 
 
 def _session(status: str, *, pm=None, error=None, expires: datetime = NOW.replace(hour=20)) -> dict:
@@ -54,7 +62,9 @@ def test_an_open_session_shows_its_link_and_expiry_and_the_last_failed_attempt()
     values = session_values(_session("open", error=error), F, NOW)
     assert values[F.url] == "https://checkout.stripe.com/c/pay/cs_test_1"
     assert values[F.expires] == "2026-12-06T20:00:00.000+0000"
-    assert values[F.status].startswith("The customer's last attempt failed: Your card was declined. (generic_decline)")
+    assert values[F.status].startswith(
+        "The customer's last attempt failed: Your card was declined. (generic_decline)"
+    )
     assert F.request not in values and F.payment_method_id not in values
 
 
@@ -95,7 +105,10 @@ def test_mappings_check_refuses_types_setup_mode_cannot_save_naming_file_and_lin
         parse_mapping(CUSTOMER, "customer.yaml", "customer")
     found = {(p.line, p.message) for p in info.value.problems}
     assert (11, "payment method type 'ideal' cannot be saved with a Checkout Session in setup mode") in found
-    assert (12, "payment method type 'konbini' cannot be saved with a Checkout Session in setup mode") in found
+    assert (
+        12,
+        "payment method type 'konbini' cannot be saved with a Checkout Session in setup mode",
+    ) in found
     assert (13, "'example.com/thanks' is not an absolute URL") in found
     assert all(p.file == "customer.yaml" for p in info.value.problems)
     assert "sepa_debit" in next(p.fix for p in info.value.problems if p.line == 11)

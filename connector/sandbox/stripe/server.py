@@ -291,7 +291,9 @@ class StripeApp:
         r.add("POST", "/_sandbox/checkout/{id}/{action}", checkout)
 
 
-def customer_action(state: StripeState, session_id: str, action: str, method: dict[str, Any]) -> dict[str, Any]:
+def customer_action(
+    state: StripeState, session_id: str, action: str, method: dict[str, Any]
+) -> dict[str, Any]:
     """What a customer does on a Checkout page, with the events Stripe sends for it."""
     from .resources import checkout
 

@@ -169,8 +169,8 @@ def expire(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     _lapse(ctx, session)
     if session["status"] != "open":
         raise invalid(
-            f"Only Checkout Sessions with a status in [\"open\"] can be expired. This Checkout Session "
-            f"has a status of \"{session['status']}\"."
+            f'Only Checkout Sessions with a status in ["open"] can be expired. This Checkout Session '
+            f'has a status of "{session["status"]}".'
         )
     _expire(ctx, session)
     return session

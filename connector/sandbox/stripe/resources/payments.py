@@ -319,7 +319,10 @@ def _mandate(ctx: Ctx, pm: dict[str, Any], online: bool) -> dict[str, Any]:
     ident = store.new_id("mandate", 24)
     details: dict[str, Any] = {"type": pm["type"]}
     if pm["type"] == "sepa_debit":
-        details["sepa_debit"] = {"reference": ident[-16:].upper(), "url": f"https://stripe.com/mandate/{ident}"}
+        details["sepa_debit"] = {
+            "reference": ident[-16:].upper(),
+            "url": f"https://stripe.com/mandate/{ident}",
+        }
     else:
         details[pm["type"]] = {"collection_method": None}
     acceptance: dict[str, Any] = {"accepted_at": store.now(), "type": "online" if online else "offline"}
