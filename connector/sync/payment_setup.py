@@ -507,8 +507,10 @@ class SetupEvents:
         stripe = SetupStripe(ctx, self.setup)
         for account_id in sorted(self.accounts):
             link = ctx.store.links.get(ctx.stripe_account, OBJECT_TYPE, account_id)
-            if link is None or link.status != "linked" or not link.stripe_id:
-                continue  # not a session of this connector (or still being made: the stream links it)
+            if link is None or link.status != "linked" or not link.stripe_id or link.note == SETTLED:
+                # not this connector's, being made (the stream links it), or written already (a
+                # replayed event must not clear a request ticked since)
+                continue
             try:
                 session = stripe.retrieve(link.stripe_id)
                 stripe.apply_completed(account_id, session)

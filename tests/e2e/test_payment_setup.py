@@ -294,3 +294,18 @@ def test_switching_existing_subscriptions_is_the_mappings_choice(sandbox, run_sy
 
 def _orders(sandbox: Any, account: str) -> set[str]:
     return {r["Id"] for r in sandbox.sf_admin.query(f"SELECT Id FROM Order WHERE AccountId = '{account}'")}
+
+
+def test_a_replay_of_old_events_does_not_clear_a_new_request(sandbox, run_sync, connector_settings):
+    account, _row = _requested(sandbox, run_sync, connector_settings, Org(sandbox))
+    first = _session(sandbox, account)
+    sandbox.stripe_admin.complete_checkout(first["id"], type="card", token="tok_visa")
+    _pass(connector_settings)
+    sandbox.sf_admin.patch_record("Account", account, {REQUEST: True})  # asked again, for a new card
+
+    with open_context(connector_settings, load_mappings(connector_settings.mappings_dir)) as ctx:
+        billing_status(ctx, replay=True)  # every event again, the completed session's among them
+
+    assert record(sandbox, "Account", account)[REQUEST] is True
+    assert _outcome(run_sync(SETUP), account).status == "created"
+    assert _session(sandbox, account)["id"] != first["id"]
