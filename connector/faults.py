@@ -31,6 +31,9 @@ CRASH_POINTS = frozenset(
         "usage.after_intent",  # a usage batch's intents recorded, no meter event sent yet
         "usage.after_create",  # a meter event sent, its usage record not linked yet
         "usage.after_link",  # linked, the usage record's status not written back yet
+        "payment_setup.after_intent",  # a setup link's intent recorded, no Checkout Session made yet
+        "payment_setup.after_create",  # the Checkout Session made, not linked yet
+        "payment_setup.after_link",  # linked, its URL not written to the Account yet
     }
 )
 

@@ -163,6 +163,15 @@ class StripeAdmin:
     def reset(self) -> Any:
         return self._call("POST", "reset")
 
+    def complete_checkout(self, session_id: str, **method: Any) -> Any:
+        """The customer saves a payment method on a Checkout page (type card + token, or
+        sepa_debit + iban + email); a declining token fails the attempt."""
+        return self._call("POST", f"checkout/{session_id}/complete", method)
+
+    def abandon_checkout(self, session_id: str) -> Any:
+        """The customer never comes back: the Checkout Session expires."""
+        return self._call("POST", f"checkout/{session_id}/abandon", {})
+
     def counters(self) -> dict[str, int]:
         return self._call("GET", "counters")
 
@@ -257,6 +266,7 @@ SLOW_PATHS = (
     "tests/e2e/test_daemon.py",
     "tests/e2e/test_orders_crash.py",
     "tests/e2e/test_usage_crash.py",
+    "tests/e2e/test_payment_setup_crash.py",
     "tests/e2e/test_ctrl_c.py",
 )
 

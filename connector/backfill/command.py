@@ -307,7 +307,7 @@ def run_backfill(
     if options.workers:
         settings = settings.model_copy(update={"stripe_workers": options.workers})
     try:
-        chosen = streams.selected(options.objects)
+        chosen = [s for s in streams.selected(options.objects) if s.backfill_ok]
     except ValueError as exc:
         out(f"Unknown object(s): {exc}.")
         return 2

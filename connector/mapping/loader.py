@@ -392,6 +392,10 @@ def _semantic(report: _Report, data: dict[str, Any], kind: str) -> None:
                         "write the API name of a field holding the Stripe type, e.g. VAT_Type__c",
                     )
 
+    setup = data.get("payment_setup")
+    if kind == "customer" and isinstance(setup, dict):
+        _check_payment_setup(report, setup)
+
     if kind == "subscription":
         dpm = data.get("default_payment_method")
         if isinstance(dpm, dict):
@@ -448,6 +452,36 @@ def _check_raw_sources(
                     f"remove '{extra}' (compute the value in a Salesforce formula field instead)",
                     "key",
                 )
+
+
+def _check_payment_setup(report: _Report, setup: dict[str, Any]) -> None:
+    """Each payment method type must be one Checkout's setup mode accepts; the URLs absolute."""
+    types = setup.get("payment_method_types")
+    if isinstance(types, list):
+        if not types:
+            report.add(
+                ("payment_setup", "payment_method_types"), "no payment method type", "list card at least"
+            )
+        for index, kind in enumerate(types):
+            if isinstance(kind, str) and kind not in tg.SETUP_MODE_PAYMENT_METHOD_TYPES:
+                report.add(
+                    ("payment_setup", "payment_method_types", index),
+                    f"payment method type '{kind}' cannot be saved with a Checkout Session in setup mode",
+                    "use one of " + ", ".join(sorted(tg.SETUP_MODE_PAYMENT_METHOD_TYPES)),
+                )
+    for key in ("success_url", "cancel_url"):
+        url = setup.get(key)
+        if isinstance(url, str) and not url.startswith(("https://", "http://")):
+            report.add(
+                ("payment_setup", key),
+                f"'{url}' is not an absolute URL",
+                "write the page the customer returns to, e.g. https://example.com/thanks",
+            )
+    fields = setup.get("fields")
+    if isinstance(fields, dict):
+        for key, name in fields.items():
+            if name is not None:
+                _check_sf_name(report, ("payment_setup", "fields", key), name)
 
 
 def _check_discounts(report: _Report, discounts: dict[str, Any]) -> None:

@@ -118,6 +118,31 @@ class AccountBillingStatus(_Model):
     balance: str | None = "Stripe_Balance__c"
 
 
+class PaymentSetupFields(_Model):
+    """Account fields of a payment setup: the request an admin or a Flow sets, and what the connector
+    writes back (the link and its expiry, how it went, the saved payment method)."""
+
+    request: str = "Stripe_Payment_Setup_Requested__c"
+    url: str = "Stripe_Payment_Setup_URL__c"
+    expires: str = "Stripe_Payment_Setup_Expires__c"
+    status: str = "Stripe_Payment_Setup_Status__c"
+    payment_method_id: str = "Stripe_Payment_Method_ID__c"
+    payment_method_type: str | None = "Stripe_Payment_Method_Type__c"
+    payment_method_summary: str | None = "Stripe_Payment_Method_Summary__c"
+
+
+class PaymentSetup(_Model):
+    """Collecting a payment method from Salesforce: a Checkout Session in setup mode per request."""
+
+    payment_method_types: list[str] = ["card"]
+    success_url: str = "https://example.com/payment-method-saved"
+    cancel_url: str | None = None
+    # Whether the Account's subscriptions synced already switch from e-mailed invoices to charging
+    # the saved method (Stripe allows changing collection_method on a subscription).
+    switch_existing_subscriptions: bool = False
+    fields: PaymentSetupFields = PaymentSetupFields()
+
+
 class OneTimeInvoices(_Model):
     """An Order with only one-time lines becomes a Stripe invoice: finalized (open, with its hosted
     URL) or left a draft for someone to review in Stripe."""
@@ -148,6 +173,7 @@ class CustomerMapping(_Model):
     billing_status: AccountBillingStatus = AccountBillingStatus()
     fields: list[FieldMapping]
     tax_ids: list[TaxIdSource] = []
+    payment_setup: PaymentSetup | None = None  # left out: no payment setup links
 
     stripe_object: ClassVar[str] = "customer"
 

@@ -44,6 +44,24 @@ SF_SCALAR = SF_TEXT | SF_NUMBER | SF_BOOLEAN | SF_TEMPORAL
 
 METADATA_KEY_MAX = 40
 METADATA_VALUE_MAX = 500
+# Payment method types a Checkout Session in setup mode accepts (Stripe's "Set up future payments"
+# guide for each; iDEAL, Bancontact and Sofort are set up as sepa_debit, vouchers and wallets such as
+# konbini, oxxo, boleto, alipay or wechat_pay cannot be saved for later).
+SETUP_MODE_PAYMENT_METHOD_TYPES = frozenset(
+    {
+        "acss_debit",
+        "amazon_pay",
+        "au_becs_debit",
+        "bacs_debit",
+        "card",
+        "cashapp",
+        "link",
+        "paypal",
+        "revolut_pay",
+        "sepa_debit",
+        "us_bank_account",
+    }
+)
 METADATA_KEYS_MAX = 50
 RESERVED_METADATA_KEYS = frozenset({"salesforce_account_id", "salesforce_order_id", "managed_by"})
 """Set by the connector itself (recovery finds objects by them); never mappable."""

@@ -295,6 +295,22 @@ class Links:
             s.flush()
             return Link.of(row)
 
+    def restart_intent(
+        self, stripe_account: str, object_type: str, sf_id: str, *, ended_stripe_id: str, idempotency_key: str
+    ) -> Link:
+        """A record whose Stripe object has ended (a used or expired Checkout Session) asks for a new
+        one: its link becomes a pending intent again with a new key, in one step, and only while it
+        still names the ended object (a concurrent run that restarted it first wins)."""
+        with self._db.session() as s:
+            row = self._existing(s, stripe_account, object_type, sf_id)
+            if row.stripe_id == ended_stripe_id:
+                now = self._db.clock()
+                row.stripe_id, row.status, row.idempotency_key = None, "pending", idempotency_key
+                row.note, row.payload_hash, row.field_hashes = None, None, None
+                row.created_at = row.updated_at = now
+                s.flush()
+            return Link.of(row)
+
     def set_status(
         self, stripe_account: str, object_type: str, sf_id: str, status: str, note: str | None = None
     ) -> Link:

@@ -48,6 +48,10 @@ OPERATION_PERMISSIONS: dict[str, str] = {
     "invoices.finalize_invoice": "rak_invoice_write",
     "invoice_items.create": "rak_invoice_item_write",
     "invoice_items.list": "rak_invoice_item_read",
+    # payment method setup: a Checkout Session in setup mode per request (connector.sync.payment_setup)
+    "checkout.sessions.create": "rak_checkout_session_write",
+    "checkout.sessions.retrieve": "rak_checkout_session_read",
+    "checkout.sessions.list": "rak_checkout_session_read",
     # billing status -> Salesforce: Stripe's events from a cursor (a gap reads the objects)
     "events.list": "rak_event_read",
     # test mode only: a contract change on a customer with a test clock is planned at the clock's time
@@ -69,6 +73,7 @@ DASHBOARD_NAMES: dict[str, str] = {
     "invoice_item": "Invoice Items",
     "test_clock": "Test clocks",
     "event": "Events",
+    "checkout_session": "Checkout Sessions",
 }
 
 

@@ -24,6 +24,7 @@ from connector.salesforce.writeback import WriteBack
 from connector.stripe_sink.subscriptions import ORDER_ID_KEY
 from connector.sync.billing_status import EVENT_TYPES, BillingFacts, Touched
 from connector.sync.context import SyncContext
+from connector.sync.payment_setup import SetupEvents
 from connector.sync.pipeline import only_changed
 
 log = logging.getLogger(__name__)
@@ -160,12 +161,17 @@ class BillingStatusPass:
 
     def _apply(self, events: list[dict[str, Any]]) -> bool:
         """Read the objects the events touched, write what changed; False when the cursor must stay."""
-        facts, touched = self.facts(), Touched()
+        facts, touched, setup = self.facts(), Touched(), SetupEvents(self.ctx)
         for event in events:
             touched.add(facts, event)
+            setup.add(event)
         self.report.events += len(events)
         complete = self._read_current(facts, touched)
-        return self._write(facts) and complete
+        complete = setup.read(facts.accounts, self.report.errors) and complete
+        written = self._write(facts)
+        if written:
+            setup.settle()
+        return written and complete
 
     def _read_current(self, facts: BillingFacts, touched: Touched) -> bool:
         """The touched objects as they are now, one call each (a subscription with its latest

@@ -37,6 +37,12 @@ EVENT_TYPES: tuple[str, ...] = (
     "invoice.marked_uncollectible",
     "invoice.overdue",
     "customer.updated",
+    # payment method setup (connector.sync.payment_setup.SETUP_EVENT_TYPES): 20, Stripe's limit
+    "checkout.session.completed",
+    "checkout.session.expired",
+    "setup_intent.succeeded",
+    "setup_intent.setup_failed",
+    "payment_method.detached",
 )
 
 # Finds the Salesforce records linked to a Stripe id (the connector's links), by sObject.

@@ -91,6 +91,17 @@ METER_EVENT = Kind(
     after_create="usage.after_create",
     after_link="usage.after_link",
 )
+# An Account's payment setup link (a Checkout Session in setup mode): one link row per Account, made
+# again (connector.state.links.restart_intent) for a new request once the last session has ended.
+# Listable: the Customer's sessions carry the request's tag in their metadata.
+PAYMENT_SETUP = Kind(
+    "payment_setup",
+    "Checkout Session",
+    listable=True,
+    after_intent="payment_setup.after_intent",
+    after_create="payment_setup.after_create",
+    after_link="payment_setup.after_link",
+)
 INVOICE_ITEM = Kind("invoice_item", "invoice item", listable=True, after_create="invoice.after_item")
 
 

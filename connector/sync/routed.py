@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from connector.mapping.engine import read_path
 from connector.routing import Router
 from connector.sync.context import SyncContext
-from connector.sync.exactly_once import CUSTOMER, METER_EVENT, SUBSCRIPTION
+from connector.sync.exactly_once import CUSTOMER, METER_EVENT, PAYMENT_SETUP, SUBSCRIPTION
 from connector.sync.report import OK_STATUSES, RunReport
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def route_of(ctx: SyncContext, object_type: str, row: Row) -> list[str]:
     upkeep goes nowhere: its one Stripe id field cannot name a Product per account (a gap)."""
     router = ctx.router
     assert router is not None
-    if object_type == CUSTOMER.object_type:
+    if object_type in (CUSTOMER.object_type, PAYMENT_SETUP.object_type):  # an Account: its home
         return [router.home(row).account or router.first]
     if object_type == SUBSCRIPTION.object_type:
         return [router.order_route(row).account or router.first]

@@ -15,8 +15,9 @@ from typing import Protocol
 from connector.sync import polling
 from connector.sync.accounts import AccountSync
 from connector.sync.context import SyncContext
-from connector.sync.exactly_once import CUSTOMER, METER_EVENT, PRODUCT, SUBSCRIPTION, Kind
+from connector.sync.exactly_once import CUSTOMER, METER_EVENT, PAYMENT_SETUP, PRODUCT, SUBSCRIPTION, Kind
 from connector.sync.orders import OrderSync
+from connector.sync.payment_setup import PaymentSetupSync
 from connector.sync.polling import PolledSync
 from connector.sync.products import ProductSync
 from connector.sync.report import RunReport, regroup
@@ -36,6 +37,9 @@ class Stream:
     kind: Kind  # the Stripe object its records become
     bulk_ok: bool  # Bulk API 2.0 can run its query (it cannot run a child subquery)
     build: Callable[[SyncContext], Pipeline]
+    # `backfill` loads history in bulk; a stream of requests (payment setup) has none to load, and
+    # shares its Salesforce object with another stream's checkpoint there.
+    backfill_ok: bool = True
 
     @property
     def object_type(self) -> str:
@@ -74,6 +78,17 @@ STREAMS: tuple[Stream, ...] = (
     Stream("orders", "Orders → Subscriptions", "Order", SUBSCRIPTION, False, OrderSync),
     # Usage after the Orders whose metered lines (and meters) it reports on (mappings/usage.yaml).
     Stream("usage", "Usage → Meter events", "Stripe_Usage__c", METER_EVENT, True, UsageSync),
+    # Accounts with a payment setup requested, after their Customers; last, as nothing depends on it.
+    # Its own cursor on Account; the daemon's Account polls run it too.
+    Stream(
+        "payment_setup",
+        "Payment setup requests → Checkout links",
+        "Account",
+        PAYMENT_SETUP,
+        False,
+        PaymentSetupSync,
+        backfill_ok=False,
+    ),
 )
 KEYS: tuple[str, ...] = tuple(s.key for s in STREAMS)
 

@@ -72,6 +72,13 @@ BEFORE = {
         "Stripe_Balance__c": ("currency", 0, (), False),
         "Legal_Entity__c": ("string", 80, (), False),
         "Stripe_Account__c": ("string", 40, (), False),
+        # payment method setup (issue 20), new with the project
+        "Stripe_Payment_Setup_Requested__c": ("boolean", 0, (), False),
+        "Stripe_Payment_Setup_URL__c": ("textarea", 2000, (), False),
+        "Stripe_Payment_Setup_Expires__c": ("datetime", 0, (), False),
+        "Stripe_Payment_Setup_Status__c": ("string", 255, (), False),
+        "Stripe_Payment_Method_Type__c": ("string", 40, (), False),
+        "Stripe_Payment_Method_Summary__c": ("string", 255, (), False),
     },
     "Product2": {"Stripe_Product_ID__c": ("string", 255, (), True)},
     "PricebookEntry": {"Stripe_Price_ID__c": ("string", 255, (), True)},
@@ -126,7 +133,6 @@ READ_ONLY = {
     "Stripe_Usage__c.Usage_Time__c",
     "Account.Billing_Email__c",
     "Account.Billing_Entity__c",
-    "Account.Stripe_Payment_Method_ID__c",
     "Account.VAT_Number__c",
     "Account.Legal_Entity__c",
     "Order.Legal_Entity__c",
@@ -273,6 +279,10 @@ def _mapped_custom_fields() -> dict[tuple[str, str], str]:
         read(customer.object, f.source)
     for name in customer.write_back.fields():
         write(customer.object, name)
+    if customer.payment_setup is not None:  # the request is read, the others written (and it cleared)
+        for name in customer.payment_setup.fields.model_dump().values():
+            if name:
+                write(customer.object, name)
     condition("Order", subscription.condition)
     if subscription.default_payment_method is not None:
         read("Order", subscription.default_payment_method.source)
@@ -296,6 +306,7 @@ def test_every_custom_field_the_mappings_use_is_in_the_project():
     assert ("Account", "Billing_Entity__c") in used  # customer.yaml condition
     assert ("Account", "Stripe_Payment_Method_ID__c") in used  # via Order's Account lookup
     assert used[("Product2", "Stripe_Product_ID__c")] == "write"
+    assert used[("Account", "Stripe_Payment_Setup_URL__c")] == "write"
     project = default_project()
     missing = sorted(f"{obj}.{name}" for obj, name in used if project.custom_field(obj, name) is None)
     assert missing == []

@@ -24,6 +24,8 @@ _RESOURCES: dict[str, str] = {
     "coupons": "coupon",
     "payment_methods": "payment_method",
     "setup_intents": "setup_intent",
+    "mandates": "mandate",
+    "checkout/sessions": "checkout_session",
     "payment_intents": "payment_intent",
     "events": "event",
     "billing/meters": "billing_meter",

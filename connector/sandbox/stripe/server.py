@@ -371,6 +371,35 @@ class StripeApp:
         r.add("POST", "/_sandbox/accounts", add_account)
         r.add("POST", "/_sandbox/organization_keys", add_organization_key)
 
+        def checkout(req: Request) -> Response:
+            """The customer on a Checkout page: `complete` (body: the payment method, e.g.
+            {"type": "card", "token": "tok_visa"} or {"type": "sepa_debit", "iban": "DE89…"}; a
+            declining token fails the attempt) or `abandon` (the session expires)."""
+            try:
+                session = customer_action(
+                    chosen(req), req.params["id"], req.params["action"], req.json() or {}
+                )
+            except (ValueError, StripeError) as exc:
+                return Response.json({"error": str(exc)}, 400)
+            return Response.json(session)
+
+        r.add("POST", "/_sandbox/checkout/{id}/{action}", checkout)
+
+
+def customer_action(
+    state: StripeState, session_id: str, action: str, method: dict[str, Any]
+) -> dict[str, Any]:
+    """What a customer does on a Checkout page, with the events Stripe sends for it."""
+    from .resources import checkout
+
+    ctx = Ctx(store=state.store, request_id="req_" + secrets.token_hex(7), idempotency_key=None)
+    with state.store.lock:
+        if action == "complete":
+            return checkout.complete(ctx, session_id, method)
+        if action == "abandon":
+            return checkout.abandon(ctx, session_id)
+    raise ValueError(f"unknown checkout action {action!r}; expected complete or abandon")
+
 
 def _set_restricted_keys(state: StripeState, keys: dict[str, list[str]]) -> None:
     """Create restricted keys (`{"rk_test_x": ["rak_customer_write", ...]}`), as the Dashboard does."""
@@ -488,6 +517,19 @@ class StripeSandbox:
     def accounts(self) -> list[dict[str, Any]]:
         """Every account: id, primary, sharing_group, masked keys, rps."""
         return self._app.describe()
+
+    def complete_checkout(
+        self, session_id: str, *, account: str | None = None, **method: Any
+    ) -> dict[str, Any]:
+        """The customer completes a setup Checkout Session: `type="card", token="tok_visa"` (the
+        default) or `type="sepa_debit", iban=..., name=..., email=...`. A declining token
+        (tok_chargeDeclined) fails the attempt and leaves the session open. `account`: the
+        session's account (default: the primary)."""
+        return customer_action(self._app.account(account), session_id, "complete", method)
+
+    def abandon_checkout(self, session_id: str, *, account: str | None = None) -> dict[str, Any]:
+        """The customer never comes back: the session expires now (as at its `expires_at`)."""
+        return customer_action(self._app.account(account), session_id, "abandon", {})
 
     def stop(self) -> None:
         self._server.stop()

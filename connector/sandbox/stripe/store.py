@@ -35,6 +35,8 @@ KIND_NAMES = {
     "subscription_schedule": "subscription schedule",
     "payment_method": "PaymentMethod",
     "setup_intent": "setupintent",
+    "checkout.session": "checkout.session",
+    "mandate": "mandate",
     "coupon": "coupon",
     "invoice": "invoice",
     "event": "event",

@@ -1,4 +1,4 @@
-"""Payment methods (test tokens such as tok_visa) and setup intents."""
+"""Payment methods (test tokens such as tok_visa, test IBANs), setup intents and their mandates."""
 
 from __future__ import annotations
 
@@ -21,9 +21,13 @@ TOKENS = {
     "tok_discover": ("discover", "1117", "credit", False),
     "tok_chargeDeclined": ("visa", "0002", "credit", True),
 }
+# SEPA test IBANs (Stripe's testing page): DE89… and AT61… succeed; AT86… sets up, every debit fails.
+SEPA_CHARGE_FAILS = frozenset({"AT861904300235473202"})
+_BANK_CODE_LENGTH = {"DE": 8, "AT": 5, "FR": 5, "NL": 4, "ES": 4, "IT": 5, "BE": 3}
 _BILLING = Obj(fields={"address": ADDRESS, "email": Str(), "name": Str(), "phone": Str()})
 _PM = {
-    "type": Str(required=True, nullable=False, enum=("card", "us_bank_account")),
+    "type": Str(required=True, nullable=False, enum=("card", "sepa_debit", "us_bank_account")),
+    "sepa_debit": Obj(fields={"iban": Str()}),
     "card": Obj(
         fields={"token": Str(), "number": Str(), "exp_month": Int(), "exp_year": Int(), "cvc": Str()}
     ),
@@ -120,6 +124,10 @@ def create_pm(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
             store.declining.add(pm["id"])
         if token in CHARGE_FAILS:
             store.charge_fails.add(pm["id"])
+    elif p["type"] == "sepa_debit":
+        pm["sepa_debit"] = _sepa(p, bd)
+        if (p.get("sepa_debit") or {}).get("iban", "").replace(" ", "") in SEPA_CHARGE_FAILS:
+            store.charge_fails.add(pm["id"])
     else:
         bank = p.get("us_bank_account")
         if not bank:
@@ -145,6 +153,28 @@ def create_pm(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     if p.get("customer"):
         attach_to(ctx, pm, store.get("customer", p["customer"], "customer"), "customer")
     return public(pm)
+
+
+def _sepa(p: dict[str, Any], bd: dict[str, Any]) -> dict[str, Any]:
+    """SEPA Direct Debit needs an IBAN and the account holder's name and email (Stripe's SEPA
+    guide: "name and email address are required"); only a summary of the IBAN is kept."""
+    iban = ((p.get("sepa_debit") or {}).get("iban") or "").replace(" ", "").upper()
+    if not iban:
+        raise missing_param("sepa_debit[iban]")
+    if len(iban) < 15 or not iban[:2].isalpha() or not iban[2:].isalnum():
+        raise invalid("The provided IBAN is invalid.", "sepa_debit[iban]", "invalid_bank_account_iban")
+    for key in ("name", "email"):
+        if not bd.get(key):
+            raise missing_param(f"billing_details[{key}]")
+    country = iban[:2]
+    return {
+        "bank_code": iban[4 : 4 + _BANK_CODE_LENGTH.get(country, 4)],
+        "branch_code": "",
+        "country": country,
+        "fingerprint": "sepa" + iban[-8:][::-1],
+        "generated_from": {"charge": None, "setup_attempt": None},
+        "last4": iban[-4:],
+    }
 
 
 def public(pm: dict[str, Any]) -> dict[str, Any]:
@@ -238,6 +268,13 @@ _SETI["payment_method_types"] = Arr(item=Str(nullable=False))
 
 
 def _confirm(ctx: Ctx, si: dict[str, Any]) -> None:
+    confirm_setup(ctx, si, online=False)
+
+
+def confirm_setup(ctx: Ctx, si: dict[str, Any], *, online: bool) -> None:
+    """Confirm a SetupIntent with its payment method: declined (`setup_intent.setup_failed`, the
+    intent back to requires_payment_method) or succeeded (attached to the customer; a debit method
+    gets a multi-use mandate). `online`: the customer accepted on a page (Checkout)."""
     store = ctx.store
     if not si["payment_method"]:
         raise invalid(
@@ -254,15 +291,60 @@ def _confirm(ctx: Ctx, si: dict[str, Any]) -> None:
             "code": "card_declined",
             "message": "Your card was declined.",
             "type": "card_error",
+            "decline_code": "generic_decline",
+            "payment_method": copy.deepcopy(pm),
         }
+        si["payment_method"] = None
         store.put(si)
+        ctx.emit("setup_intent.setup_failed", si)
         raise _decline()
     if si["customer"]:
         attach_to(ctx, pm, store.get("customer", si["customer"], "customer"))
+    if pm["type"] in DEBIT_TYPES:
+        si["mandate"] = _mandate(ctx, pm, online)["id"]
     si["status"] = "succeeded"
+    si["last_setup_error"] = None
     si["latest_attempt"] = "setatt_" + store._rand(24)
     store.put(si)
     ctx.emit("setup_intent.succeeded", si)
+
+
+# Debit methods set up for later need the customer's mandate (Stripe: SEPA Direct Debit and ACH
+# guides); a card needs none.
+DEBIT_TYPES = frozenset({"sepa_debit", "us_bank_account"})
+
+
+def _mandate(ctx: Ctx, pm: dict[str, Any], online: bool) -> dict[str, Any]:
+    store = ctx.store
+    ident = store.new_id("mandate", 24)
+    details: dict[str, Any] = {"type": pm["type"]}
+    if pm["type"] == "sepa_debit":
+        details["sepa_debit"] = {
+            "reference": ident[-16:].upper(),
+            "url": f"https://stripe.com/mandate/{ident}",
+        }
+    else:
+        details[pm["type"]] = {"collection_method": None}
+    acceptance: dict[str, Any] = {"accepted_at": store.now(), "type": "online" if online else "offline"}
+    acceptance["online" if online else "offline"] = (
+        {"ip_address": "127.0.0.1", "user_agent": "sandbox-browser"} if online else {}
+    )
+    mandate = {
+        "id": ident,
+        "object": "mandate",
+        "customer_acceptance": acceptance,
+        "livemode": False,
+        "multi_use": {},
+        "payment_method": pm["id"],
+        "payment_method_details": details,
+        "status": "active",
+        "type": "multi_use",
+    }
+    return store.put(mandate)
+
+
+def retrieve_mandate(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
+    return copy.copy(ctx.store.get("mandate", ctx.path["id"]))
 
 
 def create_seti(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
@@ -393,6 +475,7 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/payment_methods/{id}/detach", {"expand": EXPAND}, detach),
     Endpoint("GET", "/v1/customers/{id}/payment_methods", {**LIST, "type": Str()}, list_pms),
     Endpoint("POST", "/v1/setup_intents", _SETI, create_seti),
+    Endpoint("GET", "/v1/mandates/{id}", RETRIEVE, retrieve_mandate),
     Endpoint("GET", "/v1/setup_intents", {**LIST, "customer": Str(), "payment_method": Str()}, list_setis),
     Endpoint(
         "POST",
