@@ -16,6 +16,16 @@ at all, so CPU per record is the figure to watch. The load average is printed at
 the end: figures taken on a busy machine are indicative only. The baseline is the loop a user
 would write: read the Accounts, then for each one create a Customer and update the Account, one
 call after the other.
+
+`scripts/bench --stripe-accounts N [--quick] [--orders M] [--rps R]` measures several Stripe
+accounts instead (connector/bench/accounts.py): the sandbox is started with N extra fake accounts
+(`--stripe-accounts a:g,b:g,c,…`: a and b in one sharing group), and one seeded org (2,000 Accounts
+with --quick, else 5,000, plus M Orders) is backfilled twice, through the one account of the plain
+setup, then through the N accounts routed by BillingCountry (a routing.yaml in a temp copy of
+mappings/), each account at R rps (`POST /_sandbox/config?account=acct_…`). Printed: each run's
+records/s and connector CPU per record, each account's outcomes, Stripe calls and 429 answers
+(from the fake's request log of that account), the N-account ÷ 1-account ratio, and the ratio the
+rps budgets alone would allow with this spread (all calls ÷ the busiest account's).
 """
 
 from __future__ import annotations
@@ -140,6 +150,15 @@ def children_cpu_seconds() -> float:
     """
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + sys CPU so far of a running process (the sandbox) from /proc; 0 where there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def load_average() -> str:
@@ -298,7 +317,7 @@ def run_stripe_accounts(args: argparse.Namespace, work: Path) -> None:
     )
 
     names = account_names(args.stripe_accounts)
-    size = 1000 if args.quick else 5000
+    size = 2000 if args.quick else 5000
     rps, objects = args.rps, "accounts,orders" if args.orders else "accounts"
     mappings = write_mappings(Path(__file__).resolve().parents[2] / "mappings", work / "mappings", names)
     sb = start(work / "sandbox", ["--stripe-accounts", sandbox_flag(names)])
@@ -307,14 +326,18 @@ def run_stripe_accounts(args: argparse.Namespace, work: Path) -> None:
         # 1 account: the plain setup (the primary key, no routing.yaml).
         single = {k: v for k, v in sb.env.items() if k != "CPQ2STRIPE_STRIPE_ACCOUNTS"}
         sb.prepare(size, rps=rps, latency=True, orders=args.orders)
+        fake_cpu = process_cpu_seconds(sb.proc.pid)
         result = run_connector(sb, work, rps=rps, tag="one", objects=objects, env=single)
+        result["fake_cpu_s"] = process_cpu_seconds(sb.proc.pid) - fake_cpu
         one = AccountsRun("1 account", result, {"primary": stripe_calls(sb)})
         # N accounts: the same org again, each account with its own rps budget.
         sb.prepare(size, rps=rps, latency=True, orders=args.orders)
         for ident in ids.values():
             sb.stripe("POST", f"/_sandbox/config?account={ident}", {"rps": rps})
         routed = {**sb.env, "CPQ2STRIPE_MAPPINGS_DIR": str(mappings)}
+        fake_cpu = process_cpu_seconds(sb.proc.pid)
         result = run_connector(sb, work, rps=rps, tag="many", objects=objects, env=routed)
+        result["fake_cpu_s"] = process_cpu_seconds(sb.proc.pid) - fake_cpu
         calls = {name: stripe_calls(sb, ident) for name, ident in ids.items()}
         primary = stripe_calls(sb)
         if primary[0]:

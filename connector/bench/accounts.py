@@ -89,6 +89,18 @@ class AccountsRun:
     def rate(self) -> float:
         return self.records / self.seconds
 
+    def cores(self) -> str:
+        """How busy the 2 shared cores were: the connector's backfill and the fakes' process, each in
+        cores (CPU seconds over the backfill's wall time; the fakes' from /proc, 0 without it)."""
+        connector = self.result["backfill_cpu_s"] / self.seconds
+        fakes = self.result.get("fake_cpu_s", 0.0) / self.seconds
+        return f"CPU in use: connector {connector:.2f} cores, the fakes {fakes:.2f} cores (sandbox process)"
+
+    def beyond_rps(self, rps: float) -> float:
+        """Wall time not explained by the rps budget: the run's seconds less the busiest account's
+        calls at `rps` (the fixed part a bigger org spreads over more records)."""
+        return self.seconds - max((n for n, _ in self.calls.values()), default=0) / rps
+
     def outcomes(self) -> str:
         """What happened to the records, all objects together (created, unchanged, failed, …)."""
         total: Counter[str] = Counter()
@@ -116,6 +128,10 @@ def report_lines(one: AccountsRun, many: AccountsRun, *, rps: float, cpu: str, c
             f"  {run.label:>10}: {run.records} records ({run.per_object()}: {run.outcomes()}) in "
             f"{run.seconds:.1f}s = {run.rate:6.1f} records/s; connector CPU per record: {cpu_text}"
         )
+        lines.append(
+            f"    {'':>8}  {run.cores()}; time beyond the busiest account's calls at {rps:g} rps: "
+            f"{run.beyond_rps(rps):.1f}s (Salesforce reads and write-backs, filling the pipeline)"
+        )
         for name, (calls, limited) in run.calls.items():
             done = run.result["accounts"].get(name, {})
             shown = ", ".join(f"{n} {status}" for status, n in sorted(done.items()))
@@ -123,9 +139,16 @@ def report_lines(one: AccountsRun, many: AccountsRun, *, rps: float, cpu: str, c
                 f"    {name:>8}: {shown + '; ' if shown else ''}{calls} Stripe calls = "
                 f"{calls / run.seconds:.1f}/s of {rps:g}; 429 answers: {limited}"
             )
-    bound = len(many.calls)
     lines.append(
-        f"  {many.label} / {one.label}: {many.rate / one.rate:.2f}x (the rps budgets allow {bound}x; "
-        "the Salesforce side and the connector's CPU are shared)"
+        f"  {many.label} / {one.label}: {many.rate / one.rate:.2f}x (the rps budgets allow "
+        f"{spread_bound(many):.2f}x with this spread: the busiest account makes the most calls at the "
+        "same rps; the Salesforce side, the connector's CPU and the machine's cores are shared)"
     )
     return lines
+
+
+def spread_bound(run: AccountsRun) -> float:
+    """How much faster than one account the rps budgets alone would allow: all the calls over the
+    busiest account's (each account sends its own at the same rps, side by side)."""
+    calls = [n for n, _ in run.calls.values()]
+    return sum(calls) / max(max(calls), 1)
