@@ -130,7 +130,7 @@ def report_lines(one: AccountsRun, many: AccountsRun, *, rps: float, cpu: str, c
         )
         lines.append(
             f"    {'':>8}  {run.cores()}; time beyond the busiest account's calls at {rps:g} rps: "
-            f"{run.beyond_rps(rps):.1f}s (Salesforce reads and write-backs, filling the pipeline)"
+            f"{run.beyond_rps(rps):.1f}s (Salesforce reads and write-backs; calls made one after another)"
         )
         for name, (calls, limited) in run.calls.items():
             done = run.result["accounts"].get(name, {})
@@ -143,6 +143,11 @@ def report_lines(one: AccountsRun, many: AccountsRun, *, rps: float, cpu: str, c
         f"  {many.label} / {one.label}: {many.rate / one.rate:.2f}x (the rps budgets allow "
         f"{spread_bound(many):.2f}x with this spread: the busiest account makes the most calls at the "
         "same rps; the Salesforce side, the connector's CPU and the machine's cores are shared)"
+    )
+    total_one, total_many = (sum(n for n, _ in run.calls.values()) for run in (one, many))
+    lines.append(
+        f"  Stripe calls in all: {total_one} through 1 account, {total_many} through {len(many.calls)} "
+        "(Orders: each account makes its own Products and Prices)"
     )
     return lines
 
