@@ -16,6 +16,16 @@ at all, so CPU per record is the figure to watch. The load average is printed at
 the end: figures taken on a busy machine are indicative only. The baseline is the loop a user
 would write: read the Accounts, then for each one create a Customer and update the Account, one
 call after the other.
+
+`scripts/bench --stripe-accounts N [--quick] [--orders M] [--rps R]` measures several Stripe
+accounts instead (connector/bench/accounts.py): the sandbox is started with N extra fake accounts
+(`--stripe-accounts a:g,b:g,c,…`: a and b in one sharing group), and one seeded org (2,000 Accounts
+with --quick, else 5,000, plus M Orders) is backfilled twice, through the one account of the plain
+setup, then through the N accounts routed by BillingCountry (a routing.yaml in a temp copy of
+mappings/), each account at R rps (`POST /_sandbox/config?account=acct_…`). Printed: each run's
+records/s and connector CPU per record, each account's outcomes, Stripe calls and 429 answers
+(from the fake's request log of that account), the N-account ÷ 1-account ratio, and the ratio the
+rps budgets alone would allow with this spread (all calls ÷ the busiest account's).
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -95,9 +106,10 @@ class Sandbox:
             self.proc.kill()
 
 
-def start(directory: Path) -> Sandbox:
+def start(directory: Path, extra: Sequence[str] = ()) -> Sandbox:
+    """The sandbox process; `extra`: more of its flags (`--stripe-accounts …`)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "connector.sandbox", "--dir", str(directory)],
+        [sys.executable, "-m", "connector.sandbox", "--dir", str(directory), *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -122,9 +134,10 @@ def sf_calls(sb: Sandbox) -> dict[str, int]:
     return {"total": total, "auth": auth, "polls": polls, "other": total - auth - polls}
 
 
-def stripe_calls(sb: Sandbox) -> tuple[int, int]:
-    """(API requests, 429 answers) from the fake Stripe's request log."""
-    log = sb.stripe("GET", "/_sandbox/requests")
+def stripe_calls(sb: Sandbox, account: str | None = None) -> tuple[int, int]:
+    """(API requests, 429 answers) from the fake Stripe's request log (of `account`, an acct_ id;
+    default: the primary account)."""
+    log = sb.stripe("GET", "/_sandbox/requests" + (f"?account={account}" if account else ""))
     items = log if isinstance(log, list) else log.get("requests", log.get("data", []))
     return len(items), sum(1 for r in items if r.get("status") == 429)
 
@@ -139,16 +152,33 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + sys CPU so far of a running process (the sandbox) from /proc; 0 where there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def load_average() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f}, {five:.2f}, {fifteen:.2f} ({os.cpu_count()} CPUs)"
 
 
 def run_connector(
-    sb: Sandbox, work: Path, *, rps: float, tag: str, workers: int | None = None, objects: str = "accounts"
+    sb: Sandbox,
+    work: Path,
+    *,
+    rps: float,
+    tag: str,
+    workers: int | None = None,
+    objects: str = "accounts",
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One backfill in a child process; its JSON line plus `cpu_s`, the whole process's CPU time."""
-    env = {**os.environ, **sb.env, "CPQ2STRIPE_STRIPE_RPS": str(rps)}
+    """One backfill in a child process; its JSON line plus `cpu_s`, the whole process's CPU time.
+    `env`: the connector's CPQ2STRIPE_ variables (default: the sandbox's)."""
+    env = {**os.environ, **(sb.env if env is None else env), "CPQ2STRIPE_STRIPE_RPS": str(rps)}
     env["CPQ2STRIPE_DATABASE_URL"] = f"sqlite:///{work / (tag + '.db')}"
     cmd = [sys.executable, "-m", "connector.bench.child", "--failures-csv", str(work / f"{tag}.csv")]
     cmd += ["--objects", objects]
@@ -264,6 +294,73 @@ def run_contracts(sb: Sandbox, work: Path, *, rps: float, contracts: int) -> str
     )
 
 
+def account_ids(sb: Sandbox) -> dict[str, str]:
+    """Name -> acct_ id of the accounts in CPQ2STRIPE_STRIPE_ACCOUNTS, each asked with its own key."""
+    keys: dict[str, str] = json.loads(sb.env["CPQ2STRIPE_STRIPE_ACCOUNTS"])
+    ids = {}
+    for name, key in keys.items():
+        r = sb._session().get(sb.stripe_url + "/v1/account", auth=(key, ""), timeout=60)
+        r.raise_for_status()
+        ids[name] = str(r.json()["id"])
+    return ids
+
+
+def run_stripe_accounts(args: argparse.Namespace, work: Path) -> None:
+    """The same seeded org backfilled through 1 Stripe account, then through N (see accounts.py)."""
+    from connector.bench.accounts import (
+        AccountsRun,
+        account_names,
+        report_lines,
+        sandbox_flag,
+        spread_line,
+        write_mappings,
+    )
+
+    names = account_names(args.stripe_accounts)
+    size = 2000 if args.quick else 5000
+    rps, objects = args.rps, "accounts,orders" if args.orders else "accounts"
+    mappings = write_mappings(Path(__file__).resolve().parents[2] / "mappings", work / "mappings", names)
+    sb = start(work / "sandbox", ["--stripe-accounts", sandbox_flag(names)])
+    try:
+        ids = account_ids(sb)
+        # 1 account: the plain setup (the primary key, no routing.yaml).
+        single = {k: v for k, v in sb.env.items() if k != "CPQ2STRIPE_STRIPE_ACCOUNTS"}
+        sb.prepare(size, rps=rps, latency=True, orders=args.orders)
+        fake_cpu = process_cpu_seconds(sb.proc.pid)
+        result = run_connector(sb, work, rps=rps, tag="one", objects=objects, env=single)
+        result["fake_cpu_s"] = process_cpu_seconds(sb.proc.pid) - fake_cpu
+        one = AccountsRun("1 account", result, {"primary": stripe_calls(sb)})
+        # N accounts: the same org again, each account with its own rps budget.
+        sb.prepare(size, rps=rps, latency=True, orders=args.orders)
+        for ident in ids.values():
+            sb.stripe("POST", f"/_sandbox/config?account={ident}", {"rps": rps})
+        routed = {**sb.env, "CPQ2STRIPE_MAPPINGS_DIR": str(mappings)}
+        fake_cpu = process_cpu_seconds(sb.proc.pid)
+        result = run_connector(sb, work, rps=rps, tag="many", objects=objects, env=routed)
+        result["fake_cpu_s"] = process_cpu_seconds(sb.proc.pid) - fake_cpu
+        calls = {name: stripe_calls(sb, ident) for name, ident in ids.items()}
+        primary = stripe_calls(sb)
+        if primary[0]:
+            calls["primary"] = primary  # nothing should go there: shown if something did
+        many = AccountsRun(f"{len(names)} accounts", result, calls)
+    finally:
+        sb.stop()
+    print(
+        f"cpq2stripe several Stripe accounts benchmark{' (quick)' if args.quick else ''}: Stripe "
+        f"{STRIPE_LATENCY_MS} ms/request, Salesforce {SF_LATENCY_MS} ms/call, Stripe limit {rps:g} rps "
+        "per account"
+    )
+    print(
+        f"  org: {size} Accounts seeded{f' + {args.orders} Orders' if args.orders else ''}; routed by "
+        f"BillingCountry: {spread_line(names)} (a and b share customers; unknown countries to "
+        f"{names[-1]})"
+    )
+    for line in report_lines(
+        one, many, rps=rps, cpu=cpu_ms(one.result, one.records), cpu_many=cpu_ms(many.result, many.records)
+    ):
+        print(line)
+
+
 def cpu_ms(run: dict[str, Any], records: int) -> str:
     """The process's CPU per record, and how much of it was the backfill itself (not start-up)."""
     total, backfill = run["cpu_s"], run["backfill_cpu_s"]
@@ -301,7 +398,21 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="also measure contract histories: N seeded contracts (amendments, renewals, terminations)",
     )
+    parser.add_argument(
+        "--stripe-accounts",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of the scenarios above: the same org backfilled through 1 Stripe account, then "
+        "through N (2 to 26) routed by BillingCountry; --orders M adds M Orders to that org",
+    )
     args = parser.parse_args(argv)
+    if args.stripe_accounts:
+        if args.contracts:
+            parser.error("--contracts is not measured with --stripe-accounts: run them apart")
+        if not 2 <= args.stripe_accounts <= 26:
+            parser.error("--stripe-accounts: N must be 2 to 26")
+        return stripe_accounts_main(args)
     q = args.quick
     n_rate = 1000 if q else 5000  # Accounts for the throughput run at the real limit
     n_base = 20 if q else 100  # Accounts for the naive loop
@@ -409,6 +520,16 @@ def main(argv: list[str] | None = None) -> int:
         print(results["orders"])
     if "contracts" in results:
         print(results["contracts"])
+    print(f"  total benchmark time {time.monotonic() - t0:.0f}s")
+    print(f"  load average at start: {load_at_start}; at the end: {load_average()}")
+    return 0
+
+
+def stripe_accounts_main(args: argparse.Namespace) -> int:
+    t0 = time.monotonic()
+    load_at_start = load_average()
+    print(f"load average at start: {load_at_start}", flush=True)
+    run_stripe_accounts(args, Path(tempfile.mkdtemp(prefix="cpq2stripe-bench-")))
     print(f"  total benchmark time {time.monotonic() - t0:.0f}s")
     print(f"  load average at start: {load_at_start}; at the end: {load_average()}")
     return 0

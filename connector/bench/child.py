@@ -64,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
                 "stripe_calls": reports[0].stripe_calls if reports else 0,
                 "stripe_writes": reports[0].stripe_writes if reports else 0,
                 "rate_limited": reports[0].rate_limited if reports else 0,
+                # every object's counts (`counts` above is the last object's) and, with several
+                # Stripe accounts, each account's outcomes and Stripe calls
+                "objects": {o.sobject: dict(o.counts) for o in reports[0].objects} if reports else {},
+                "accounts": {k: dict(v) for k, v in reports[0].accounts.items()} if reports else {},
+                "account_calls": dict(reports[0].account_calls) if reports else {},
                 "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             }
         )
