@@ -79,7 +79,10 @@ def test_sources_are_read_at_scrape_time_and_a_failing_one_is_skipped():
         raise RuntimeError("boom")
 
     m.sources.append(broken)
-    key = ("cpq2stripe_api_calls_total", (("kind", "customers.create"), ("service", "stripe"), ("stripe_account", "")))
+    key = (
+        "cpq2stripe_api_calls_total",
+        (("kind", "customers.create"), ("service", "stripe"), ("stripe_account", "")),
+    )
     assert _values(m.render())[key] == 1
     calls["n"] = 7
     assert _values(m.render())[key] == 7
